@@ -1,0 +1,307 @@
+//! Flume properties → typed agent configuration.
+//!
+//! Parsing is pure: [`AgentConfig::from_properties`] reads keys, applies Flume's defaults and
+//! checks values, but opens no file and binds no port; building the running pipeline is
+//! `crate::agent`'s job. Every error names the file, line and key; unknown keys are returned as
+//! warnings because Flume ignores them and existing configs rely on that.
+
+mod agent;
+mod properties;
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::str::FromStr;
+use std::time::Duration;
+
+pub use agent::{
+    AgentConfig, ChannelConfig, ChannelKind, InterceptorConfig, SinkConfig, SinkGroupConfig,
+    SinkKind, SourceConfig, SourceKind,
+};
+pub use properties::{Entry, Properties};
+
+/// A user-caused configuration problem, located in the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: cannot read config file: {message}", file.display())]
+    Io { file: PathBuf, message: String },
+    #[error("{}:{line}: {key}: {message}", file.display())]
+    Invalid {
+        file: PathBuf,
+        line: usize,
+        key: String,
+        message: String,
+    },
+    #[error("{}: {message}", file.display())]
+    File { file: PathBuf, message: String },
+}
+
+/// Every error found in one config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(e: ConfigError) -> Self {
+        Self(vec![e])
+    }
+}
+
+/// The keys of one component (prefix removed), with typed getters that report errors at the
+/// right line and remember which keys were read so the rest can be warned about.
+#[derive(Clone, Debug)]
+pub struct Props {
+    file: Rc<PathBuf>,
+    prefix: String,
+    keys: Rc<BTreeMap<String, Entry>>,
+    /// Line used for errors about missing keys: the component's `type` line.
+    anchor_line: usize,
+    used: Rc<RefCell<BTreeSet<String>>>,
+}
+
+impl Props {
+    pub fn new(
+        file: &Path,
+        prefix: &str,
+        keys: BTreeMap<String, Entry>,
+        anchor_line: usize,
+    ) -> Self {
+        Self {
+            file: Rc::new(file.to_path_buf()),
+            prefix: prefix.to_string(),
+            keys: Rc::new(keys),
+            anchor_line,
+            used: Rc::default(),
+        }
+    }
+
+    /// Builds props from literal pairs, for tests and embedded defaults.
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
+        let keys = pairs
+            .iter()
+            .enumerate()
+            .map(|(i, (k, v))| {
+                (
+                    k.to_string(),
+                    Entry {
+                        value: v.to_string(),
+                        line: i + 1,
+                    },
+                )
+            })
+            .collect();
+        Self::new(Path::new("<inline>"), "", keys, 0)
+    }
+
+    /// The keys under `sub` (e.g. `"selector."`), sharing the used-key record.
+    pub fn sub(&self, sub: &str) -> Self {
+        Self {
+            file: self.file.clone(),
+            prefix: format!("{}{sub}", self.prefix),
+            keys: self.keys.clone(),
+            anchor_line: self.anchor_line,
+            used: self.used.clone(),
+        }
+    }
+
+    fn full(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    fn entry(&self, key: &str) -> Option<&Entry> {
+        let full = self.full(key);
+        let e = self.keys.get(&full)?;
+        self.used.borrow_mut().insert(full);
+        Some(e)
+    }
+
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// An error about `key`, at its line (or the component's `type` line if absent).
+    pub fn error(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        let full = self.full(key);
+        let line = self.keys.get(&full).map_or(self.anchor_line, |e| e.line);
+        ConfigError::Invalid {
+            file: self.file.to_path_buf(),
+            line,
+            key: full,
+            message: message.into(),
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.entry(key).map(|e| e.value.trim())
+    }
+
+    pub fn string(&self, key: &str, default: &str) -> String {
+        self.get(key).unwrap_or(default).to_string()
+    }
+
+    pub fn required(&self, key: &str) -> Result<String, ConfigError> {
+        match self.get(key) {
+            Some(v) if !v.is_empty() => Ok(v.to_string()),
+            _ => Err(self.error(key, "is required")),
+        }
+    }
+
+    /// A number (or other `FromStr` value); `what` describes the accepted values.
+    pub fn parse<T: FromStr>(&self, key: &str, default: T, what: &str) -> Result<T, ConfigError> {
+        match self.get(key) {
+            None | Some("") => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|_| self.error(key, format!("invalid value `{v}`; expected {what}"))),
+        }
+    }
+
+    pub fn u64(&self, key: &str, default: u64) -> Result<u64, ConfigError> {
+        self.parse(key, default, "a non-negative integer")
+    }
+
+    pub fn positive(&self, key: &str, default: u64) -> Result<u64, ConfigError> {
+        let v = self.u64(key, default)?;
+        if v == 0 {
+            return Err(self.error(key, "must be greater than 0"));
+        }
+        Ok(v)
+    }
+
+    pub fn usize(&self, key: &str, default: usize) -> Result<usize, ConfigError> {
+        self.parse(key, default, "a non-negative integer")
+    }
+
+    pub fn positive_usize(&self, key: &str, default: usize) -> Result<usize, ConfigError> {
+        let v = self.usize(key, default)?;
+        if v == 0 {
+            return Err(self.error(key, "must be greater than 0"));
+        }
+        Ok(v)
+    }
+
+    /// `true` or `false` (any case). Flume reads any other word as false; sluice rejects it.
+    pub fn bool(&self, key: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(key) {
+            None | Some("") => Ok(default),
+            Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+            Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+            Some(v) => Err(self.error(key, format!("invalid value `{v}`; accepted: true, false"))),
+        }
+    }
+
+    pub fn millis(&self, key: &str, default_ms: u64) -> Result<Duration, ConfigError> {
+        Ok(Duration::from_millis(self.u64(key, default_ms)?))
+    }
+
+    pub fn seconds(&self, key: &str, default_s: u64) -> Result<Duration, ConfigError> {
+        Ok(Duration::from_secs(self.u64(key, default_s)?))
+    }
+
+    /// A whitespace-separated list.
+    pub fn list(&self, key: &str) -> Vec<String> {
+        self.get(key)
+            .map(|v| v.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default()
+    }
+
+    /// One of a fixed set of words; `choices` pairs every accepted spelling with its value.
+    pub fn choice<T: Clone>(
+        &self,
+        key: &str,
+        default: T,
+        choices: &[(&[&str], T)],
+    ) -> Result<T, ConfigError> {
+        let Some(v) = self.get(key).filter(|v| !v.is_empty()) else {
+            return Ok(default);
+        };
+        for (names, value) in choices {
+            if names.iter().any(|n| n.eq_ignore_ascii_case(v)) {
+                return Ok(value.clone());
+            }
+        }
+        let accepted: Vec<&str> = choices.iter().map(|(n, _)| n[0]).collect();
+        Err(self.error(
+            key,
+            format!("unknown value `{v}`; accepted: {}", accepted.join(", ")),
+        ))
+    }
+
+    /// Direct children `prefix<name>` → value, e.g. `mapping.US = c1`.
+    pub fn children(&self, sub: &str) -> Vec<(String, String)> {
+        let full = self.full(sub);
+        let mut out = Vec::new();
+        for (k, e) in self.keys.range(full.clone()..) {
+            let Some(rest) = k.strip_prefix(&full) else {
+                break;
+            };
+            self.used.borrow_mut().insert(k.clone());
+            out.push((rest.to_string(), e.value.trim().to_string()));
+        }
+        out
+    }
+
+    /// Marks every key under `sub` as read (handled elsewhere).
+    pub fn claim(&self, sub: &str) {
+        let _ = self.children(sub);
+    }
+
+    /// Keys under this props' prefix that nothing read: `(full key, line)`.
+    pub fn unused(&self) -> Vec<(String, usize)> {
+        let used = self.used.borrow();
+        self.keys
+            .range(self.prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&self.prefix))
+            .filter(|(k, _)| !used.contains(*k))
+            .map(|(k, e)| (k.clone(), e.line))
+            .collect()
+    }
+
+    /// The raw key/values (prefix removed), for change detection on reload.
+    pub fn raw(&self) -> BTreeMap<String, String> {
+        self.keys
+            .range(self.prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&self.prefix))
+            .map(|(k, e)| (k[self.prefix.len()..].to_string(), e.value.clone()))
+            .collect()
+    }
+}
+
+/// Finds a component type by Flume short name or Java class name.
+pub fn resolve_type<T: Clone>(
+    props: &Props,
+    what: &str,
+    table: &[(&[&str], T)],
+) -> Result<T, ConfigError> {
+    let Some(v) = props.get("type").filter(|v| !v.is_empty()) else {
+        return Err(props.error("type", format!("{what} type is required")));
+    };
+    for (names, value) in table {
+        if names.iter().any(|n| n.eq_ignore_ascii_case(v)) {
+            return Ok(value.clone());
+        }
+    }
+    let accepted: Vec<&str> = table.iter().map(|(n, _)| n[0]).collect();
+    Err(props.error(
+        "type",
+        format!(
+            "unknown {what} type `{v}`; accepted: {} (or the matching Flume class name)",
+            accepted.join(", ")
+        ),
+    ))
+}

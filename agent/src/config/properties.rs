@@ -1,0 +1,203 @@
+//! Java `.properties` reader that remembers the line of every key.
+//!
+//! Follows `java.util.Properties.load`: `#`/`!` comments, `=`, `:` or whitespace as the
+//! separator, trailing-backslash continuations, `\t \n \r \f \uXXXX` escapes. A key given twice
+//! keeps its last value, as in Java.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::ConfigError;
+
+/// One value and where it was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub value: String,
+    pub line: usize,
+}
+
+/// All keys of one properties file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Properties {
+    pub file: PathBuf,
+    pub entries: BTreeMap<String, Entry>,
+}
+
+impl Properties {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+            file: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        Ok(Self::parse(path, &text))
+    }
+
+    pub fn parse(file: &Path, text: &str) -> Self {
+        let mut entries = BTreeMap::new();
+        let mut lines = text.lines().enumerate();
+        while let Some((idx, raw)) = lines.next() {
+            let first_line = idx + 1;
+            let trimmed = raw.trim_start();
+            if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with('!') {
+                continue;
+            }
+            let mut logical = String::new();
+            let mut current = trimmed.to_string();
+            loop {
+                if ends_with_continuation(&current) {
+                    current.pop();
+                    logical.push_str(&current);
+                    match lines.next() {
+                        Some((_, next)) => current = next.trim_start().to_string(),
+                        None => break,
+                    }
+                } else {
+                    logical.push_str(&current);
+                    break;
+                }
+            }
+            let (key, value) = split_key_value(&logical);
+            entries.insert(
+                unescape(&key),
+                Entry {
+                    value: unescape(&value),
+                    line: first_line,
+                },
+            );
+        }
+        Self {
+            file: file.to_path_buf(),
+            entries,
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Entry> {
+        self.entries.get(key)
+    }
+
+    /// Keys starting with `prefix`, with the prefix removed.
+    pub fn with_prefix<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a Entry)> {
+        self.entries
+            .range(prefix.to_string()..)
+            .take_while(move |(k, _)| k.starts_with(prefix))
+            .map(move |(k, v)| (&k[prefix.len()..], v))
+    }
+}
+
+/// An odd number of trailing backslashes continues the line.
+fn ends_with_continuation(line: &str) -> bool {
+    line.chars().rev().take_while(|c| *c == '\\').count() % 2 == 1
+}
+
+fn split_key_value(line: &str) -> (String, String) {
+    let mut key = String::new();
+    let mut chars = line.char_indices().peekable();
+    let mut rest_start = line.len();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => {
+                key.push(c);
+                if let Some((_, n)) = chars.next() {
+                    key.push(n);
+                }
+            }
+            '=' | ':' => {
+                rest_start = i + 1;
+                break;
+            }
+            c if c.is_whitespace() => {
+                // Whitespace ends the key; an `=` or `:` may still follow it.
+                let mut j = i;
+                let bytes = line.as_bytes();
+                while j < line.len() && (bytes[j] as char).is_whitespace() {
+                    j += 1;
+                }
+                if j < line.len() && (bytes[j] == b'=' || bytes[j] == b':') {
+                    j += 1;
+                }
+                rest_start = j;
+                break;
+            }
+            _ => key.push(c),
+        }
+    }
+    let value = line
+        .get(rest_start..)
+        .unwrap_or("")
+        .trim_start()
+        .to_string();
+    (key, value)
+}
+
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('f') => out.push('\u{c}'),
+            Some('u') => {
+                let hex: String = chars.by_ref().take(4).collect();
+                match u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32) {
+                    Some(ch) => out.push(ch),
+                    None => {
+                        out.push_str("\\u");
+                        out.push_str(&hex);
+                    }
+                }
+            }
+            Some(other) => out.push(other),
+            None => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Properties {
+        Properties::parse(Path::new("t.conf"), text)
+    }
+
+    #[test]
+    fn separators_comments_and_lines() {
+        let p = parse("# c\n! c\na1.sources = r1\n\na.b:c\nx y z\n  k=\n");
+        assert_eq!(
+            p.get("a1.sources").map(|e| (e.value.as_str(), e.line)),
+            Some(("r1", 3))
+        );
+        assert_eq!(p.get("a.b").map(|e| e.value.as_str()), Some("c"));
+        assert_eq!(p.get("x").map(|e| e.value.as_str()), Some("y z"));
+        assert_eq!(p.get("k").map(|e| e.value.as_str()), Some(""));
+    }
+
+    #[test]
+    fn continuation_and_escapes() {
+        let p = parse("a = one \\\n    two\nb = tab\\there \\u0041\nc = x\\\\\n");
+        assert_eq!(p.get("a").map(|e| e.value.as_str()), Some("one two"));
+        assert_eq!(p.get("b").map(|e| e.value.as_str()), Some("tab\there A"));
+        assert_eq!(p.get("c").map(|e| e.value.as_str()), Some("x\\"));
+    }
+
+    #[test]
+    fn last_value_wins_and_prefix() {
+        let p = parse("a.x = 1\na.y = 2\na.x = 3\nb = 4\n");
+        assert_eq!(
+            p.get("a.x").map(|e| (e.value.as_str(), e.line)),
+            Some(("3", 3))
+        );
+        let keys: Vec<_> = p.with_prefix("a.").map(|(k, _)| k).collect();
+        assert_eq!(keys, vec!["x", "y"]);
+    }
+}

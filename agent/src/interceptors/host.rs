@@ -1,0 +1,95 @@
+//! `host`: sets a header to this machine's IP address or host name.
+
+use std::net::ToSocketAddrs;
+
+use super::{Interceptor, InterceptorError};
+use crate::config::{ConfigError, Props};
+use crate::event::Event;
+
+#[derive(Clone, Debug)]
+pub struct HostConfig {
+    /// `hostHeader` (default `host`).
+    pub header: String,
+    /// `useIP` (default true): the address the host name resolves to, else the name.
+    pub use_ip: bool,
+    /// `preserveExisting` (default false).
+    pub preserve_existing: bool,
+}
+
+impl HostConfig {
+    pub fn from_props(p: &Props) -> Result<Self, ConfigError> {
+        Ok(Self {
+            header: p.string("hostHeader", "host"),
+            use_ip: p.bool("useIP", true)?,
+            preserve_existing: p.bool("preserveExisting", false)?,
+        })
+    }
+}
+
+pub struct HostInterceptor {
+    config: HostConfig,
+    value: String,
+}
+
+/// This machine's host name.
+pub fn local_hostname() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}
+
+/// The address the host name resolves to (IPv4 first), like Java's
+/// `InetAddress.getLocalHost().getHostAddress()`.
+pub fn local_ip() -> String {
+    let name = local_hostname();
+    let addrs: Vec<_> = (name.as_str(), 0)
+        .to_socket_addrs()
+        .map(|a| a.collect())
+        .unwrap_or_default();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .map_or_else(|| "127.0.0.1".to_string(), |a| a.ip().to_string())
+}
+
+impl HostInterceptor {
+    pub fn new(config: &HostConfig) -> Self {
+        let value = if config.use_ip {
+            local_ip()
+        } else {
+            local_hostname()
+        };
+        Self {
+            config: config.clone(),
+            value,
+        }
+    }
+}
+
+impl Interceptor for HostInterceptor {
+    fn intercept(&self, mut events: Vec<Event>) -> Result<Vec<Event>, InterceptorError> {
+        for e in &mut events {
+            if !(self.config.preserve_existing && e.headers.contains_key(&self.config.header)) {
+                e.headers
+                    .insert(self.config.header.as_str(), self.value.as_str());
+            }
+        }
+        Ok(events)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{InterceptorKind, run};
+    use super::*;
+
+    #[test]
+    fn sets_hostname() {
+        let k = InterceptorKind::Host(HostConfig {
+            header: "h".into(),
+            use_ip: false,
+            preserve_existing: false,
+        });
+        let out = run(&k, vec![Event::new("a")]);
+        assert_eq!(out[0].headers.get("h"), Some(local_hostname().as_str()));
+    }
+}

@@ -1,0 +1,54 @@
+//! `static`: adds one fixed header to every event.
+
+use super::{Interceptor, InterceptorError};
+use crate::config::{ConfigError, Props};
+use crate::event::Event;
+
+#[derive(Clone, Debug)]
+pub struct StaticConfig {
+    /// `key` (default `key`).
+    pub key: String,
+    /// `value` (default `value`).
+    pub value: String,
+    /// `preserveExisting` (default true).
+    pub preserve_existing: bool,
+}
+
+impl StaticConfig {
+    pub fn from_props(p: &Props) -> Result<Self, ConfigError> {
+        Ok(Self {
+            key: p.string("key", "key"),
+            value: p.string("value", "value"),
+            preserve_existing: p.bool("preserveExisting", true)?,
+        })
+    }
+}
+
+impl Interceptor for StaticConfig {
+    fn intercept(&self, mut events: Vec<Event>) -> Result<Vec<Event>, InterceptorError> {
+        for e in &mut events {
+            if !(self.preserve_existing && e.headers.contains_key(&self.key)) {
+                e.headers.insert(self.key.as_str(), self.value.as_str());
+            }
+        }
+        Ok(events)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{InterceptorKind, run};
+    use super::*;
+    use crate::config::Props;
+
+    #[test]
+    fn adds_header_and_preserves_by_default() -> Result<(), ConfigError> {
+        let c = StaticConfig::from_props(&Props::from_pairs(&[("key", "dc"), ("value", "eu")]))?;
+        let mut had = Event::new("a");
+        had.headers.insert("dc", "us");
+        let out = run(&InterceptorKind::Static(c), vec![had, Event::new("b")]);
+        assert_eq!(out[0].headers.get("dc"), Some("us"));
+        assert_eq!(out[1].headers.get("dc"), Some("eu"));
+        Ok(())
+    }
+}

@@ -1,0 +1,18 @@
+//! sluice: a log collection agent with Apache Flume's model and configuration format.
+//!
+//! Sources push batches through interceptors and a channel selector into channels inside
+//! transactions; sink runners take batches from channels and commit only after delivery.
+//! See `README.md` and `docs/` for the configuration reference.
+
+pub mod agent;
+pub mod channels;
+pub mod config;
+pub mod event;
+pub mod interceptors;
+pub mod lifecycle;
+pub mod metrics;
+pub mod selectors;
+pub mod sinks;
+pub mod sources;
+
+pub use event::{Event, Headers};

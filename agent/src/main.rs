@@ -1,0 +1,228 @@
+//! The `sluice` command line.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use sluice::agent::Agent;
+use sluice::config::AgentConfig;
+use sluice::metrics::Registry;
+use sluice::metrics::http::MetricsServer;
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Log collection agent compatible with Apache Flume"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run an agent from a Flume properties file (like `flume-ng agent`).
+    Agent {
+        /// Agent name: the prefix of the keys to use (`a1` in `a1.sources = r1`).
+        #[arg(short = 'n', long = "name")]
+        name: String,
+        /// The Flume properties file.
+        #[arg(short = 'f', long = "conf-file")]
+        conf_file: PathBuf,
+        /// Flume's configuration directory option; accepted and ignored.
+        #[arg(short = 'c', long = "conf")]
+        conf_dir: Option<PathBuf>,
+        /// Serve metrics over HTTP here (e.g. 127.0.0.1:34545): Flume JSON at /metrics,
+        /// Prometheus text at /metrics/prometheus.
+        #[arg(long)]
+        metrics_addr: Option<String>,
+        /// Java-style system properties; `flume.monitoring.type=http` with
+        /// `flume.monitoring.port=N` enables metrics on 0.0.0.0:N like Flume.
+        #[arg(short = 'D', value_name = "KEY=VALUE")]
+        defines: Vec<String>,
+        /// Do not poll the config file for changes.
+        #[arg(long)]
+        no_reload_conf: bool,
+        /// Seconds between checks of the config file (Flume: 30).
+        #[arg(long, default_value_t = 30)]
+        reload_interval: u64,
+        /// Seconds sinks may keep draining channels after SIGTERM/SIGINT.
+        #[arg(long, default_value_t = 10)]
+        drain_timeout: u64,
+    },
+    /// Validate a config file and print the resolved topology.
+    Check {
+        #[arg(short = 'n', long = "name")]
+        name: String,
+        #[arg(short = 'f', long = "conf-file")]
+        conf_file: PathBuf,
+    },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    match Cli::parse().command {
+        Command::Check { name, conf_file } => check(&name, &conf_file),
+        Command::Agent {
+            name,
+            conf_file,
+            conf_dir: _,
+            metrics_addr,
+            defines,
+            no_reload_conf,
+            reload_interval,
+            drain_timeout,
+        } => {
+            let metrics_addr = metrics_addr.or_else(|| flume_monitoring_addr(&defines));
+            let reload = (!no_reload_conf).then(|| Duration::from_secs(reload_interval.max(1)));
+            run_agent(
+                &name,
+                &conf_file,
+                metrics_addr,
+                reload,
+                Duration::from_secs(drain_timeout),
+            )
+        }
+    }
+}
+
+fn check(name: &str, file: &Path) -> ExitCode {
+    match AgentConfig::load(file, name) {
+        Ok(c) => {
+            for w in &c.warnings {
+                eprintln!("warning: {w}");
+            }
+            print!("{}", c.describe());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("error: {e}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn flume_monitoring_addr(defines: &[String]) -> Option<String> {
+    let get = |k: &str| {
+        defines
+            .iter()
+            .find_map(|d| d.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
+    };
+    match (get("flume.monitoring.type"), get("flume.monitoring.port")) {
+        (Some(t), Some(port)) if t.eq_ignore_ascii_case("http") => Some(format!("0.0.0.0:{port}")),
+        _ => None,
+    }
+}
+
+fn run_agent(
+    name: &str,
+    file: &Path,
+    metrics_addr: Option<String>,
+    reload: Option<Duration>,
+    drain: Duration,
+) -> ExitCode {
+    let config = match AgentConfig::load(file, name) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors.0 {
+                tracing::error!("{e}");
+            }
+            eprintln!("sluice: invalid configuration:\n{errors}");
+            return ExitCode::from(2);
+        }
+    };
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    let registry = Registry::new();
+    let _metrics = match metrics_addr.map(|a| MetricsServer::start(&a, registry.clone())) {
+        Some(Ok(server)) => {
+            tracing::info!(addr = %server.addr, "Metrics listening on http://{}/metrics.", server.addr);
+            Some(server)
+        }
+        Some(Err(e)) => {
+            eprintln!("sluice: {e}");
+            return ExitCode::from(1);
+        }
+        None => None,
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
+            eprintln!("sluice: cannot install signal handler: {e}");
+            return ExitCode::from(1);
+        }
+    }
+
+    let mut last_text = std::fs::read_to_string(file).unwrap_or_default();
+    let mut agent = match Agent::start(config, registry) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("sluice: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut next_check = reload.map(|r| Instant::now() + r);
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100));
+        let (Some(at), Some(every)) = (next_check, reload) else {
+            continue;
+        };
+        if Instant::now() < at {
+            continue;
+        }
+        next_check = Some(Instant::now() + every);
+        let text = match std::fs::read_to_string(file) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(file = %file.display(), error = %e,
+                    "Cannot read the config file; keeping the running configuration.");
+                continue;
+            }
+        };
+        if text == last_text {
+            continue;
+        }
+        last_text = text;
+        match AgentConfig::load(file, name) {
+            Ok(new) => {
+                for w in &new.warnings {
+                    tracing::warn!("{w}");
+                }
+                if let Err(e) = agent.reload(new) {
+                    tracing::error!(error = %e, "Reload failed to start a component.");
+                }
+            }
+            Err(errors) => {
+                tracing::error!(
+                    "Rejected the changed configuration; the running one is kept:\n{errors}"
+                );
+            }
+        }
+    }
+    tracing::info!(drain = ?drain, "Stopping: sources stopped, draining sinks.");
+    let left = agent.shutdown(drain);
+    for (channel, n) in &left {
+        if *n > 0 {
+            tracing::warn!(channel = %channel, events = n, "Events left in channel at shutdown.");
+        }
+    }
+    tracing::info!("Agent stopped.");
+    ExitCode::SUCCESS
+}

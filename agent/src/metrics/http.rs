@@ -1,0 +1,72 @@
+//! The metrics endpoint: Flume's JSON at `/metrics`, Prometheus text at
+//! `/metrics/prometheus`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use super::Registry;
+
+/// A running HTTP server; dropping it stops the server.
+pub struct MetricsServer {
+    server: Arc<tiny_http::Server>,
+    thread: Option<JoinHandle<()>>,
+    pub addr: SocketAddr,
+}
+
+impl MetricsServer {
+    pub fn start(addr: &str, registry: Arc<Registry>) -> Result<Self, String> {
+        let server = tiny_http::Server::http(addr)
+            .map_err(|e| format!("cannot listen for metrics on {addr}: {e}"))?;
+        let local = server
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| format!("metrics address {addr} is not an IP address"))?;
+        let server = Arc::new(server);
+        let srv = server.clone();
+        let thread = std::thread::Builder::new()
+            .name("metrics-http".into())
+            .spawn(move || {
+                for req in srv.incoming_requests() {
+                    let path = req.url().split('?').next().unwrap_or("").to_string();
+                    let (body, ctype, code) = match path.as_str() {
+                        "/metrics" | "/metrics/" => {
+                            (registry.flume_json().to_string(), "application/json", 200)
+                        }
+                        "/metrics/prometheus" => (
+                            registry.prometheus_text(),
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            200,
+                        ),
+                        _ => (
+                            "not found; try /metrics or /metrics/prometheus\n".into(),
+                            "text/plain",
+                            404,
+                        ),
+                    };
+                    let mut resp = tiny_http::Response::from_string(body).with_status_code(code);
+                    if let Ok(h) = tiny_http::Header::from_bytes("Content-Type", ctype) {
+                        resp = resp.with_header(h);
+                    }
+                    if let Err(e) = req.respond(resp) {
+                        tracing::debug!(error = %e, "Metrics client went away.");
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start metrics thread: {e}"))?;
+        Ok(Self {
+            server,
+            thread: Some(thread),
+            addr: local,
+        })
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! Per-component counters under Flume's names, and the registry the HTTP endpoint reads.
+//!
+//! Counters are plain atomics owned by the component (one `Arc` each), so the hot path pays an
+//! uncontended relaxed add. The registry only holds the `Arc`s and snapshots them on a scrape.
+
+pub mod http;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+
+/// Flume's component types, as they prefix JSON keys (`SOURCE.r1`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ComponentType {
+    Source,
+    Channel,
+    Sink,
+    SinkGroup,
+    Interceptor,
+}
+
+impl ComponentType {
+    pub fn flume_name(self) -> &'static str {
+        match self {
+            Self::Source => "SOURCE",
+            Self::Channel => "CHANNEL",
+            Self::Sink => "SINK",
+            Self::SinkGroup => "SINKGROUP",
+            Self::Interceptor => "INTERCEPTOR",
+        }
+    }
+
+    fn prom_name(self) -> &'static str {
+        match self {
+            Self::Source => "source",
+            Self::Channel => "channel",
+            Self::Sink => "sink",
+            Self::SinkGroup => "sinkgroup",
+            Self::Interceptor => "interceptor",
+        }
+    }
+}
+
+/// A value in a snapshot.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Value {
+    Counter(u64),
+    Gauge(u64),
+    Ratio(f64),
+}
+
+/// Something the registry can read.
+pub trait MetricSet: Send + Sync + 'static {
+    fn snapshot(&self) -> Vec<(&'static str, Value)>;
+}
+
+pub fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+macro_rules! counter_set {
+    ($(#[$doc:meta])* $name:ident { $($field:ident => $flume:literal),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Default)]
+        pub struct $name {
+            $(pub $field: AtomicU64,)*
+            pub start_time: AtomicU64,
+            pub stop_time: AtomicU64,
+        }
+
+        impl $name {
+            pub fn new() -> Arc<Self> {
+                let s = Self::default();
+                s.start_time.store(now_millis(), Ordering::Relaxed);
+                Arc::new(s)
+            }
+
+            pub fn stopped(&self) {
+                self.stop_time.store(now_millis(), Ordering::Relaxed);
+            }
+        }
+
+        impl MetricSet for $name {
+            fn snapshot(&self) -> Vec<(&'static str, Value)> {
+                vec![
+                    $(($flume, Value::Counter(self.$field.load(Ordering::Relaxed))),)*
+                    ("StartTime", Value::Gauge(self.start_time.load(Ordering::Relaxed))),
+                    ("StopTime", Value::Gauge(self.stop_time.load(Ordering::Relaxed))),
+                ]
+            }
+        }
+    };
+}
+
+counter_set!(
+    /// Flume's `SourceCounter`, plus sluice's optional-channel failure count.
+    SourceCounters {
+        event_received => "EventReceivedCount",
+        event_accepted => "EventAcceptedCount",
+        append_received => "AppendReceivedCount",
+        append_accepted => "AppendAcceptedCount",
+        append_batch_received => "AppendBatchReceivedCount",
+        append_batch_accepted => "AppendBatchAcceptedCount",
+        open_connection => "OpenConnectionCount",
+        channel_write_fail => "ChannelWriteFail",
+        optional_channel_write_fail => "OptionalChannelWriteFail",
+        event_read_fail => "EventReadFail",
+        generic_processing_fail => "GenericProcessingFail",
+        interceptor_dropped => "InterceptorDroppedCount",
+    }
+);
+
+counter_set!(
+    /// Flume's `SinkCounter`.
+    SinkCounters {
+        connection_created => "ConnectionCreatedCount",
+        connection_closed => "ConnectionClosedCount",
+        connection_failed => "ConnectionFailedCount",
+        batch_empty => "BatchEmptyCount",
+        batch_underflow => "BatchUnderflowCount",
+        batch_complete => "BatchCompleteCount",
+        event_drain_attempt => "EventDrainAttemptCount",
+        event_drain_success => "EventDrainSuccessCount",
+        channel_read_fail => "ChannelReadFail",
+        event_write_fail => "EventWriteFail",
+    }
+);
+
+/// Flume's `ChannelCounter`; size and capacity are read live from the channel.
+#[derive(Debug, Default)]
+pub struct ChannelCounters {
+    pub event_put_attempt: AtomicU64,
+    pub event_put_success: AtomicU64,
+    pub event_take_attempt: AtomicU64,
+    pub event_take_success: AtomicU64,
+    pub channel_size: AtomicU64,
+    pub channel_capacity: AtomicU64,
+    pub start_time: AtomicU64,
+    pub stop_time: AtomicU64,
+}
+
+impl ChannelCounters {
+    pub fn new(capacity: u64) -> Arc<Self> {
+        let s = Self::default();
+        s.start_time.store(now_millis(), Ordering::Relaxed);
+        s.channel_capacity.store(capacity, Ordering::Relaxed);
+        Arc::new(s)
+    }
+
+    pub fn stopped(&self) {
+        self.stop_time.store(now_millis(), Ordering::Relaxed);
+    }
+}
+
+impl MetricSet for ChannelCounters {
+    fn snapshot(&self) -> Vec<(&'static str, Value)> {
+        let size = self.channel_size.load(Ordering::Relaxed);
+        let cap = self.channel_capacity.load(Ordering::Relaxed);
+        let fill = if cap == 0 {
+            0.0
+        } else {
+            size as f64 * 100.0 / cap as f64
+        };
+        vec![
+            ("ChannelSize", Value::Gauge(size)),
+            ("ChannelCapacity", Value::Gauge(cap)),
+            ("ChannelFillPercentage", Value::Ratio(fill)),
+            (
+                "EventPutAttemptCount",
+                Value::Counter(self.event_put_attempt.load(Ordering::Relaxed)),
+            ),
+            (
+                "EventPutSuccessCount",
+                Value::Counter(self.event_put_success.load(Ordering::Relaxed)),
+            ),
+            (
+                "EventTakeAttemptCount",
+                Value::Counter(self.event_take_attempt.load(Ordering::Relaxed)),
+            ),
+            (
+                "EventTakeSuccessCount",
+                Value::Counter(self.event_take_success.load(Ordering::Relaxed)),
+            ),
+            (
+                "StartTime",
+                Value::Gauge(self.start_time.load(Ordering::Relaxed)),
+            ),
+            (
+                "StopTime",
+                Value::Gauge(self.stop_time.load(Ordering::Relaxed)),
+            ),
+        ]
+    }
+}
+
+/// One component's values: its type, name, and `(Flume counter name, value)` pairs.
+pub type ComponentSnapshot = (ComponentType, String, Vec<(&'static str, Value)>);
+
+/// All registered components of the running agent.
+#[derive(Default)]
+pub struct Registry {
+    components: Mutex<BTreeMap<(ComponentType, String), Arc<dyn MetricSet>>>,
+}
+
+impl Registry {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Registers (or replaces, after a reload) a component's metrics.
+    pub fn register(&self, kind: ComponentType, name: &str, set: Arc<dyn MetricSet>) {
+        self.components.lock().insert((kind, name.to_string()), set);
+    }
+
+    pub fn unregister(&self, kind: ComponentType, name: &str) {
+        self.components.lock().remove(&(kind, name.to_string()));
+    }
+
+    pub fn snapshot(&self) -> Vec<ComponentSnapshot> {
+        let comps: Vec<_> = self
+            .components
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        comps
+            .into_iter()
+            .map(|((t, n), s)| (t, n, s.snapshot()))
+            .collect()
+    }
+
+    /// Flume's JSON: `{"CHANNEL.c1": {"Type": "CHANNEL", "ChannelSize": "0", ...}}`, every
+    /// value a string as Flume writes it.
+    pub fn flume_json(&self) -> serde_json::Value {
+        let mut root = serde_json::Map::new();
+        for (t, name, values) in self.snapshot() {
+            let mut obj = serde_json::Map::new();
+            obj.insert("Type".into(), t.flume_name().into());
+            for (k, v) in values {
+                let s = match v {
+                    Value::Counter(n) | Value::Gauge(n) => n.to_string(),
+                    Value::Ratio(f) => format!("{f:?}"),
+                };
+                obj.insert(k.into(), s.into());
+            }
+            root.insert(format!("{}.{name}", t.flume_name()), obj.into());
+        }
+        root.into()
+    }
+
+    /// Prometheus text exposition, through `prometheus-client`.
+    pub fn prometheus_text(self: &Arc<Self>) -> String {
+        let mut reg = prometheus_client::registry::Registry::default();
+        reg.register_collector(Box::new(PromCollector(self.clone())));
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &reg).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+struct PromCollector(Arc<Registry>);
+
+impl std::fmt::Debug for PromCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PromCollector")
+    }
+}
+
+/// `EventPutAttemptCount` → `event_put_attempt_count`.
+fn snake(name: &str) -> String {
+    let mut s = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                s.push('_');
+            }
+            s.push(c.to_ascii_lowercase());
+        } else {
+            s.push(c);
+        }
+    }
+    s
+}
+
+impl prometheus_client::collector::Collector for PromCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::MetricType;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+
+        // Group by metric family: (type, flume name) -> [(component, value)].
+        let mut families: BTreeMap<(ComponentType, &'static str), Vec<(String, Value)>> =
+            BTreeMap::new();
+        for (t, name, values) in self.0.snapshot() {
+            for (k, v) in values {
+                families.entry((t, k)).or_default().push((name.clone(), v));
+            }
+        }
+        for ((t, k), members) in families {
+            let family = format!("sluice_{}_{}", t.prom_name(), snake(k));
+            let kind = match members.first().map(|m| m.1) {
+                Some(Value::Counter(_)) => MetricType::Counter,
+                _ => MetricType::Gauge,
+            };
+            let help = format!("Flume {} {k}", t.flume_name());
+            let mut me = encoder.encode_descriptor(&family, &help, None, kind)?;
+            for (component, v) in members {
+                let labels = [("component", component.as_str())];
+                let fe = me.encode_family(&labels)?;
+                match v {
+                    Value::Counter(n) => ConstCounter::new(n).encode(fe)?,
+                    Value::Gauge(n) => ConstGauge::new(n as i64).encode(fe)?,
+                    Value::Ratio(f) => ConstGauge::new(f).encode(fe)?,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flume_json_and_prometheus() {
+        let reg = Registry::new();
+        let ch = ChannelCounters::new(100);
+        ch.channel_size.store(25, Ordering::Relaxed);
+        ch.event_put_success.store(7, Ordering::Relaxed);
+        reg.register(ComponentType::Channel, "c1", ch);
+        let json = reg.flume_json();
+        assert_eq!(json["CHANNEL.c1"]["ChannelFillPercentage"], "25.0");
+        assert_eq!(json["CHANNEL.c1"]["EventPutSuccessCount"], "7");
+        assert_eq!(json["CHANNEL.c1"]["Type"], "CHANNEL");
+        let text = reg.prometheus_text();
+        assert!(
+            text.contains("sluice_channel_event_put_success_count_total{component=\"c1\"} 7"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sluice_channel_channel_size{component=\"c1\"} 25"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,61 @@
+//! Sources: produce events and hand them to their [`ChannelProcessor`].
+//!
+//! A [`PollableSource`] is driven by a [`SourceRunner`] thread, Flume's
+//! `PollableSourceRunner`: `process` delivers at most one batch and says whether to call again
+//! at once (`Ready`) or after a backoff (`Backoff`: nothing to read, or the channel refused the
+//! batch). A source acknowledges upstream (file position, offset, client reply) only after
+//! `process_batch` returned `Ok`.
+
+pub mod runner;
+pub mod seq;
+pub mod stress;
+
+use std::time::Duration;
+
+use crate::channels::processor::{ChannelProcessor, ProcessError};
+use crate::config::{ConfigError, Props};
+
+pub use runner::SourceRunner;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollStatus {
+    Ready,
+    Backoff,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    #[error("source `{source_name}`: {message}")]
+    Other {
+        source_name: String,
+        message: String,
+    },
+}
+
+pub trait PollableSource: Send {
+    fn start(&mut self) -> Result<(), SourceError> {
+        Ok(())
+    }
+    fn process(&mut self, processor: &ChannelProcessor) -> Result<PollStatus, SourceError>;
+    fn stop(&mut self) {}
+}
+
+/// `backoffSleepIncrement` / `maxBackoffSleep` of Flume's pollable sources.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PollConfig {
+    /// `backoffSleepIncrement` in ms (default 1000).
+    pub backoff_increment: Duration,
+    /// `maxBackoffSleep` in ms (default 5000).
+    pub max_backoff: Duration,
+}
+
+impl PollConfig {
+    pub fn from_props(p: &Props) -> Result<Self, ConfigError> {
+        Ok(Self {
+            backoff_increment: p.millis("backoffSleepIncrement", 1000)?,
+            max_backoff: p.millis("maxBackoffSleep", 5000)?,
+        })
+    }
+}

@@ -1,0 +1,99 @@
+//! `stress`: Flume's StressSource, a load generator. Every event shares one body buffer of
+//! `size` bytes, so generating costs no copy.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::{PollConfig, PollStatus, PollableSource, SourceError};
+use crate::channels::processor::ChannelProcessor;
+use crate::config::{ConfigError, Props};
+use crate::event::Event;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StressConfig {
+    /// `size`: body bytes (default 500).
+    pub size: usize,
+    /// `maxTotalEvents`: events to attempt, -1 = unlimited (default -1).
+    pub max_total: Option<u64>,
+    /// `maxSuccessfulEvents`: events to deliver, -1 = unlimited (default -1).
+    pub max_successful: Option<u64>,
+    /// `batchSize` (default 1).
+    pub batch_size: usize,
+    /// `maxEventsPerSecond`: rate limit, 0 = none (default 0).
+    pub max_per_second: u64,
+    pub poll: PollConfig,
+}
+
+fn limit(p: &Props, key: &str) -> Result<Option<u64>, ConfigError> {
+    let v: i64 = p.parse(key, -1, "an integer (-1 for unlimited)")?;
+    Ok(u64::try_from(v).ok())
+}
+
+impl StressConfig {
+    pub fn from_props(p: &Props) -> Result<Self, ConfigError> {
+        Ok(Self {
+            size: p.usize("size", 500)?,
+            max_total: limit(p, "maxTotalEvents")?,
+            max_successful: limit(p, "maxSuccessfulEvents")?,
+            batch_size: p.positive_usize("batchSize", 1)?,
+            max_per_second: p.u64("maxEventsPerSecond", 0)?,
+            poll: PollConfig::from_props(p)?,
+        })
+    }
+}
+
+pub struct StressSource {
+    config: StressConfig,
+    body: Bytes,
+    attempted: u64,
+    succeeded: u64,
+    window_start: Instant,
+    window_count: u64,
+}
+
+impl StressSource {
+    pub fn new(config: StressConfig) -> Self {
+        let body: Vec<u8> = (0..config.size).map(|i| b'a' + (i % 26) as u8).collect();
+        Self {
+            body: Bytes::from(body),
+            config,
+            attempted: 0,
+            succeeded: 0,
+            window_start: Instant::now(),
+            window_count: 0,
+        }
+    }
+}
+
+impl PollableSource for StressSource {
+    fn process(&mut self, processor: &ChannelProcessor) -> Result<PollStatus, SourceError> {
+        let mut n = self.config.batch_size as u64;
+        if let Some(max) = self.config.max_total {
+            n = n.min(max.saturating_sub(self.attempted));
+        }
+        if let Some(max) = self.config.max_successful {
+            n = n.min(max.saturating_sub(self.succeeded));
+        }
+        if n == 0 {
+            return Ok(PollStatus::Backoff);
+        }
+        if self.config.max_per_second > 0 {
+            let elapsed = self.window_start.elapsed();
+            if elapsed >= Duration::from_secs(1) {
+                self.window_start = Instant::now();
+                self.window_count = 0;
+            } else if self.window_count >= self.config.max_per_second {
+                std::thread::sleep(Duration::from_secs(1) - elapsed);
+                return Ok(PollStatus::Ready);
+            }
+            n = n.min(self.config.max_per_second - self.window_count);
+            self.window_count += n;
+        }
+        let batch: Vec<Event> = (0..n).map(|_| Event::new(self.body.clone())).collect();
+        self.attempted += n;
+        processor.process_batch(batch)?;
+        self.succeeded += n;
+        Ok(PollStatus::Ready)
+    }
+}
