@@ -1,1 +1,175 @@
+//! Fixtures for integration tests: run the real `sluice` binary (and, in later suites, real
+//! peers) as child processes on loopback, with their own temporary directories.
 
+pub mod http;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// The workspace root (parent of this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// The `sluice` binary of this build profile: `$SLUICE_BIN`, else `target/<profile>/sluice`
+/// next to the running test executable.
+pub fn sluice_bin() -> Result<PathBuf> {
+    if let Ok(p) = std::env::var("SLUICE_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/<test-binary>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("cannot locate the target directory from the test executable")?;
+    let bin = profile_dir.join("sluice");
+    if !bin.exists() {
+        bail!(
+            "{} does not exist; build it first with `cargo build --workspace --bins` \
+             (the README test command does this)",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// Polls `f` until it returns `Some`, or fails after `timeout` naming `what`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A running `sluice agent`, killed on drop.
+pub struct Sluice {
+    pub child: Child,
+    pub log: PathBuf,
+    pub conf: PathBuf,
+    pub metrics_addr: Option<String>,
+}
+
+impl Sluice {
+    /// Writes `conf` to `dir/<name>.conf` and starts `sluice agent -n a1` on it with metrics on
+    /// an ephemeral loopback port. `extra` are additional CLI arguments.
+    pub fn start(dir: &Path, name: &str, conf: &str, extra: &[&str]) -> Result<Self> {
+        let conf_path = dir.join(format!("{name}.conf"));
+        std::fs::write(&conf_path, conf)?;
+        Self::start_file(dir, name, &conf_path, extra)
+    }
+
+    pub fn start_file(dir: &Path, name: &str, conf_path: &Path, extra: &[&str]) -> Result<Self> {
+        let log = dir.join(format!("{name}.log"));
+        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
+        let child = Command::new(sluice_bin()?)
+            .args(["agent", "-n", "a1", "-f"])
+            .arg(conf_path)
+            .args(["--metrics-addr", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
+            .spawn()
+            .context("cannot start sluice")?;
+        let mut s = Self { child, log, conf: conf_path.to_path_buf(), metrics_addr: None };
+        let log_path = s.log.clone();
+        let addr = wait_for("the metrics address in the sluice log", Duration::from_secs(20), || {
+            let text = std::fs::read_to_string(&log_path).ok()?;
+            let line = text.lines().rev().find(|l| l.contains("Metrics listening on http://"))?;
+            let rest = line.split("http://").nth(1)?;
+            Some(rest.split("/metrics").next()?.to_string())
+        });
+        match addr {
+            Ok(a) => s.metrics_addr = Some(a),
+            Err(e) => bail!("{e}; log:\n{}", s.log_text()),
+        }
+        Ok(s)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Flume-JSON metrics.
+    pub fn metrics(&self) -> Result<serde_json::Value> {
+        let addr = self.metrics_addr.as_deref().context("metrics not enabled")?;
+        let body = http::get(addr, "/metrics")?;
+        Ok(serde_json::from_str(&body)?)
+    }
+
+    /// A counter as a number (Flume writes them as strings).
+    pub fn counter(&self, component: &str, name: &str) -> Result<u64> {
+        let m = self.metrics()?;
+        let v = &m[component][name];
+        v.as_str()
+            .and_then(|s| s.parse().ok())
+            .with_context(|| format!("no counter {component}/{name} in {m}"))
+    }
+
+    /// Sends `sig` (e.g. libc's SIGTERM = 15) via kill(1).
+    pub fn signal(&self, sig: &str) -> Result<()> {
+        let st = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status()?;
+        if !st.success() {
+            bail!("kill -{sig} failed");
+        }
+        Ok(())
+    }
+
+    /// Waits for exit; returns the exit code (None if killed by a signal).
+    pub fn wait(&mut self, timeout: Duration) -> Result<Option<i32>> {
+        let child = &mut self.child;
+        let status = wait_for("sluice to exit", timeout, || child.try_wait().ok().flatten())?;
+        Ok(status.code())
+    }
+
+    pub fn kill9(&mut self) -> Result<()> {
+        self.signal("KILL")?;
+        self.wait(Duration::from_secs(10))?;
+        Ok(())
+    }
+}
+
+impl Drop for Sluice {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `sluice <args>` to completion: (exit code, stdout, stderr).
+pub fn run_sluice(args: &[&str]) -> Result<(i32, String, String)> {
+    let out = Command::new(sluice_bin()?).args(args).stdin(Stdio::null()).output()?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// Every line of every file in `dir` (sorted by file name), for file_roll output.
+pub fn read_lines(dir: &Path) -> Vec<String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()).collect())
+        .unwrap_or_default();
+    files.sort();
+    let mut lines = Vec::new();
+    for f in files {
+        let mut s = String::new();
+        if std::fs::File::open(&f).and_then(|mut h| h.read_to_string(&mut s)).is_ok() {
+            lines.extend(s.lines().map(str::to_string));
+        }
+    }
+    lines
+}
