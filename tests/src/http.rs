@@ -12,7 +12,9 @@ pub fn get(addr: &str, path: &str) -> Result<String> {
     write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
     let mut resp = String::new();
     s.read_to_string(&mut resp)?;
-    let (head, body) = resp.split_once("\r\n\r\n").context("malformed HTTP response")?;
+    let (head, body) = resp
+        .split_once("\r\n\r\n")
+        .context("malformed HTTP response")?;
     if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
         bail!("GET {path}: {}", head.lines().next().unwrap_or(""));
     }

@@ -12,7 +12,9 @@ use anyhow::{Context, Result, bail};
 
 /// The workspace root (parent of this crate).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
 /// The `sluice` binary of this build profile: `$SLUICE_BIN`, else `target/<profile>/sluice`
@@ -35,7 +37,38 @@ pub fn sluice_bin() -> Result<PathBuf> {
             bin.display()
         );
     }
+    if let (Ok(built), Some(src)) = (bin.metadata().and_then(|m| m.modified()), newest_source()) {
+        if src > built {
+            bail!(
+                "{} is older than the sources in agent/; rebuild it with \
+                 `cargo build --workspace --bins` (the README test command does this)",
+                bin.display()
+            );
+        }
+    }
     Ok(bin)
+}
+
+/// The newest modification time of any file under agent/src.
+fn newest_source() -> Option<std::time::SystemTime> {
+    fn walk(dir: &Path, newest: &mut Option<std::time::SystemTime>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.filter_map(|e| e.ok()) {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, newest);
+            } else if let Ok(t) = e.metadata().and_then(|m| m.modified()) {
+                if newest.is_none_or(|n| t > n) {
+                    *newest = Some(t);
+                }
+            }
+        }
+    }
+    let mut newest = None;
+    walk(&workspace_root().join("agent/src"), &mut newest);
+    newest
 }
 
 /// Polls `f` until it returns `Some`, or fails after `timeout` naming `what`.
@@ -71,28 +104,51 @@ impl Sluice {
 
     pub fn start_file(dir: &Path, name: &str, conf_path: &Path, extra: &[&str]) -> Result<Self> {
         let log = dir.join(format!("{name}.log"));
-        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
         let child = Command::new(sluice_bin()?)
             .args(["agent", "-n", "a1", "-f"])
             .arg(conf_path)
             .args(["--metrics-addr", "127.0.0.1:0"])
             .args(extra)
-            .env("RUST_LOG", std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file)
             .spawn()
             .context("cannot start sluice")?;
-        let mut s = Self { child, log, conf: conf_path.to_path_buf(), metrics_addr: None };
+        let mut s = Self {
+            child,
+            log,
+            conf: conf_path.to_path_buf(),
+            metrics_addr: None,
+        };
         let log_path = s.log.clone();
-        let addr = wait_for("the metrics address in the sluice log", Duration::from_secs(20), || {
-            let text = std::fs::read_to_string(&log_path).ok()?;
-            let line = text.lines().rev().find(|l| l.contains("Metrics listening on http://"))?;
-            let rest = line.split("http://").nth(1)?;
-            Some(rest.split("/metrics").next()?.to_string())
-        });
+        let child = &mut s.child;
+        let addr = wait_for(
+            "the metrics address in the sluice log",
+            Duration::from_secs(20),
+            || {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Some(Err(format!("sluice exited early with {status}")));
+                }
+                let text = std::fs::read_to_string(&log_path).ok()?;
+                let line = text
+                    .lines()
+                    .rev()
+                    .find(|l| l.contains("Metrics listening on http://"))?;
+                let rest = line.split("http://").nth(1)?;
+                Some(Ok(rest.split("/metrics").next()?.to_string()))
+            },
+        );
         match addr {
-            Ok(a) => s.metrics_addr = Some(a),
+            Ok(Ok(a)) => s.metrics_addr = Some(a),
+            Ok(Err(e)) => bail!("{e}; log:\n{}", s.log_text()),
             Err(e) => bail!("{e}; log:\n{}", s.log_text()),
         }
         Ok(s)
@@ -104,7 +160,10 @@ impl Sluice {
 
     /// Flume-JSON metrics.
     pub fn metrics(&self) -> Result<serde_json::Value> {
-        let addr = self.metrics_addr.as_deref().context("metrics not enabled")?;
+        let addr = self
+            .metrics_addr
+            .as_deref()
+            .context("metrics not enabled")?;
         let body = http::get(addr, "/metrics")?;
         Ok(serde_json::from_str(&body)?)
     }
@@ -120,7 +179,9 @@ impl Sluice {
 
     /// Sends `sig` (e.g. libc's SIGTERM = 15) via kill(1).
     pub fn signal(&self, sig: &str) -> Result<()> {
-        let st = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status()?;
+        let st = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()?;
         if !st.success() {
             bail!("kill -{sig} failed");
         }
@@ -130,7 +191,9 @@ impl Sluice {
     /// Waits for exit; returns the exit code (None if killed by a signal).
     pub fn wait(&mut self, timeout: Duration) -> Result<Option<i32>> {
         let child = &mut self.child;
-        let status = wait_for("sluice to exit", timeout, || child.try_wait().ok().flatten())?;
+        let status = wait_for("sluice to exit", timeout, || {
+            child.try_wait().ok().flatten()
+        })?;
         Ok(status.code())
     }
 
@@ -150,7 +213,10 @@ impl Drop for Sluice {
 
 /// Runs `sluice <args>` to completion: (exit code, stdout, stderr).
 pub fn run_sluice(args: &[&str]) -> Result<(i32, String, String)> {
-    let out = Command::new(sluice_bin()?).args(args).stdin(Stdio::null()).output()?;
+    let out = Command::new(sluice_bin()?)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()?;
     Ok((
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -161,13 +227,21 @@ pub fn run_sluice(args: &[&str]) -> Result<(i32, String, String)> {
 /// Every line of every file in `dir` (sorted by file name), for file_roll output.
 pub fn read_lines(dir: &Path) -> Vec<String> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect()
+        })
         .unwrap_or_default();
     files.sort();
     let mut lines = Vec::new();
     for f in files {
         let mut s = String::new();
-        if std::fs::File::open(&f).and_then(|mut h| h.read_to_string(&mut s)).is_ok() {
+        if std::fs::File::open(&f)
+            .and_then(|mut h| h.read_to_string(&mut s))
+            .is_ok()
+        {
             lines.extend(s.lines().map(str::to_string));
         }
     }

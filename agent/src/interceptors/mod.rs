@@ -5,6 +5,7 @@
 //! boundary once. An error fails the batch: the source's transaction rolls back and it retries.
 
 mod host;
+mod regex_extractor;
 mod regex_filter;
 mod remove_header;
 mod search_replace;
@@ -15,6 +16,7 @@ use crate::config::{ConfigError, Props, resolve_type};
 use crate::event::Event;
 
 pub use host::HostConfig;
+pub use regex_extractor::RegexExtractorConfig;
 pub use regex_filter::RegexFilterConfig;
 pub use remove_header::RemoveHeaderConfig;
 pub use search_replace::SearchReplaceConfig;
@@ -65,10 +67,15 @@ pub enum InterceptorKind {
     Static(StaticConfig),
     RemoveHeader(RemoveHeaderConfig),
     RegexFilter(RegexFilterConfig),
+    RegexExtractor(RegexExtractorConfig),
     SearchReplace(SearchReplaceConfig),
 }
 
 const TYPES: &[(&[&str], &str)] = &[
+    (
+        &["regex_extractor", "org.apache.flume.interceptor.RegexExtractorInterceptor$Builder"],
+        "regex_extractor",
+    ),
     (
         &[
             "timestamp",
@@ -121,6 +128,7 @@ impl InterceptorKind {
             "static" => Self::Static(StaticConfig::from_props(p)?),
             "remove_header" => Self::RemoveHeader(RemoveHeaderConfig::from_props(p)?),
             "regex_filter" => Self::RegexFilter(RegexFilterConfig::from_props(p)?),
+            "regex_extractor" => Self::RegexExtractor(RegexExtractorConfig::from_props(p)?),
             _ => Self::SearchReplace(SearchReplaceConfig::from_props(p)?),
         })
     }
@@ -132,6 +140,7 @@ impl InterceptorKind {
             Self::Static(c) => Box::new(c.clone()),
             Self::RemoveHeader(c) => Box::new(c.clone()),
             Self::RegexFilter(c) => Box::new(c.clone()),
+            Self::RegexExtractor(c) => Box::new(c.clone()),
             Self::SearchReplace(c) => Box::new(c.clone()),
         }
     }

@@ -79,7 +79,11 @@ impl SinkSlot {
     /// One Flume `process()`: take, deliver, commit or roll back.
     pub fn process(&mut self, wait: Duration) -> Result<SinkStatus, SinkError> {
         if !self.started {
-            self.sink.start()?;
+            if let Err(e) = self.sink.start() {
+                self.counters.connection_failed.fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
+            self.counters.connection_created.fetch_add(1, Ordering::Relaxed);
             self.started = true;
         }
         let c = &self.counters;
