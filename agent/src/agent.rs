@@ -6,12 +6,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::channels::file::FileChannel;
 use crate::channels::memory::MemoryChannel;
 use crate::channels::processor::ChannelProcessor;
 use crate::channels::{ChannelRef, PutTransaction, TakeTransaction};
 use crate::config::{AgentConfig, ChannelKind, SinkConfig, SinkKind, SourceConfig, SourceKind};
 use crate::interceptors::InterceptorChain;
-use crate::metrics::{ComponentType, Registry, SourceCounters};
+use crate::metrics::{ComponentType, Registry, SinkCounters, SourceCounters};
+use crate::sinks::avro::AvroSink;
+use crate::sources::avro::AvroSource;
 use crate::sinks::file_roll::FileRollSink;
 use crate::sinks::group::{DefaultProcessor, SinkProcessor};
 use crate::sinks::logger::LoggerSink;
@@ -20,7 +23,8 @@ use crate::sinks::runner::SinkRunner;
 use crate::sinks::{Sink, SinkSlot};
 use crate::sources::seq::SeqSource;
 use crate::sources::stress::StressSource;
-use crate::sources::{PollConfig, PollableSource, SourceRunner};
+use crate::sources::taildir::TaildirSource;
+use crate::sources::{EventDrivenSource, PollConfig, PollableSource, SourceRunner};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{component}: {message}")]
@@ -36,6 +40,21 @@ fn spawn_err(component: &str, e: std::io::Error) -> BuildError {
     }
 }
 
+/// A running source: polled by a runner thread, or driving itself.
+enum RunningSource {
+    Polled(SourceRunner),
+    Driven(Box<dyn EventDrivenSource>),
+}
+
+impl RunningSource {
+    fn stop(self) {
+        match self {
+            Self::Polled(r) => r.join(),
+            Self::Driven(mut s) => s.stop(),
+        }
+    }
+}
+
 /// A sink runner's unit: a sink group, or a sink outside any group.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum RunnerKey {
@@ -47,7 +66,7 @@ pub struct Agent {
     registry: Arc<Registry>,
     config: AgentConfig,
     channels: BTreeMap<String, ChannelRef>,
-    sources: BTreeMap<String, SourceRunner>,
+    sources: BTreeMap<String, RunningSource>,
     runners: BTreeMap<RunnerKey, SinkRunner>,
 }
 
@@ -61,7 +80,7 @@ impl Agent {
             runners: BTreeMap::new(),
         };
         for c in &config.channels {
-            agent.start_channel(&c.name, &c.kind);
+            agent.start_channel(&c.name, &c.kind)?;
         }
         for key in runner_keys(&config) {
             agent.start_runner(&config, &key)?;
@@ -83,13 +102,20 @@ impl Agent {
         &self.config
     }
 
-    fn start_channel(&mut self, name: &str, kind: &ChannelKind) {
+    fn start_channel(&mut self, name: &str, kind: &ChannelKind) -> Result<(), BuildError> {
         let ch: ChannelRef = match kind {
             ChannelKind::Memory(c) => Arc::new(MemoryChannel::new(name, c.clone())),
+            ChannelKind::File(c) => {
+                Arc::new(FileChannel::open(name, c.clone()).map_err(|e| BuildError {
+                    component: format!("channel {name}"),
+                    message: e.to_string(),
+                })?)
+            }
         };
         self.registry
-            .register(ComponentType::Channel, name, ch.counters().clone());
+            .register(ComponentType::Channel, name, ch.metric_set());
         self.channels.insert(name.to_string(), ch);
+        Ok(())
     }
 
     fn channel(&self, name: &str) -> Result<ChannelRef, BuildError> {
@@ -118,17 +144,37 @@ impl Agent {
             counters,
         ));
         let (source, poll): (Box<dyn PollableSource>, PollConfig) = match &s.kind {
+            SourceKind::Avro(c) => {
+                let mut src = AvroSource::new(&s.name, c.clone());
+                src.start(processor).map_err(|e| BuildError {
+                    component: format!("source {}", s.name),
+                    message: e.to_string(),
+                })?;
+                self.sources.insert(s.name.clone(), RunningSource::Driven(Box::new(src)));
+                return Ok(());
+            }
             SourceKind::Seq(c) => (Box::new(SeqSource::new(c.clone())), c.poll.clone()),
             SourceKind::Stress(c) => (Box::new(StressSource::new(c.clone())), c.poll.clone()),
+            SourceKind::Taildir(c) => {
+                let source = TaildirSource::new(&s.name, c.clone()).map_err(|e| BuildError {
+                    component: format!("source {}", s.name),
+                    message: e.to_string(),
+                })?;
+                (Box::new(source), c.poll.clone())
+            }
         };
         let runner = SourceRunner::start(&s.name, source, processor, poll)
             .map_err(|e| spawn_err(&s.name, e))?;
-        self.sources.insert(s.name.clone(), runner);
+        self.sources.insert(s.name.clone(), RunningSource::Polled(runner));
         Ok(())
     }
 
     fn slot(&self, k: &SinkConfig) -> Result<SinkSlot, BuildError> {
+        let counters = SinkCounters::new();
         let (sink, batch): (Box<dyn Sink>, usize) = match &k.kind {
+            SinkKind::Avro(c) => {
+                (Box::new(AvroSink::new(&k.name, c.clone(), counters.clone())), c.batch_size)
+            }
             SinkKind::Logger(c) => (Box::new(LoggerSink::new(&k.name, c)), c.batch_size),
             SinkKind::Null(c) => (Box::new(NullSink), c.batch_size),
             SinkKind::FileRoll(c) => (
@@ -136,7 +182,7 @@ impl Agent {
                 c.batch_size,
             ),
         };
-        let slot = SinkSlot::new(&k.name, sink, self.channel(&k.channel)?, batch);
+        let slot = SinkSlot::with_counters(&k.name, sink, self.channel(&k.channel)?, batch, counters);
         self.registry
             .register(ComponentType::Sink, &k.name, slot.counters.clone());
         Ok(slot)
@@ -216,7 +262,7 @@ impl Agent {
 
         for name in &changed_sources {
             if let Some(r) = self.sources.remove(name) {
-                r.join();
+                r.stop();
                 self.registry.unregister(ComponentType::Source, name);
             }
         }
@@ -241,7 +287,7 @@ impl Agent {
             .iter()
             .filter(|c| changed_channels.contains(&c.name))
         {
-            self.start_channel(&c.name, &c.kind);
+            self.start_channel(&c.name, &c.kind)?;
         }
         for (name, old_ch) in leftovers {
             let moved = match self.channels.get(&name) {
@@ -277,7 +323,7 @@ impl Agent {
     /// events left in channels per channel.
     pub fn shutdown(mut self, drain: Duration) -> Vec<(String, usize)> {
         for (_, r) in std::mem::take(&mut self.sources) {
-            r.join();
+            r.stop();
         }
         let deadline = Instant::now() + drain;
         let runners = std::mem::take(&mut self.runners);

@@ -5,6 +5,7 @@
 //! See `README.md` and `docs/` for the configuration reference.
 
 pub mod agent;
+pub mod avro;
 pub mod channels;
 pub mod config;
 pub mod event;

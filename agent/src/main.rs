@@ -55,6 +55,27 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         drain_timeout: u64,
     },
+    /// Send a file's lines (or stdin's) as events to an Avro source, like `flume-ng avro-client`.
+    Send {
+        /// Host of the Avro source.
+        #[arg(short = 'H', long = "host")]
+        host: String,
+        /// Port of the Avro source.
+        #[arg(short = 'p', long = "port")]
+        port: u16,
+        /// File to send, one event per line; stdin when absent.
+        #[arg(short = 'F', long = "filename")]
+        file: Option<PathBuf>,
+        /// Header file: `key=value` per line, added to every event (Flume's -R).
+        #[arg(short = 'R', long = "headerFile")]
+        header_file: Option<PathBuf>,
+        /// Events per appendBatch call.
+        #[arg(short = 'b', long = "batch-size", default_value_t = 100)]
+        batch_size: usize,
+        /// Compress with deflate (the source must use compression-type = deflate).
+        #[arg(long)]
+        deflate: bool,
+    },
     /// Validate a config file and print the resolved topology.
     Check {
         #[arg(short = 'n', long = "name")]
@@ -66,7 +87,7 @@ enum Command {
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,apache_avro=error"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
@@ -78,6 +99,18 @@ fn main() -> ExitCode {
     init_logging();
     match Cli::parse().command {
         Command::Check { name, conf_file } => check(&name, &conf_file),
+        Command::Send { host, port, file, header_file, batch_size, deflate } => {
+            match send(&host, port, file.as_deref(), header_file.as_deref(), batch_size, deflate) {
+                Ok(n) => {
+                    eprintln!("sluice send: {n} events sent to {host}:{port}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("sluice send: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Agent {
             name,
             conf_file,
@@ -117,6 +150,66 @@ fn check(name: &str, file: &Path) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn send(
+    host: &str,
+    port: u16,
+    file: Option<&Path>,
+    header_file: Option<&Path>,
+    batch_size: usize,
+    deflate: bool,
+) -> Result<u64, String> {
+    use std::io::BufRead;
+
+    use sluice::avro::client::{ClientConfig, RpcClient};
+    use sluice::{Event, Headers};
+
+    let headers: Headers = match header_file {
+        Some(p) => std::fs::read_to_string(p)
+            .map_err(|e| format!("cannot read header file {}: {e}", p.display()))?
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+            .filter_map(|l| l.split_once('=').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+            .collect(),
+        None => Headers::new(),
+    };
+    let input: Box<dyn BufRead> = match file {
+        Some(p) => Box::new(std::io::BufReader::new(
+            std::fs::File::open(p).map_err(|e| format!("cannot open {}: {e}", p.display()))?,
+        )),
+        None => Box::new(std::io::BufReader::new(std::io::stdin())),
+    };
+    let mut client = RpcClient::new(ClientConfig {
+        host: host.to_string(),
+        port,
+        connect_timeout: Duration::from_secs(20),
+        request_timeout: Duration::from_secs(20),
+        deflate: deflate.then_some(6),
+    });
+    let mut batch = Vec::with_capacity(batch_size.max(1));
+    let mut sent = 0u64;
+    let mut flush = |batch: &mut Vec<Event>| -> Result<(), String> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        client.append_batch(batch).map_err(|e| e.to_string())?;
+        sent += batch.len() as u64;
+        batch.clear();
+        Ok(())
+    };
+    for line in input.split(b'\n') {
+        let mut line = line.map_err(|e| format!("read failed: {e}"))?;
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        batch.push(Event::with_headers(headers.clone(), line));
+        if batch.len() >= batch_size.max(1) {
+            flush(&mut batch)?;
+        }
+    }
+    flush(&mut batch)?;
+    Ok(sent)
 }
 
 fn flume_monitoring_addr(defines: &[String]) -> Option<String> {

@@ -1,6 +1,8 @@
 //! Fixtures for integration tests: run the real `sluice` binary (and, in later suites, real
 //! peers) as child processes on loopback, with their own temporary directories.
 
+pub mod flume;
+pub mod flume_taildir;
 pub mod http;
 
 use std::io::Read;
@@ -24,11 +26,17 @@ pub fn sluice_bin() -> Result<PathBuf> {
         return Ok(PathBuf::from(p));
     }
     let exe = std::env::current_exe()?;
-    // target/<profile>/deps/<test-binary>
-    let profile_dir = exe
+    // target/<profile>/deps/<test-binary>, or target/<profile>/<bench-binary>
+    let exe_dir = exe
         .parent()
-        .and_then(Path::parent)
-        .context("cannot locate the target directory from the test executable")?;
+        .context("cannot locate the directory of the running executable")?;
+    let profile_dir = if exe_dir.join("sluice").is_file() {
+        exe_dir
+    } else {
+        exe_dir
+            .parent()
+            .context("cannot locate the target directory from the test executable")?
+    };
     let bin = profile_dir.join("sluice");
     if !bin.exists() {
         bail!(
@@ -37,38 +45,28 @@ pub fn sluice_bin() -> Result<PathBuf> {
             bin.display()
         );
     }
-    if let (Ok(built), Some(src)) = (bin.metadata().and_then(|m| m.modified()), newest_source()) {
-        if src > built {
-            bail!(
-                "{} is older than the sources in agent/; rebuild it with \
-                 `cargo build --workspace --bins` (the README test command does this)",
-                bin.display()
-            );
-        }
+    if let (Ok(built), Some(src)) = (
+        bin.metadata().and_then(|m| m.modified()),
+        newest_source(&bin),
+    ) && src > built
+    {
+        bail!(
+            "{} is older than its sources; rebuild it with \
+             `cargo build --workspace --bins` (the README test command does this)",
+            bin.display()
+        );
     }
     Ok(bin)
 }
 
-/// The newest modification time of any file under agent/src.
-fn newest_source() -> Option<std::time::SystemTime> {
-    fn walk(dir: &Path, newest: &mut Option<std::time::SystemTime>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries.filter_map(|e| e.ok()) {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, newest);
-            } else if let Ok(t) = e.metadata().and_then(|m| m.modified()) {
-                if newest.is_none_or(|n| t > n) {
-                    *newest = Some(t);
-                }
-            }
-        }
-    }
-    let mut newest = None;
-    walk(&workspace_root().join("agent/src"), &mut newest);
-    newest
+/// The newest modification time of the source files the binary was built from, as listed in
+/// cargo's dep-info file next to it (`sluice.d`).
+fn newest_source(bin: &Path) -> Option<std::time::SystemTime> {
+    let dep_info = std::fs::read_to_string(bin.with_extension("d")).ok()?;
+    let (_, deps) = dep_info.lines().next()?.split_once(": ")?;
+    deps.split_whitespace()
+        .filter_map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .max()
 }
 
 /// Polls `f` until it returns `Some`, or fails after `timeout` naming `what`.
@@ -83,6 +81,32 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// `component`/`name` of Flume-JSON metrics as a number (Flume writes counters as strings).
+pub fn parse_counter(metrics: &serde_json::Value, component: &str, name: &str) -> Result<u64> {
+    metrics[component][name]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("no counter {component}/{name} in {metrics}"))
+}
+
+/// A TCP port that was free on 127.0.0.1 a moment ago (bound to port 0, then released), for
+/// peers that only take a port number.
+pub fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("cannot bind 127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Peak resident set size of process `pid` in KiB (`VmHWM` in /proc/<pid>/status).
+pub fn peak_rss_kib(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("no VmHWM in {path}"))
 }
 
 /// A running `sluice agent`, killed on drop.
@@ -170,11 +194,11 @@ impl Sluice {
 
     /// A counter as a number (Flume writes them as strings).
     pub fn counter(&self, component: &str, name: &str) -> Result<u64> {
-        let m = self.metrics()?;
-        let v = &m[component][name];
-        v.as_str()
-            .and_then(|s| s.parse().ok())
-            .with_context(|| format!("no counter {component}/{name} in {m}"))
+        parse_counter(&self.metrics()?, component, name)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Sends `sig` (e.g. libc's SIGTERM = 15) via kill(1).

@@ -9,6 +9,7 @@
 //! Splitting put into prepare + commit lets the channel processor reserve room in every required
 //! channel before committing any, so a full channel rolls the batch back everywhere.
 
+pub mod file;
 pub mod memory;
 pub mod processor;
 
@@ -17,7 +18,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::event::Event;
-use crate::metrics::ChannelCounters;
+use crate::metrics::{ChannelCounters, MetricSet};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChannelError {
@@ -61,6 +62,10 @@ pub trait Channel: Send + Sync + 'static {
     fn name(&self) -> &str;
     fn transaction_capacity(&self) -> usize;
     fn counters(&self) -> &Arc<ChannelCounters>;
+    /// What the metrics registry reads: the Flume counters, plus any extras of the channel.
+    fn metric_set(&self) -> Arc<dyn MetricSet> {
+        self.counters().clone()
+    }
     /// Reserves room for `events` events of `bytes` body bytes, waiting up to keep-alive.
     fn reserve(&self, events: usize, bytes: u64) -> Result<Reservation, ChannelError>;
     /// Makes `events` (exactly the reserved ones) visible to takers.

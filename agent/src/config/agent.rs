@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use super::{ConfigError, ConfigErrors, Properties, Props, resolve_type};
+use crate::channels::file::FileChannelConfig;
 use crate::channels::memory::MemoryChannelConfig;
 use crate::interceptors::InterceptorKind;
 use crate::selectors::SelectorConfig;
@@ -12,22 +13,29 @@ use crate::sinks::file_roll::FileRollConfig;
 use crate::sinks::group::ProcessorConfig;
 use crate::sinks::logger::LoggerConfig;
 use crate::sinks::null::NullConfig;
+use crate::sinks::avro::AvroSinkConfig;
+use crate::sources::avro::AvroSourceConfig;
 use crate::sources::seq::SeqConfig;
 use crate::sources::stress::StressConfig;
+use crate::sources::taildir::TaildirConfig;
 
 #[derive(Clone, Debug)]
 pub enum SourceKind {
+    Avro(AvroSourceConfig),
     Seq(SeqConfig),
     Stress(StressConfig),
+    Taildir(TaildirConfig),
 }
 
 #[derive(Clone, Debug)]
 pub enum ChannelKind {
     Memory(MemoryChannelConfig),
+    File(FileChannelConfig),
 }
 
 #[derive(Clone, Debug)]
 pub enum SinkKind {
+    Avro(AvroSinkConfig),
     Logger(LoggerConfig),
     Null(NullConfig),
     FileRoll(FileRollConfig),
@@ -87,6 +95,7 @@ pub struct AgentConfig {
 }
 
 const SOURCE_TYPES: &[(&[&str], &str)] = &[
+    (&["avro", "org.apache.flume.source.AvroSource"], "avro"),
     (
         &["seq", "org.apache.flume.source.SequenceGeneratorSource"],
         "seq",
@@ -95,14 +104,22 @@ const SOURCE_TYPES: &[(&[&str], &str)] = &[
         &["stress", "org.apache.flume.source.StressSource"],
         "stress",
     ),
+    (
+        &["TAILDIR", "org.apache.flume.source.taildir.TaildirSource"],
+        "taildir",
+    ),
 ];
 
-const CHANNEL_TYPES: &[(&[&str], &str)] = &[(
-    &["memory", "org.apache.flume.channel.MemoryChannel"],
-    "memory",
-)];
+const CHANNEL_TYPES: &[(&[&str], &str)] = &[
+    (
+        &["memory", "org.apache.flume.channel.MemoryChannel"],
+        "memory",
+    ),
+    (&["file", "org.apache.flume.channel.file.FileChannel"], "file"),
+];
 
 const SINK_TYPES: &[(&[&str], &str)] = &[
+    (&["avro", "org.apache.flume.sink.AvroSink"], "avro"),
     (&["logger", "org.apache.flume.sink.LoggerSink"], "logger"),
     (&["null", "org.apache.flume.sink.NullSink"], "null"),
     (
@@ -305,6 +322,7 @@ impl Builder {
         let kind = self.collect(resolve_type(&p, "channel", CHANNEL_TYPES))?;
         let kind = match kind {
             "memory" => self.collect(MemoryChannelConfig::from_props(&p).map(ChannelKind::Memory)),
+            "file" => self.collect(FileChannelConfig::from_props(&p).map(ChannelKind::File)),
             _ => None,
         }?;
         self.warn_unused(&p);
@@ -319,8 +337,10 @@ impl Builder {
         let p = self.component(top, "sources", name);
         let kind = self.collect(resolve_type(&p, "source", SOURCE_TYPES));
         let kind = match kind {
+            Some("avro") => self.collect(AvroSourceConfig::from_props(&p).map(SourceKind::Avro)),
             Some("seq") => self.collect(SeqConfig::from_props(&p).map(SourceKind::Seq)),
             Some("stress") => self.collect(StressConfig::from_props(&p).map(SourceKind::Stress)),
+            Some("taildir") => self.collect(TaildirConfig::from_props(&p).map(SourceKind::Taildir)),
             _ => None,
         };
         let channels = p.list("channels");
@@ -359,6 +379,7 @@ impl Builder {
         let p = self.component(top, "sinks", name);
         let kind = self.collect(resolve_type(&p, "sink", SINK_TYPES));
         let kind = match kind {
+            Some("avro") => self.collect(AvroSinkConfig::from_props(&p).map(SinkKind::Avro)),
             Some("logger") => self.collect(LoggerConfig::from_props(&p).map(SinkKind::Logger)),
             Some("null") => self.collect(NullConfig::from_props(&p).map(SinkKind::Null)),
             Some("file_roll") => {

@@ -112,6 +112,7 @@ counter_set!(
         event_read_fail => "EventReadFail",
         generic_processing_fail => "GenericProcessingFail",
         interceptor_dropped => "InterceptorDroppedCount",
+        line_too_long => "LineTooLongCount",
     }
 );
 

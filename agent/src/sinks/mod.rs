@@ -5,6 +5,7 @@
 //! accepted them, otherwise roll back so the batch is retried. Sink groups (`group/`) choose
 //! which slot runs; the [`runner::SinkRunner`] thread drives a group.
 
+pub mod avro;
 pub mod file_roll;
 pub mod group;
 pub mod logger;
@@ -66,14 +67,18 @@ pub const TAKE_WAIT: Duration = Duration::from_millis(200);
 
 impl SinkSlot {
     pub fn new(name: &str, sink: Box<dyn Sink>, channel: ChannelRef, batch_size: usize) -> Self {
-        Self {
-            name: name.to_string(),
-            sink,
-            channel,
-            batch_size,
-            counters: SinkCounters::new(),
-            started: false,
-        }
+        Self::with_counters(name, sink, channel, batch_size, SinkCounters::new())
+    }
+
+    /// For sinks that update connection counters themselves.
+    pub fn with_counters(
+        name: &str,
+        sink: Box<dyn Sink>,
+        channel: ChannelRef,
+        batch_size: usize,
+        counters: Arc<SinkCounters>,
+    ) -> Self {
+        Self { name: name.to_string(), sink, channel, batch_size, counters, started: false }
     }
 
     /// One Flume `process()`: take, deliver, commit or roll back.

@@ -6,10 +6,13 @@
 //! batch). A source acknowledges upstream (file position, offset, client reply) only after
 //! `process_batch` returned `Ok`.
 
+pub mod avro;
 pub mod runner;
 pub mod seq;
 pub mod stress;
+pub mod taildir;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::channels::processor::{ChannelProcessor, ProcessError};
@@ -40,6 +43,14 @@ pub trait PollableSource: Send {
     }
     fn process(&mut self, processor: &ChannelProcessor) -> Result<PollStatus, SourceError>;
     fn stop(&mut self) {}
+}
+
+/// A source that runs its own threads (network servers, consumers) and calls
+/// `process_batch` from them.
+pub trait EventDrivenSource: Send {
+    fn start(&mut self, processor: Arc<ChannelProcessor>) -> Result<(), SourceError>;
+    /// Stops accepting input and returns once no batch is being processed.
+    fn stop(&mut self);
 }
 
 /// `backoffSleepIncrement` / `maxBackoffSleep` of Flume's pollable sources.

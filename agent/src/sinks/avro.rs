@@ -1,0 +1,111 @@
+//! `avro`: Flume's AvroSink. Sends each batch as one `appendBatch` call and commits the take only
+//! when the receiver answered OK. Failures (refused, timeout, broken connection) roll the batch
+//! back; the connection is re-established on the next attempt (the runner backs off, and a sink
+//! group can fail over meanwhile).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::{Sink, SinkError};
+use crate::avro::client::{ClientConfig, RpcClient};
+use crate::config::{ConfigError, Props};
+use crate::event::Event;
+use crate::metrics::SinkCounters;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AvroSinkConfig {
+    pub client: ClientConfig,
+    /// `batch-size` (default 100).
+    pub batch_size: usize,
+    /// `reset-connection-interval` seconds, 0 = never (default 0): reconnect periodically so a
+    /// load balancer in front of several receivers can spread clients.
+    pub reset_interval: Duration,
+}
+
+impl AvroSinkConfig {
+    pub fn from_props(p: &Props) -> Result<Self, ConfigError> {
+        let deflate = p.choice(
+            "compression-type",
+            false,
+            &[(&["none"], false), (&["deflate"], true)],
+        )?;
+        let level = p.u64("compression-level", 6)?;
+        if level > 9 {
+            return Err(p.error("compression-level", "must be between 0 and 9"));
+        }
+        if p.bool("ssl", false)? {
+            return Err(p.error("ssl", "TLS is not supported by sluice's avro sink yet"));
+        }
+        let port = p.required("port")?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| p.error("port", format!("invalid value `{port}`; expected a TCP port")))?;
+        Ok(Self {
+            client: ClientConfig {
+                host: p.required("hostname")?,
+                port,
+                connect_timeout: p.millis("connect-timeout", 20_000)?,
+                request_timeout: p.millis("request-timeout", 20_000)?,
+                deflate: deflate.then_some(level as u32),
+            },
+            batch_size: p.positive_usize("batch-size", 100)?,
+            reset_interval: p.seconds("reset-connection-interval", 0)?,
+        })
+    }
+}
+
+pub struct AvroSink {
+    name: String,
+    config: AvroSinkConfig,
+    client: RpcClient,
+    counters: Arc<SinkCounters>,
+}
+
+impl AvroSink {
+    pub fn new(name: &str, config: AvroSinkConfig, counters: Arc<SinkCounters>) -> Self {
+        let client = RpcClient::new(config.client.clone());
+        Self { name: name.to_string(), config, client, counters }
+    }
+
+    fn ensure_connected(&mut self) -> Result<(), SinkError> {
+        let reset = !self.config.reset_interval.is_zero()
+            && self.client.connection_age().is_some_and(|a| a >= self.config.reset_interval);
+        if reset {
+            self.client.close();
+            self.counters.connection_closed.fetch_add(1, Ordering::Relaxed);
+        }
+        if !self.client.is_connected() {
+            match self.client.connect() {
+                Ok(()) => {
+                    self.counters.connection_created.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(sink = %self.name, peer = %self.client.peer(), "Avro sink connected.");
+                }
+                Err(e) => {
+                    self.counters.connection_failed.fetch_add(1, Ordering::Relaxed);
+                    return Err(SinkError::Delivery { sink: self.name.clone(), message: e.to_string() });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Sink for AvroSink {
+    fn deliver(&mut self, events: &[Event]) -> Result<(), SinkError> {
+        self.ensure_connected()?;
+        self.client.append_batch(events).map_err(|e| {
+            if !self.client.is_connected() {
+                self.counters.connection_closed.fetch_add(1, Ordering::Relaxed);
+            }
+            SinkError::Delivery { sink: self.name.clone(), message: e.to_string() }
+        })
+    }
+
+    fn stop(&mut self) {
+        if self.client.is_connected() {
+            self.client.close();
+            self.counters.connection_closed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,425 @@
+//! The position file: Flume's JSON, plus a sluice sidecar holding file fingerprints.
+//!
+//! # Main file (`positionFile`)
+//!
+//! Exactly Flume's format, a JSON array with one object per tailed file:
+//! `[{"inode":2050,"pos":1234,"file":"/var/log/app.log"}]`. Objects carry only these three keys
+//! because Flume 1.11's reader (`ReliableTaildirEventReader.loadPositionFile`) throws on any
+//! other key, so a file sluice wrote must stay free of extras for a rollback to Flume to work.
+//! sluice reads the same format (unknown keys are tolerated), so a Flume agent's file can be
+//! taken over as is.
+//!
+//! # Sidecar (`<positionFile>.sluice`)
+//!
+//! `{"version":1,"main_crc":N,"prev_main_crc":N|null,"files":[{"inode","pos","file","fp_len",
+//! "fp_crc"}]}`: the same positions plus, per file, the CRC-32 of its first `fp_len` bytes (the
+//! fingerprint that tells a renamed file from a new one that reuses an inode). `main_crc` is the
+//! CRC-32 of the main file's bytes written in the same step, `prev_main_crc` that of the main
+//! file written in the step before.
+//!
+//! # Writing
+//!
+//! Each save writes the sidecar, then the main file, each to `<name>.tmp` with fsync and then
+//! renamed over the old one, then fsyncs the directory. A reader therefore always finds two whole
+//! files, never a truncated one (Flume truncates then writes in place).
+//!
+//! # Reading: which file wins
+//!
+//! - CRC of the main file = `main_crc`: both were written together; the sidecar is used.
+//! - CRC of the main file = `prev_main_crc`: the agent stopped between the two renames; the
+//!   sidecar is newer and is used.
+//! - Otherwise another program (a Flume agent, an operator) wrote the main file since: the main
+//!   file is used and fingerprints are ignored for this start.
+//!
+//! A main file that is missing means "no positions". A main file that cannot be parsed is an
+//! error naming the file: the agent refuses to start rather than re-read or skip data.
+//!
+//! # Invariants
+//!
+//! - A saved `pos` never exceeds what the channel processor committed for that file.
+//! - `pos` is the offset just after the last delivered line's newline (or the end of the last
+//!   delivered piece of a line split for length).
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// A CRC-32 of a file's first `len` bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    pub len: u32,
+    pub crc: u32,
+}
+
+impl Fingerprint {
+    pub fn of(bytes: &[u8]) -> Self {
+        Self {
+            len: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
+            crc: crc32fast::hash(bytes),
+        }
+    }
+}
+
+/// One tailed file's saved state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PositionEntry {
+    pub inode: u64,
+    pub pos: u64,
+    pub file: PathBuf,
+    /// `None` for an entry read from a file without a matching sidecar (e.g. Flume's).
+    pub fingerprint: Option<Fingerprint>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PositionFileError {
+    #[error(
+        "position file {}: {message}; fix or move the file away (without it every file is \
+         read from its start, or from its end with skipToEnd = true)",
+        path.display()
+    )]
+    Corrupt { path: PathBuf, message: String },
+    #[error("position file {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+struct FlumeEntry {
+    inode: u64,
+    pos: u64,
+    file: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SidecarEntry {
+    inode: u64,
+    pos: u64,
+    file: String,
+    fp_len: u32,
+    fp_crc: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Sidecar {
+    version: u32,
+    main_crc: u32,
+    prev_main_crc: Option<u32>,
+    files: Vec<SidecarEntry>,
+}
+
+/// Reads and writes one position file and its sidecar.
+pub struct PositionFile {
+    path: PathBuf,
+    sidecar: PathBuf,
+    /// CRC of the main file as last written (or found) by us.
+    last_main_crc: Option<u32>,
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_os_string();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+impl PositionFile {
+    pub fn new(path: &Path) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            sidecar: with_suffix(path, ".sluice"),
+            last_main_crc: None,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn io(&self, source: std::io::Error) -> PositionFileError {
+        PositionFileError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Loads the saved positions (see the module header for which file wins).
+    pub fn load(&mut self) -> Result<Vec<PositionEntry>, PositionFileError> {
+        let main = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.io(e)),
+        };
+        let entries = parse_flume(&main).map_err(|message| PositionFileError::Corrupt {
+            path: self.path.clone(),
+            message,
+        })?;
+        let main_crc = crc32fast::hash(&main);
+        self.last_main_crc = Some(main_crc);
+        let sidecar = match std::fs::read(&self.sidecar) {
+            Ok(b) => match serde_json::from_slice::<Sidecar>(&b) {
+                Ok(s) if s.version == 1 => Some(s),
+                Ok(s) => {
+                    tracing::warn!(file = %self.sidecar.display(), version = s.version,
+                        "Unknown position sidecar version; fingerprints ignored.");
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(file = %self.sidecar.display(), error = %e,
+                        "Unreadable position sidecar; fingerprints ignored.");
+                    None
+                }
+            },
+            Err(_) => None,
+        };
+        match sidecar {
+            Some(s) if s.main_crc == main_crc || s.prev_main_crc == Some(main_crc) => Ok(s
+                .files
+                .into_iter()
+                .map(|e| PositionEntry {
+                    inode: e.inode,
+                    pos: e.pos,
+                    file: PathBuf::from(e.file),
+                    fingerprint: Some(Fingerprint {
+                        len: e.fp_len,
+                        crc: e.fp_crc,
+                    }),
+                })
+                .collect()),
+            Some(_) => {
+                tracing::info!(file = %self.path.display(),
+                    "The position file was written by another program (e.g. Flume) since sluice \
+                     last saved it; using its positions without fingerprints.");
+                Ok(entries)
+            }
+            None => Ok(entries),
+        }
+    }
+
+    /// Saves `entries` atomically (sidecar first, then the Flume file).
+    pub fn save(&mut self, entries: &[PositionEntry]) -> Result<(), PositionFileError> {
+        let flume: Vec<FlumeEntry> = entries
+            .iter()
+            .map(|e| FlumeEntry {
+                inode: e.inode,
+                pos: e.pos,
+                file: e.file.to_string_lossy().into_owned(),
+            })
+            .collect();
+        let main = serde_json::to_vec(&flume).map_err(|e| self.io(e.into()))?;
+        let main_crc = crc32fast::hash(&main);
+        let sidecar = Sidecar {
+            version: 1,
+            main_crc,
+            prev_main_crc: self.last_main_crc,
+            files: entries
+                .iter()
+                .map(|e| {
+                    let fp = e.fingerprint.unwrap_or_default();
+                    SidecarEntry {
+                        inode: e.inode,
+                        pos: e.pos,
+                        file: e.file.to_string_lossy().into_owned(),
+                        fp_len: fp.len,
+                        fp_crc: fp.crc,
+                    }
+                })
+                .collect(),
+        };
+        let side = serde_json::to_vec(&sidecar).map_err(|e| self.io(e.into()))?;
+        write_atomic(&self.sidecar, &side).map_err(|e| self.io(e))?;
+        write_atomic(&self.path, &main).map_err(|e| self.io(e))?;
+        self.last_main_crc = Some(main_crc);
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // Makes both renames durable; a failure only risks re-reading, so it is not fatal.
+            if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
+                tracing::debug!(dir = %dir.display(), error = %e, "Cannot fsync directory.");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = with_suffix(path, ".tmp");
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)
+}
+
+/// Parses Flume's position JSON. Unknown keys are ignored; a missing key is an error, as in
+/// Flume.
+fn parse_flume(bytes: &[u8]) -> Result<Vec<PositionEntry>, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON ({e})"))?;
+    let serde_json::Value::Array(items) = value else {
+        return Err("expected a JSON array of {\"inode\", \"pos\", \"file\"} objects".into());
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let field = |k: &str| item.get(k).filter(|v| !v.is_null());
+        let num = |k: &str| -> Result<u64, String> {
+            match field(k) {
+                None => Err(format!("entry {i}: missing `{k}`")),
+                Some(v) => v
+                    .as_u64()
+                    .ok_or_else(|| format!("entry {i}: `{k}` must be a non-negative integer")),
+            }
+        };
+        let inode = num("inode")?;
+        let pos = num("pos")?;
+        let file = match field("file") {
+            Some(serde_json::Value::String(s)) => PathBuf::from(s),
+            Some(_) => return Err(format!("entry {i}: `file` must be a string")),
+            None => return Err(format!("entry {i}: missing `file`")),
+        };
+        out.push(PositionEntry {
+            inode,
+            pos,
+            file,
+            fingerprint: None,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(inode: u64, pos: u64, file: &str, fp: Option<(u32, u32)>) -> PositionEntry {
+        PositionEntry {
+            inode,
+            pos,
+            file: PathBuf::from(file),
+            fingerprint: fp.map(|(len, crc)| Fingerprint { len, crc }),
+        }
+    }
+
+    #[test]
+    fn reads_a_flume_written_file() -> Result<(), PositionFileError> {
+        let dir = tempfile::tempdir().map_err(|e| PositionFileError::Io {
+            path: PathBuf::new(),
+            source: e,
+        })?;
+        let path = dir.path().join("taildir_position.json");
+        // As Flume 1.11 writes it.
+        std::fs::write(
+            &path,
+            r#"[{"inode":2496003,"pos":20,"file":"/var/log/a.log"},{"inode":2496004,"pos":0,"file":"/var/log/b.log"}]"#,
+        )
+        .map_err(|e| PositionFileError::Io {
+            path: path.clone(),
+            source: e,
+        })?;
+        let got = PositionFile::new(&path).load()?;
+        assert_eq!(
+            got,
+            vec![
+                entry(2496003, 20, "/var/log/a.log", None),
+                entry(2496004, 0, "/var/log/b.log", None)
+            ]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn round_trip_keeps_fingerprints_and_main_file_stays_flume_shaped()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("pos.json");
+        let entries = vec![
+            entry(1, 10, "/x/a.log", Some((10, 0xdead))),
+            entry(2, 0, "/x/b.log", Some((0, 0))),
+        ];
+        let mut pf = PositionFile::new(&path);
+        pf.save(&entries)?;
+        assert_eq!(PositionFile::new(&path).load()?, entries);
+        // Flume's reader accepts only these three keys per object.
+        let main: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+        for obj in main.as_array().into_iter().flatten() {
+            let mut keys: Vec<&str> = obj
+                .as_object()
+                .into_iter()
+                .flat_map(|o| o.keys().map(String::as_str))
+                .collect();
+            keys.sort_unstable();
+            assert_eq!(keys, ["file", "inode", "pos"]);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn stop_between_renames_uses_the_newer_sidecar() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("pos.json");
+        let mut pf = PositionFile::new(&path);
+        pf.save(&[entry(1, 10, "/a", Some((10, 7)))])?;
+        let old_main = std::fs::read(&path)?;
+        pf.save(&[entry(1, 20, "/a", Some((20, 8)))])?;
+        // Simulate a stop after the sidecar rename but before the main rename.
+        std::fs::write(&path, old_main)?;
+        let got = PositionFile::new(&path).load()?;
+        assert_eq!(got, vec![entry(1, 20, "/a", Some((20, 8)))]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_main_file_rewritten_by_flume_wins_without_fingerprints()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("pos.json");
+        let mut pf = PositionFile::new(&path);
+        pf.save(&[entry(1, 10, "/a", Some((10, 7)))])?;
+        std::fs::write(&path, r#"[{"inode":1,"pos":50,"file":"/a"}]"#)?;
+        let got = PositionFile::new(&path).load()?;
+        assert_eq!(got, vec![entry(1, 50, "/a", None)]);
+        Ok(())
+    }
+
+    #[test]
+    fn corrupt_or_empty_file_is_an_error_naming_it() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("pos.json");
+        for (text, needle) in [
+            ("", "not valid JSON"),
+            ("[{\"inode\":1,\"pos\":", "not valid JSON"),
+            ("{}", "expected a JSON array"),
+            ("[{\"inode\":1,\"file\":\"/a\"}]", "entry 0: missing `pos`"),
+            (
+                "[{\"inode\":-3,\"pos\":1,\"file\":\"/a\"}]",
+                "`inode` must be",
+            ),
+        ] {
+            std::fs::write(&path, text)?;
+            let err = PositionFile::new(&path)
+                .load()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(err.contains(&path.display().to_string()), "{err}");
+            assert!(err.contains(needle), "{text:?}: {err}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn missing_file_means_no_positions() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        assert!(
+            PositionFile::new(&dir.path().join("none.json"))
+                .load()?
+                .is_empty()
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,439 @@
+//! One tailed file: its identity, its committed and read offsets, and the line reader.
+//!
+//! Lines end at `\n` (a `\r` before it is dropped, as Flume does). A last line without its
+//! newline waits until the newline is written. A line longer than `maxLineLength` is either
+//! split into pieces of that length (each piece is an event and a resumable position) or
+//! truncated: the first `maxLineLength` bytes become the event once the line's newline has been
+//! seen, the rest is skipped without being buffered. Memory per file is bounded by
+//! `maxLineLength` plus one read chunk.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::position_file::Fingerprint;
+
+/// Bytes read per `pread`.
+const CHUNK: usize = 64 * 1024;
+
+/// Bytes covered by a complete fingerprint.
+pub const FINGERPRINT_MAX: u32 = 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LongLinePolicy {
+    Split,
+    Truncate,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LineLimits {
+    pub max_len: usize,
+    pub policy: LongLinePolicy,
+}
+
+/// One line read from a file, with the offset of its first byte.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Line {
+    pub body: Bytes,
+    pub offset: u64,
+}
+
+/// Inside an over-long line in truncate mode: its head is kept, the rest skipped.
+#[derive(Debug)]
+struct Skip {
+    head: Bytes,
+    start: u64,
+    scan: u64,
+}
+
+/// `(st_dev, st_ino)`: the in-memory key of a file.
+pub type FileKey = (u64, u64);
+
+#[derive(Debug)]
+pub struct TailFile {
+    pub key: FileKey,
+    /// The path the file was last seen under.
+    pub path: PathBuf,
+    /// Index of the file group the path matched.
+    pub group: usize,
+    /// Offset up to which lines are committed to the channels.
+    pub pos: u64,
+    /// Offset after the lines handed out but not yet committed.
+    read_pos: u64,
+    /// Bytes at `read_pos..` already read and not yet handed out.
+    carry: Bytes,
+    skip: Option<Skip>,
+    file: Option<File>,
+    pub fingerprint: Fingerprint,
+    /// Size and mtime seen by the last scan.
+    pub seen_size: u64,
+    pub seen_mtime: (i64, i64),
+    /// Last time the file grew or was read from.
+    pub last_activity: Instant,
+    /// Whether the latest scan found the file under a matching name.
+    pub present: bool,
+}
+
+/// What [`TailFile::read_lines`] found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ReadOutcome {
+    /// Lines cut or truncated for length.
+    pub long_lines: u64,
+}
+
+impl TailFile {
+    pub fn new(key: FileKey, path: PathBuf, group: usize, pos: u64) -> Self {
+        Self {
+            key,
+            path,
+            group,
+            pos,
+            read_pos: pos,
+            carry: Bytes::new(),
+            skip: None,
+            file: None,
+            fingerprint: Fingerprint::default(),
+            seen_size: 0,
+            seen_mtime: (0, 0),
+            last_activity: Instant::now(),
+            present: true,
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// Opens the file at its path, checking that the path still names this file.
+    pub fn open(&mut self) -> io::Result<()> {
+        if self.file.is_some() {
+            return Ok(());
+        }
+        let f = File::open(&self.path)?;
+        let md = f.metadata()?;
+        if (md.dev(), md.ino()) != self.key {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "the path now names another file",
+            ));
+        }
+        self.file = Some(f);
+        Ok(())
+    }
+
+    pub fn close(&mut self) {
+        self.file = None;
+        self.rollback();
+    }
+
+    /// Size and mtime through the open handle (so a renamed or deleted file is still seen).
+    pub fn stat_handle(&self) -> Option<io::Result<std::fs::Metadata>> {
+        self.file.as_ref().map(File::metadata)
+    }
+
+    /// Starts over at `offset` (a truncated or replaced file), forgetting uncommitted reads.
+    pub fn restart_at(&mut self, offset: u64) {
+        self.pos = offset;
+        self.rollback();
+    }
+
+    /// Forgets lines handed out since the last commit; they will be read again.
+    pub fn rollback(&mut self) {
+        self.read_pos = self.pos;
+        self.carry = Bytes::new();
+        self.skip = None;
+    }
+
+    /// The channels committed every line handed out.
+    pub fn commit(&mut self) {
+        self.pos = self.read_pos;
+    }
+
+    /// Whether lines were handed out and not yet committed or rolled back.
+    pub fn has_uncommitted(&self) -> bool {
+        self.read_pos != self.pos
+    }
+
+    /// Reads the first `len` bytes (fewer if the file is shorter).
+    pub fn read_prefix(&self, len: u32) -> io::Result<Vec<u8>> {
+        let Some(f) = &self.file else {
+            return Err(io::Error::other("file is not open"));
+        };
+        read_prefix(f, len)
+    }
+
+    /// Checks the stored fingerprint against the file's first bytes and extends it up to
+    /// [`FINGERPRINT_MAX`]. Returns false if the content differs (a new file behind the same
+    /// inode, or one rewritten from the start).
+    pub fn check_fingerprint(&mut self) -> io::Result<bool> {
+        let prefix = self.read_prefix(FINGERPRINT_MAX)?;
+        let old = self.fingerprint;
+        let same =
+            prefix.len() >= old.len as usize && Fingerprint::of(&prefix[..old.len as usize]) == old;
+        self.fingerprint = Fingerprint::of(&prefix);
+        Ok(same)
+    }
+
+    /// Appends up to `max` lines to `out`; stops early at the end of the file.
+    pub fn read_lines(
+        &mut self,
+        max: usize,
+        limits: LineLimits,
+        out: &mut Vec<Line>,
+    ) -> io::Result<ReadOutcome> {
+        let mut outcome = ReadOutcome::default();
+        let Some(file) = self.file.as_ref() else {
+            return Ok(outcome);
+        };
+        let max_len = limits.max_len.max(1);
+        let start_len = out.len();
+        loop {
+            while out.len() - start_len < max {
+                let Some(i) = memchr::memchr(b'\n', &self.carry) else {
+                    break;
+                };
+                let end = if i > 0 && self.carry[i - 1] == b'\r' {
+                    i - 1
+                } else {
+                    i
+                };
+                if end > max_len {
+                    outcome.long_lines += 1;
+                    if limits.policy == LongLinePolicy::Split {
+                        emit_piece(&mut self.carry, &mut self.read_pos, max_len, out);
+                        continue;
+                    }
+                    out.push(Line {
+                        body: self.carry.slice(..max_len),
+                        offset: self.read_pos,
+                    });
+                } else {
+                    out.push(Line {
+                        body: self.carry.slice(..end),
+                        offset: self.read_pos,
+                    });
+                }
+                self.read_pos += i as u64 + 1;
+                self.carry = self.carry.slice(i + 1..);
+            }
+            if out.len() - start_len >= max {
+                break;
+            }
+            if self.skip.is_none() && self.carry.len() > max_len {
+                outcome.long_lines += 1;
+                match limits.policy {
+                    LongLinePolicy::Split => {
+                        emit_piece(&mut self.carry, &mut self.read_pos, max_len, out);
+                        continue;
+                    }
+                    LongLinePolicy::Truncate => {
+                        self.skip = Some(Skip {
+                            head: self.carry.slice(..max_len),
+                            start: self.read_pos,
+                            scan: self.read_pos + self.carry.len() as u64,
+                        });
+                        self.carry = Bytes::new();
+                    }
+                }
+            }
+            if let Some(skip) = self.skip.as_mut() {
+                let mut buf = vec![0u8; CHUNK];
+                let n = file.read_at(&mut buf, skip.scan)?;
+                if n == 0 {
+                    break;
+                }
+                match memchr::memchr(b'\n', &buf[..n]) {
+                    Some(i) => {
+                        out.push(Line {
+                            body: skip.head.clone(),
+                            offset: skip.start,
+                        });
+                        self.read_pos = skip.scan + i as u64 + 1;
+                        buf.truncate(n);
+                        self.carry = Bytes::from(buf).slice(i + 1..);
+                        self.skip = None;
+                    }
+                    None => skip.scan += n as u64,
+                }
+                continue;
+            }
+            let old = self.carry.len();
+            let mut buf = Vec::with_capacity(old + CHUNK);
+            buf.extend_from_slice(&self.carry);
+            buf.resize(old + CHUNK, 0);
+            let n = file.read_at(&mut buf[old..], self.read_pos + old as u64)?;
+            buf.truncate(old + n);
+            self.carry = Bytes::from(buf);
+            if n == 0 {
+                break;
+            }
+            self.last_activity = Instant::now();
+        }
+        Ok(outcome)
+    }
+}
+
+/// Hands out the first `len` bytes of `carry` as one piece of a split line.
+fn emit_piece(carry: &mut Bytes, read_pos: &mut u64, len: usize, out: &mut Vec<Line>) {
+    out.push(Line {
+        body: carry.slice(..len),
+        offset: *read_pos,
+    });
+    *read_pos += len as u64;
+    *carry = carry.slice(len..);
+}
+
+pub fn read_prefix(f: &File, len: u32) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; len as usize];
+    let mut got = 0;
+    while got < buf.len() {
+        let n = f.read_at(&mut buf[got..], got as u64)?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    buf.truncate(got);
+    Ok(buf)
+}
+
+/// `(st_dev, st_ino)` of a path's metadata.
+pub fn key_of(md: &std::fs::Metadata) -> FileKey {
+    (md.dev(), md.ino())
+}
+
+pub fn mtime_of(md: &std::fs::Metadata) -> (i64, i64) {
+    (md.mtime(), md.mtime_nsec())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::path::Path;
+
+    use super::*;
+
+    const SPLIT_8: LineLimits = LineLimits {
+        max_len: 8,
+        policy: LongLinePolicy::Split,
+    };
+    const TRUNC_8: LineLimits = LineLimits {
+        max_len: 8,
+        policy: LongLinePolicy::Truncate,
+    };
+
+    fn setup(content: &[u8]) -> io::Result<(tempfile::TempDir, PathBuf, TailFile)> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, content)?;
+        let md = std::fs::metadata(&path)?;
+        let mut tf = TailFile::new(key_of(&md), path.clone(), 0, 0);
+        tf.open()?;
+        Ok((dir, path, tf))
+    }
+
+    fn bodies(lines: &[Line]) -> Vec<String> {
+        lines
+            .iter()
+            .map(|l| String::from_utf8_lossy(&l.body).into_owned())
+            .collect()
+    }
+
+    fn append(path: &Path, bytes: &[u8]) -> io::Result<()> {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)?
+            .write_all(bytes)
+    }
+
+    #[test]
+    fn lines_crlf_partial_line_and_offsets() -> io::Result<()> {
+        let (_d, path, mut tf) = setup(b"one\r\ntwo\nthr")?;
+        let mut out = Vec::new();
+        tf.read_lines(10, SPLIT_8, &mut out)?;
+        assert_eq!(bodies(&out), ["one", "two"]);
+        assert_eq!((out[0].offset, out[1].offset), (0, 5));
+        tf.commit();
+        assert_eq!(tf.pos, 9, "the partial line is not committed");
+        append(&path, b"ee\n")?;
+        out.clear();
+        tf.read_lines(10, SPLIT_8, &mut out)?;
+        assert_eq!(bodies(&out), ["three"]);
+        assert_eq!(out[0].offset, 9);
+        tf.commit();
+        assert_eq!(tf.pos, 15);
+        Ok(())
+    }
+
+    #[test]
+    fn batch_limit_and_rollback_rereads() -> io::Result<()> {
+        let (_d, _p, mut tf) = setup(b"a\nb\nc\nd\n")?;
+        let mut out = Vec::new();
+        tf.read_lines(3, SPLIT_8, &mut out)?;
+        assert_eq!(bodies(&out), ["a", "b", "c"]);
+        tf.rollback();
+        out.clear();
+        tf.read_lines(2, SPLIT_8, &mut out)?;
+        assert_eq!(bodies(&out), ["a", "b"]);
+        tf.commit();
+        out.clear();
+        tf.read_lines(10, SPLIT_8, &mut out)?;
+        assert_eq!(bodies(&out), ["c", "d"]);
+        Ok(())
+    }
+
+    #[test]
+    fn long_lines_split_into_resumable_pieces() -> io::Result<()> {
+        let (_d, _p, mut tf) = setup(b"0123456789abcdefXY\nok\n")?;
+        let mut out = Vec::new();
+        let o = tf.read_lines(10, SPLIT_8, &mut out)?;
+        assert_eq!(bodies(&out), ["01234567", "89abcdef", "XY", "ok"]);
+        assert_eq!(o.long_lines, 2);
+        assert_eq!(out[1].offset, 8);
+        Ok(())
+    }
+
+    #[test]
+    fn long_lines_truncated_once_their_end_is_seen() -> io::Result<()> {
+        let (_d, path, mut tf) = setup(b"0123456789abcdef")?;
+        let mut out = Vec::new();
+        tf.read_lines(10, TRUNC_8, &mut out)?;
+        assert!(out.is_empty(), "waits for the newline: {:?}", bodies(&out));
+        append(&path, b"ghij\nnext\n")?;
+        tf.read_lines(10, TRUNC_8, &mut out)?;
+        assert_eq!(bodies(&out), ["01234567", "next"]);
+        tf.commit();
+        assert_eq!(tf.pos, 26);
+        Ok(())
+    }
+
+    #[test]
+    fn truncate_mode_buffers_at_most_one_chunk() -> io::Result<()> {
+        let mut big = vec![b'x'; 5 * CHUNK];
+        big.extend_from_slice(b"\nend\n");
+        let (_d, _p, mut tf) = setup(&big)?;
+        let mut out = Vec::new();
+        let o = tf.read_lines(10, TRUNC_8, &mut out)?;
+        assert_eq!(bodies(&out), ["xxxxxxxx", "end"]);
+        assert_eq!(o.long_lines, 1);
+        assert!(tf.carry.len() <= CHUNK);
+        Ok(())
+    }
+
+    #[test]
+    fn fingerprint_detects_rewritten_content() -> io::Result<()> {
+        let (_d, path, mut tf) = setup(b"first line\n")?;
+        assert!(tf.check_fingerprint()?);
+        assert_eq!(tf.fingerprint.len, 11);
+        append(&path, b"second\n")?;
+        assert!(tf.check_fingerprint()?, "growth keeps the identity");
+        assert_eq!(tf.fingerprint.len, 18);
+        std::fs::write(&path, b"other content, longer than before\n")?;
+        assert!(!tf.check_fingerprint()?, "same inode, new content");
+        Ok(())
+    }
+}
