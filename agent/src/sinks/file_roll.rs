@@ -34,6 +34,8 @@ pub struct FileRollConfig {
     pub batch_size: usize,
     /// `sink.fsync` (sluice; default false): fsync every batch before committing.
     pub fsync: bool,
+    /// `sink.serializer = header_and_text`: `{k=v, k2=v2} ` before each body.
+    pub headers: bool,
 }
 
 impl FileRollConfig {
@@ -43,7 +45,20 @@ impl FileRollConfig {
             "default",
             &[(&["default", "DEFAULT"], "default")],
         )?;
-        p.choice("sink.serializer", "text", &[(&["text", "TEXT"], "text")])?;
+        let headers = p.choice(
+            "sink.serializer",
+            false,
+            &[
+                (&["TEXT", "org.apache.flume.serialization.BodyTextEventSerializer$Builder"], false),
+                (
+                    &[
+                        "header_and_text",
+                        "org.apache.flume.serialization.HeaderAndBodyTextEventSerializer$Builder",
+                    ],
+                    true,
+                ),
+            ],
+        )?;
         Ok(Self {
             directory: PathBuf::from(p.required("sink.directory")?),
             roll_interval: p.seconds("sink.rollInterval", 30)?,
@@ -52,6 +67,7 @@ impl FileRollConfig {
             append_newline: p.bool("sink.serializer.appendNewline", true)?,
             batch_size: super::batch_size(p, "sink.batchSize")?,
             fsync: p.bool("sink.fsync", false)?,
+            headers,
         })
     }
 }
@@ -157,11 +173,22 @@ impl Sink for FileRollSink {
         self.ensure_open()?;
         let newline = self.config.append_newline;
         let fsync = self.config.fsync;
+        let with_headers = self.config.headers;
         let Some(f) = self.current.as_mut() else {
             return Err(self.err("no open file".into()));
         };
         let result = (|| {
             for e in events {
+                if with_headers {
+                    f.writer.write_all(b"{")?;
+                    for (i, (k, v)) in e.headers.iter().enumerate() {
+                        if i > 0 {
+                            f.writer.write_all(b", ")?;
+                        }
+                        write!(f.writer, "{k}={v}")?;
+                    }
+                    f.writer.write_all(b"} ")?;
+                }
                 f.writer.write_all(&e.body)?;
                 if newline {
                     f.writer.write_all(b"\n")?;
@@ -213,6 +240,7 @@ mod tests {
             append_newline: true,
             batch_size: 10,
             fsync: false,
+            headers: false,
         }
     }
 
