@@ -155,6 +155,40 @@ fn garbage_conn(port: u16, bytes: &[u8]) -> Result<bool> {
     Ok(closed)
 }
 
+/// Avro `long` (zig-zag varint).
+fn zigzag(n: i64) -> Vec<u8> {
+    let mut z = ((n << 1) ^ (n >> 63)) as u64;
+    let mut out = Vec::new();
+    while z >= 0x80 {
+        out.push((z as u8) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+    out
+}
+
+/// A valid handshake (announcing a protocol text) + metadata + `appendBatch`, followed by
+/// `tail` as the parameters.
+fn append_batch_request(tail: &[u8]) -> Vec<u8> {
+    let proto = br#"{"protocol":"AvroSourceProtocol","messages":{"appendBatch":{}}}"#;
+    let mut p = vec![0u8; 16]; // client hash
+    p.extend(zigzag(1)); // clientProtocol: string branch
+    p.extend(zigzag(proto.len() as i64));
+    p.extend_from_slice(proto);
+    p.extend([0u8; 16]); // server hash
+    p.extend(zigzag(0)); // meta: null
+    p.extend(zigzag(0)); // call metadata: empty map
+    p.extend(zigzag(11));
+    p.extend_from_slice(b"appendBatch");
+    p.extend_from_slice(tail);
+    let mut frame = Vec::new();
+    for v in [1i32, 1, p.len() as i32] {
+        frame.extend_from_slice(&v.to_be_bytes());
+    }
+    frame.extend(p);
+    frame
+}
+
 #[test]
 fn hostile_input_closes_only_that_connection() -> Result<()> {
     let tmp = tempfile::tempdir()?;
@@ -172,6 +206,14 @@ fn hostile_input_closes_only_that_connection() -> Result<()> {
             [be(&[1, 1, 100]), b"short".to_vec()].concat(),
         ),
         ("bad handshake", [be(&[1, 1, 8]), vec![0xff; 8]].concat()),
+        (
+            "event block of 2^40 items",
+            append_batch_request(&zigzag(1 << 40)),
+        ),
+        (
+            "body claiming 1 TiB",
+            append_batch_request(&[zigzag(1), zigzag(0), zigzag(1 << 40)].concat()),
+        ),
     ];
     for (what, bytes) in &cases {
         ensure!(garbage_conn(port, bytes)?, "{what}: connection not closed");

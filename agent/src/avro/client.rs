@@ -3,13 +3,14 @@
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
+use super::decode::Reader;
 use super::framing::{read_frame, write_frame};
 use super::protocol::{
-    HandshakeRequest, Match, PROTOCOL_JSON, ProtocolError, Status, protocol_hash,
-    read_bool, read_error, read_handshake_response, read_meta, read_status, write_empty_meta,
-    write_event, write_events, write_handshake_request, write_string,
+    HandshakeRequest, Match, PROTOCOL_JSON, ProtocolError, Status, protocol_hash, read_bool,
+    read_error, read_handshake_response, read_meta, read_status, write_empty_meta, write_event,
+    write_events, write_handshake_request, write_string,
 };
-use super::transport::{self, Reader, Writer};
+use super::transport::{self, Writer};
 use crate::event::Event;
 
 /// Largest response accepted from a server.
@@ -40,7 +41,7 @@ pub enum RpcError {
 }
 
 struct Connection {
-    reader: Reader,
+    reader: transport::Reader,
     writer: Writer,
     stream: TcpStream,
     /// Handshake completed on this connection.
@@ -62,7 +63,14 @@ pub struct RpcClient {
 impl RpcClient {
     pub fn new(config: ClientConfig) -> Self {
         let peer = format!("{}:{}", config.host, config.port);
-        Self { config, peer, conn: None, serial: 0, server_hash: None, send_protocol: false }
+        Self {
+            config,
+            peer,
+            conn: None,
+            serial: 0,
+            server_hash: None,
+            send_protocol: false,
+        }
     }
 
     pub fn peer(&self) -> &str {
@@ -85,11 +93,17 @@ impl RpcClient {
     }
 
     fn io_err(&self, e: impl std::fmt::Display) -> RpcError {
-        RpcError::Io { peer: self.peer.clone(), message: e.to_string() }
+        RpcError::Io {
+            peer: self.peer.clone(),
+            message: e.to_string(),
+        }
     }
 
     fn proto_err(&self, e: ProtocolError) -> RpcError {
-        RpcError::Protocol { peer: self.peer.clone(), message: e.0 }
+        RpcError::Protocol {
+            peer: self.peer.clone(),
+            message: e.0,
+        }
     }
 
     /// Opens the TCP connection if needed (the handshake rides on the next request).
@@ -99,7 +113,10 @@ impl RpcClient {
         }
         let addrs: Vec<SocketAddr> = (self.config.host.as_str(), self.config.port)
             .to_socket_addrs()
-            .map_err(|e| RpcError::Connect { peer: self.peer.clone(), message: e.to_string() })?
+            .map_err(|e| RpcError::Connect {
+                peer: self.peer.clone(),
+                message: e.to_string(),
+            })?
             .collect();
         let mut last = String::from("no address");
         for addr in addrs {
@@ -124,7 +141,10 @@ impl RpcClient {
                 Err(e) => last = e.to_string(),
             }
         }
-        Err(RpcError::Connect { peer: self.peer.clone(), message: last })
+        Err(RpcError::Connect {
+            peer: self.peer.clone(),
+            message: last,
+        })
     }
 
     /// Sends `appendBatch(events)`; `Ok` only when the server answered OK.
@@ -192,7 +212,7 @@ impl RpcClient {
                     message: format!("response serial {} for request {serial}", frame.serial),
                 });
             }
-            let mut r = &frame.payload[..];
+            let mut r = Reader::new(frame.payload);
             if handshake {
                 let hs = read_handshake_response(&mut r).map_err(|e| self.proto_err(e))?;
                 if let Some(h) = hs.server_hash {
@@ -211,12 +231,18 @@ impl RpcClient {
             let is_error = read_bool(&mut r).map_err(|e| self.proto_err(e))?;
             if is_error {
                 let message = read_error(&mut r).map_err(|e| self.proto_err(e))?;
-                return Err(RpcError::Remote { peer: self.peer.clone(), message });
+                return Err(RpcError::Remote {
+                    peer: self.peer.clone(),
+                    message,
+                });
             }
             let status = read_status(&mut r).map_err(|e| self.proto_err(e))?;
             return match status {
                 Status::Ok => Ok(()),
-                s => Err(RpcError::Refused { peer: self.peer.clone(), status: s }),
+                s => Err(RpcError::Refused {
+                    peer: self.peer.clone(),
+                    status: s,
+                }),
             };
         }
         Err(RpcError::Protocol {

@@ -23,6 +23,7 @@
 //! nothing is allocated before its size was checked against the maximum.
 
 pub mod client;
+pub mod decode;
 pub mod framing;
 pub mod protocol;
 pub mod transport;

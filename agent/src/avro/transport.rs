@@ -66,7 +66,12 @@ impl<R: Read> Read for InflateReader<R> {
             let status = self
                 .z
                 .decompress(&self.buf[self.pos..self.len], dst, FlushDecompress::None)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("corrupt deflate stream: {e}")))?;
+                .map_err(|e| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("corrupt deflate stream: {e}"),
+                    )
+                })?;
             let consumed = (self.z.total_in() - in0) as usize;
             let produced = (self.z.total_out() - out0) as usize;
             self.pos += consumed;
@@ -85,11 +90,17 @@ impl<R: Read> Read for InflateReader<R> {
                 self.len = 0;
             }
             if self.len == self.buf.len() {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "deflate stream stalled"));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "deflate stream stalled",
+                ));
             }
             let n = self.inner.read(&mut self.buf[self.len..])?;
             if n == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "deflate stream ended early"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "deflate stream ended early",
+                ));
             }
             self.len += n;
         }
@@ -121,16 +132,16 @@ mod tests {
         let c = TcpStream::connect(addr)?;
         c.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
         let (mut r, mut w) = split(&c, Some(6))?;
-        for i in 0..3 {
+        for i in 0..3i32 {
             // The last message is larger than every buffer on the way.
             let msg = if i == 2 {
                 (0..60_000).map(|n: u32| n.to_string()).collect::<String>()
             } else {
                 format!("message {i}")
             };
-            write_frame(&mut w, i as i32, msg.as_bytes())?;
+            write_frame(&mut w, i, msg.as_bytes())?;
             let f = read_frame(&mut r, 1 << 20)?;
-            assert_eq!((f.serial, f.payload), (i as i32, msg.into_bytes()));
+            assert_eq!((f.serial, f.payload), (i, msg.into_bytes()));
         }
         server.join().map_err(|_| "server panicked")??;
         Ok(())

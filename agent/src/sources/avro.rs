@@ -18,6 +18,7 @@ use parking_lot::Mutex;
 use regex::Regex;
 
 use super::{EventDrivenSource, SourceError};
+use crate::avro::decode::Reader;
 use crate::avro::framing::{FrameError, read_frame, write_frame};
 use crate::avro::protocol::{
     HandshakeResponse, Match, PROTOCOL_JSON, ProtocolError, Status, protocol_hash, read_event,
@@ -48,6 +49,8 @@ pub struct AvroSourceConfig {
     pub ip_rules: Option<Vec<IpRule>>,
     /// `max-message-bytes` (sluice; default 64 MiB): larger requests close the connection.
     pub max_message_bytes: usize,
+    /// `max-batch-events` (sluice; default 100000): larger batches close the connection.
+    pub max_batch_events: usize,
 }
 
 fn parse_rules(p: &Props) -> Result<Vec<IpRule>, ConfigError> {
@@ -67,12 +70,14 @@ fn parse_rules(p: &Props) -> Result<Vec<IpRule>, ConfigError> {
         if kind != "ip" {
             return Err(p.error(
                 "ipFilterRules",
-                format!("rule `{def}`: only `ip` rules are supported (host-name rules need reverse DNS)"),
+                format!(
+                    "rule `{def}`: only `ip` rules are supported (host-name rules need reverse DNS)"
+                ),
             ));
         }
         let re = format!("^{}$", regex::escape(pattern).replace(r"\*", ".*"));
-        let pattern = Regex::new(&re)
-            .map_err(|e| p.error("ipFilterRules", format!("rule `{def}`: {e}")))?;
+        let pattern =
+            Regex::new(&re).map_err(|e| p.error("ipFilterRules", format!("rule `{def}`: {e}")))?;
         rules.push(IpRule { allow, pattern });
     }
     Ok(rules)
@@ -91,23 +96,37 @@ impl AvroSourceConfig {
                 "TLS is not supported by sluice's avro source yet; terminate TLS in front of it",
             ));
         }
-        let ip_rules = if p.bool("ipFilter", false)? { Some(parse_rules(p)?) } else { None };
+        let ip_rules = if p.bool("ipFilter", false)? {
+            Some(parse_rules(p)?)
+        } else {
+            None
+        };
         Ok(Self {
             bind: p.required("bind")?,
             port: p.parse("port", 0u16, "a TCP port number").and_then(|v| {
-                if p.get("port").is_none() { Err(p.error("port", "is required")) } else { Ok(v) }
+                if p.get("port").is_none() {
+                    Err(p.error("port", "is required"))
+                } else {
+                    Ok(v)
+                }
             })?,
             threads: p.usize("threads", 0)?,
             deflate,
             ip_rules,
             max_message_bytes: p.positive_usize("max-message-bytes", 64 << 20)?,
+            max_batch_events: p.positive_usize("max-batch-events", 100_000)?,
         })
     }
 
     fn allowed(&self, ip: IpAddr) -> bool {
-        let Some(rules) = &self.ip_rules else { return true };
+        let Some(rules) = &self.ip_rules else {
+            return true;
+        };
         let s = ip.to_string();
-        rules.iter().find(|r| r.pattern.is_match(&s)).is_none_or(|r| r.allow)
+        rules
+            .iter()
+            .find(|r| r.pattern.is_match(&s))
+            .is_none_or(|r| r.allow)
     }
 }
 
@@ -135,7 +154,13 @@ pub struct AvroSource {
 
 impl AvroSource {
     pub fn new(name: &str, config: AvroSourceConfig) -> Self {
-        Self { name: name.to_string(), config, shared: None, acceptor: None, local_addr: None }
+        Self {
+            name: name.to_string(),
+            config,
+            shared: None,
+            acceptor: None,
+            local_addr: None,
+        }
     }
 }
 
@@ -146,7 +171,9 @@ impl EventDrivenSource for AvroSource {
             source_name: self.name.clone(),
             message: format!("cannot listen on {addr}: {e}"),
         })?;
-        let setup = listener.set_nonblocking(true).and_then(|_| listener.local_addr());
+        let setup = listener
+            .set_nonblocking(true)
+            .and_then(|_| listener.local_addr());
         let local = setup.map_err(|e| SourceError::Other {
             source_name: self.name.clone(),
             message: format!("listener on {addr}: {e}"),
@@ -222,7 +249,11 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
                     shared.sockets.lock().insert(id, clone);
                 }
                 shared.active.fetch_add(1, Ordering::SeqCst);
-                shared.processor.counters().open_connection.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .processor
+                    .counters()
+                    .open_connection
+                    .fetch_add(1, Ordering::Relaxed);
                 let s = shared.clone();
                 let spawned = std::thread::Builder::new()
                     .name(format!("avro-conn-{}", shared.name))
@@ -241,7 +272,11 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
                     tracing::error!(source = %shared.name, error = %e, "Cannot start a connection thread.");
                     shared.sockets.lock().remove(&id);
                     shared.active.fetch_sub(1, Ordering::SeqCst);
-                    shared.processor.counters().open_connection.fetch_sub(1, Ordering::Relaxed);
+                    shared
+                        .processor
+                        .counters()
+                        .open_connection
+                        .fetch_sub(1, Ordering::Relaxed);
                 }
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
@@ -269,24 +304,26 @@ fn serve(shared: &Shared, stream: &TcpStream) -> Result<(), String> {
             Err(e) if shared.stop.load(Ordering::SeqCst) => return Err(format!("stopping ({e})")),
             Err(e) => return Err(e.to_string()),
         };
-        let reply = respond(shared, &frame.payload, &mut established)
+        let reply = respond(shared, frame.payload, &mut established)
             .map_err(|e| format!("malformed request: {}", e.0))?;
         write_frame(&mut writer, frame.serial, &reply).map_err(|e| format!("send failed: {e}"))?;
     }
 }
 
 /// Builds the response to one request payload.
-fn respond(shared: &Shared, payload: &[u8], established: &mut bool) -> Result<Vec<u8>, ProtocolError> {
-    let mut r = payload;
+fn respond(
+    shared: &Shared,
+    payload: Vec<u8>,
+    established: &mut bool,
+) -> Result<Vec<u8>, ProtocolError> {
+    let mut r = Reader::new(payload);
     let mut out = Vec::with_capacity(64);
     if !*established {
         let hs = read_handshake_request(&mut r)?;
         let ours = protocol_hash();
         let known = {
             let mut k = shared.known_protocols.lock();
-            if hs.client_hash == ours {
-                true
-            } else if k.contains(&hs.client_hash) {
+            if hs.client_hash == ours || k.contains(&hs.client_hash) {
                 true
             } else if let Some(text) = &hs.client_protocol {
                 // A client protocol we can serve names the same messages.
@@ -321,7 +358,7 @@ fn respond(shared: &Shared, payload: &[u8], established: &mut bool) -> Result<Ve
     let events = match message.as_str() {
         // A handshake-only "ping".
         "" => return Ok(out),
-        "appendBatch" => read_events(&mut r)?,
+        "appendBatch" => read_events(&mut r, shared.config.max_batch_events)?,
         "append" => {
             counters.append_received.fetch_add(1, Ordering::Relaxed);
             vec![read_event(&mut r)?]
