@@ -22,8 +22,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use sluice_integration::bench::{Sample, Window, measure, one_decimal, row, thousands};
 use sluice_integration::flume::{FLUME_VERSION, Flume, FlumeOptions};
-use sluice_integration::{Sluice, peak_rss_kib, sluice_bin};
+use sluice_integration::{Sluice, sluice_bin};
 
 struct Args {
     warmup: Duration,
@@ -105,70 +106,15 @@ a1.sinks.k1.channel = c1
     )
 }
 
-/// One agent's numbers over the window.
-struct Sample {
-    events_per_s: f64,
-    mb_per_s: f64,
-    rss_mib: f64,
-    cpu_cores: f64,
-}
-
-/// user + system CPU seconds of `pid` so far (/proc/<pid>/stat, USER_HZ = 100 on Linux).
-fn cpu_seconds(pid: u32) -> Result<f64> {
-    let path = format!("/proc/{pid}/stat");
-    let stat = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
-    // Fields after the parenthesised command: state is field 3, utime 14, stime 15.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .context("malformed /proc stat")?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| -> Result<f64> {
-        let f = fields.get(i).context("short /proc stat")?;
-        Ok(f.parse::<u64>()? as f64)
-    };
-    Ok((ticks(11)? + ticks(12)?) / 100.0)
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
-/// Warms up, then measures the drained-event delta over the window.
-fn measure(name: &str, pid: u32, args: &Args, drained: &dyn Fn() -> Result<u64>) -> Result<Sample> {
-    eprintln!(
-        "{name}: pid {pid}, warming up {:?} (load average {}).",
-        args.warmup,
-        loadavg()
-    );
-    std::thread::sleep(args.warmup);
-    let (c0, cpu0, t0) = (drained()?, cpu_seconds(pid)?, Instant::now());
-    std::thread::sleep(args.window);
-    let (c1, cpu1, t1) = (drained()?, cpu_seconds(pid)?, Instant::now());
-    let rss_kib = peak_rss_kib(pid)?;
-    let secs = (t1 - t0).as_secs_f64();
-    let events_per_s = c1.saturating_sub(c0) as f64 / secs;
-    let sample = Sample {
-        events_per_s,
-        mb_per_s: events_per_s * args.body as f64 / 1e6,
-        rss_mib: rss_kib as f64 / 1024.0,
-        cpu_cores: (cpu1 - cpu0) / secs,
-    };
-    eprintln!(
-        "{name}: {} events in {secs:.2} s, peak RSS {:.1} MiB.",
-        c1.saturating_sub(c0),
-        sample.rss_mib
-    );
-    Ok(sample)
-}
-
 fn run_sluice(dir: &Path, conf: &str, args: &Args) -> Result<Sample> {
     let mut sluice = Sluice::start(dir, "bench", conf, &[])?;
     let pid = sluice.pid();
     let drained = || sluice.counter("CHANNEL.c1", "EventTakeSuccessCount");
-    let sample = measure("sluice", pid, args, &drained)?;
+    let w = Window {
+        warmup: args.warmup,
+        window: args.window,
+    };
+    let sample = measure("sluice", &[pid], &w, args.body, &drained)?;
     if sluice.child.try_wait()?.is_some() {
         bail!(
             "sluice exited during the measurement; log:\n{}",
@@ -191,7 +137,11 @@ fn run_flume(dir: &Path, conf: &str, args: &Args) -> Result<Sample> {
     );
     let pid = flume.pid();
     let drained = || flume.counter("CHANNEL.c1", "EventTakeSuccessCount");
-    let sample = measure("Flume", pid, args, &drained)?;
+    let w = Window {
+        warmup: args.warmup,
+        window: args.window,
+    };
+    let sample = measure("Flume", &[pid], &w, args.body, &drained)?;
     if flume.child.try_wait()?.is_some() {
         bail!(
             "Flume exited during the measurement; log:\n{}",
@@ -200,36 +150,6 @@ fn run_flume(dir: &Path, conf: &str, args: &Args) -> Result<Sample> {
     }
     flume.kill()?;
     Ok(sample)
-}
-
-/// One table line: the two values and their ratio.
-fn row(label: &str, sluice: Option<f64>, flume: Option<f64>, fmt: fn(f64) -> String) {
-    let ratio = match (sluice, flume) {
-        (Some(s), Some(f)) if f > 0.0 => format!("{:.2}x", s / f),
-        _ => "-".into(),
-    };
-    let cell = |v: Option<f64>| v.map_or_else(|| "-".into(), fmt);
-    println!(
-        "{label:<20}{:>16}{:>16}{ratio:>14}",
-        cell(sluice),
-        cell(flume)
-    );
-}
-
-fn one_decimal(v: f64) -> String {
-    format!("{v:.1}")
-}
-
-fn thousands(v: f64) -> String {
-    let digits = format!("{:.0}", v);
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn main() -> std::process::ExitCode {
