@@ -5,6 +5,7 @@ pub mod bench;
 pub mod flume;
 pub mod flume_taildir;
 pub mod http;
+pub mod tls;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -243,3 +243,53 @@ fn hostile_input_closes_only_that_connection() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn sluice_to_sluice_over_tls() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let out = tmp.path().join("out");
+    let port = free_port()?;
+    let (cert, key) = sluice_integration::tls::self_signed_pem(tmp.path())?;
+    let tls_source = format!(
+        "a1.sources.r1.ssl = true\na1.sources.r1.ssl.certificate = {}\na1.sources.r1.ssl.key = {}\n",
+        cert.display(),
+        key.display()
+    );
+    let c = Sluice::start(
+        tmp.path(),
+        "collector",
+        &(collector(port, &out, "none") + &tls_source),
+        &[],
+    )?;
+    let tls_sink = format!(
+        "a1.sinks.k1.ssl = true\na1.sinks.k1.ssl.ca = {}\n",
+        cert.display()
+    );
+    let _s = Sluice::start(
+        tmp.path(),
+        "sender",
+        &(sender(port, 5_000, "none") + &tls_sink),
+        &[],
+    )?;
+    check_sequence(&out, 5_000)?;
+
+    // A plain-text client cannot talk to the TLS source; the source says why and carries on.
+    let input = tmp.path().join("in.txt");
+    std::fs::write(&input, "x\n")?;
+    let (code, _o, _e) = run_sluice(&[
+        "send",
+        "-H",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-F",
+        &input.display().to_string(),
+    ])?;
+    ensure!(code != 0, "plain-text send to a TLS source must fail");
+    ensure!(
+        c.log_text().contains("Closing Avro connection"),
+        "{}",
+        c.log_text()
+    );
+    Ok(())
+}

@@ -135,3 +135,53 @@ fn sluice_avro_sink_to_flume_avro_source() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn tls_both_ways_with_flume() -> Result<()> {
+    // Flume's AvroSink (trust-all-certs) → sluice's AvroSource with PEM files.
+    let tmp = tempfile::tempdir()?;
+    let out = tmp.path().join("out");
+    let port = free_port()?;
+    let (cert, key) = sluice_integration::tls::self_signed_pem(tmp.path())?;
+    let receiver = avro_receiver(port, &out, "none")
+        + &format!(
+            "a1.sources.r1.ssl = true\na1.sources.r1.ssl.certificate = {}\na1.sources.r1.ssl.key = {}\n",
+            cert.display(),
+            key.display()
+        );
+    let _sluice = Sluice::start(tmp.path(), "sluice", &receiver, &[])?;
+    let sender = avro_sender("flume-tls", port, "none")
+        + "a1.sinks.k1.ssl = true\na1.sinks.k1.trust-all-certs = true\n";
+    let flume = Flume::start(tmp.path(), &sender, "a1")?;
+    let r = expect_all(&out, "flume-tls");
+    ensure!(r.is_ok(), "{r:?}\nFlume log:\n{}", flume.log_tail(40));
+    drop(flume);
+
+    // sluice's AvroSink (ssl.ca) → Flume's AvroSource with a PKCS12 keystore.
+    let tmp = tempfile::tempdir()?;
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(&out)?;
+    let port = free_port()?;
+    let (keystore, ca) = sluice_integration::tls::keytool_keystore(tmp.path())?;
+    let receiver = avro_receiver(port, &out, "none")
+        + &format!(
+            "a1.sources.r1.ssl = true\na1.sources.r1.keystore = {}\n\
+             a1.sources.r1.keystore-password = changeit\na1.sources.r1.keystore-type = PKCS12\n",
+            keystore.display()
+        );
+    let flume = Flume::start(tmp.path(), &receiver, "a1")?;
+    let sender = avro_sender("sluice-tls", port, "none")
+        + &format!(
+            "a1.sinks.k1.ssl = true\na1.sinks.k1.ssl.ca = {}\n",
+            ca.display()
+        );
+    let sluice = Sluice::start(tmp.path(), "sluice", &sender, &[])?;
+    let r = expect_all(&out, "sluice-tls");
+    ensure!(
+        r.is_ok(),
+        "{r:?}\nsluice log:\n{}\nFlume log:\n{}",
+        sluice.log_text(),
+        flume.log_tail(40)
+    );
+    Ok(())
+}

@@ -24,6 +24,16 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     /// zlib level when `compression-type = deflate`.
     pub deflate: Option<u32>,
+    /// TLS when `ssl = true`.
+    pub tls: Option<TlsClient>,
+}
+
+/// `ssl = true` on the client side: trust `ssl.ca` (PEM), or everything with
+/// `trust-all-certs = true`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsClient {
+    pub ca: Option<std::path::PathBuf>,
+    pub trust_all: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +68,7 @@ pub struct RpcClient {
     server_hash: Option<[u8; 16]>,
     /// Send our protocol text with the handshake (after the server said NONE).
     send_protocol: bool,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl RpcClient {
@@ -70,6 +81,7 @@ impl RpcClient {
             serial: 0,
             server_hash: None,
             send_protocol: false,
+            tls: None,
         }
     }
 
@@ -111,6 +123,11 @@ impl RpcClient {
         if self.conn.is_some() {
             return Ok(());
         }
+        if let (Some(t), None) = (&self.config.tls, &self.tls) {
+            let cfg = super::tls::client_config(t.ca.as_deref(), t.trust_all)
+                .map_err(|e| RpcError::Connect { peer: self.peer.clone(), message: e.to_string() })?;
+            self.tls = Some(cfg);
+        }
         let addrs: Vec<SocketAddr> = (self.config.host.as_str(), self.config.port)
             .to_socket_addrs()
             .map_err(|e| RpcError::Connect {
@@ -126,7 +143,11 @@ impl RpcClient {
                         stream.set_nodelay(true)?;
                         stream.set_read_timeout(Some(self.config.request_timeout))?;
                         stream.set_write_timeout(Some(self.config.request_timeout))?;
-                        transport::split(&stream, self.config.deflate)
+                        let (r, w) = transport::split(&stream, self.config.deflate)?;
+                        match &self.tls {
+                            Some(cfg) => super::tls::connect(cfg, &self.config.host, r, w),
+                            None => Ok((r, w)),
+                        }
                     })();
                     let (reader, writer) = setup.map_err(|e| self.io_err(e))?;
                     self.conn = Some(Connection {

@@ -26,4 +26,5 @@ pub mod client;
 pub mod decode;
 pub mod framing;
 pub mod protocol;
+pub mod tls;
 pub mod transport;

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::{Sink, SinkError};
-use crate::avro::client::{ClientConfig, RpcClient};
+use crate::avro::client::{ClientConfig, RpcClient, TlsClient};
 use crate::config::{ConfigError, Props};
 use crate::event::Event;
 use crate::metrics::SinkCounters;
@@ -34,9 +34,26 @@ impl AvroSinkConfig {
         if level > 9 {
             return Err(p.error("compression-level", "must be between 0 and 9"));
         }
-        if p.bool("ssl", false)? {
-            return Err(p.error("ssl", "TLS is not supported by sluice's avro sink yet"));
-        }
+        let tls = if p.bool("ssl", false)? {
+            let trust_all = p.bool("trust-all-certs", false)?;
+            let ca = p.get("ssl.ca").filter(|v| !v.is_empty()).map(std::path::PathBuf::from);
+            if ca.is_none() && !trust_all {
+                let hint = if p.get("truststore").is_some() {
+                    "; sluice reads PEM, not Java truststores: export the CA with `keytool \
+                     -exportcert -rfc -keystore truststore.jks -alias <ca> -file ca.pem`"
+                } else {
+                    ""
+                };
+                return Err(p.error(
+                    "ssl.ca",
+                    format!("ssl = true needs ssl.ca (a PEM CA file) or trust-all-certs = true{hint}"),
+                ));
+            }
+            p.claim("truststore");
+            Some(TlsClient { ca, trust_all })
+        } else {
+            None
+        };
         let port = p.required("port")?;
         let port: u16 = port.parse().map_err(|_| {
             p.error(
@@ -51,6 +68,7 @@ impl AvroSinkConfig {
                 connect_timeout: p.millis("connect-timeout", 20_000)?,
                 request_timeout: p.millis("request-timeout", 20_000)?,
                 deflate: deflate.then_some(level as u32),
+                tls,
             },
             batch_size: p.positive_usize("batch-size", 100)?,
             reset_interval: p.seconds("reset-connection-interval", 0)?,

@@ -51,6 +51,14 @@ pub struct AvroSourceConfig {
     pub max_message_bytes: usize,
     /// `max-batch-events` (sluice; default 100000): larger batches close the connection.
     pub max_batch_events: usize,
+    /// `ssl = true` with `ssl.certificate` and `ssl.key` (PEM).
+    pub tls: Option<TlsFiles>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub certificate: std::path::PathBuf,
+    pub key: std::path::PathBuf,
 }
 
 fn parse_rules(p: &Props) -> Result<Vec<IpRule>, ConfigError> {
@@ -90,12 +98,26 @@ impl AvroSourceConfig {
             false,
             &[(&["none"], false), (&["deflate"], true)],
         )?;
-        if p.bool("ssl", false)? {
-            return Err(p.error(
-                "ssl",
-                "TLS is not supported by sluice's avro source yet; terminate TLS in front of it",
-            ));
-        }
+        let tls = if p.bool("ssl", false)? {
+            let keystore_hint = if p.get("keystore").is_some() {
+                "; sluice reads PEM, not Java keystores: `keytool -importkeystore -srckeystore \
+                 keystore.jks -destkeystore ks.p12 -deststoretype PKCS12`, then `openssl pkcs12 \
+                 -in ks.p12 -nokeys -out cert.pem` and `openssl pkcs12 -in ks.p12 -nocerts -nodes \
+                 -out key.pem`"
+            } else {
+                ""
+            };
+            let need = |key: &str| {
+                p.get(key).filter(|v| !v.is_empty()).map(std::path::PathBuf::from).ok_or_else(|| {
+                    p.error(key, format!("ssl = true needs {key} (a PEM file){keystore_hint}"))
+                })
+            };
+            let tls = TlsFiles { certificate: need("ssl.certificate")?, key: need("ssl.key")? };
+            p.claim("keystore");
+            Some(tls)
+        } else {
+            None
+        };
         let ip_rules = if p.bool("ipFilter", false)? {
             Some(parse_rules(p)?)
         } else {
@@ -115,6 +137,7 @@ impl AvroSourceConfig {
             ip_rules,
             max_message_bytes: p.positive_usize("max-message-bytes", 64 << 20)?,
             max_batch_events: p.positive_usize("max-batch-events", 100_000)?,
+            tls,
         })
     }
 
@@ -137,6 +160,7 @@ struct Shared {
     processor: Arc<ChannelProcessor>,
     stop: AtomicBool,
     active: AtomicUsize,
+    tls: Option<Arc<rustls::ServerConfig>>,
     /// Clones of open sockets, shut down on stop to unblock their threads.
     sockets: Mutex<HashMap<u64, TcpStream>>,
     /// Client protocol hashes learned from handshakes.
@@ -166,6 +190,12 @@ impl AvroSource {
 
 impl EventDrivenSource for AvroSource {
     fn start(&mut self, processor: Arc<ChannelProcessor>) -> Result<(), SourceError> {
+        let tls = match &self.config.tls {
+            Some(t) => Some(crate::avro::tls::server_config(&t.certificate, &t.key).map_err(|e| {
+                SourceError::Other { source_name: self.name.clone(), message: format!("ssl: {e}") }
+            })?),
+            None => None,
+        };
         let addr = format!("{}:{}", self.config.bind, self.config.port);
         let listener = TcpListener::bind(&addr).map_err(|e| SourceError::Other {
             source_name: self.name.clone(),
@@ -186,6 +216,7 @@ impl EventDrivenSource for AvroSource {
             processor,
             stop: AtomicBool::new(false),
             active: AtomicUsize::new(0),
+            tls,
             sockets: Mutex::new(HashMap::new()),
             known_protocols: Mutex::new(HashSet::new()),
         });
@@ -295,7 +326,11 @@ fn serve(shared: &Shared, stream: &TcpStream) -> Result<(), String> {
     stream.set_nonblocking(false).map_err(|e| e.to_string())?;
     let _ = stream.set_nodelay(true);
     let level = shared.config.deflate.then_some(6);
-    let (mut reader, mut writer) = transport::split(stream, level).map_err(|e| e.to_string())?;
+    let (reader, writer) = transport::split(stream, level).map_err(|e| e.to_string())?;
+    let (mut reader, mut writer) = match &shared.tls {
+        Some(cfg) => crate::avro::tls::accept(cfg, reader, writer).map_err(|e| e.to_string())?,
+        None => (reader, writer),
+    };
     let mut established = false;
     loop {
         let frame = match read_frame(&mut reader, shared.config.max_message_bytes) {
