@@ -293,3 +293,85 @@ fn sluice_to_sluice_over_tls() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn many_concurrent_clients() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let out = tmp.path().join("out");
+    let port = free_port()?;
+    let _c = Sluice::start(tmp.path(), "collector", &collector(port, &out, "none"), &[])?;
+    let bin = sluice_integration::sluice_bin()?;
+    let clients: u64 = 16;
+    let per: u64 = 500;
+    let mut children = Vec::new();
+    for c in 0..clients {
+        let input = tmp.path().join(format!("in{c}.txt"));
+        std::fs::write(
+            &input,
+            (0..per)
+                .map(|i| format!("{}\n", c * per + i))
+                .collect::<String>(),
+        )?;
+        children.push(
+            std::process::Command::new(&bin)
+                .args([
+                    "send",
+                    "-H",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                    "-b",
+                    "50",
+                    "-F",
+                ])
+                .arg(&input)
+                .output(),
+        );
+    }
+    for (i, out) in children.into_iter().enumerate() {
+        let out = out?;
+        ensure!(
+            out.status.success(),
+            "client {i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    check_sequence(&out, clients * per)
+}
+
+#[test]
+fn ip_filter_rules() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let input = tmp.path().join("in.txt");
+    std::fs::write(&input, "0\n")?;
+    for (rules, allowed) in [
+        ("deny:ip:127.0.0.1,allow:ip:*", false),
+        ("allow:ip:127.*,deny:ip:*", true),
+    ] {
+        let out = tmp.path().join(format!("out-{allowed}"));
+        let port = free_port()?;
+        let conf = collector(port, &out, "none")
+            + &format!("a1.sources.r1.ipFilter = true\na1.sources.r1.ipFilterRules = {rules}\n");
+        let c = Sluice::start(tmp.path(), &format!("c-{allowed}"), &conf, &[])?;
+        let (code, _o, err) = run_sluice(&[
+            "send",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-F",
+            &input.display().to_string(),
+        ])?;
+        ensure!((code == 0) == allowed, "rules {rules}: exit {code}: {err}");
+        if allowed {
+            check_sequence(&out, 1)?;
+        } else {
+            ensure!(
+                c.log_text().contains("refused by ipFilterRules"),
+                "{}",
+                c.log_text()
+            );
+        }
+    }
+    Ok(())
+}
