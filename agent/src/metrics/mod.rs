@@ -63,6 +63,14 @@ pub fn now_millis() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Most Flume counters only grow; the few that go down are gauges.
+fn counter_or_gauge(name: &str, v: u64) -> Value {
+    match name {
+        "OpenConnectionCount" => Value::Gauge(v),
+        _ => Value::Counter(v),
+    }
+}
+
 macro_rules! counter_set {
     ($(#[$doc:meta])* $name:ident { $($field:ident => $flume:literal),* $(,)? }) => {
         $(#[$doc])*
@@ -88,7 +96,7 @@ macro_rules! counter_set {
         impl MetricSet for $name {
             fn snapshot(&self) -> Vec<(&'static str, Value)> {
                 vec![
-                    $(($flume, Value::Counter(self.$field.load(Ordering::Relaxed))),)*
+                    $(($flume, counter_or_gauge($flume, self.$field.load(Ordering::Relaxed))),)*
                     ("StartTime", Value::Gauge(self.start_time.load(Ordering::Relaxed))),
                     ("StopTime", Value::Gauge(self.stop_time.load(Ordering::Relaxed))),
                 ]
