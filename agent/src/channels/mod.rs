@@ -85,6 +85,10 @@ pub trait Channel: Send + Sync + 'static {
     fn size(&self) -> usize;
     /// Stops accepting puts and wakes waiters; stored events stay for a drain or a restart.
     fn close(&self);
+    /// Whether stored events survive a restart (they stay on disk when the channel is closed).
+    fn is_durable(&self) -> bool {
+        false
+    }
 }
 
 pub type ChannelRef = Arc<dyn Channel>;

@@ -20,7 +20,8 @@
 //!
 //! # Invariants
 //! 1. Records are only appended; a segment is never modified after it is sealed, except that
-//!    recovery truncates a torn tail of the newest one. Each start opens a fresh segment.
+//!    recovery truncates a torn tail of the newest one. A write that fails (disk full) is cut
+//!    off the active segment before the error is returned. Each start opens a fresh segment.
 //! 2. Sequence numbers increase in log order, so a take can name its events by ranges.
 //! 3. A transaction is one record, so it is in the log entirely or not at all. With
 //!    `fsyncPerTransaction` (default) `commit` returns only after an fsync that covers its record.
@@ -29,7 +30,10 @@
 //! 4. The in-memory state follows the log: a record's effect is applied under the log lock right
 //!    after it is written, so "every record before position P" is exactly what a state snapshot
 //!    taken under that lock reflects. A checkpoint is written only after the log up to P is
-//!    durable.
+//!    durable. A put's events may thus be taken before its fsync completes; that is harmless,
+//!    because the take record follows the put record in the log and the put has not been
+//!    acknowledged yet. A failed fsync makes the channel refuse all further work (restart and
+//!    replay), since the kernel may have dropped the unsynced pages.
 //! 5. Replay = checkpoint's live events + every record from P on. Without a usable checkpoint
 //!    (missing or damaged, and no usable backup) replay scans every segment: nothing is lost, but
 //!    events whose take record lived in a deleted segment are delivered again.
@@ -197,22 +201,22 @@ impl FileChannelConfig {
     }
 }
 
-/// Why a file channel could not open.
+/// Why a file channel could not open (the message leaves naming the channel to the caller).
 #[derive(Debug, thiserror::Error)]
 pub enum FileChannelError {
     #[error(
-        "channel `{channel}`: {} is locked by another process (another agent uses this \
+        "{} is locked by another process (another agent uses this \
          directory); give each channel its own checkpointDir and dataDirs",
         path.display()
     )]
     Locked { channel: String, path: PathBuf },
-    #[error("channel `{channel}`: {}: {source}", path.display())]
+    #[error("{}: {source}", path.display())]
     Io {
         channel: String,
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("channel `{channel}`: {message}")]
+    #[error("{message}")]
     Recovery { channel: String, message: String },
 }
 
@@ -430,7 +434,7 @@ impl FileChannel {
         }
         stats
             .corrupt_records
-            .store(replay.corrupt, Ordering::Relaxed);
+            .fetch_add(replay.corrupt, Ordering::Relaxed);
         stats.torn_writes.store(replay.torn, Ordering::Relaxed);
         let records = replay.records;
         let next_seq = replay.next_seq;
@@ -626,10 +630,13 @@ fn create_segment(
     let dir = &config.data_dirs[id as usize % config.data_dirs.len()];
     let path = dir.join(format!("log-{id}"));
     let open = || -> std::io::Result<File> {
+        // Ids only grow, so an existing file of this id can only be a previous attempt that
+        // failed half-way (disk full): start it over.
         let f = OpenOptions::new()
             .read(true)
             .write(true)
-            .create_new(true)
+            .create(true)
+            .truncate(true)
             .open(&path)?;
         f.write_all_at(&segment_header(u64::from(id)), 0)?;
         f.sync_all()?;
@@ -989,6 +996,10 @@ impl Inner {
 impl Channel for FileChannel {
     fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    fn is_durable(&self) -> bool {
+        true
     }
 
     fn transaction_capacity(&self) -> usize {

@@ -317,7 +317,7 @@ fn missing_segment_refuses_to_start_and_says_which() -> TestResult {
     {
         let ch = FileChannel::open("c1", cfg.clone())?;
         for i in 0..10 {
-            put(&ch, range(i * 100, i * 100 + 20))?;
+            put(&ch, range(i * 100, i * 100 + 100))?;
         }
         ch.close();
     }
@@ -337,7 +337,8 @@ fn missing_segment_refuses_to_start_and_says_which() -> TestResult {
     std::fs::remove_file(cfg.checkpoint_dir.join(checkpoint::CHECKPOINT_FILE))?;
     let ch = FileChannel::open("c1", cfg)?;
     let got = drain(&ch)?;
-    assert!(got.len() >= 160 && got.len() < 200, "{}", got.len());
+    // Each 100-event record fills most of a 4 KiB segment: one record is gone with the file.
+    assert!(got.len() >= 800 && got.len() < 1000, "{}", got.len());
     Ok(())
 }
 
@@ -392,7 +393,7 @@ fn low_disk_space_fails_puts_and_recovers() -> TestResult {
 fn fully_taken_segments_are_deleted_at_checkpoint() -> TestResult {
     let d = dirs()?;
     let mut cfg = config(&d);
-    cfg.max_file_size = 8192;
+    cfg.max_file_size = 2048;
     let ch = FileChannel::open("c1", cfg.clone())?;
     for i in 0..20 {
         put(&ch, range(i * 50, i * 50 + 50))?;
@@ -516,8 +517,11 @@ fn model_based_random_operations() -> TestResult {
         let mut cfg = config(&d);
         cfg.capacity = 300;
         cfg.transaction_capacity = 50;
-        cfg.max_file_size = 2048 + rng.random_range(0..8192);
+        cfg.max_file_size = 4096 + rng.random_range(0..32_768);
         cfg.keep_alive = Duration::ZERO;
+        // Odd seeds run the other fsync policy (a dropped channel is a process crash: the page
+        // cache keeps what was written, so the model is the same).
+        cfg.fsync_per_transaction = seed % 2 == 0;
         let mut ch = FileChannel::open("m", cfg.clone())?;
         // Committed, not taken: the queue as the channel should deliver it.
         let mut model: VecDeque<String> = VecDeque::new();
@@ -525,7 +529,8 @@ fn model_based_random_operations() -> TestResult {
         let mut next = 0usize;
         for step in 0..400 {
             let held: usize = open.iter().map(|t| t.events.len()).sum();
-            match rng.random_range(0..100) {
+            let op = rng.random_range(0..100);
+            match op {
                 0..35 => {
                     let n = rng.random_range(1..=50);
                     let batch: Vec<String> = range(next, next + n).collect();
@@ -562,7 +567,9 @@ fn model_based_random_operations() -> TestResult {
                 85..90 => ch.checkpoint()?,
                 90..96 => {
                     // Crash: open takes vanish with the process and come back.
-                    open.clear();
+                    for t in open.drain(..) {
+                        model.extend(bodies(&t.events));
+                    }
                     drop(ch);
                     if rng.random_bool(0.5) {
                         // A torn write left at the end of the log.
@@ -595,7 +602,11 @@ fn model_based_random_operations() -> TestResult {
                 _ => {}
             }
             let held: usize = open.iter().map(|t| t.events.len()).sum();
-            assert_eq!(ch.size(), model.len() + held, "seed {seed} step {step}");
+            assert_eq!(
+                ch.size(),
+                model.len() + held,
+                "seed {seed} step {step} op {op}"
+            );
         }
         for t in open.drain(..) {
             ch.commit_take(&t.ticket, &t.events)?;
