@@ -12,6 +12,8 @@ use crate::channels::processor::ChannelProcessor;
 use crate::channels::{ChannelRef, PutTransaction, TakeTransaction};
 use crate::config::{AgentConfig, ChannelKind, SinkConfig, SinkKind, SourceConfig, SourceKind};
 use crate::interceptors::InterceptorChain;
+use crate::selectors::{ChannelSelector, SelectorConfig};
+use crate::tenants::TenantRouter;
 use crate::metrics::{ComponentType, Registry, SinkCounters, SourceCounters};
 use crate::sinks::avro::AvroSink;
 use crate::sinks::file_roll::FileRollSink;
@@ -136,13 +138,17 @@ impl Agent {
         let counters = SourceCounters::new();
         self.registry
             .register(ComponentType::Source, &s.name, counters.clone());
-        let processor = Arc::new(ChannelProcessor::new(
-            &s.name,
-            interceptors,
-            s.selector.build(),
-            channels,
-            counters,
-        ));
+        let selector: Box<dyn ChannelSelector> = match (&s.selector, &self.config.tenants) {
+            (SelectorConfig::Tenant, Some(t)) => Box::new(
+                TenantRouter::new(t, &s.channels, &self.registry).map_err(|message| BuildError {
+                    component: format!("source {}", s.name),
+                    message,
+                })?,
+            ),
+            (other, _) => other.build(),
+        };
+        let processor =
+            Arc::new(ChannelProcessor::new(&s.name, interceptors, selector, channels, counters));
         let (source, poll): (Box<dyn PollableSource>, PollConfig) = match &s.kind {
             SourceKind::Avro(c) => {
                 let mut src = AvroSource::new(&s.name, c.clone());
@@ -240,8 +246,11 @@ impl Agent {
             old.sources.iter().map(|s| (s.name.clone(), &s.raw)),
             new.sources.iter().map(|s| (s.name.clone(), &s.raw)),
         );
+        let tenants_changed = old.tenants.as_ref().map(|t| &t.raw) != new.tenants.as_ref().map(|t| &t.raw);
         for s in old.sources.iter().chain(&new.sources) {
-            if s.channels.iter().any(|c| changed_channels.contains(c)) {
+            let by_tenant = matches!(s.selector, SelectorConfig::Tenant);
+            if s.channels.iter().any(|c| changed_channels.contains(c)) || (by_tenant && tenants_changed)
+            {
                 changed_sources.insert(s.name.clone());
             }
         }

@@ -17,6 +17,7 @@ use crate::sinks::null::NullConfig;
 use crate::sources::avro::AvroSourceConfig;
 use crate::sources::seq::SeqConfig;
 use crate::sources::stress::StressConfig;
+use crate::tenants::TenantsConfig;
 use crate::sources::taildir::TaildirConfig;
 
 #[derive(Clone, Debug)]
@@ -90,6 +91,8 @@ pub struct AgentConfig {
     pub channels: Vec<ChannelConfig>,
     pub sinks: Vec<SinkConfig>,
     pub sinkgroups: Vec<SinkGroupConfig>,
+    /// `a1.tenants`: per-tenant routing for sources with `selector.type = tenant`.
+    pub tenants: Option<TenantsConfig>,
     /// Unknown keys and ignored components, as `file:line: key: message`.
     pub warnings: Vec<String>,
 }
@@ -160,6 +163,7 @@ impl AgentConfig {
         let channel_names = top.list("channels");
         let sink_names = top.list("sinks");
         let group_names = top.list("sinkgroups");
+        let tenant_names = top.list("tenants");
         if channel_names.is_empty() {
             b.errors
                 .push(top.error("channels", "at least one channel is required"));
@@ -200,6 +204,40 @@ impl AgentConfig {
                 }
             }
         }
+        let tenants = if tenant_names.is_empty() {
+            None
+        } else {
+            b.collect(TenantsConfig::from_props(&top.sub("tenants."), &tenant_names))
+        };
+        if let Some(t) = &tenants {
+            for tc in &t.tenants {
+                for c in tc.channels.iter().filter(|c| !known_channels.contains(c.as_str())) {
+                    b.errors.push(top.sub(&format!("tenants.{}.", tc.name)).error(
+                        "channels",
+                        format!("channel `{c}` is not listed in {agent}.channels"),
+                    ));
+                }
+            }
+        }
+        for s in sources.iter().filter(|s| matches!(s.selector, SelectorConfig::Tenant)) {
+            let sp = top.sub(&format!("sources.{}.", s.name));
+            match &tenants {
+                None => b.errors.push(sp.error(
+                    "selector.type",
+                    format!("`tenant` routing needs {agent}.tenants and their keys"),
+                )),
+                Some(t) => {
+                    for tc in &t.tenants {
+                        for c in tc.channels.iter().filter(|c| !s.channels.contains(c)) {
+                            b.errors.push(sp.error(
+                                "channels",
+                                format!("tenant `{}` writes to `{c}`, which is not in this list", tc.name),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
         for c in &channels {
             let used = sources.iter().any(|s| s.channels.contains(&c.name))
                 || sinks.iter().any(|s| s.channel == c.name);
@@ -222,6 +260,7 @@ impl AgentConfig {
                 || listed("channels.", &channel_names)
                 || listed("sinks.", &sink_names)
                 || listed("sinkgroups.", &group_names)
+                || (!tenant_names.is_empty() && key.starts_with("tenants."))
             {
                 continue;
             }
@@ -245,6 +284,7 @@ impl AgentConfig {
             channels,
             sinks,
             sinkgroups,
+            tenants,
             warnings: b.warnings,
         })
     }

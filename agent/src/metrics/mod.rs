@@ -20,6 +20,7 @@ pub enum ComponentType {
     Sink,
     SinkGroup,
     Interceptor,
+    Tenant,
 }
 
 impl ComponentType {
@@ -30,6 +31,7 @@ impl ComponentType {
             Self::Sink => "SINK",
             Self::SinkGroup => "SINKGROUP",
             Self::Interceptor => "INTERCEPTOR",
+            Self::Tenant => "TENANT",
         }
     }
 
@@ -40,6 +42,7 @@ impl ComponentType {
             Self::Sink => "sink",
             Self::SinkGroup => "sinkgroup",
             Self::Interceptor => "interceptor",
+            Self::Tenant => "tenant",
         }
     }
 }

@@ -37,10 +37,22 @@ pub trait ChannelSelector: Send + Sync {
     fn route(&self, events: Vec<Event>) -> Result<Routed, SelectorError>;
 }
 
+/// Stands in for a selector the agent must build itself; refuses every batch.
+struct Unbuilt;
+
+impl ChannelSelector for Unbuilt {
+    fn route(&self, _events: Vec<Event>) -> Result<Routed, SelectorError> {
+        Err(SelectorError("this selector must be built by the agent".into()))
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SelectorConfig {
     Replicating(ReplicatingConfig),
     Multiplexing(MultiplexingConfig),
+    /// `tenant`: route by tenant (see `crate::tenants`); built by the agent, which holds the
+    /// tenants' configuration.
+    Tenant,
 }
 
 const TYPES: &[(&[&str], &str)] = &[
@@ -58,6 +70,7 @@ const TYPES: &[(&[&str], &str)] = &[
         ],
         "multiplexing",
     ),
+    (&["tenant"], "tenant"),
 ];
 
 /// Resolves a space-separated channel list to indices into the source's `channels`.
@@ -86,6 +99,7 @@ impl SelectorConfig {
         let kind = p.choice("type", "replicating", TYPES)?;
         Ok(match kind {
             "multiplexing" => Self::Multiplexing(MultiplexingConfig::from_props(p, channels)?),
+            "tenant" => Self::Tenant,
             _ => Self::Replicating(ReplicatingConfig::from_props(p, channels)?),
         })
     }
@@ -94,6 +108,7 @@ impl SelectorConfig {
         match self {
             Self::Replicating(c) => Box::new(c.clone()),
             Self::Multiplexing(c) => Box::new(c.clone()),
+            Self::Tenant => Box::new(Unbuilt),
         }
     }
 }

@@ -1,0 +1,381 @@
+//! Multi-tenant routing for a shared collector.
+//!
+//! A source with `selector.type = tenant` hands each batch to the [`TenantRouter`]: events are
+//! grouped by the tenant header (after the source's own interceptors, so a guest may set it),
+//! events of an unknown tenant go to the configured default tenant or are rejected and counted,
+//! and each tenant's group then passes the tenant's quota, the tenant's own interceptor chain
+//! (its own WebAssembly guests and their limits) and the tenant's own selector over the
+//! tenant's own channels. A tenant's interceptors only ever see that tenant's events.
+//!
+//! Quotas are token buckets (events/s and bytes/s, refilled continuously, holding at most
+//! `burst` seconds of rate). A tenant over quota is either throttled — the batch is refused, so
+//! the source backs off and the sender retries (Avro answers FAILED) — or its events are dropped
+//! and counted, per `quota.policy`. Quotas are checked for every tenant of a batch before any is
+//! charged, so a refused batch costs nobody tokens.
+//!
+//! Isolation across senders comes from the sources' threads: each Avro connection processes its
+//! own batches, and a tenant's slow guest only delays the batches that carry that tenant's
+//! events (bounded by the guest's `limits.timeout`). A batch that mixes tenants succeeds or
+//! fails as a whole (one transaction, one reply); senders that must not share fate send one
+//! tenant per batch, as a tier-1 agent per team does.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+
+use crate::config::{ConfigError, InterceptorConfig, Props};
+use crate::event::Event;
+use crate::interceptors::{InterceptorChain, InterceptorKind};
+use crate::metrics::{ComponentType, Registry};
+use crate::selectors::{ChannelSelector, Routed, SelectorConfig, SelectorError};
+
+mod counters;
+pub use counters::TenantCounters;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QuotaPolicy {
+    Backpressure,
+    Drop,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct QuotaConfig {
+    /// `quota.events-per-second`, 0 = unlimited.
+    pub events_per_second: u64,
+    /// `quota.bytes-per-second` (body bytes), 0 = unlimited.
+    pub bytes_per_second: u64,
+    /// `quota.burst`: seconds of rate a bucket holds (default 1).
+    pub burst_seconds: f64,
+    /// `quota.policy`: `backpressure` (default) or `drop`.
+    pub policy: QuotaPolicy,
+}
+
+#[derive(Clone, Debug)]
+pub struct TenantConfig {
+    pub name: String,
+    /// `a1.tenants.<t>.channels`: the tenant's channels (all in the routing source's list).
+    pub channels: Vec<String>,
+    pub interceptors: Vec<InterceptorConfig>,
+    /// `a1.tenants.<t>.selector.*` over the tenant's channels (default replicating).
+    pub selector: SelectorConfig,
+    pub quota: QuotaConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UnknownTenant {
+    Reject,
+    Default(String),
+}
+
+/// `a1.tenants = A B C` and `a1.tenants.*`.
+#[derive(Clone, Debug)]
+pub struct TenantsConfig {
+    /// `a1.tenants.header` (default `tenant`).
+    pub header: String,
+    /// `a1.tenants.unknown`: `reject` (default) or a tenant name.
+    pub unknown: UnknownTenant,
+    pub tenants: Vec<TenantConfig>,
+    /// Raw keys, for change detection on reload.
+    pub raw: BTreeMap<String, String>,
+}
+
+impl TenantsConfig {
+    /// `p` holds the `tenants.` keys; `names` the `a1.tenants` list.
+    pub fn from_props(p: &Props, names: &[String]) -> Result<Self, ConfigError> {
+        let header = p.string("header", "tenant");
+        let unknown = match p.get("unknown") {
+            None | Some("") | Some("reject") => UnknownTenant::Reject,
+            Some(t) if names.iter().any(|n| n == t) => UnknownTenant::Default(t.to_string()),
+            Some(t) => {
+                return Err(p.error(
+                    "unknown",
+                    format!("`{t}` is neither `reject` nor a tenant listed in tenants"),
+                ));
+            }
+        };
+        let mut tenants = Vec::new();
+        for name in names {
+            let tp = p.sub(&format!("{name}."));
+            let channels = tp.list("channels");
+            if channels.is_empty() {
+                return Err(tp.error("channels", "a tenant needs at least one channel"));
+            }
+            let mut interceptors = Vec::new();
+            for iname in tp.list("interceptors") {
+                let ip = tp.sub(&format!("interceptors.{iname}."));
+                interceptors.push(InterceptorConfig {
+                    name: iname,
+                    kind: InterceptorKind::from_props(&ip)?,
+                });
+            }
+            let selector = SelectorConfig::from_props(&tp.sub("selector."), &channels)?;
+            if matches!(selector, SelectorConfig::Tenant) {
+                return Err(tp.error("selector.type", "a tenant cannot route by tenant again"));
+            }
+            let qp = tp.sub("quota.");
+            let burst: f64 = qp.parse("burst", 1.0, "a number of seconds")?;
+            if !(burst > 0.0 && burst.is_finite()) {
+                return Err(qp.error("burst", "must be a positive number of seconds"));
+            }
+            let quota = QuotaConfig {
+                events_per_second: qp.u64("events-per-second", 0)?,
+                bytes_per_second: qp.u64("bytes-per-second", 0)?,
+                burst_seconds: burst,
+                policy: qp.choice(
+                    "policy",
+                    QuotaPolicy::Backpressure,
+                    &[
+                        (&["backpressure"], QuotaPolicy::Backpressure),
+                        (&["drop"], QuotaPolicy::Drop),
+                    ],
+                )?,
+            };
+            tenants.push(TenantConfig {
+                name: name.clone(),
+                channels,
+                interceptors,
+                selector,
+                quota,
+            });
+        }
+        Ok(Self {
+            header,
+            unknown,
+            tenants,
+            raw: p.raw(),
+        })
+    }
+}
+
+/// A token bucket refilled at `rate` per second, holding at most `capacity`.
+#[derive(Debug)]
+struct Bucket {
+    rate: f64,
+    capacity: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new(rate: u64, burst: f64) -> Option<Self> {
+        (rate > 0).then(|| {
+            let capacity = rate as f64 * burst;
+            Self {
+                rate: rate as f64,
+                capacity,
+                tokens: capacity,
+                at: Instant::now(),
+            }
+        })
+    }
+
+    fn refill(&mut self) {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate)
+            .min(self.capacity);
+        self.at = now;
+    }
+
+    /// Whether `n` could be taken now. A request larger than the whole bucket passes when the
+    /// bucket is full, so an oversized batch is slowed, never blocked forever.
+    fn allows(&mut self, n: f64) -> bool {
+        self.refill();
+        self.tokens >= n.min(self.capacity)
+    }
+
+    fn take(&mut self, n: f64) {
+        self.tokens -= n.min(self.capacity);
+    }
+}
+
+struct Quota {
+    events: Option<Bucket>,
+    bytes: Option<Bucket>,
+}
+
+struct Tenant {
+    name: String,
+    chain: InterceptorChain,
+    selector: Box<dyn ChannelSelector>,
+    /// Tenant channel index → routing source's channel index.
+    map: Vec<usize>,
+    quota: Mutex<Quota>,
+    policy: QuotaPolicy,
+    counters: Arc<TenantCounters>,
+}
+
+/// The `tenant` channel selector of a source.
+pub struct TenantRouter {
+    header: String,
+    unknown: Option<usize>,
+    tenants: Vec<Tenant>,
+    index: HashMap<String, usize>,
+    source_channels: usize,
+    rejected: Arc<TenantCounters>,
+}
+
+/// Counter name under which events of unknown tenants are counted when rejected.
+pub const REJECTED: &str = "_unknown";
+
+impl TenantRouter {
+    /// `channels` is the routing source's channel list.
+    pub fn new(
+        config: &TenantsConfig,
+        channels: &[String],
+        registry: &Registry,
+    ) -> Result<Self, String> {
+        let mut tenants = Vec::new();
+        for t in &config.tenants {
+            let map = t
+                .channels
+                .iter()
+                .map(|c| {
+                    channels.iter().position(|x| x == c).ok_or_else(|| {
+                        format!(
+                            "tenant `{}`: channel `{c}` is not one of the source's channels",
+                            t.name
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let counters = TenantCounters::new();
+            registry.register(ComponentType::Tenant, &t.name, counters.clone());
+            tenants.push(Tenant {
+                name: t.name.clone(),
+                chain: InterceptorChain::new(
+                    t.interceptors.iter().map(|i| i.kind.build()).collect(),
+                ),
+                selector: t.selector.build(),
+                map,
+                quota: Mutex::new(Quota {
+                    events: Bucket::new(t.quota.events_per_second, t.quota.burst_seconds),
+                    bytes: Bucket::new(t.quota.bytes_per_second, t.quota.burst_seconds),
+                }),
+                policy: t.quota.policy.clone(),
+                counters,
+            });
+        }
+        let index: HashMap<String, usize> = tenants
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.clone(), i))
+            .collect();
+        let unknown = match &config.unknown {
+            UnknownTenant::Reject => None,
+            UnknownTenant::Default(name) => index.get(name).copied(),
+        };
+        let rejected = TenantCounters::new();
+        registry.register(ComponentType::Tenant, REJECTED, rejected.clone());
+        Ok(Self {
+            header: config.header.clone(),
+            unknown,
+            tenants,
+            index,
+            source_channels: channels.len(),
+            rejected,
+        })
+    }
+}
+
+impl ChannelSelector for TenantRouter {
+    fn route(&self, events: Vec<Event>) -> Result<Routed, SelectorError> {
+        let mut groups: Vec<Vec<Event>> = vec![Vec::new(); self.tenants.len()];
+        let mut rejected = 0u64;
+        for e in events {
+            let t = e
+                .headers
+                .get(&self.header)
+                .and_then(|v| self.index.get(v).copied());
+            match t.or(self.unknown) {
+                Some(i) => groups[i].push(e),
+                None => rejected += 1,
+            }
+        }
+        if rejected > 0 {
+            self.rejected
+                .event_received
+                .fetch_add(rejected, Ordering::Relaxed);
+            self.rejected
+                .event_dropped
+                .fetch_add(rejected, Ordering::Relaxed);
+        }
+
+        // Quotas: check every tenant first, charge only if the batch goes ahead.
+        let mut admitted = vec![true; self.tenants.len()];
+        for (i, (t, g)) in self.tenants.iter().zip(&groups).enumerate() {
+            if g.is_empty() {
+                continue;
+            }
+            let bytes: usize = g.iter().map(Event::body_len).sum();
+            let mut q = t.quota.lock();
+            let ok = q.events.as_mut().is_none_or(|b| b.allows(g.len() as f64))
+                && q.bytes.as_mut().is_none_or(|b| b.allows(bytes as f64));
+            if !ok {
+                t.counters.quota_hits.fetch_add(1, Ordering::Relaxed);
+                match t.policy {
+                    QuotaPolicy::Backpressure => {
+                        return Err(SelectorError(format!(
+                            "tenant `{}` is over its quota; batch refused so the sender backs off",
+                            t.name
+                        )));
+                    }
+                    QuotaPolicy::Drop => admitted[i] = false,
+                }
+            }
+        }
+
+        let mut routed = Routed::new(self.source_channels);
+        for (i, (t, g)) in self.tenants.iter().zip(groups).enumerate() {
+            if g.is_empty() {
+                continue;
+            }
+            let n = g.len() as u64;
+            t.counters.event_received.fetch_add(n, Ordering::Relaxed);
+            if !admitted[i] {
+                t.counters.event_dropped.fetch_add(n, Ordering::Relaxed);
+                continue;
+            }
+            {
+                let bytes: usize = g.iter().map(Event::body_len).sum();
+                let mut q = t.quota.lock();
+                if let Some(b) = q.events.as_mut() {
+                    b.take(n as f64);
+                }
+                if let Some(b) = q.bytes.as_mut() {
+                    b.take(bytes as f64);
+                }
+            }
+            let kept = t.chain.intercept(g).map_err(|e| {
+                t.counters
+                    .interceptor_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                SelectorError(format!("tenant `{}`: {e}", t.name))
+            })?;
+            t.counters
+                .interceptor_dropped
+                .fetch_add(n - kept.len() as u64, Ordering::Relaxed);
+            t.counters
+                .event_routed
+                .fetch_add(kept.len() as u64, Ordering::Relaxed);
+            if kept.is_empty() {
+                continue;
+            }
+            let sub = t
+                .selector
+                .route(kept)
+                .map_err(|e| SelectorError(format!("tenant `{}`: {e}", t.name)))?;
+            for (ti, (req, opt)) in sub.required.into_iter().zip(sub.optional).enumerate() {
+                let si = t.map[ti];
+                routed.required[si].extend(req);
+                routed.optional[si].extend(opt);
+            }
+        }
+        Ok(routed)
+    }
+}
+
+#[cfg(test)]
+mod tests;
