@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use sluice_integration::bench::thousands;
 use sluice_integration::flume::{FLUME_VERSION, Flume, FlumeOptions};
 use sluice_integration::{Sluice, sluice_bin, wait_for};
 
@@ -268,18 +269,6 @@ fn replay(dir: &Path, args: &Args) -> Result<[(u64, u64); 2]> {
         s.wait(Duration::from_secs(60))?;
     }
     Ok(out)
-}
-
-fn thousands(v: f64) -> String {
-    let digits = format!("{v:.0}");
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn main() -> std::process::ExitCode {
