@@ -9,11 +9,12 @@ use crate::channels::file::FileChannelConfig;
 use crate::channels::memory::MemoryChannelConfig;
 use crate::interceptors::InterceptorKind;
 use crate::selectors::SelectorConfig;
+use crate::sinks::avro::AvroSinkConfig;
 use crate::sinks::file_roll::FileRollConfig;
 use crate::sinks::group::ProcessorConfig;
+use crate::sinks::hdfs::config::HdfsConfig;
 use crate::sinks::logger::LoggerConfig;
 use crate::sinks::null::NullConfig;
-use crate::sinks::avro::AvroSinkConfig;
 use crate::sources::avro::AvroSourceConfig;
 use crate::sources::seq::SeqConfig;
 use crate::sources::stress::StressConfig;
@@ -39,6 +40,7 @@ pub enum SinkKind {
     Logger(LoggerConfig),
     Null(NullConfig),
     FileRoll(FileRollConfig),
+    Hdfs(HdfsConfig),
 }
 
 #[derive(Clone, Debug)]
@@ -115,7 +117,10 @@ const CHANNEL_TYPES: &[(&[&str], &str)] = &[
         &["memory", "org.apache.flume.channel.MemoryChannel"],
         "memory",
     ),
-    (&["file", "org.apache.flume.channel.file.FileChannel"], "file"),
+    (
+        &["file", "org.apache.flume.channel.file.FileChannel"],
+        "file",
+    ),
 ];
 
 const SINK_TYPES: &[(&[&str], &str)] = &[
@@ -125,6 +130,10 @@ const SINK_TYPES: &[(&[&str], &str)] = &[
     (
         &["file_roll", "org.apache.flume.sink.RollingFileSink"],
         "file_roll",
+    ),
+    (
+        &["hdfs", "org.apache.flume.sink.hdfs.HDFSEventSink"],
+        "hdfs",
     ),
 ];
 
@@ -385,6 +394,7 @@ impl Builder {
             Some("file_roll") => {
                 self.collect(FileRollConfig::from_props(&p).map(SinkKind::FileRoll))
             }
+            Some("hdfs") => self.collect(HdfsConfig::from_props(&p).map(SinkKind::Hdfs)),
             _ => None,
         };
         let channel = match p.get("channel") {
