@@ -79,7 +79,7 @@ public class MiniDfs {
       }
       System.out.flush();
     }
-    cluster.shutdown();
+    cluster.shutdown(true);
     System.exit(0);
   }
 }

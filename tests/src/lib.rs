@@ -3,7 +3,9 @@
 
 pub mod flume;
 pub mod flume_taildir;
+pub mod hdfs;
 pub mod http;
+pub mod maven;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -101,8 +101,50 @@ pub struct HdfsSink {
     prefix_cache: TimeCache,
 }
 
-fn hdfs_err(e: HdfsError) -> String {
-    e.to_string()
+/// A failed HDFS call: what was tried, and whether the path was missing or already there.
+struct CallError {
+    message: String,
+    not_found: bool,
+    exists: bool,
+}
+
+impl CallError {
+    fn new(what: &str, e: HdfsError) -> Self {
+        let (not_found, exists) = match &e {
+            HdfsError::FileNotFound(_) => (true, false),
+            HdfsError::AlreadyExists(_) => (false, true),
+            HdfsError::RPCError(class, _) => (
+                class.ends_with("FileNotFoundException"),
+                class.ends_with("FileAlreadyExistsException"),
+            ),
+            _ => (false, false),
+        };
+        Self {
+            message: format!("{what}: {e}"),
+            not_found,
+            exists,
+        }
+    }
+
+    fn other(message: String) -> Self {
+        Self {
+            message,
+            not_found: false,
+            exists: false,
+        }
+    }
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<CallError> for String {
+    fn from(e: CallError) -> Self {
+        e.message
+    }
 }
 
 /// Splits an escaped `hdfs.path` into file system URL and absolute path.
@@ -162,17 +204,17 @@ impl HdfsSink {
         &self,
         what: &str,
         f: impl Future<Output = Result<T, HdfsError>>,
-    ) -> Result<T, String> {
+    ) -> Result<T, CallError> {
         let Some(rt) = &self.runtime else {
-            return Err(format!("{what}: the sink is not started"));
+            return Err(CallError::other(format!("{what}: the sink is not started")));
         };
         let timeout = self.config.call_timeout;
         match rt.block_on(async { tokio::time::timeout(timeout, f).await }) {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(format!("{what}: {}", hdfs_err(e))),
-            Err(_) => Err(format!(
+            Ok(Err(e)) => Err(CallError::new(what, e)),
+            Err(_) => Err(CallError::other(format!(
                 "{what}: no answer within hdfs.callTimeout ({timeout:?})"
-            )),
+            ))),
         }
     }
 
@@ -287,12 +329,12 @@ impl HdfsSink {
                     );
                     return Ok(());
                 }
-                Err(e) if e.contains("AlreadyExists") || e.contains("already exists") => continue,
+                Err(e) if e.exists => continue,
                 Err(e) => {
                     self.counters
                         .connection_failed
                         .fetch_add(1, Ordering::Relaxed);
-                    return Err(e);
+                    return Err(e.into());
                 }
             }
         }
@@ -434,11 +476,11 @@ impl HdfsSink {
                         .fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(false) => return Ok(false),
-                Err(e) if e.contains("FileNotFound") || e.contains("does not exist") => {
+                Err(e) if e.not_found => {
                     // Renamed by an earlier attempt whose answer was lost, or removed.
                     return Ok(true);
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
         if c.in_use == c.target {
@@ -456,7 +498,11 @@ impl HdfsSink {
             Err(e) => {
                 let gone = self.call("stat", client.get_file_info(&c.in_use)).is_err();
                 let there = self.call("stat", client.get_file_info(&c.target)).is_ok();
-                if gone && there { Ok(true) } else { Err(e) }
+                if gone && there {
+                    Ok(true)
+                } else {
+                    Err(e.into())
+                }
             }
         }
     }
@@ -525,8 +571,8 @@ impl HdfsSink {
         let listed = self.call(&format!("list {dir}"), client.list_status(&dir, true));
         let files = match listed {
             Ok(f) => f,
-            Err(e) if e.contains("FileNotFound") || e.contains("does not exist") => return Ok(()),
-            Err(e) => return Err(e),
+            Err(e) if e.not_found => return Ok(()),
+            Err(e) => return Err(e.into()),
         };
         for st in files.into_iter().filter(|s| !s.isdir) {
             let Some((parent, base)) = st.path.rsplit_once('/') else {
