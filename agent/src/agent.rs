@@ -186,7 +186,7 @@ impl Agent {
                 c.batch_size,
             ),
             SinkKind::Hdfs(c) => (
-                Box::new(HdfsSink::new(&k.name, c.clone(), counters.clone())),
+                Box::new(HdfsSink::new(&k.name, (**c).clone(), counters.clone())),
                 c.batch_size,
             ),
         };

@@ -319,8 +319,11 @@ fn path_escapes_with_headers_and_rounding() -> Result<()> {
     Ok(())
 }
 
+/// Sorted headers and body of one event.
+type HeadersAndBody = (Vec<(String, String)>, String);
+
 /// `(headers, body)` of every record of an Avro container file.
-fn avro_events(bytes: &[u8]) -> Result<Vec<(Vec<(String, String)>, String)>> {
+fn avro_events(bytes: &[u8]) -> Result<Vec<HeadersAndBody>> {
     use apache_avro::types::Value;
     let reader = apache_avro::Reader::new(bytes)?;
     let schema = reader.writer_schema().canonical_form();
@@ -426,7 +429,7 @@ fn text_gzip_and_avro_event_files_read_back() -> Result<()> {
     for (p, _) in &av {
         all.extend(avro_events(&dfs.read(p)?)?);
     }
-    let want: Vec<(Vec<(String, String)>, String)> = expected
+    let want: Vec<HeadersAndBody> = expected
         .iter()
         .map(|b| (vec![("dc".to_string(), "eu-1".to_string())], b.clone()))
         .collect();

@@ -139,9 +139,9 @@ mod tests {
             } else {
                 format!("message {i}")
             };
-            write_frame(&mut w, i as i32, msg.as_bytes())?;
+            write_frame(&mut w, i, msg.as_bytes())?;
             let f = read_frame(&mut r, 1 << 20)?;
-            assert_eq!((f.serial, f.payload), (i as i32, msg.into_bytes()));
+            assert_eq!((f.serial, f.payload), (i, msg.into_bytes()));
         }
         server.join().map_err(|_| "server panicked")??;
         Ok(())

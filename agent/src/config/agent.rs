@@ -40,7 +40,7 @@ pub enum SinkKind {
     Logger(LoggerConfig),
     Null(NullConfig),
     FileRoll(FileRollConfig),
-    Hdfs(HdfsConfig),
+    Hdfs(Box<HdfsConfig>),
 }
 
 #[derive(Clone, Debug)]
@@ -394,7 +394,9 @@ impl Builder {
             Some("file_roll") => {
                 self.collect(FileRollConfig::from_props(&p).map(SinkKind::FileRoll))
             }
-            Some("hdfs") => self.collect(HdfsConfig::from_props(&p).map(SinkKind::Hdfs)),
+            Some("hdfs") => {
+                self.collect(HdfsConfig::from_props(&p).map(|c| SinkKind::Hdfs(Box::new(c))))
+            }
             _ => None,
         };
         let channel = match p.get("channel") {

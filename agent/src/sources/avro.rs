@@ -319,9 +319,7 @@ fn respond(
         let ours = protocol_hash();
         let known = {
             let mut k = shared.known_protocols.lock();
-            if hs.client_hash == ours {
-                true
-            } else if k.contains(&hs.client_hash) {
+            if hs.client_hash == ours || k.contains(&hs.client_hash) {
                 true
             } else if let Some(text) = &hs.client_protocol {
                 // A client protocol we can serve names the same messages.
