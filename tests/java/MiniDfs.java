@@ -7,13 +7,25 @@
 //   stop-datanode     stops the DataNode (its ports are kept for the restart)
 //   start-datanode    starts the stopped DataNode again and waits until it is registered
 //   restart-datanode  both
+//   read-seq <path>   prints `RECORD <key> <value class> <value bytes in hex>` for every
+//                     record of a SequenceFile, read with Hadoop's SequenceFile.Reader
 // End of input (the test process exited) shuts the cluster down.
 import java.io.BufferedReader;
 import java.io.File;
 import java.io.InputStreamReader;
 import java.nio.charset.StandardCharsets;
 
+import java.util.HexFormat;
+
 import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
+import org.apache.hadoop.io.BytesWritable;
+import org.apache.hadoop.io.LongWritable;
+import org.apache.hadoop.io.SequenceFile;
+import org.apache.hadoop.io.Text;
+import org.apache.hadoop.io.Writable;
+import org.apache.hadoop.util.ReflectionUtils;
 import org.apache.hadoop.hdfs.HdfsConfiguration;
 import org.apache.hadoop.hdfs.MiniDFSCluster;
 
@@ -53,6 +65,12 @@ public class MiniDfs {
         continue;
       }
       try {
+        if (cmd.startsWith("read-seq ")) {
+          readSequenceFile(cluster.getFileSystem(), cmd.substring("read-seq ".length()));
+          System.out.println("DONE " + cmd);
+          System.out.flush();
+          continue;
+        }
         switch (cmd) {
           case "stop-datanode":
             if (stopped == null) {
@@ -81,5 +99,20 @@ public class MiniDfs {
     }
     cluster.shutdown(true);
     System.exit(0);
+  }
+
+  static void readSequenceFile(FileSystem fs, String path) throws Exception {
+    Configuration conf = fs.getConf();
+    Path p = fs.makeQualified(new Path(path));
+    try (SequenceFile.Reader r = new SequenceFile.Reader(conf, SequenceFile.Reader.file(p))) {
+      Writable k = (Writable) ReflectionUtils.newInstance(r.getKeyClass(), conf);
+      Writable v = (Writable) ReflectionUtils.newInstance(r.getValueClass(), conf);
+      while (r.next(k, v)) {
+        byte[] bytes = v instanceof BytesWritable ? ((BytesWritable) v).copyBytes()
+            : ((Text) v).copyBytes();
+        System.out.println("RECORD " + ((LongWritable) k).get() + " "
+            + r.getValueClassName() + " " + HexFormat.of().formatHex(bytes));
+      }
+    }
   }
 }

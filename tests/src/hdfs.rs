@@ -46,6 +46,34 @@ pub fn minicluster_lib() -> Result<PathBuf> {
     maven::fetch(&home, &deps)
 }
 
+/// The jars Flume 1.11's HDFS sink needs on top of Flume's own classpath: the sink
+/// (`org.apache.flume.flume-ng-sinks:flume-hdfs-sink`) and Hadoop's shaded client. Only these
+/// three go on the classpath; their transitive jars are already in Flume's `lib/`.
+pub fn flume_hdfs_jars() -> Result<Vec<PathBuf>> {
+    let home = maven::cache_dir(&format!("flume-hdfs-sink-{}", crate::flume::FLUME_VERSION))?;
+    let sink = format!(
+        "org.apache.flume.flume-ng-sinks:flume-hdfs-sink:{}",
+        crate::flume::FLUME_VERSION
+    );
+    let api = format!("org.apache.hadoop:hadoop-client-api:{HADOOP_VERSION}");
+    let runtime = format!("org.apache.hadoop:hadoop-client-runtime:{HADOOP_VERSION}");
+    let lib = maven::fetch(&home, &[&sink, &api, &runtime])?;
+    let jars = [
+        lib.join(format!(
+            "flume-hdfs-sink-{}.jar",
+            crate::flume::FLUME_VERSION
+        )),
+        lib.join(format!("hadoop-client-api-{HADOOP_VERSION}.jar")),
+        lib.join(format!("hadoop-client-runtime-{HADOOP_VERSION}.jar")),
+    ];
+    for j in &jars {
+        if !j.is_file() {
+            bail!("{} is missing after the Maven fetch", j.display());
+        }
+    }
+    Ok(jars.to_vec())
+}
+
 /// Compiles MiniDfs.java into `<cache>/classes-<hash>` unless already there.
 fn compile_main(lib: &Path) -> Result<PathBuf> {
     let hash = MAIN_SOURCE.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
@@ -192,6 +220,12 @@ impl MiniDfs {
 
     /// Sends a command to MiniDfs.java and waits for its answer.
     pub fn command(&self, cmd: &str) -> Result<()> {
+        self.command_output(cmd).map(drop)
+    }
+
+    /// Like [`Self::command`], returning the lines printed before the answer.
+    pub fn command_output(&self, cmd: &str) -> Result<Vec<String>> {
+        let mut output = Vec::new();
         let lines = self
             .lines
             .lock()
@@ -208,9 +242,9 @@ impl MiniDfs {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match lines.recv_timeout(left) {
-                Ok(l) if l == format!("DONE {cmd}") => return Ok(()),
+                Ok(l) if l == format!("DONE {cmd}") => return Ok(output),
                 Ok(l) if l.starts_with(&format!("FAILED {cmd}")) => bail!("{l}"),
-                Ok(_) => continue,
+                Ok(l) => output.push(l),
                 Err(RecvTimeoutError::Timeout) => bail!("MiniDFSCluster did not answer `{cmd}`"),
                 Err(RecvTimeoutError::Disconnected) => {
                     let mut child = self
@@ -229,6 +263,26 @@ impl MiniDfs {
 
     pub fn start_datanode(&self) -> Result<()> {
         self.command("start-datanode")
+    }
+
+    /// `(key, value class, value)` of every record of a SequenceFile, read by Hadoop's own
+    /// `SequenceFile.Reader` in the cluster's JVM.
+    pub fn read_sequence_file(&self, path: &str) -> Result<Vec<(i64, String, Vec<u8>)>> {
+        let mut records = Vec::new();
+        for line in self.command_output(&format!("read-seq {path}"))? {
+            let Some(rest) = line.strip_prefix("RECORD ") else {
+                continue;
+            };
+            let parts: Vec<&str> = rest.split(' ').collect();
+            let [key, class, hex] = parts[..] else {
+                bail!("unexpected line from read-seq: {line}");
+            };
+            let value = (0..hex.len() / 2)
+                .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16))
+                .collect::<Result<Vec<u8>, _>>()?;
+            records.push((key.parse()?, class.to_string(), value));
+        }
+        Ok(records)
     }
 
     /// `hdfs://127.0.0.1:<port><path>`.

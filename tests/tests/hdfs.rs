@@ -542,3 +542,60 @@ fn datanode_restart_mid_stream_loses_nothing() -> Result<()> {
     assert!(missing.is_empty(), "missing events, first: {missing:?}");
     Ok(())
 }
+
+#[test]
+fn sequence_files_read_by_hadoop() -> Result<()> {
+    let dfs = MiniDfs::shared()?;
+    let _serial = dfs.lock();
+    let tmp = tempfile::tempdir()?;
+    let common = [
+        ("hdfs.fileType", "SequenceFile"),
+        ("hdfs.rollCount", "50"),
+        ("hdfs.rollSize", "0"),
+        ("hdfs.rollInterval", "0"),
+        ("hdfs.batchSize", "20"),
+    ];
+    let with = |extra: &[(&'static str, &'static str)]| -> Vec<(&'static str, &'static str)> {
+        common.iter().chain(extra).copied().collect()
+    };
+    let conf = format!(
+        "a1.channels = c1 c2\na1.sinks = k1 k2\n{}\
+         a1.sources.r1.interceptors = i1\n\
+         a1.sources.r1.interceptors.i1.type = static\n\
+         a1.sources.r1.interceptors.i1.key = timestamp\n\
+         a1.sources.r1.interceptors.i1.value = 1709622489123\n{}{}{}{}",
+        seq_source(120, 30, "c1 c2"),
+        channel("c1"),
+        channel("c2"),
+        sink("k1", "c1", dfs, "/seq/writable", &with(&[])),
+        sink(
+            "k2",
+            "c2",
+            dfs,
+            "/seq/text",
+            &with(&[("hdfs.writeFormat", "Text")])
+        ),
+    );
+    let agent = Sluice::start(tmp.path(), "seq", &conf, &[])?;
+    for k in ["k1", "k2"] {
+        wait_drained(&agent, k, 120)?;
+    }
+    stop(agent)?;
+    for (dir, class) in [
+        ("/seq/writable", "org.apache.hadoop.io.BytesWritable"),
+        ("/seq/text", "org.apache.hadoop.io.Text"),
+    ] {
+        let files = dfs.list(dir)?;
+        assert_eq!(files.len(), 3, "{files:?}");
+        let mut records = Vec::new();
+        for (p, _) in &files {
+            records.extend(dfs.read_sequence_file(p)?);
+        }
+        let want: Vec<(i64, String, Vec<u8>)> = numbers(0..120)
+            .into_iter()
+            .map(|b| (1_709_622_489_123, class.to_string(), b.into_bytes()))
+            .collect();
+        assert_eq!(records, want, "{dir}");
+    }
+    Ok(())
+}

@@ -12,6 +12,8 @@ pub enum FileType {
     DataStream,
     /// Serializer output through `hdfs.codeC`.
     CompressedStream,
+    /// Hadoop SequenceFile (uncompressed) of `LongWritable` timestamp keys.
+    SequenceFile,
 }
 
 /// `hdfs.codeC` (CompressedStream only).
@@ -39,6 +41,9 @@ pub enum Serializer {
     HeaderAndText { append_newline: bool },
     /// `avro_event`: an Avro object container file of Flume events.
     AvroEvent { deflate: bool, sync_interval: usize },
+    /// `hdfs.fileType = SequenceFile`: values are `BytesWritable` (`hdfs.writeFormat =
+    /// Writable`) or `Text` (`Text`) bodies.
+    SequenceFile { text: bool },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,7 +69,7 @@ pub struct HdfsConfig {
     pub idle_timeout: Duration,
     /// `hdfs.batchSize` (default 100).
     pub batch_size: usize,
-    /// `hdfs.fileType` (default `SequenceFile` in Flume; see docs/hdfs.md).
+    /// `hdfs.fileType` (default `SequenceFile`).
     pub file_type: FileType,
     /// `hdfs.codeC`.
     pub codec: Option<Codec>,
@@ -96,7 +101,6 @@ const IGNORED: &[&str] = &[
     "hdfs.threadsPoolSize",
     "hdfs.rollTimerPoolSize",
     "hdfs.minBlockReplicas",
-    "hdfs.writeFormat",
 ];
 
 impl HdfsConfig {
@@ -110,20 +114,13 @@ impl HdfsConfig {
             .map_err(|m| p.error("hdfs.filePrefix", m))?;
         let file_type = p.choice(
             "hdfs.fileType",
-            None,
+            FileType::SequenceFile,
             &[
-                (&["DataStream"], Some(FileType::DataStream)),
-                (&["CompressedStream"], Some(FileType::CompressedStream)),
-                (&["SequenceFile"], None),
+                (&["SequenceFile"], FileType::SequenceFile),
+                (&["DataStream"], FileType::DataStream),
+                (&["CompressedStream"], FileType::CompressedStream),
             ],
         )?;
-        let Some(file_type) = file_type else {
-            return Err(p.error(
-                "hdfs.fileType",
-                "SequenceFile (Flume's default) is not supported by sluice; set \
-                 `hdfs.fileType = DataStream` or `CompressedStream` (see docs/hdfs.md)",
-            ));
-        };
         let codec = p.choice(
             "hdfs.codeC",
             None,
@@ -145,6 +142,13 @@ impl HdfsConfig {
             }
             // Flume ignores the codec for DataStream files; so does sluice.
             (FileType::DataStream, Some(_)) => None,
+            (FileType::SequenceFile, Some(_)) => {
+                return Err(p.error(
+                    "hdfs.codeC",
+                    "compressed SequenceFiles are not supported by sluice; use \
+                     `hdfs.fileType = CompressedStream` or no codec (see docs/hdfs.md)",
+                ));
+            }
             (_, c) => c,
         };
         let avro = p.choice(
@@ -175,7 +179,15 @@ impl HdfsConfig {
             ],
         )?;
         let append_newline = p.bool("serializer.appendNewline", true)?;
+        let sequence_text = p.choice(
+            "hdfs.writeFormat",
+            false,
+            &[(&["Writable"], false), (&["Text"], true)],
+        )?;
         let serializer = match avro {
+            _ if file_type == FileType::SequenceFile => Serializer::SequenceFile {
+                text: sequence_text,
+            },
             0 => Serializer::Text { append_newline },
             1 => Serializer::HeaderAndText { append_newline },
             _ => Serializer::AvroEvent {
@@ -289,8 +301,14 @@ mod tests {
 
     #[test]
     fn rejects_what_sluice_cannot_do() {
-        let e = parse(&[("hdfs.path", "/x")]).err().map(|e| e.to_string());
-        assert!(e.is_some_and(|e| e.contains("hdfs.fileType") && e.contains("SequenceFile")));
+        let c = parse(&[("hdfs.path", "/x")]);
+        assert!(c.is_ok_and(|c| c.file_type == FileType::SequenceFile
+            && c.serializer == Serializer::SequenceFile { text: false }));
+        let e = parse(&[("hdfs.path", "/x"), ("hdfs.codeC", "gzip")]);
+        assert!(
+            e.err()
+                .is_some_and(|e| e.to_string().contains("SequenceFile"))
+        );
         let e = parse(&[("hdfs.path", "/x"), ("hdfs.fileType", "CompressedStream")]);
         assert!(e.is_err());
         let e = parse(&[

@@ -43,6 +43,96 @@ enum Body {
         buf: Vec<u8>,
     },
     Avro(Box<Writer<'static, Vec<u8>>>),
+    Sequence(SequenceWriter),
+}
+
+/// Hadoop's `SequenceFile` format version 6, uncompressed, as Flume's `HDFSSequenceFile`
+/// writes it: key `LongWritable` (the `timestamp` header, else the clock), value
+/// `BytesWritable` or `Text` (the body), a sync marker after the header and at the end of
+/// every batch.
+struct SequenceWriter {
+    text: bool,
+    header_written: bool,
+    sync: [u8; 16],
+    buf: Vec<u8>,
+}
+
+/// Hadoop's `WritableUtils.writeVLong`.
+fn write_vlong(out: &mut Vec<u8>, v: i64) {
+    if (-112..=127).contains(&v) {
+        out.push(v as u8);
+        return;
+    }
+    let (mut len, v): (i64, i64) = if v < 0 { (-120, !v) } else { (-112, v) };
+    let mut tmp = v;
+    while tmp != 0 {
+        tmp >>= 8;
+        len -= 1;
+    }
+    out.push(len as u8);
+    let bytes = if len < -120 {
+        -(len + 120)
+    } else {
+        -(len + 112)
+    };
+    for i in (0..bytes).rev() {
+        out.push(((v >> (8 * i)) & 0xff) as u8);
+    }
+}
+
+/// Hadoop's `Text.writeString`.
+fn write_text(out: &mut Vec<u8>, s: &[u8]) {
+    write_vlong(out, s.len() as i64);
+    out.extend_from_slice(s);
+}
+
+impl SequenceWriter {
+    fn header(&mut self) {
+        let value_class: &[u8] = if self.text {
+            b"org.apache.hadoop.io.Text"
+        } else {
+            b"org.apache.hadoop.io.BytesWritable"
+        };
+        self.buf.extend_from_slice(b"SEQ\x06");
+        write_text(&mut self.buf, b"org.apache.hadoop.io.LongWritable");
+        write_text(&mut self.buf, value_class);
+        // Not compressed, not block-compressed, no metadata (an int count of 0), then the
+        // sync marker.
+        self.buf.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        self.buf.extend_from_slice(&self.sync);
+        self.header_written = true;
+    }
+
+    fn append(&mut self, e: &Event) {
+        if !self.header_written {
+            self.header();
+        }
+        let key = e
+            .headers
+            .get("timestamp")
+            .and_then(|t| t.trim().parse::<i64>().ok())
+            .unwrap_or_else(|| crate::metrics::now_millis() as i64);
+        let mut value = Vec::with_capacity(e.body.len() + 5);
+        if self.text {
+            write_text(&mut value, &e.body);
+        } else {
+            value.extend_from_slice(&(e.body.len() as u32).to_be_bytes());
+            value.extend_from_slice(&e.body);
+        }
+        let record = 8 + value.len();
+        self.buf.extend_from_slice(&(record as u32).to_be_bytes());
+        self.buf.extend_from_slice(&8u32.to_be_bytes());
+        self.buf.extend_from_slice(&key.to_be_bytes());
+        self.buf.extend_from_slice(&value);
+    }
+
+    fn finish_batch(&mut self) -> Vec<u8> {
+        if !self.buf.is_empty() {
+            self.buf.extend_from_slice(&(-1i32).to_be_bytes());
+            self.buf.extend_from_slice(&self.sync);
+        }
+        std::mem::take(&mut self.buf)
+    }
 }
 
 /// The encoder of one open file.
@@ -73,6 +163,12 @@ impl FileEncoder {
                 };
                 Body::Avro(Box::new(Writer::with_codec(schema, Vec::new(), codec)))
             }
+            Serializer::SequenceFile { text } => Body::Sequence(SequenceWriter {
+                text,
+                header_written: false,
+                sync: rand::random(),
+                buf: Vec::new(),
+            }),
         };
         Ok(Self { body, codec })
     }
@@ -114,6 +210,7 @@ impl FileEncoder {
                 w.append(record)
                     .map_err(|e| FormatError::Avro(e.to_string()))?;
             }
+            Body::Sequence(w) => w.append(e),
         }
         Ok(())
     }
@@ -126,6 +223,7 @@ impl FileEncoder {
                 w.flush().map_err(|e| FormatError::Avro(e.to_string()))?;
                 std::mem::take(w.get_mut())
             }
+            Body::Sequence(w) => w.finish_batch(),
         };
         match self.codec {
             None => Ok(raw),
@@ -188,6 +286,38 @@ mod tests {
             }
         }
         assert_eq!(bodies, ["one", "two"]);
+        Ok(())
+    }
+
+    #[test]
+    fn vlongs_like_hadoop() {
+        let enc = |v: i64| {
+            let mut out = Vec::new();
+            write_vlong(&mut out, v);
+            out
+        };
+        assert_eq!(enc(0), [0]);
+        assert_eq!(enc(127), [127]);
+        assert_eq!(enc(-112), [0x90]);
+        assert_eq!(enc(128), [0x8f, 0x80]);
+        assert_eq!(enc(300), [0x8e, 0x01, 0x2c]);
+        assert_eq!(enc(-113), [0x87, 0x70]);
+    }
+
+    #[test]
+    fn sequence_file_layout() -> Result<(), FormatError> {
+        let mut enc = FileEncoder::new(Serializer::SequenceFile { text: false }, None)?;
+        let h: Headers = [("timestamp", "5")].into_iter().collect();
+        enc.append(&Event::with_headers(h, "ab"))?;
+        let f = enc.finish_batch()?;
+        assert!(f.starts_with(b"SEQ\x06\x21org.apache.hadoop.io.LongWritable"));
+        let at = f.len() - 20 - 22;
+        assert_eq!(&f[at..at + 8], [0, 0, 0, 14, 0, 0, 0, 8]);
+        assert_eq!(
+            &f[at + 8..at + 22],
+            [0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 2, b'a', b'b']
+        );
+        assert_eq!(&f[f.len() - 20..f.len() - 16], [0xff; 4]);
         Ok(())
     }
 
