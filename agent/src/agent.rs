@@ -18,6 +18,7 @@ use crate::metrics::{ComponentType, Registry, SinkCounters, SourceCounters};
 use crate::sinks::avro::AvroSink;
 use crate::sinks::file_roll::FileRollSink;
 use crate::sinks::group::{DefaultProcessor, SinkProcessor};
+use crate::sinks::hdfs::HdfsSink;
 use crate::sinks::logger::LoggerSink;
 use crate::sinks::null::NullSink;
 use crate::sinks::runner::SinkRunner;
@@ -188,6 +189,10 @@ impl Agent {
             SinkKind::Null(c) => (Box::new(NullSink), c.batch_size),
             SinkKind::FileRoll(c) => (
                 Box::new(FileRollSink::new(&k.name, c.clone())),
+                c.batch_size,
+            ),
+            SinkKind::Hdfs(c) => (
+                Box::new(HdfsSink::new(&k.name, (**c).clone(), counters.clone())),
                 c.batch_size,
             ),
         };

@@ -203,6 +203,8 @@ pub struct FlumeOptions {
     pub max_heap: String,
     /// Extra JVM arguments, before the main class.
     pub jvm_args: Vec<String>,
+    /// Jars added after Flume's own (e.g. Hadoop's client for the HDFS sink).
+    pub extra_classpath: Vec<PathBuf>,
 }
 
 impl Default for FlumeOptions {
@@ -211,8 +213,19 @@ impl Default for FlumeOptions {
             log_level: "INFO".into(),
             max_heap: "512m".into(),
             jvm_args: Vec::new(),
+            extra_classpath: Vec::new(),
         }
     }
+}
+
+/// `lib/*` then the extra jars, `:`-separated.
+fn classpath(lib: &Path, extra: &[PathBuf]) -> std::ffi::OsString {
+    let mut cp = lib.join("*").into_os_string();
+    for jar in extra {
+        cp.push(":");
+        cp.push(jar);
+    }
+    cp
 }
 
 fn log4j2_xml(log_file: &Path, level: &str) -> String {
@@ -285,7 +298,7 @@ impl Flume {
                 .arg(format!("-Dflume.monitoring.port={port}"))
                 .args(&opts.jvm_args)
                 .arg("-cp")
-                .arg(lib.join("*"))
+                .arg(classpath(&lib, &opts.extra_classpath))
                 .arg("org.apache.flume.node.Application")
                 .args(["-n", agent, "-f"])
                 .arg(&conf_path)

@@ -4,7 +4,9 @@
 pub mod bench;
 pub mod flume;
 pub mod flume_taildir;
+pub mod hdfs;
 pub mod http;
+pub mod maven;
 pub mod tls;
 
 use std::io::Read;

@@ -12,6 +12,7 @@ use crate::selectors::SelectorConfig;
 use crate::sinks::avro::AvroSinkConfig;
 use crate::sinks::file_roll::FileRollConfig;
 use crate::sinks::group::ProcessorConfig;
+use crate::sinks::hdfs::config::HdfsConfig;
 use crate::sinks::logger::LoggerConfig;
 use crate::sinks::null::NullConfig;
 use crate::sources::avro::AvroSourceConfig;
@@ -40,6 +41,7 @@ pub enum SinkKind {
     Logger(LoggerConfig),
     Null(NullConfig),
     FileRoll(FileRollConfig),
+    Hdfs(Box<HdfsConfig>),
 }
 
 #[derive(Clone, Debug)]
@@ -131,6 +133,10 @@ const SINK_TYPES: &[(&[&str], &str)] = &[
     (
         &["file_roll", "org.apache.flume.sink.RollingFileSink"],
         "file_roll",
+    ),
+    (
+        &["hdfs", "org.apache.flume.sink.hdfs.HDFSEventSink"],
+        "hdfs",
     ),
 ];
 
@@ -427,6 +433,9 @@ impl Builder {
             Some("null") => self.collect(NullConfig::from_props(&p).map(SinkKind::Null)),
             Some("file_roll") => {
                 self.collect(FileRollConfig::from_props(&p).map(SinkKind::FileRoll))
+            }
+            Some("hdfs") => {
+                self.collect(HdfsConfig::from_props(&p).map(|c| SinkKind::Hdfs(Box::new(c))))
             }
             _ => None,
         };

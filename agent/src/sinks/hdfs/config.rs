@@ -1,0 +1,335 @@
+//! `hdfs` sink configuration: Flume's `hdfs.*` keys, defaults and checks (pure, no I/O).
+
+use std::time::Duration;
+
+use super::path::{PathTemplate, RoundUnit, Rounding};
+use crate::config::{ConfigError, Props};
+
+/// `hdfs.fileType`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileType {
+    /// Serializer output as is.
+    DataStream,
+    /// Serializer output through `hdfs.codeC`.
+    CompressedStream,
+    /// Hadoop SequenceFile (uncompressed) of `LongWritable` timestamp keys.
+    SequenceFile,
+}
+
+/// `hdfs.codeC` (CompressedStream only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Codec {
+    Gzip,
+}
+
+impl Codec {
+    /// Hadoop's default extension of the codec, which Flume appends when `hdfs.fileSuffix` is
+    /// empty.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Gzip => ".gz",
+        }
+    }
+}
+
+/// `serializer`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Serializer {
+    /// `text`: the body, then a newline when `serializer.appendNewline`.
+    Text { append_newline: bool },
+    /// `header_and_text`: `{k=v, ...} ` before the body.
+    HeaderAndText { append_newline: bool },
+    /// `avro_event`: an Avro object container file of Flume events.
+    AvroEvent { deflate: bool, sync_interval: usize },
+    /// `hdfs.fileType = SequenceFile`: values are `BytesWritable` (`hdfs.writeFormat =
+    /// Writable`) or `Text` (`Text`) bodies.
+    SequenceFile { text: bool },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HdfsConfig {
+    /// `hdfs.path` (required): directory, with escapes; `hdfs://nn:port/dir`, `hdfs://ns/dir`
+    /// or `/dir` (resolved against `fs.defaultFS` from `HADOOP_CONF_DIR`).
+    pub path: PathTemplate,
+    /// `hdfs.filePrefix` (default `FlumeData`), with escapes.
+    pub file_prefix: PathTemplate,
+    /// `hdfs.fileSuffix` (default empty; the codec's extension when compressed).
+    pub file_suffix: String,
+    /// `hdfs.inUsePrefix` (default empty).
+    pub in_use_prefix: String,
+    /// `hdfs.inUseSuffix` (default `.tmp`; empty with `hdfs.emptyInUseSuffix = true`).
+    pub in_use_suffix: String,
+    /// `hdfs.rollInterval` seconds, 0 = never (default 30).
+    pub roll_interval: Duration,
+    /// `hdfs.rollSize` body bytes, 0 = never (default 1024).
+    pub roll_size: u64,
+    /// `hdfs.rollCount` events, 0 = never (default 10).
+    pub roll_count: u64,
+    /// `hdfs.idleTimeout` seconds, 0 = never (default 0).
+    pub idle_timeout: Duration,
+    /// `hdfs.batchSize` (default 100).
+    pub batch_size: usize,
+    /// `hdfs.fileType` (default `SequenceFile`).
+    pub file_type: FileType,
+    /// `hdfs.codeC`.
+    pub codec: Option<Codec>,
+    /// `serializer` (default `text`).
+    pub serializer: Serializer,
+    /// `hdfs.round`, `hdfs.roundValue`, `hdfs.roundUnit`.
+    pub rounding: Option<Rounding>,
+    /// `hdfs.timeZone` (default: the local time zone).
+    pub time_zone: Option<chrono_tz::Tz>,
+    /// `hdfs.useLocalTimeStamp` (default false).
+    pub use_local_timestamp: bool,
+    /// `hdfs.closeTries`, 0 = until it works (default 0).
+    pub close_tries: u32,
+    /// `hdfs.retryInterval` seconds between close/rename attempts (default 180).
+    pub retry_interval: Duration,
+    /// `hdfs.callTimeout` ms for each HDFS call (default 30000).
+    pub call_timeout: Duration,
+    /// `hdfs.maxOpenFiles` (default 5000).
+    pub max_open_files: usize,
+    /// `hdfs.kerberosPrincipal`, `hdfs.kerberosKeytab`.
+    pub kerberos_principal: Option<String>,
+    pub kerberos_keytab: Option<String>,
+    /// `hdfs.proxyUser`: the user files are written as.
+    pub user: Option<String>,
+}
+
+/// Flume keys that configure things sluice does itself or differently; read and ignored.
+const IGNORED: &[&str] = &[
+    "hdfs.threadsPoolSize",
+    "hdfs.rollTimerPoolSize",
+    "hdfs.minBlockReplicas",
+];
+
+impl HdfsConfig {
+    pub fn from_props(p: &Props) -> Result<Self, ConfigError> {
+        for k in IGNORED {
+            let _ = p.get(k);
+        }
+        let path =
+            PathTemplate::parse(&p.required("hdfs.path")?).map_err(|m| p.error("hdfs.path", m))?;
+        let file_prefix = PathTemplate::parse(&p.string("hdfs.filePrefix", "FlumeData"))
+            .map_err(|m| p.error("hdfs.filePrefix", m))?;
+        let file_type = p.choice(
+            "hdfs.fileType",
+            FileType::SequenceFile,
+            &[
+                (&["SequenceFile"], FileType::SequenceFile),
+                (&["DataStream"], FileType::DataStream),
+                (&["CompressedStream"], FileType::CompressedStream),
+            ],
+        )?;
+        let codec = p.choice(
+            "hdfs.codeC",
+            None,
+            &[(
+                &[
+                    "gzip",
+                    "org.apache.hadoop.io.compress.GzipCodec",
+                    "GzipCodec",
+                ],
+                Some(Codec::Gzip),
+            )],
+        )?;
+        let codec = match (file_type, codec) {
+            (FileType::CompressedStream, None) => {
+                return Err(p.error(
+                    "hdfs.codeC",
+                    "is required with `hdfs.fileType = CompressedStream` (accepted: gzip)",
+                ));
+            }
+            // Flume ignores the codec for DataStream files; so does sluice.
+            (FileType::DataStream, Some(_)) => None,
+            (FileType::SequenceFile, Some(_)) => {
+                return Err(p.error(
+                    "hdfs.codeC",
+                    "compressed SequenceFiles are not supported by sluice; use \
+                     `hdfs.fileType = CompressedStream` or no codec (see docs/hdfs.md)",
+                ));
+            }
+            (_, c) => c,
+        };
+        let avro = p.choice(
+            "serializer",
+            0u8,
+            &[
+                (
+                    &[
+                        "text",
+                        "org.apache.flume.serialization.BodyTextEventSerializer$Builder",
+                    ],
+                    0,
+                ),
+                (
+                    &[
+                        "header_and_text",
+                        "org.apache.flume.serialization.HeaderAndBodyTextEventSerializer$Builder",
+                    ],
+                    1,
+                ),
+                (
+                    &[
+                        "avro_event",
+                        "org.apache.flume.serialization.FlumeEventAvroEventSerializer$Builder",
+                    ],
+                    2,
+                ),
+            ],
+        )?;
+        let append_newline = p.bool("serializer.appendNewline", true)?;
+        let sequence_text = p.choice(
+            "hdfs.writeFormat",
+            false,
+            &[(&["Writable"], false), (&["Text"], true)],
+        )?;
+        let serializer = match avro {
+            _ if file_type == FileType::SequenceFile => Serializer::SequenceFile {
+                text: sequence_text,
+            },
+            0 => Serializer::Text { append_newline },
+            1 => Serializer::HeaderAndText { append_newline },
+            _ => Serializer::AvroEvent {
+                deflate: p.choice(
+                    "serializer.compressionCodec",
+                    false,
+                    &[(&["null"], false), (&["deflate"], true)],
+                )?,
+                sync_interval: p.positive_usize("serializer.syncIntervalBytes", 2_048_000)?,
+            },
+        };
+        let round = p.bool("hdfs.round", false)?;
+        let unit = p.choice(
+            "hdfs.roundUnit",
+            RoundUnit::Second,
+            &[
+                (&["second"], RoundUnit::Second),
+                (&["minute"], RoundUnit::Minute),
+                (&["hour"], RoundUnit::Hour),
+            ],
+        )?;
+        let value = p.positive("hdfs.roundValue", 1)?;
+        let max = match unit {
+            RoundUnit::Second | RoundUnit::Minute => 60,
+            RoundUnit::Hour => 24,
+        };
+        if value > max {
+            return Err(p.error(
+                "hdfs.roundValue",
+                format!("must be at most {max} for hdfs.roundUnit {unit:?}"),
+            ));
+        }
+        let time_zone = match p.get("hdfs.timeZone").filter(|v| !v.is_empty()) {
+            None => None,
+            Some(v) => Some(v.parse::<chrono_tz::Tz>().map_err(|_| {
+                p.error(
+                    "hdfs.timeZone",
+                    format!("unknown time zone `{v}`; expected an IANA name like Europe/Paris"),
+                )
+            })?),
+        };
+        let in_use_suffix = if p.bool("hdfs.emptyInUseSuffix", false)? {
+            let _ = p.get("hdfs.inUseSuffix");
+            String::new()
+        } else {
+            p.string("hdfs.inUseSuffix", ".tmp")
+        };
+        let call_timeout = p.millis("hdfs.callTimeout", 30_000)?;
+        if call_timeout.is_zero() {
+            return Err(p.error("hdfs.callTimeout", "must be greater than 0"));
+        }
+        Ok(Self {
+            path,
+            file_prefix,
+            file_suffix: p.string("hdfs.fileSuffix", ""),
+            in_use_prefix: p.string("hdfs.inUsePrefix", ""),
+            in_use_suffix,
+            roll_interval: p.seconds("hdfs.rollInterval", 30)?,
+            roll_size: p.u64("hdfs.rollSize", 1024)?,
+            roll_count: p.u64("hdfs.rollCount", 10)?,
+            idle_timeout: p.seconds("hdfs.idleTimeout", 0)?,
+            batch_size: super::super::batch_size(p, "hdfs.batchSize")?,
+            file_type,
+            codec,
+            serializer,
+            rounding: round.then_some(Rounding { unit, value }),
+            time_zone,
+            use_local_timestamp: p.bool("hdfs.useLocalTimeStamp", false)?,
+            close_tries: p.parse("hdfs.closeTries", 0, "a non-negative integer")?,
+            retry_interval: p.seconds("hdfs.retryInterval", 180)?,
+            call_timeout,
+            max_open_files: p.positive_usize("hdfs.maxOpenFiles", 5000)?,
+            kerberos_principal: p.get("hdfs.kerberosPrincipal").map(str::to_string),
+            kerberos_keytab: p.get("hdfs.kerberosKeytab").map(str::to_string),
+            user: p
+                .get("hdfs.proxyUser")
+                .filter(|v| !v.is_empty())
+                .map(str::to_string),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<HdfsConfig, ConfigError> {
+        HdfsConfig::from_props(&Props::from_pairs(pairs))
+    }
+
+    #[test]
+    fn flume_defaults() -> Result<(), ConfigError> {
+        let c = parse(&[
+            ("hdfs.path", "hdfs://nn/flume"),
+            ("hdfs.fileType", "DataStream"),
+        ])?;
+        assert_eq!(c.file_prefix.source(), "FlumeData");
+        assert_eq!(c.in_use_suffix, ".tmp");
+        assert_eq!(c.roll_interval, Duration::from_secs(30));
+        assert_eq!((c.roll_size, c.roll_count, c.batch_size), (1024, 10, 100));
+        assert_eq!(c.call_timeout, Duration::from_secs(30));
+        assert_eq!(
+            c.serializer,
+            Serializer::Text {
+                append_newline: true
+            }
+        );
+        assert_eq!(c.rounding, None);
+        Ok(())
+    }
+
+    #[test]
+    fn rejects_what_sluice_cannot_do() {
+        let c = parse(&[("hdfs.path", "/x")]);
+        assert!(c.is_ok_and(|c| c.file_type == FileType::SequenceFile
+            && c.serializer == Serializer::SequenceFile { text: false }));
+        let e = parse(&[("hdfs.path", "/x"), ("hdfs.codeC", "gzip")]);
+        assert!(
+            e.err()
+                .is_some_and(|e| e.to_string().contains("SequenceFile"))
+        );
+        let e = parse(&[("hdfs.path", "/x"), ("hdfs.fileType", "CompressedStream")]);
+        assert!(e.is_err());
+        let e = parse(&[
+            ("hdfs.path", "/x"),
+            ("hdfs.fileType", "CompressedStream"),
+            ("hdfs.codeC", "lzo"),
+        ]);
+        assert!(
+            e.err()
+                .is_some_and(|e| e.to_string().contains("hdfs.codeC"))
+        );
+        let e = parse(&[("hdfs.path", "/x/%Q"), ("hdfs.fileType", "DataStream")]);
+        assert!(e.err().is_some_and(|e| e.to_string().contains("hdfs.path")));
+        let e = parse(&[
+            ("hdfs.path", "/x"),
+            ("hdfs.fileType", "DataStream"),
+            ("hdfs.timeZone", "Mars/Olympus"),
+        ]);
+        assert!(
+            e.err()
+                .is_some_and(|e| e.to_string().contains("hdfs.timeZone"))
+        );
+    }
+}

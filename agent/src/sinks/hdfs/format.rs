@@ -1,0 +1,337 @@
+//! What goes into a file: the serializer (`text`, `header_and_text`, `avro_event`) and, for
+//! `CompressedStream`, the codec.
+//!
+//! Every batch ends with [`FileEncoder::finish_batch`], whose bytes are written and `hsync`ed
+//! before the take commits, so a file is readable up to its last committed batch even when the
+//! agent dies before closing it:
+//! - `avro_event` ends an Avro block at every batch (Flume's serializer `flush()` does the
+//!   same); the container header goes before the first block.
+//! - gzip ends a gzip member at every batch, as Flume's `HDFSCompressedDataStream.sync()` does
+//!   (`finish()`, then `resetState()` on the next write): a file is a concatenation of members,
+//!   which `gzip -d` and Hadoop's `GzipCodec` read as one stream.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::LazyLock;
+
+use apache_avro::types::Value;
+use apache_avro::{Codec as AvroCodec, Schema, Writer};
+use flate2::Compression;
+use flate2::write::GzEncoder;
+
+use super::config::{Codec, Serializer};
+use crate::event::Event;
+
+/// The schema of Flume's `FlumeEventAvroEventSerializer` (record `Event`, no namespace).
+pub const FLUME_EVENT_SCHEMA: &str = r#"{"type":"record","name":"Event","fields":[{"name":"headers","type":{"type":"map","values":"string"}},{"name":"body","type":"bytes"}]}"#;
+
+static SCHEMA: LazyLock<Result<Schema, String>> =
+    LazyLock::new(|| Schema::parse_str(FLUME_EVENT_SCHEMA).map_err(|e| e.to_string()));
+
+#[derive(Debug, thiserror::Error)]
+pub enum FormatError {
+    #[error("avro_event serializer: {0}")]
+    Avro(String),
+    #[error("gzip: {0}")]
+    Gzip(#[from] std::io::Error),
+}
+
+enum Body {
+    Text {
+        newline: bool,
+        headers: bool,
+        buf: Vec<u8>,
+    },
+    Avro(Box<Writer<'static, Vec<u8>>>),
+    Sequence(SequenceWriter),
+}
+
+/// Hadoop's `SequenceFile` format version 6, uncompressed, as Flume's `HDFSSequenceFile`
+/// writes it: key `LongWritable` (the `timestamp` header, else the clock), value
+/// `BytesWritable` or `Text` (the body), a sync marker after the header and at the end of
+/// every batch.
+struct SequenceWriter {
+    text: bool,
+    header_written: bool,
+    sync: [u8; 16],
+    buf: Vec<u8>,
+}
+
+/// Hadoop's `WritableUtils.writeVLong`.
+fn write_vlong(out: &mut Vec<u8>, v: i64) {
+    if (-112..=127).contains(&v) {
+        out.push(v as u8);
+        return;
+    }
+    let (mut len, v): (i64, i64) = if v < 0 { (-120, !v) } else { (-112, v) };
+    let mut tmp = v;
+    while tmp != 0 {
+        tmp >>= 8;
+        len -= 1;
+    }
+    out.push(len as u8);
+    let bytes = if len < -120 {
+        -(len + 120)
+    } else {
+        -(len + 112)
+    };
+    for i in (0..bytes).rev() {
+        out.push(((v >> (8 * i)) & 0xff) as u8);
+    }
+}
+
+/// Hadoop's `Text.writeString`.
+fn write_text(out: &mut Vec<u8>, s: &[u8]) {
+    write_vlong(out, s.len() as i64);
+    out.extend_from_slice(s);
+}
+
+impl SequenceWriter {
+    fn header(&mut self) {
+        let value_class: &[u8] = if self.text {
+            b"org.apache.hadoop.io.Text"
+        } else {
+            b"org.apache.hadoop.io.BytesWritable"
+        };
+        self.buf.extend_from_slice(b"SEQ\x06");
+        write_text(&mut self.buf, b"org.apache.hadoop.io.LongWritable");
+        write_text(&mut self.buf, value_class);
+        // Not compressed, not block-compressed, no metadata (an int count of 0), then the
+        // sync marker.
+        self.buf.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        self.buf.extend_from_slice(&self.sync);
+        self.header_written = true;
+    }
+
+    fn append(&mut self, e: &Event) {
+        if !self.header_written {
+            self.header();
+        }
+        let key = e
+            .headers
+            .get("timestamp")
+            .and_then(|t| t.trim().parse::<i64>().ok())
+            .unwrap_or_else(|| crate::metrics::now_millis() as i64);
+        let mut value = Vec::with_capacity(e.body.len() + 5);
+        if self.text {
+            write_text(&mut value, &e.body);
+        } else {
+            value.extend_from_slice(&(e.body.len() as u32).to_be_bytes());
+            value.extend_from_slice(&e.body);
+        }
+        let record = 8 + value.len();
+        self.buf.extend_from_slice(&(record as u32).to_be_bytes());
+        self.buf.extend_from_slice(&8u32.to_be_bytes());
+        self.buf.extend_from_slice(&key.to_be_bytes());
+        self.buf.extend_from_slice(&value);
+    }
+
+    fn finish_batch(&mut self) -> Vec<u8> {
+        if !self.buf.is_empty() {
+            self.buf.extend_from_slice(&(-1i32).to_be_bytes());
+            self.buf.extend_from_slice(&self.sync);
+        }
+        std::mem::take(&mut self.buf)
+    }
+}
+
+/// The encoder of one open file.
+pub struct FileEncoder {
+    body: Body,
+    codec: Option<Codec>,
+}
+
+impl FileEncoder {
+    pub fn new(serializer: Serializer, codec: Option<Codec>) -> Result<Self, FormatError> {
+        let body = match serializer {
+            Serializer::Text { append_newline } => Body::Text {
+                newline: append_newline,
+                headers: false,
+                buf: Vec::new(),
+            },
+            Serializer::HeaderAndText { append_newline } => Body::Text {
+                newline: append_newline,
+                headers: true,
+                buf: Vec::new(),
+            },
+            Serializer::AvroEvent { deflate, .. } => {
+                let schema = SCHEMA.as_ref().map_err(|e| FormatError::Avro(e.clone()))?;
+                let codec = if deflate {
+                    AvroCodec::Deflate(Default::default())
+                } else {
+                    AvroCodec::Null
+                };
+                Body::Avro(Box::new(Writer::with_codec(schema, Vec::new(), codec)))
+            }
+            Serializer::SequenceFile { text } => Body::Sequence(SequenceWriter {
+                text,
+                header_written: false,
+                sync: rand::random(),
+                buf: Vec::new(),
+            }),
+        };
+        Ok(Self { body, codec })
+    }
+
+    pub fn append(&mut self, e: &Event) -> Result<(), FormatError> {
+        match &mut self.body {
+            Body::Text {
+                newline,
+                headers,
+                buf,
+            } => {
+                if *headers {
+                    buf.push(b'{');
+                    for (i, (k, v)) in e.headers.iter().enumerate() {
+                        if i > 0 {
+                            buf.extend_from_slice(b", ");
+                        }
+                        buf.extend_from_slice(k.as_bytes());
+                        buf.push(b'=');
+                        buf.extend_from_slice(v.as_bytes());
+                    }
+                    buf.extend_from_slice(b"} ");
+                }
+                buf.extend_from_slice(&e.body);
+                if *newline {
+                    buf.push(b'\n');
+                }
+            }
+            Body::Avro(w) => {
+                let headers: HashMap<String, Value> = e
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+                    .collect();
+                let record = Value::Record(vec![
+                    ("headers".into(), Value::Map(headers)),
+                    ("body".into(), Value::Bytes(e.body.to_vec())),
+                ]);
+                w.append(record)
+                    .map_err(|e| FormatError::Avro(e.to_string()))?;
+            }
+            Body::Sequence(w) => w.append(e),
+        }
+        Ok(())
+    }
+
+    /// The bytes of everything appended since the last call, ready to write and sync.
+    pub fn finish_batch(&mut self) -> Result<Vec<u8>, FormatError> {
+        let raw = match &mut self.body {
+            Body::Text { buf, .. } => std::mem::take(buf),
+            Body::Avro(w) => {
+                w.flush().map_err(|e| FormatError::Avro(e.to_string()))?;
+                std::mem::take(w.get_mut())
+            }
+            Body::Sequence(w) => w.finish_batch(),
+        };
+        match self.codec {
+            None => Ok(raw),
+            Some(Codec::Gzip) if raw.is_empty() => Ok(raw),
+            Some(Codec::Gzip) => {
+                let mut gz =
+                    GzEncoder::new(Vec::with_capacity(raw.len() / 3), Compression::default());
+                gz.write_all(&raw)?;
+                Ok(gz.finish()?)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Headers;
+    use std::io::Read;
+
+    #[test]
+    fn gzip_members_concatenate() -> Result<(), Box<dyn std::error::Error>> {
+        let mut enc = FileEncoder::new(
+            Serializer::Text {
+                append_newline: true,
+            },
+            Some(Codec::Gzip),
+        )?;
+        enc.append(&Event::new("a"))?;
+        let mut file = enc.finish_batch()?;
+        enc.append(&Event::new("b"))?;
+        file.extend(enc.finish_batch()?);
+        let mut text = String::new();
+        flate2::read::MultiGzDecoder::new(&file[..]).read_to_string(&mut text)?;
+        assert_eq!(text, "a\nb\n");
+        Ok(())
+    }
+
+    #[test]
+    fn avro_blocks_per_batch_read_back() -> Result<(), Box<dyn std::error::Error>> {
+        let s = Serializer::AvroEvent {
+            deflate: true,
+            sync_interval: 2_048_000,
+        };
+        let mut enc = FileEncoder::new(s, None)?;
+        let h: Headers = [("k", "v")].into_iter().collect();
+        enc.append(&Event::with_headers(h, "one"))?;
+        let mut file = enc.finish_batch()?;
+        enc.append(&Event::new("two"))?;
+        file.extend(enc.finish_batch()?);
+        let reader = apache_avro::Reader::new(&file[..])?;
+        let mut bodies = Vec::new();
+        for v in reader {
+            if let Value::Record(fields) = v? {
+                for (name, f) in fields {
+                    if let (true, Value::Bytes(b)) = (name == "body", f) {
+                        bodies.push(String::from_utf8(b)?);
+                    }
+                }
+            }
+        }
+        assert_eq!(bodies, ["one", "two"]);
+        Ok(())
+    }
+
+    #[test]
+    fn vlongs_like_hadoop() {
+        let enc = |v: i64| {
+            let mut out = Vec::new();
+            write_vlong(&mut out, v);
+            out
+        };
+        assert_eq!(enc(0), [0]);
+        assert_eq!(enc(127), [127]);
+        assert_eq!(enc(-112), [0x90]);
+        assert_eq!(enc(128), [0x8f, 0x80]);
+        assert_eq!(enc(300), [0x8e, 0x01, 0x2c]);
+        assert_eq!(enc(-113), [0x87, 0x70]);
+    }
+
+    #[test]
+    fn sequence_file_layout() -> Result<(), FormatError> {
+        let mut enc = FileEncoder::new(Serializer::SequenceFile { text: false }, None)?;
+        let h: Headers = [("timestamp", "5")].into_iter().collect();
+        enc.append(&Event::with_headers(h, "ab"))?;
+        let f = enc.finish_batch()?;
+        assert!(f.starts_with(b"SEQ\x06\x21org.apache.hadoop.io.LongWritable"));
+        let at = f.len() - 20 - 22;
+        assert_eq!(&f[at..at + 8], [0, 0, 0, 14, 0, 0, 0, 8]);
+        assert_eq!(
+            &f[at + 8..at + 22],
+            [0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 2, b'a', b'b']
+        );
+        assert_eq!(&f[f.len() - 20..f.len() - 16], [0xff; 4]);
+        Ok(())
+    }
+
+    #[test]
+    fn header_and_text() -> Result<(), FormatError> {
+        let mut enc = FileEncoder::new(
+            Serializer::HeaderAndText {
+                append_newline: false,
+            },
+            None,
+        )?;
+        let h: Headers = [("a", "1"), ("b", "2")].into_iter().collect();
+        enc.append(&Event::with_headers(h, "x"))?;
+        assert_eq!(enc.finish_batch()?, b"{a=1, b=2} x");
+        Ok(())
+    }
+}
