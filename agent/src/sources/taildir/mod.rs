@@ -22,18 +22,20 @@
 //! `process` reads up to `batchSize` lines from one file and hands them to the channel
 //! processor; only when it returns `Ok` does the file's committed offset advance, otherwise the
 //! reader rewinds to the committed offset and the batch is read again later. Up to
-//! `maxBatchCount` batches are taken from a file before moving to the next. Committed offsets
-//! are saved every `writePosInterval` (0: after every batch), when files are forgotten, and at
-//! stop; see [`position_file`] for the format and atomicity. After a crash at most the lines
-//! committed since the last save are delivered again: one batch with `writePosInterval = 0`.
+//! `maxBatchCount` batches are taken from a file before moving to the next. Every committed
+//! offset is appended to the position journal at once; the position file itself (a snapshot)
+//! is saved every `writePosInterval` (0: after every batch), when files are forgotten, and at
+//! stop; see [`position_file`] for the formats and atomicity. After the process is killed at
+//! most the batch whose commit raced the kill is delivered again; after a power loss, at most
+//! what was committed since the last snapshot.
 //!
 //! # Discovery
 //!
 //! Directories are watched with inotify (`notify`); any change wakes the source and triggers a
 //! scan (at most every [`SCAN_MIN_GAP`]). A scan also runs at least every [`FALLBACK_SCAN`], so
 //! a lost or unsupported notification (NFS, a full inotify queue) only costs latency. Files
-//! idle for `idleTimeout` have their descriptor closed; at most `maxOpenFiles` are open at once,
-//! further files are opened as others close.
+//! idle for `idleTimeout` have their descriptor closed; at most `maxOpenFiles` are open at once:
+//! when files with unread data wait for a descriptor, caught-up files are closed to make room.
 
 pub mod file_group;
 pub mod position_file;
@@ -196,6 +198,8 @@ pub struct TaildirSource {
     last_scan: Option<Instant>,
     dirty: bool,
     last_save: Instant,
+    save_failing: bool,
+    journal_failing: bool,
     backoff: Backoff,
     open_count: usize,
     /// Paths whose open failed, logged once until they open again.
@@ -266,6 +270,8 @@ impl TaildirSource {
             last_scan: None,
             dirty: false,
             last_save: Instant::now(),
+            save_failing: false,
+            journal_failing: false,
             open_count: 0,
             unreadable: HashSet::new(),
             unlisted: HashSet::new(),
@@ -279,6 +285,7 @@ impl TaildirSource {
         self.scan_due = false;
         let first = self.restored.is_some();
         let mut seen: BTreeSet<FileKey> = BTreeSet::new();
+        let mut all_listed = true;
         for gi in 0..self.matchers.len() {
             let paths = match self.matchers[gi].matching_files() {
                 Ok(p) => {
@@ -286,6 +293,7 @@ impl TaildirSource {
                     p
                 }
                 Err(e) => {
+                    all_listed = false;
                     if self.unlisted.insert(gi) {
                         tracing::error!(source = %self.name,
                             dir = %self.matchers[gi].group.dir.display(), error = %e,
@@ -309,7 +317,8 @@ impl TaildirSource {
                 }
             }
         }
-        if let Some(rest) = self.restored.take() {
+        // Saved positions are kept until every directory could be listed once.
+        if all_listed && let Some(rest) = self.restored.take() {
             for e in rest.values() {
                 tracing::info!(source = %self.name, file = %e.file.display(), inode = e.inode,
                     pos = e.pos, "A file of the position file no longer exists; forgotten.");
@@ -334,6 +343,7 @@ impl TaildirSource {
         for key in forget {
             self.forget(key);
         }
+        self.make_room();
     }
 
     fn forget(&mut self, key: FileKey) {
@@ -363,6 +373,12 @@ impl TaildirSource {
                 self.open_count += 1;
                 self.unreadable.remove(&tf.path);
                 true
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Renamed or deleted since the scan; the next scan sees where it went.
+                tracing::debug!(source = %self.name, file = %tf.path.display(), error = %e,
+                    "File changed before it could be opened.");
+                false
             }
             Err(e) => {
                 if self.unreadable.insert(tf.path.clone()) {
@@ -458,6 +474,38 @@ impl TaildirSource {
         }
     }
 
+    /// With every descriptor in use and files with unread data waiting for one, closes as many
+    /// caught-up files (least recently active first); the waiting ones open at the next scan.
+    fn make_room(&mut self) {
+        if self.open_count < self.config.max_open_files {
+            return;
+        }
+        let waiting = self
+            .files
+            .values()
+            .filter(|tf| tf.present && !tf.is_open() && tf.seen_size > tf.pos)
+            .count();
+        if waiting == 0 {
+            return;
+        }
+        let mut caught_up: Vec<(Instant, FileKey)> = self
+            .files
+            .iter()
+            .filter(|(_, tf)| {
+                tf.is_open() && tf.present && !tf.has_uncommitted() && tf.pos >= tf.seen_size
+            })
+            .map(|(k, tf)| (tf.last_activity, *k))
+            .collect();
+        caught_up.sort_unstable();
+        for (_, key) in caught_up.into_iter().take(waiting) {
+            if let Some(tf) = self.files.get_mut(&key) {
+                tf.close();
+                self.open_count -= 1;
+                self.scan_due = true;
+            }
+        }
+    }
+
     /// Closes files idle for `idleTimeout`; forgets closed files that no longer match.
     fn close_idle(&mut self) {
         let idle = self.config.idle_timeout;
@@ -489,11 +537,36 @@ impl TaildirSource {
             })
             .collect();
         match self.position_file.save(&entries) {
-            Ok(()) => self.dirty = false,
-            Err(e) => tracing::error!(source = %self.name, error = %e,
-                "Cannot save positions; retrying at the next interval."),
+            Ok(()) => {
+                if self.save_failing {
+                    tracing::info!(source = %self.name, "Positions saved again.");
+                }
+                self.dirty = false;
+                self.save_failing = false;
+            }
+            Err(e) => {
+                if !self.save_failing {
+                    tracing::error!(source = %self.name, error = %e,
+                        "Cannot save positions; retrying (logged once until it works again).");
+                }
+                self.save_failing = true;
+            }
         }
         self.last_save = Instant::now();
+    }
+
+    /// Journals one committed position; a failure only widens what a crash re-reads.
+    fn journal(&mut self, entry: &PositionEntry) {
+        match self.position_file.append(entry) {
+            Ok(()) => self.journal_failing = false,
+            Err(e) => {
+                if !self.journal_failing {
+                    tracing::error!(source = %self.name, error = %e,
+                        "Cannot journal a position; relying on the periodic position file save                          (logged once until it works again).");
+                }
+                self.journal_failing = true;
+            }
+        }
     }
 
     fn maybe_save_positions(&mut self) {
@@ -529,6 +602,10 @@ impl TaildirSource {
                 }
                 Ok(_) => {}
                 Err(e) => {
+                    processor
+                        .counters()
+                        .event_read_fail
+                        .fetch_add(1, Ordering::Relaxed);
                     tracing::error!(source = %self.name, file = %tf.path.display(), error = %e,
                         "Cannot read file; it is reopened at the next scan.");
                     tf.close();
@@ -552,11 +629,25 @@ impl TaildirSource {
                 return Err(e.into());
             }
             tf.commit();
+            if tf.pos > u64::from(tf.fingerprint.len)
+                && let Err(e) = tf.extend_fingerprint()
+            {
+                tracing::debug!(source = %self.name, file = %tf.path.display(), error = %e,
+                    "Cannot read the file's first bytes.");
+            }
             self.dirty = true;
             delivered += n;
             batches += 1;
             if self.config.write_pos_interval.is_zero() {
                 self.save_positions();
+            } else {
+                let entry = PositionEntry {
+                    inode: tf.key.1,
+                    pos: tf.pos,
+                    file: tf.path.clone(),
+                    fingerprint: Some(tf.fingerprint),
+                };
+                self.journal(&entry);
             }
             if !full {
                 break;
@@ -648,7 +739,12 @@ impl PollableSource for TaildirSource {
             Some(s) => (self.scan_due && s >= SCAN_MIN_GAP) || s >= FALLBACK_SCAN,
         };
         if scan {
+            let first = self.restored.is_some();
             self.scan();
+            if first && self.restored.is_none() {
+                // A snapshot at once, so the journal follows a position file from the start.
+                self.save_positions();
+            }
         }
         let mut delivered = 0;
         let keys: Vec<FileKey> = self.files.keys().copied().collect();

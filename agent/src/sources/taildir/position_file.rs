@@ -17,11 +17,21 @@
 //! CRC-32 of the main file's bytes written in the same step, `prev_main_crc` that of the main
 //! file written in the step before.
 //!
-//! # Writing
+//! # Journal (`<positionFile>.journal`)
 //!
-//! Each save writes the sidecar, then the main file, each to `<name>.tmp` with fsync and then
-//! renamed over the old one, then fsyncs the directory. A reader therefore always finds two whole
-//! files, never a truncated one (Flume truncates then writes in place).
+//! Between two snapshots (the main file and sidecar, saved every `writePosInterval`), every
+//! committed batch appends one line to the journal: `{"g":G,"inode":N,"pos":N,"fp_len":N,
+//! "fp_crc":N,"file":"/abs/path"}`, written with one `write` call and no fsync, so it survives a
+//! killed process (not a power loss, where the snapshot bounds what is re-read). `g` is the
+//! snapshot generation the record follows; the sidecar stores the generation of its snapshot.
+//!
+//! # Writing a snapshot
+//!
+//! Each snapshot increments the generation, writes the sidecar, then the main file, each to
+//! `<name>.tmp` with fsync and then renamed over the old one, then fsyncs the directory, then
+//! empties the journal. A reader therefore always finds two whole files, never a truncated one
+//! (Flume truncates then writes in place). A journal left unemptied by a stop holds records of
+//! an older generation, which the next load ignores.
 //!
 //! # Reading: which file wins
 //!
@@ -31,7 +41,11 @@
 //! - Otherwise another program (a Flume agent, an operator) wrote the main file since: the main
 //!   file is used and fingerprints are ignored for this start.
 //!
-//! A main file that is missing means "no positions". A main file that cannot be parsed is an
+//! When the sidecar is used, the journal's complete lines of the sidecar's generation are then
+//! applied in order (a torn last line is ignored); otherwise the journal is ignored and emptied.
+//!
+//! A main file that is missing means "no positions", except before the first snapshot (no
+//! sidecar either), when the journal holds them. A main file that cannot be parsed is an
 //! error naming the file: the agent refuses to start rather than re-read or skip data.
 //!
 //! # Invariants
@@ -109,15 +123,35 @@ struct Sidecar {
     version: u32,
     main_crc: u32,
     prev_main_crc: Option<u32>,
+    /// The snapshot generation that journal records follow.
+    #[serde(default)]
+    generation: u64,
     files: Vec<SidecarEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct JournalRecord {
+    g: u64,
+    inode: u64,
+    pos: u64,
+    fp_len: u32,
+    fp_crc: u32,
+    file: String,
 }
 
 /// Reads and writes one position file and its sidecar.
 pub struct PositionFile {
     path: PathBuf,
     sidecar: PathBuf,
+    journal_path: PathBuf,
     /// CRC of the main file as last written (or found) by us.
     last_main_crc: Option<u32>,
+    /// Generation of the last snapshot.
+    generation: u64,
+    /// Open for appending once the first record is written.
+    journal: Option<File>,
+    /// Whether the journal on disk follows the loaded snapshot (else it is emptied first).
+    journal_valid: bool,
 }
 
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
@@ -131,7 +165,11 @@ impl PositionFile {
         Self {
             path: path.to_path_buf(),
             sidecar: with_suffix(path, ".sluice"),
+            journal_path: with_suffix(path, ".journal"),
             last_main_crc: None,
+            generation: 0,
+            journal: None,
+            journal_valid: false,
         }
     }
 
@@ -150,7 +188,16 @@ impl PositionFile {
     pub fn load(&mut self) -> Result<Vec<PositionEntry>, PositionFileError> {
         let main = match std::fs::read(&self.path) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Never snapshotted (no sidecar either): the journal holds the first
+                // generation's positions. With a sidecar, the main file was removed on purpose.
+                let mut entries = Vec::new();
+                if !self.sidecar.exists() {
+                    self.journal_valid = true;
+                    self.replay_journal(&mut entries)?;
+                }
+                return Ok(entries);
+            }
             Err(e) => return Err(self.io(e)),
         };
         let entries = parse_flume(&main).map_err(|message| PositionFileError::Corrupt {
@@ -176,19 +223,25 @@ impl PositionFile {
             Err(_) => None,
         };
         match sidecar {
-            Some(s) if s.main_crc == main_crc || s.prev_main_crc == Some(main_crc) => Ok(s
-                .files
-                .into_iter()
-                .map(|e| PositionEntry {
-                    inode: e.inode,
-                    pos: e.pos,
-                    file: PathBuf::from(e.file),
-                    fingerprint: Some(Fingerprint {
-                        len: e.fp_len,
-                        crc: e.fp_crc,
-                    }),
-                })
-                .collect()),
+            Some(s) if s.main_crc == main_crc || s.prev_main_crc == Some(main_crc) => {
+                self.generation = s.generation;
+                self.journal_valid = true;
+                let mut entries: Vec<PositionEntry> = s
+                    .files
+                    .into_iter()
+                    .map(|e| PositionEntry {
+                        inode: e.inode,
+                        pos: e.pos,
+                        file: PathBuf::from(e.file),
+                        fingerprint: Some(Fingerprint {
+                            len: e.fp_len,
+                            crc: e.fp_crc,
+                        }),
+                    })
+                    .collect();
+                self.replay_journal(&mut entries)?;
+                Ok(entries)
+            }
             Some(_) => {
                 tracing::info!(file = %self.path.display(),
                     "The position file was written by another program (e.g. Flume) since sluice \
@@ -199,7 +252,83 @@ impl PositionFile {
         }
     }
 
-    /// Saves `entries` atomically (sidecar first, then the Flume file).
+    /// Applies the journal records of the loaded generation, in order, upserting by inode.
+    fn replay_journal(&self, entries: &mut Vec<PositionEntry>) -> Result<(), PositionFileError> {
+        let bytes = match std::fs::read(&self.journal_path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(self.io(e)),
+        };
+        let complete = bytes
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(&bytes[..0], |i| &bytes[..=i]);
+        let mut applied = 0;
+        for line in complete.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let Ok(r) = serde_json::from_slice::<JournalRecord>(line) else {
+                tracing::warn!(file = %self.journal_path.display(),
+                    "Skipping an unreadable position journal line.");
+                continue;
+            };
+            if r.g != self.generation {
+                continue;
+            }
+            let entry = PositionEntry {
+                inode: r.inode,
+                pos: r.pos,
+                file: PathBuf::from(r.file),
+                fingerprint: Some(Fingerprint {
+                    len: r.fp_len,
+                    crc: r.fp_crc,
+                }),
+            };
+            match entries.iter_mut().find(|e| e.inode == entry.inode) {
+                Some(e) => *e = entry,
+                None => entries.push(entry),
+            }
+            applied += 1;
+        }
+        if applied > 0 {
+            tracing::info!(file = %self.journal_path.display(), records = applied,
+                "Applied positions journaled after the last snapshot.");
+        }
+        Ok(())
+    }
+
+    /// Journals one file's committed position (one `write`, no fsync).
+    pub fn append(&mut self, e: &PositionEntry) -> Result<(), PositionFileError> {
+        if self.journal.is_none() {
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.journal_path)
+                .map_err(|e| self.io(e))?;
+            if !self.journal_valid {
+                f.set_len(0).map_err(|e| self.io(e))?;
+                self.journal_valid = true;
+            }
+            self.journal = Some(f);
+        }
+        let fp = e.fingerprint.unwrap_or_default();
+        let record = JournalRecord {
+            g: self.generation,
+            inode: e.inode,
+            pos: e.pos,
+            fp_len: fp.len,
+            fp_crc: fp.crc,
+            file: e.file.to_string_lossy().into_owned(),
+        };
+        let mut line = serde_json::to_vec(&record).map_err(|e| self.io(e.into()))?;
+        line.push(b'\n');
+        let result = match self.journal.as_mut() {
+            Some(f) => f.write_all(&line),
+            None => Ok(()),
+        };
+        result.map_err(|e| self.io(e))
+    }
+
+    /// Saves `entries` atomically (sidecar first, then the Flume file), then empties the
+    /// journal.
     pub fn save(&mut self, entries: &[PositionEntry]) -> Result<(), PositionFileError> {
         let flume: Vec<FlumeEntry> = entries
             .iter()
@@ -211,10 +340,12 @@ impl PositionFile {
             .collect();
         let main = serde_json::to_vec(&flume).map_err(|e| self.io(e.into()))?;
         let main_crc = crc32fast::hash(&main);
+        let generation = self.generation + 1;
         let sidecar = Sidecar {
             version: 1,
             main_crc,
             prev_main_crc: self.last_main_crc,
+            generation,
             files: entries
                 .iter()
                 .map(|e| {
@@ -233,6 +364,14 @@ impl PositionFile {
         write_atomic(&self.sidecar, &side).map_err(|e| self.io(e))?;
         write_atomic(&self.path, &main).map_err(|e| self.io(e))?;
         self.last_main_crc = Some(main_crc);
+        self.generation = generation;
+        // Records of the previous generation are ignored from now on; emptying only saves space.
+        if let Some(f) = &self.journal
+            && let Err(e) = f.set_len(0)
+        {
+            tracing::debug!(file = %self.journal_path.display(), error = %e,
+                "Cannot empty the position journal.");
+        }
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             // Makes both renames durable; a failure only risks re-reading, so it is not fatal.
             if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
@@ -409,6 +548,90 @@ mod tests {
             assert!(err.contains(&path.display().to_string()), "{err}");
             assert!(err.contains(needle), "{text:?}: {err}");
         }
+        Ok(())
+    }
+
+    #[test]
+    fn journal_records_after_the_snapshot_are_replayed() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("pos.json");
+        let mut pf = PositionFile::new(&path);
+        pf.save(&[entry(1, 10, "/a", Some((10, 7)))])?;
+        pf.append(&entry(1, 30, "/a", Some((30, 8))))?;
+        pf.append(&entry(2, 5, "/b", Some((5, 9))))?;
+        pf.append(&entry(1, 40, "/a", Some((40, 8))))?;
+        // A torn last record (a write cut short) is ignored.
+        let mut j = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("pos.json.journal"))?;
+        j.write_all(b"{\"g\":1,\"inode\":1,\"pos\":99")?;
+        drop(j);
+        let got = PositionFile::new(&path).load()?;
+        assert_eq!(
+            got,
+            vec![
+                entry(1, 40, "/a", Some((40, 8))),
+                entry(2, 5, "/b", Some((5, 9)))
+            ]
+        );
+        // The Flume file still holds the snapshot.
+        let main = std::fs::read_to_string(&path)?;
+        assert!(main.contains("\"pos\":10"), "{main}");
+        Ok(())
+    }
+
+    #[test]
+    fn journal_before_the_first_snapshot_is_replayed() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("pos.json");
+        let mut pf = PositionFile::new(&path);
+        assert!(pf.load()?.is_empty());
+        pf.append(&entry(1, 30, "/a", Some((30, 8))))?;
+        assert_eq!(
+            PositionFile::new(&path).load()?,
+            vec![entry(1, 30, "/a", Some((30, 8)))]
+        );
+        // Removing the position file after a snapshot starts over, whatever the journal says.
+        pf.save(&[entry(1, 30, "/a", Some((30, 8)))])?;
+        pf.append(&entry(1, 40, "/a", Some((40, 8))))?;
+        std::fs::remove_file(&path)?;
+        assert!(PositionFile::new(&path).load()?.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn journal_of_an_older_generation_is_ignored() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("pos.json");
+        let mut pf = PositionFile::new(&path);
+        pf.save(&[entry(1, 10, "/a", Some((10, 7)))])?;
+        pf.append(&entry(1, 30, "/a", Some((30, 8))))?;
+        let stale = std::fs::read(dir.path().join("pos.json.journal"))?;
+        pf.save(&[entry(1, 30, "/a", Some((30, 8)))])?;
+        // As if the stop came after the snapshot but before the journal was emptied.
+        std::fs::write(dir.path().join("pos.json.journal"), stale)?;
+        assert_eq!(
+            PositionFile::new(&path).load()?,
+            vec![entry(1, 30, "/a", Some((30, 8)))]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn journal_is_ignored_when_another_program_wrote_the_main_file()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("pos.json");
+        let mut pf = PositionFile::new(&path);
+        pf.save(&[entry(1, 10, "/a", Some((10, 7)))])?;
+        pf.append(&entry(1, 30, "/a", Some((30, 8))))?;
+        std::fs::write(&path, r#"[{"inode":1,"pos":20,"file":"/a"}]"#)?;
+        let mut pf = PositionFile::new(&path);
+        assert_eq!(pf.load()?, vec![entry(1, 20, "/a", None)]);
+        // The first new record empties the stale journal.
+        pf.append(&entry(1, 25, "/a", Some((25, 1))))?;
+        let journal = std::fs::read_to_string(dir.path().join("pos.json.journal"))?;
+        assert_eq!(journal.lines().count(), 1, "{journal}");
         Ok(())
     }
 
