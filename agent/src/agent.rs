@@ -12,9 +12,14 @@ use crate::channels::processor::ChannelProcessor;
 use crate::channels::{ChannelRef, PutTransaction, TakeTransaction};
 use crate::config::{AgentConfig, ChannelKind, SinkConfig, SinkKind, SourceConfig, SourceKind};
 use crate::interceptors::InterceptorChain;
-use crate::metrics::{ComponentType, Registry, SinkCounters, SourceCounters};
+use crate::metrics::{
+    Combined, ComponentType, KafkaSinkCounters, KafkaSourceCounters, Registry, SinkCounters,
+    SourceCounters,
+};
 use crate::sinks::avro::AvroSink;
+use crate::sinks::kafka::KafkaSink;
 use crate::sources::avro::AvroSource;
+use crate::sources::kafka::KafkaSource;
 use crate::sinks::file_roll::FileRollSink;
 use crate::sinks::group::{DefaultProcessor, SinkProcessor};
 use crate::sinks::logger::LoggerSink;
@@ -141,7 +146,7 @@ impl Agent {
             interceptors,
             s.selector.build(),
             channels,
-            counters,
+            counters.clone(),
         ));
         let (source, poll): (Box<dyn PollableSource>, PollConfig) = match &s.kind {
             SourceKind::Avro(c) => {
@@ -152,6 +157,15 @@ impl Agent {
                 })?;
                 self.sources.insert(s.name.clone(), RunningSource::Driven(Box::new(src)));
                 return Ok(());
+            }
+            SourceKind::Kafka(c) => {
+                let kafka = KafkaSourceCounters::new();
+                self.registry.register(
+                    ComponentType::Source,
+                    &s.name,
+                    Arc::new(Combined(counters, kafka.clone())),
+                );
+                (Box::new(KafkaSource::new(&s.name, c.clone(), kafka)), c.poll.clone())
             }
             SourceKind::Seq(c) => (Box::new(SeqSource::new(c.clone())), c.poll.clone()),
             SourceKind::Stress(c) => (Box::new(StressSource::new(c.clone())), c.poll.clone()),
@@ -171,9 +185,15 @@ impl Agent {
 
     fn slot(&self, k: &SinkConfig) -> Result<SinkSlot, BuildError> {
         let counters = SinkCounters::new();
+        let mut extra: Option<Arc<KafkaSinkCounters>> = None;
         let (sink, batch): (Box<dyn Sink>, usize) = match &k.kind {
             SinkKind::Avro(c) => {
                 (Box::new(AvroSink::new(&k.name, c.clone(), counters.clone())), c.batch_size)
+            }
+            SinkKind::Kafka(c) => {
+                let kafka = KafkaSinkCounters::new();
+                extra = Some(kafka.clone());
+                (Box::new(KafkaSink::new(&k.name, c.clone(), kafka)), c.batch_size)
             }
             SinkKind::Logger(c) => (Box::new(LoggerSink::new(&k.name, c)), c.batch_size),
             SinkKind::Null(c) => (Box::new(NullSink), c.batch_size),
@@ -183,8 +203,16 @@ impl Agent {
             ),
         };
         let slot = SinkSlot::with_counters(&k.name, sink, self.channel(&k.channel)?, batch, counters);
-        self.registry
-            .register(ComponentType::Sink, &k.name, slot.counters.clone());
+        match extra {
+            Some(kafka) => self.registry.register(
+                ComponentType::Sink,
+                &k.name,
+                Arc::new(Combined(slot.counters.clone(), kafka)),
+            ),
+            None => self
+                .registry
+                .register(ComponentType::Sink, &k.name, slot.counters.clone()),
+        }
         Ok(slot)
     }
 

@@ -4,6 +4,8 @@
 pub mod flume;
 pub mod flume_taildir;
 pub mod http;
+pub mod kafka;
+pub mod maven;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
