@@ -17,15 +17,15 @@ use crate::metrics::{
     SourceCounters,
 };
 use crate::sinks::avro::AvroSink;
-use crate::sinks::kafka::KafkaSink;
 use crate::sources::avro::AvroSource;
-use crate::sources::kafka::KafkaSource;
 use crate::sinks::file_roll::FileRollSink;
 use crate::sinks::group::{DefaultProcessor, SinkProcessor};
+use crate::sinks::kafka::KafkaSink;
 use crate::sinks::logger::LoggerSink;
 use crate::sinks::null::NullSink;
 use crate::sinks::runner::SinkRunner;
 use crate::sinks::{Sink, SinkSlot};
+use crate::sources::kafka::KafkaSource;
 use crate::sources::seq::SeqSource;
 use crate::sources::stress::StressSource;
 use crate::sources::taildir::TaildirSource;
@@ -165,7 +165,10 @@ impl Agent {
                     &s.name,
                     Arc::new(Combined(counters, kafka.clone())),
                 );
-                (Box::new(KafkaSource::new(&s.name, c.clone(), kafka)), c.poll.clone())
+                (
+                    Box::new(KafkaSource::new(&s.name, c.clone(), kafka)),
+                    c.poll.clone(),
+                )
             }
             SourceKind::Seq(c) => (Box::new(SeqSource::new(c.clone())), c.poll.clone()),
             SourceKind::Stress(c) => (Box::new(StressSource::new(c.clone())), c.poll.clone()),
@@ -193,7 +196,10 @@ impl Agent {
             SinkKind::Kafka(c) => {
                 let kafka = KafkaSinkCounters::new();
                 extra = Some(kafka.clone());
-                (Box::new(KafkaSink::new(&k.name, c.clone(), kafka)), c.batch_size)
+                (
+                    Box::new(KafkaSink::new(&k.name, c.clone(), kafka)),
+                    c.batch_size,
+                )
             }
             SinkKind::Logger(c) => (Box::new(LoggerSink::new(&k.name, c)), c.batch_size),
             SinkKind::Null(c) => (Box::new(NullSink), c.batch_size),

@@ -200,10 +200,24 @@ pub fn ensure_flume() -> Result<PathBuf> {
 pub fn ensure_flume_kafka() -> Result<PathBuf> {
     let mut deps = vec![
         ("org.apache.flume", "flume-ng-node", FLUME_VERSION),
-        ("org.apache.flume.flume-ng-sources", "flume-kafka-source", FLUME_VERSION),
-        ("org.apache.flume.flume-ng-sinks", "flume-ng-kafka-sink", FLUME_VERSION),
+        (
+            "org.apache.flume.flume-ng-sources",
+            "flume-kafka-source",
+            FLUME_VERSION,
+        ),
+        (
+            "org.apache.flume.flume-ng-sinks",
+            "flume-ng-kafka-sink",
+            FLUME_VERSION,
+        ),
     ];
-    for a in ["log4j-api", "log4j-core", "log4j-slf4j-impl", "log4j-1.2-api", "log4j-jcl"] {
+    for a in [
+        "log4j-api",
+        "log4j-core",
+        "log4j-slf4j-impl",
+        "log4j-1.2-api",
+        "log4j-jcl",
+    ] {
         deps.push(("org.apache.logging.log4j", a, LOG4J_VERSION));
     }
     let home = crate::maven::cache_dir(&format!("flume-{FLUME_VERSION}-kafka"))?;

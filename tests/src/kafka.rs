@@ -52,7 +52,11 @@ pub fn ensure_kafka() -> Result<PathBuf> {
         &[
             ("org.apache.kafka", "kafka_2.13", KAFKA_VERSION),
             ("org.apache.logging.log4j", "log4j-core", LOG4J_VERSION),
-            ("org.apache.logging.log4j", "log4j-slf4j-impl", LOG4J_VERSION),
+            (
+                "org.apache.logging.log4j",
+                "log4j-slf4j-impl",
+                LOG4J_VERSION,
+            ),
         ],
     );
     maven::ensure_classpath(
@@ -135,7 +139,10 @@ log.flush.interval.messages=1
         let cluster_id = cluster_id();
         let out = Command::new("java")
             .arg("-Xmx256m")
-            .arg(format!("-Dlog4j2.configurationFile={}", dir.join("log4j2.xml").display()))
+            .arg(format!(
+                "-Dlog4j2.configurationFile={}",
+                dir.join("log4j2.xml").display()
+            ))
             .arg("-cp")
             .arg(lib.join("*"))
             .arg("kafka.tools.StorageTool")
@@ -208,23 +215,35 @@ log.flush.interval.messages=1
     fn wait_ready(&mut self) -> Result<()> {
         let addr = self.bootstrap.clone();
         let child = self.child.as_mut().context("broker not started")?;
-        let r = wait_for("the Kafka broker to answer", Duration::from_secs(90), || {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(Err(format!("the broker exited with {status}")));
-            }
-            let sock = addr.parse().ok()?;
-            std::net::TcpStream::connect_timeout(&sock, Duration::from_millis(200)).ok()?;
-            let client: BaseConsumer = ClientConfig::new()
-                .set("bootstrap.servers", &addr)
-                .create()
-                .ok()?;
-            let md = client.fetch_metadata(None, Duration::from_secs(2)).ok()?;
-            (!md.brokers().is_empty()).then_some(Ok(()))
-        });
+        let r = wait_for(
+            "the Kafka broker to answer",
+            Duration::from_secs(90),
+            || {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Some(Err(format!("the broker exited with {status}")));
+                }
+                let sock = addr.parse().ok()?;
+                std::net::TcpStream::connect_timeout(&sock, Duration::from_millis(200)).ok()?;
+                let client: BaseConsumer = ClientConfig::new()
+                    .set("bootstrap.servers", &addr)
+                    .create()
+                    .ok()?;
+                let md = client.fetch_metadata(None, Duration::from_secs(2)).ok()?;
+                (!md.brokers().is_empty()).then_some(Ok(()))
+            },
+        );
         match r {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => bail!("{e}; output:\n{}\nlog:\n{}", self.out_text(), self.log_tail(40)),
-            Err(e) => bail!("{e}; output:\n{}\nlog:\n{}", self.out_text(), self.log_tail(40)),
+            Ok(Err(e)) => bail!(
+                "{e}; output:\n{}\nlog:\n{}",
+                self.out_text(),
+                self.log_tail(40)
+            ),
+            Err(e) => bail!(
+                "{e}; output:\n{}\nlog:\n{}",
+                self.out_text(),
+                self.log_tail(40)
+            ),
         }
     }
 
@@ -244,7 +263,10 @@ log.flush.interval.messages=1
 
     /// Kills the JVM (SIGKILL) and its watchdog.
     pub fn kill(&mut self) -> Result<()> {
-        for c in [self.child.take(), self.watchdog.take()].into_iter().flatten() {
+        for c in [self.child.take(), self.watchdog.take()]
+            .into_iter()
+            .flatten()
+        {
             let mut c = c;
             if c.try_wait()?.is_none() {
                 c.kill()?;
@@ -297,7 +319,9 @@ log.flush.interval.messages=1
             &format!("topic {topic} to have {partitions} partitions with leaders"),
             Duration::from_secs(30),
             || {
-                let md = probe.fetch_metadata(Some(topic), Duration::from_secs(2)).ok()?;
+                let md = probe
+                    .fetch_metadata(Some(topic), Duration::from_secs(2))
+                    .ok()?;
                 let t = md.topics().first()?;
                 let ready = t.error().is_none()
                     && t.partitions().len() == partitions as usize
@@ -423,7 +447,10 @@ log.flush.interval.messages=1
                         .map(|h| {
                             h.iter()
                                 .map(|x| {
-                                    (x.key.to_string(), x.value.map(<[u8]>::to_vec).unwrap_or_default())
+                                    (
+                                        x.key.to_string(),
+                                        x.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                                    )
                                 })
                                 .collect()
                         })
@@ -482,7 +509,9 @@ fn cluster_id() -> String {
 pub fn shared() -> Result<&'static Mutex<KafkaBroker>> {
     static BROKER: OnceLock<Mutex<KafkaBroker>> = OnceLock::new();
     static START: Mutex<()> = Mutex::new(());
-    let _g = START.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _g = START
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(b) = BROKER.get() {
         return Ok(b);
     }
@@ -493,7 +522,9 @@ pub fn shared() -> Result<&'static Mutex<KafkaBroker>> {
 /// Serialises the tests that use [`shared`]: hold the guard for the whole test.
 pub fn serial() -> MutexGuard<'static, ()> {
     static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Locks the shared broker (a poisoned lock from a failed test is still usable).

@@ -31,7 +31,9 @@ pub fn require_tool(tool: &str, version_arg: &str, who: &str) -> Result<()> {
         .status()
     {
         Ok(s) if s.success() => Ok(()),
-        Ok(s) => bail!("`{tool} {version_arg}` failed ({s}); {who} needs java and mvn: {INSTALL_HINT}"),
+        Ok(s) => {
+            bail!("`{tool} {version_arg}` failed ({s}); {who} needs java and mvn: {INSTALL_HINT}")
+        }
         Err(e) => bail!("cannot run `{tool}` ({e}); {who} needs java and mvn: {INSTALL_HINT}"),
     }
 }
@@ -84,7 +86,12 @@ pub fn lib_complete(lib: &Path) -> bool {
 /// Makes sure `home/lib` holds the runtime classpath of `pom_text` (fetching it with `mvn` if
 /// not) and that `java` runs. `must_have` is a jar-name prefix that proves the fetch worked;
 /// `who` names the fixture in errors. Returns the `lib/` directory.
-pub fn ensure_classpath(home: &Path, pom_text: &str, must_have: &str, who: &str) -> Result<PathBuf> {
+pub fn ensure_classpath(
+    home: &Path,
+    pom_text: &str,
+    must_have: &str,
+    who: &str,
+) -> Result<PathBuf> {
     static FETCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = FETCH
         .lock()
@@ -127,7 +134,10 @@ pub fn ensure_classpath(home: &Path, pom_text: &str, must_have: &str, who: &str)
         .collect();
     jars.sort();
     if !jars.iter().any(|j| j.starts_with(must_have)) {
-        bail!("mvn finished but {} has no {must_have} jar", staging.display());
+        bail!(
+            "mvn finished but {} has no {must_have} jar",
+            staging.display()
+        );
     }
     std::fs::write(staging.join(".complete"), jars.join("\n") + "\n")?;
     if lib.exists() && !lib_complete(&lib) {

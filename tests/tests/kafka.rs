@@ -140,10 +140,21 @@ a1.sinks.k1.kafka.producer.linger.ms = 1
         let key = format!("k{i}");
         let bad: &[u8] = &[0xff, 0xfe];
         let headers = OwnedHeaders::new()
-            .insert(Header { key: "origin", value: Some("test") })
-            .insert(Header { key: "raw", value: Some(if i == 1 { bad } else { b"ok" as &[u8] }) });
+            .insert(Header {
+                key: "origin",
+                value: Some("test"),
+            })
+            .insert(Header {
+                key: "raw",
+                value: Some(if i == 1 { bad } else { b"ok" as &[u8] }),
+            });
         producer
-            .send(BaseRecord::to("rt-plain").payload(&value).key(&key).headers(headers))
+            .send(
+                BaseRecord::to("rt-plain")
+                    .payload(&value)
+                    .key(&key)
+                    .headers(headers),
+            )
             .map_err(|(e, _)| e)?;
     }
     producer.flush(Duration::from_secs(30))?;
@@ -177,19 +188,33 @@ a1.sources.r2.batchDurationMillis = 200
             bs = b.bootstrap
         );
     let c = Sluice::start(dir.path(), "consumer", &conf, &[])?;
-    let lines = wait_for("every record in the output", Duration::from_secs(90), || {
-        let lines = read_lines(&out);
-        (lines.len() >= n as usize + 3).then_some(lines)
-    })
+    let lines = wait_for(
+        "every record in the output",
+        Duration::from_secs(90),
+        || {
+            let lines = read_lines(&out);
+            (lines.len() >= n as usize + 3).then_some(lines)
+        },
+    )
     .with_context(|| c.log_text())?;
 
     let parsed: Vec<_> = lines.iter().map(|l| parse_line(l)).collect();
-    let flume: Vec<_> = parsed.iter().filter(|(h, _)| h.get("topic").map(String::as_str) == Some("rt-flume")).collect();
-    let plain: Vec<_> = parsed.iter().filter(|(h, _)| h.get("topic").map(String::as_str) == Some("rt-plain")).collect();
+    let flume: Vec<_> = parsed
+        .iter()
+        .filter(|(h, _)| h.get("topic").map(String::as_str) == Some("rt-flume"))
+        .collect();
+    let plain: Vec<_> = parsed
+        .iter()
+        .filter(|(h, _)| h.get("topic").map(String::as_str) == Some("rt-plain"))
+        .collect();
     let distinct: BTreeSet<&str> = flume.iter().map(|(_, b)| b.as_str()).collect();
     assert_eq!(distinct.len(), n as usize, "every seq event arrives once");
     for (h, body) in &flume {
-        assert_eq!(h.get("app").map(String::as_str), Some("web"), "{body}: {h:?}");
+        assert_eq!(
+            h.get("app").map(String::as_str),
+            Some("web"),
+            "{body}: {h:?}"
+        );
         for k in ["partition", "offset", "timestamp"] {
             assert!(h.contains_key(k), "{k} missing: {h:?}");
         }
@@ -197,7 +222,10 @@ a1.sources.r2.batchDurationMillis = 200
     assert_eq!(plain.len(), 3, "{plain:?}");
     for (h, body) in &plain {
         let i = body.trim_start_matches("plain-");
-        assert_eq!(h.get("key").map(String::as_str), Some(format!("k{i}").as_str()));
+        assert_eq!(
+            h.get("key").map(String::as_str),
+            Some(format!("k{i}").as_str())
+        );
         assert_eq!(h.get("origin").map(String::as_str), Some("test"));
         assert_eq!(h.get("partition").map(String::as_str), Some("0"));
         assert_eq!(h.contains_key("raw"), i != "1", "{h:?}");
@@ -249,17 +277,31 @@ fn consumer_group_survives_sigkill() -> Result<()> {
         let out = dir.path().join(format!("out-{name}"));
         let chan = dir.path().join(format!("chan-{name}"));
         std::fs::create_dir_all(&out)?;
-        let conf = consumer_conf(&b.bootstrap, topic, "g-ha", &out, batch, &file_channel(&chan), "");
+        let conf = consumer_conf(
+            &b.bootstrap,
+            topic,
+            "g-ha",
+            &out,
+            batch,
+            &file_channel(&chan),
+            "",
+        );
         agents.push(Sluice::start(dir.path(), name, &conf, &[])?);
         outs.push(out);
     }
     // Both members hold partitions before the stream starts.
     for a in &agents {
-        wait_for("both agents to be assigned partitions", Duration::from_secs(60), || {
-            let log = a.log_text();
-            let assigned = log.lines().filter(|l| l.contains("Kafka partitions assigned")).last()?;
-            (!assigned.contains("partitions=[]")).then_some(())
-        })
+        wait_for(
+            "both agents to be assigned partitions",
+            Duration::from_secs(60),
+            || {
+                let log = a.log_text();
+                let assigned = log
+                    .lines()
+                    .rfind(|l| l.contains("Kafka partitions assigned"))?;
+                (!assigned.contains("partitions=[]")).then_some(())
+            },
+        )
         .with_context(|| format!("{}\n---\n{}", agents[0].log_text(), agents[1].log_text()))?;
     }
 
@@ -268,27 +310,38 @@ fn consumer_group_survives_sigkill() -> Result<()> {
     produce_stream(&b, topic, "ha", total, 500, |sent| {
         std::thread::sleep(Duration::from_millis(100));
         if !killed && sent >= total * 2 / 5 {
-            let accepted = agents[0].counter("SOURCE.r1", "EventAcceptedCount").unwrap_or(0);
+            let accepted = agents[0]
+                .counter("SOURCE.r1", "EventAcceptedCount")
+                .unwrap_or(0);
             if accepted > 0 {
                 agents[0].kill9()?;
                 killed = true;
-                eprintln!("SIGKILLed agent a after {sent} records produced ({accepted} accepted by a)");
+                eprintln!(
+                    "SIGKILLed agent a after {sent} records produced ({accepted} accepted by a)"
+                );
             }
         }
         Ok(())
     })?;
     if !killed {
-        bail!("agent a never accepted a record; log:\n{}", agents[0].log_text());
+        bail!(
+            "agent a never accepted a record; log:\n{}",
+            agents[0].log_text()
+        );
     }
 
     let all: Vec<String> = (0..total).map(|i| format!("ha-{i}")).collect();
-    let seen = wait_for("every record consumed by a or b", Duration::from_secs(120), || {
-        let mut got: BTreeSet<String> = BTreeSet::new();
-        for o in &outs {
-            got.extend(bodies(o));
-        }
-        (got.len() >= total).then_some(got)
-    })
+    let seen = wait_for(
+        "every record consumed by a or b",
+        Duration::from_secs(120),
+        || {
+            let mut got: BTreeSet<String> = BTreeSet::new();
+            for o in &outs {
+                got.extend(bodies(o));
+            }
+            (got.len() >= total).then_some(got)
+        },
+    )
     .with_context(|| agents[1].log_text())?;
     let missing: Vec<&String> = all.iter().filter(|x| !seen.contains(*x)).take(5).collect();
     assert!(missing.is_empty(), "lost records, e.g. {missing:?}");
@@ -308,7 +361,10 @@ fn consumer_group_survives_sigkill() -> Result<()> {
         2 * batch,
         started.elapsed()
     );
-    assert!(duplicates <= 2 * batch, "{duplicates} duplicates exceed two batches");
+    assert!(
+        duplicates <= 2 * batch,
+        "{duplicates} duplicates exceed two batches"
+    );
     Ok(())
 }
 
@@ -348,23 +404,39 @@ a1.sinks.k1.kafka.producer.linger.ms = 100
     );
     let out = dir.path().join("out");
     std::fs::create_dir_all(&out)?;
-    let conf = consumer_conf(&b.bootstrap, topic, "g-restart", &out, 100, &memory_channel(), "");
+    let conf = consumer_conf(
+        &b.bootstrap,
+        topic,
+        "g-restart",
+        &out,
+        100,
+        &memory_channel(),
+        "",
+    );
     let c = Sluice::start(dir.path(), "consumer", &conf, &[])?;
     // Small batches and linger.ms = 100 pace the sink at about 200 events/s, so the stream
     // is still running when the broker stops.
     let p = Sluice::start(dir.path(), "producer", &producer_conf, &[])?;
-    wait_for("the first records in Kafka", Duration::from_secs(60), || {
-        (p.counter("SINK.k1", "EventDrainSuccessCount").ok()? > 0).then_some(())
-    })?;
+    wait_for(
+        "the first records in Kafka",
+        Duration::from_secs(60),
+        || (p.counter("SINK.k1", "EventDrainSuccessCount").ok()? > 0).then_some(()),
+    )?;
     b.stop()?;
     let drained_while_down = p.counter("SINK.k1", "EventDrainSuccessCount")?;
     std::thread::sleep(Duration::from_secs(5));
     b.start_again()?;
-    eprintln!("broker restarted; {drained_while_down} events had been acknowledged before the stop");
-    let seen = wait_for("every event through Kafka", Duration::from_secs(180), || {
-        let got: BTreeSet<String> = bodies(&out).into_iter().collect();
-        (got.len() as u64 >= total).then_some(got)
-    })
+    eprintln!(
+        "broker restarted; {drained_while_down} events had been acknowledged before the stop"
+    );
+    let seen = wait_for(
+        "every event through Kafka",
+        Duration::from_secs(180),
+        || {
+            let got: BTreeSet<String> = bodies(&out).into_iter().collect();
+            (got.len() as u64 >= total).then_some(got)
+        },
+    )
     .with_context(|| format!("{}\n---\n{}", p.log_text(), c.log_text()))?;
     let lines = bodies(&out).len();
     let rollbacks = p.counter("SINK.k1", "RollbackCount")?;

@@ -49,7 +49,8 @@ const OWNED_CONSUMER: &[(&str, &str)] = &[
     ),
     ("bootstrap.servers", "set kafka.bootstrap.servers instead"),
 ];
-const OWNED_PRODUCER: &[(&str, &str)] = &[("bootstrap.servers", "set kafka.bootstrap.servers instead")];
+const OWNED_PRODUCER: &[(&str, &str)] =
+    &[("bootstrap.servers", "set kafka.bootstrap.servers instead")];
 
 fn map_key(kind: ClientKind, key: &str, value: &str) -> Result<Mapped, String> {
     let set = |k: &str, v: &str| Ok(Mapped::Set(k.to_string(), v.to_string()));
@@ -57,9 +58,9 @@ fn map_key(kind: ClientKind, key: &str, value: &str) -> Result<Mapped, String> {
         "key.deserializer" | "value.deserializer" | "key.serializer" | "value.serializer" => {
             Ok(Mapped::Ignore("sluice passes keys and values as bytes"))
         }
-        "auto.commit.interval.ms" if kind == ClientKind::Consumer => {
-            Ok(Mapped::Ignore("offsets are committed after each channel transaction"))
-        }
+        "auto.commit.interval.ms" if kind == ClientKind::Consumer => Ok(Mapped::Ignore(
+            "offsets are committed after each channel transaction",
+        )),
         "fetch.max.wait.ms" => set("fetch.wait.max.ms", value),
         "max.request.size" => set("message.max.bytes", value),
         "receive.buffer.bytes" => set("socket.receive.buffer.bytes", value),
@@ -69,7 +70,10 @@ fn map_key(kind: ClientKind, key: &str, value: &str) -> Result<Mapped, String> {
             let bytes: u64 = value
                 .parse()
                 .map_err(|_| format!("invalid value `{value}`; expected a number of bytes"))?;
-            set("queue.buffering.max.kbytes", &(bytes / 1024).max(1).to_string())
+            set(
+                "queue.buffering.max.kbytes",
+                &(bytes / 1024).max(1).to_string(),
+            )
         }
         "auto.offset.reset" => {
             let v = match value {
@@ -99,7 +103,8 @@ fn map_key(kind: ClientKind, key: &str, value: &str) -> Result<Mapped, String> {
             set(key, &out.join(","))
         }
         "ssl.truststore.location" | "ssl.truststore.password" | "ssl.truststore.type" => Err(
-            "librdkafka reads no Java trust store; convert it to PEM and set ssl.ca.location".into(),
+            "librdkafka reads no Java trust store; convert it to PEM and set ssl.ca.location"
+                .into(),
         ),
         "ssl.keystore.type" if !value.eq_ignore_ascii_case("PKCS12") => Err(
             "librdkafka reads PKCS#12 key stores only (ssl.keystore.location), or PEM files \
@@ -177,8 +182,12 @@ impl ClientContext for LogContext {
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert
             | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => tracing::error!(component = %c, fac, "librdkafka: {message}"),
-            RDKafkaLogLevel::Warning => tracing::warn!(component = %c, fac, "librdkafka: {message}"),
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(component = %c, fac, "librdkafka: {message}")
+            }
+            RDKafkaLogLevel::Warning => {
+                tracing::warn!(component = %c, fac, "librdkafka: {message}")
+            }
             RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
                 tracing::info!(component = %c, fac, "librdkafka: {message}")
             }
@@ -206,10 +215,15 @@ mod tests {
             ("kafka.producer.max.request.size", "2000000"),
             ("kafka.producer.buffer.memory", "33554432"),
             ("kafka.producer.linger.ms", "5"),
-            ("kafka.producer.value.serializer", "org.apache.kafka.common.serialization.ByteArraySerializer"),
+            (
+                "kafka.producer.value.serializer",
+                "org.apache.kafka.common.serialization.ByteArraySerializer",
+            ),
         ]);
         let mut c = ClientConfig::new();
-        apply_passthrough(&p, "kafka.producer.", ClientKind::Producer, &mut c).map_err(|e| e.to_string()).unwrap_or_else(|e| panic!("{e}"));
+        apply_passthrough(&p, "kafka.producer.", ClientKind::Producer, &mut c)
+            .map_err(|e| e.to_string())
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.get("message.max.bytes"), Some("2000000"));
         assert_eq!(c.get("queue.buffering.max.kbytes"), Some("32768"));
         assert_eq!(c.get("linger.ms"), Some("5"));

@@ -90,7 +90,11 @@ impl KafkaSinkConfig {
         apply_passthrough(p, "kafka.producer.", ClientKind::Producer, &mut client)?;
         client.set("bootstrap.servers", servers);
         set_default(&mut client, "acks", "1");
-        set_default(&mut client, "message.timeout.ms", &DEFAULT_MESSAGE_TIMEOUT_MS.to_string());
+        set_default(
+            &mut client,
+            "message.timeout.ms",
+            &DEFAULT_MESSAGE_TIMEOUT_MS.to_string(),
+        );
         let timeout_ms: u64 = client
             .get("message.timeout.ms")
             .and_then(|v| v.parse().ok())
@@ -98,7 +102,10 @@ impl KafkaSinkConfig {
         let default_partition = match p.get("defaultPartitionId").filter(|v| !v.is_empty()) {
             None => None,
             Some(v) => Some(v.parse::<i32>().ok().filter(|n| *n >= 0).ok_or_else(|| {
-                p.error("defaultPartitionId", format!("invalid value `{v}`; expected a partition number"))
+                p.error(
+                    "defaultPartitionId",
+                    format!("invalid value `{v}`; expected a partition number"),
+                )
             })?),
         };
         let header_map = p
@@ -111,11 +118,17 @@ impl KafkaSinkConfig {
             topic,
             batch_size,
             flume_format: p.bool("useFlumeEventFormat", false)?,
-            partition_header: p.get("partitionIdHeader").filter(|v| !v.is_empty()).map(str::to_string),
+            partition_header: p
+                .get("partitionIdHeader")
+                .filter(|v| !v.is_empty())
+                .map(str::to_string),
             default_partition,
             allow_topic_override: p.bool("allowTopicOverride", true)?,
             topic_header: p.string("topicHeader", "topic"),
-            timestamp_header: p.get("timestampHeader").filter(|v| !v.is_empty()).map(str::to_string),
+            timestamp_header: p
+                .get("timestampHeader")
+                .filter(|v| !v.is_empty())
+                .map(str::to_string),
             header_map,
             wait: Duration::from_millis(timeout_ms) + Duration::from_secs(5),
         })
@@ -203,11 +216,21 @@ pub struct KafkaSink {
 
 impl KafkaSink {
     pub fn new(name: &str, config: KafkaSinkConfig, counters: Arc<KafkaSinkCounters>) -> Self {
-        Self { name: name.to_string(), config, counters, producer: None, generation: 0, buf: Vec::new() }
+        Self {
+            name: name.to_string(),
+            config,
+            counters,
+            producer: None,
+            generation: 0,
+            buf: Vec::new(),
+        }
     }
 
     fn err(&self, message: String) -> SinkError {
-        SinkError::Delivery { sink: self.name.clone(), message }
+        SinkError::Delivery {
+            sink: self.name.clone(),
+            message,
+        }
     }
 
     fn topic_for(&self, e: &Event) -> String {
@@ -250,14 +273,16 @@ fn substitute(template: &str, e: &Event) -> String {
 impl Sink for KafkaSink {
     fn start(&mut self) -> Result<(), SinkError> {
         let context = SinkContext {
-            log: LogContext { component: format!("sink {}", self.name) },
+            log: LogContext {
+                component: format!("sink {}", self.name),
+            },
             reports: Mutex::new(Reports::default()),
         };
-        let producer: BaseProducer<SinkContext> = self
-            .config
-            .client
-            .create_with_context(context)
-            .map_err(|e| self.err(format!("cannot create the Kafka producer: {e}")))?;
+        let producer: BaseProducer<SinkContext> =
+            self.config
+                .client
+                .create_with_context(context)
+                .map_err(|e| self.err(format!("cannot create the Kafka producer: {e}")))?;
         self.producer = Some(producer);
         tracing::info!(sink = %self.name, topic = %self.config.topic, "Kafka sink started.");
         Ok(())
@@ -292,7 +317,10 @@ impl KafkaSink {
         let opaque = (self.generation & (usize::MAX as u64)) as usize;
         {
             let mut r = producer.context().reports.lock();
-            *r = Reports { generation: self.generation, ..Reports::default() };
+            *r = Reports {
+                generation: self.generation,
+                ..Reports::default()
+            };
         }
         let mut sent = 0usize;
         let mut refused = 0usize;
@@ -341,7 +369,10 @@ impl KafkaSink {
                 let mut hs = OwnedHeaders::new();
                 for (flume, kafka) in &self.config.header_map {
                     if let Some(v) = e.headers.get(flume) {
-                        hs = hs.insert(Header { key: kafka, value: Some(v) });
+                        hs = hs.insert(Header {
+                            key: kafka,
+                            value: Some(v),
+                        });
                     }
                 }
                 record = record.headers(hs);
@@ -397,7 +428,9 @@ impl KafkaSink {
             (r.failure.clone(), r.dropped + refused)
         };
         if dropped > 0 {
-            self.counters.dropped.fetch_add(dropped as u64, Ordering::Relaxed);
+            self.counters
+                .dropped
+                .fetch_add(dropped as u64, Ordering::Relaxed);
         }
         if let Some(f) = failure {
             return Err(self.fail(format!("delivery failed: {f}; the batch will be retried")));

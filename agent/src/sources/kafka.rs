@@ -74,9 +74,11 @@ impl KafkaSourceConfig {
         let regex = p.get("kafka.topics.regex").filter(|v| !v.is_empty());
         let topics = p.get("kafka.topics").filter(|v| !v.is_empty());
         let subscription = match (regex, topics) {
-            (Some(r), _) => {
-                Subscription::Pattern(if r.starts_with('^') { r.to_string() } else { format!("^{r}") })
-            }
+            (Some(r), _) => Subscription::Pattern(if r.starts_with('^') {
+                r.to_string()
+            } else {
+                format!("^{r}")
+            }),
             (None, Some(t)) => Subscription::Topics(
                 t.split(',')
                     .map(str::trim)
@@ -233,7 +235,11 @@ impl Batch {
         let keep: Vec<bool> = self
             .origins
             .iter()
-            .map(|(t, p, _)| !revoked.iter().any(|(rt, rp)| rt.as_str() == &**t && rp == p))
+            .map(|(t, p, _)| {
+                !revoked
+                    .iter()
+                    .any(|(rt, rp)| rt.as_str() == &**t && rp == p)
+            })
             .collect();
         self.events.retain(|_| {
             i += 1;
@@ -274,7 +280,10 @@ impl KafkaSource {
     }
 
     fn err(&self, message: String) -> SourceError {
-        SourceError::Other { source_name: self.name.clone(), message }
+        SourceError::Other {
+            source_name: self.name.clone(),
+            message,
+        }
     }
 
     fn topic(&mut self, name: &str) -> Arc<str> {
@@ -297,7 +306,9 @@ impl KafkaSource {
             dropped += p.drop_partitions(&revoked);
         }
         if dropped > 0 {
-            self.counters.dropped_on_revoke.fetch_add(dropped as u64, Ordering::Relaxed);
+            self.counters
+                .dropped_on_revoke
+                .fetch_add(dropped as u64, Ordering::Relaxed);
             tracing::info!(
                 source = %self.name, events = dropped,
                 "Dropped records of revoked partitions that were not in the channel yet; \
@@ -306,14 +317,16 @@ impl KafkaSource {
         }
     }
 
-    fn to_event(&mut self, m: &BorrowedMessage<'_>) -> Option<Event> {
+    fn record_event(&mut self, m: &BorrowedMessage<'_>) -> Option<Event> {
         let payload = m.payload().unwrap_or_default();
         let mut event = if self.config.flume_format {
             let mut r = payload;
             match read_event(&mut r) {
                 Ok(e) => e,
                 Err(e) => {
-                    self.counters.record_decode_fail.fetch_add(1, Ordering::Relaxed);
+                    self.counters
+                        .record_decode_fail
+                        .fetch_add(1, Ordering::Relaxed);
                     tracing::error!(
                         source = %self.name, topic = m.topic(), partition = m.partition(),
                         offset = m.offset(), error = %e,
@@ -336,7 +349,9 @@ impl KafkaSource {
                         h.insert(header.key, v);
                     }
                     Err(_) => {
-                        self.counters.header_decode_fail.fetch_add(1, Ordering::Relaxed);
+                        self.counters
+                            .header_decode_fail
+                            .fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(
                             source = %self.name, topic = m.topic(), partition = m.partition(),
                             offset = m.offset(), header = header.key,
@@ -369,7 +384,9 @@ impl KafkaSource {
                     h.insert("key", k);
                 }
                 Err(_) => {
-                    self.counters.header_decode_fail.fetch_add(1, Ordering::Relaxed);
+                    self.counters
+                        .header_decode_fail
+                        .fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
                         source = %self.name, topic = m.topic(), partition = m.partition(),
                         offset = m.offset(),
@@ -385,7 +402,9 @@ impl KafkaSource {
     /// seen in between ends the batch early, without the revoked partitions' records.
     fn read_batch(&mut self) -> Batch {
         let mut batch = Batch::default();
-        let Some(consumer) = self.consumer.take() else { return batch };
+        let Some(consumer) = self.consumer.take() else {
+            return batch;
+        };
         let started = Instant::now();
         let deadline = started + self.config.batch_duration;
         while batch.events.len() < self.config.batch_size {
@@ -404,7 +423,7 @@ impl KafkaSource {
                 }
                 Some(Ok(m)) => {
                     let origin = (self.topic(m.topic()), m.partition(), m.offset());
-                    let event = self.to_event(&m);
+                    let event = self.record_event(&m);
                     batch.events.push(event);
                     batch.origins.push(origin);
                 }
@@ -424,7 +443,9 @@ impl KafkaSource {
 impl PollableSource for KafkaSource {
     fn start(&mut self) -> Result<(), SourceError> {
         let context = SourceContext {
-            log: LogContext { component: format!("source {}", self.name) },
+            log: LogContext {
+                component: format!("source {}", self.name),
+            },
             counters: self.counters.clone(),
             uncommitted: Mutex::new(BTreeMap::new()),
             revoked: self.revoked.clone(),
@@ -479,7 +500,9 @@ impl PollableSource for KafkaSource {
         {
             let mut offsets = ctx.uncommitted.lock();
             for (topic, partition, offset) in batch.origins.drain(..) {
-                let next = offsets.entry((topic.to_string(), partition)).or_insert(offset + 1);
+                let next = offsets
+                    .entry((topic.to_string(), partition))
+                    .or_insert(offset + 1);
                 *next = (*next).max(offset + 1);
             }
         }
@@ -512,7 +535,10 @@ mod tests {
             Ok(c) => c,
             Err(e) => panic!("{e}"),
         };
-        assert_eq!(c.subscription, Subscription::Topics(vec!["a".into(), "b".into(), "c".into()]));
+        assert_eq!(
+            c.subscription,
+            Subscription::Topics(vec!["a".into(), "b".into(), "c".into()])
+        );
         assert_eq!(c.batch_size, 1000);
         assert_eq!(c.client.get("group.id"), Some("flume"));
         assert_eq!(c.client.get("enable.auto.commit"), Some("false"));
@@ -525,10 +551,14 @@ mod tests {
             ("kafka.bootstrap.servers", "h:1"),
             ("kafka.topics.regex", "logs-.*"),
         ]);
-        let c = KafkaSourceConfig::from_props(&p).ok().map(|c| c.subscription);
+        let c = KafkaSourceConfig::from_props(&p)
+            .ok()
+            .map(|c| c.subscription);
         assert_eq!(c, Some(Subscription::Pattern("^logs-.*".into())));
         let p = Props::from_pairs(&[("kafka.bootstrap.servers", "h:1")]);
-        let e = KafkaSourceConfig::from_props(&p).err().map(|e| e.to_string());
+        let e = KafkaSourceConfig::from_props(&p)
+            .err()
+            .map(|e| e.to_string());
         assert!(e.is_some_and(|e| e.contains("kafka.topics")));
     }
 }

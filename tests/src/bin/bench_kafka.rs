@@ -94,7 +94,10 @@ struct Sample {
 fn cpu_seconds(pid: u32) -> Result<f64> {
     let path = format!("/proc/{pid}/stat");
     let stat = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).context("malformed /proc stat")?;
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("malformed /proc stat")?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| -> Result<f64> {
         Ok(fields.get(i).context("short /proc stat")?.parse::<u64>()? as f64)
@@ -276,11 +279,37 @@ fn thousands(v: f64) -> String {
 fn table(title: &str, s: Option<Sample>, f: Option<Sample>) {
     println!();
     println!("{title}");
-    println!("{:<22}{:>16}{:>16}{:>14}", "", "sluice", format!("Flume {FLUME_VERSION}"), "sluice/Flume");
-    row("events/s", s.map(|x| x.events_per_s), f.map(|x| x.events_per_s), thousands);
-    row("MB/s (body bytes)", s.map(|x| x.mb_per_s), f.map(|x| x.mb_per_s), |v| format!("{v:.1}"));
-    row("peak RSS MiB", s.map(|x| x.rss_mib), f.map(|x| x.rss_mib), |v| format!("{v:.1}"));
-    row("CPU cores used", s.map(|x| x.cpu_cores), f.map(|x| x.cpu_cores), |v| format!("{v:.2}"));
+    println!(
+        "{:<22}{:>16}{:>16}{:>14}",
+        "",
+        "sluice",
+        format!("Flume {FLUME_VERSION}"),
+        "sluice/Flume"
+    );
+    row(
+        "events/s",
+        s.map(|x| x.events_per_s),
+        f.map(|x| x.events_per_s),
+        thousands,
+    );
+    row(
+        "MB/s (body bytes)",
+        s.map(|x| x.mb_per_s),
+        f.map(|x| x.mb_per_s),
+        |v| format!("{v:.1}"),
+    );
+    row(
+        "peak RSS MiB",
+        s.map(|x| x.rss_mib),
+        f.map(|x| x.rss_mib),
+        |v| format!("{v:.1}"),
+    );
+    row(
+        "CPU cores used",
+        s.map(|x| x.cpu_cores),
+        f.map(|x| x.cpu_cores),
+        |v| format!("{v:.2}"),
+    );
 }
 
 fn main() -> std::process::ExitCode {
@@ -298,7 +327,9 @@ fn bench() -> Result<()> {
     let run = |who: &str| args.only.as_deref().is_none_or(|o| o == who);
     let whos: Vec<&str> = ["sluice", "flume"].into_iter().filter(|w| run(w)).collect();
     if run("sluice") {
-        sluice_bin().context("the bench runs the release build: `cargo build --release --workspace --bins`")?;
+        sluice_bin().context(
+            "the bench runs the release build: `cargo build --release --workspace --bins`",
+        )?;
     }
     if run("flume") {
         ensure_flume_kafka()?;
@@ -320,14 +351,22 @@ fn bench() -> Result<()> {
     broker.create_topic("bench-in", 4)?;
     let t = Instant::now();
     broker.produce_bulk("bench-in", args.records, args.body)?;
-    eprintln!("Filled bench-in with {} records in {:.1?}.", args.records, t.elapsed());
+    eprintln!(
+        "Filled bench-in with {} records in {:.1?}.",
+        args.records,
+        t.elapsed()
+    );
     let mut src = (None, None);
     for who in &whos {
         let conf = source_conf(&broker.bootstrap, &format!("bench-{who}"), args.batch);
         let mut agent = Agent::start(who, dir.path(), &conf)?;
         let sample = measure_drain(who, agent.pid(), &args, &|| agent.taken())?;
         agent.alive()?;
-        if *who == "sluice" { src.0 = Some(sample) } else { src.1 = Some(sample) }
+        if *who == "sluice" {
+            src.0 = Some(sample)
+        } else {
+            src.1 = Some(sample)
+        }
     }
 
     // Sink: generator -> memory -> Kafka, each to its own topic.
@@ -340,11 +379,18 @@ fn bench() -> Result<()> {
         let sample = measure_window(agent.pid(), &args, &|| agent.taken())?;
         agent.alive()?;
         eprintln!("{who}: {:.0} events/s into {topic}.", sample.events_per_s);
-        if *who == "sluice" { sink.0 = Some(sample) } else { sink.1 = Some(sample) }
+        if *who == "sluice" {
+            sink.0 = Some(sample)
+        } else {
+            sink.1 = Some(sample)
+        }
     }
 
     table(
-        &format!("KafkaSource -> memory -> null ({} records, first to last take)", args.records),
+        &format!(
+            "KafkaSource -> memory -> null ({} records, first to last take)",
+            args.records
+        ),
         src.0,
         src.1,
     );
