@@ -450,3 +450,92 @@ a1.sinks.k1.kafka.producer.linger.ms = 100
     assert_eq!(seen.len() as u64, total);
     Ok(())
 }
+
+#[test]
+fn bad_input_is_counted_and_the_agent_goes_on() -> Result<()> {
+    let _serial = kafka::serial();
+    let b = broker()?;
+    let dir = tempfile::tempdir()?;
+    b.create_topic("bad-ok", 1)?;
+
+    // Sink: 5 events over message.max.bytes are dropped and counted; the batch commits.
+    // A second sink sends to a topic that does not exist: it rolls back and retries.
+    let conf = format!(
+        "\
+a1.sources = big small
+a1.channels = c1 c2
+a1.sinks = k1 k2
+a1.sources.big.type = org.apache.flume.source.StressSource
+a1.sources.big.size = 5000
+a1.sources.big.maxTotalEvents = 5
+a1.sources.big.batchSize = 5
+a1.sources.big.channels = c1
+a1.sources.small.type = seq
+a1.sources.small.totalEvents = 10
+a1.sources.small.batchSize = 10
+a1.sources.small.channels = c2
+a1.channels.c1.type = memory
+a1.channels.c2.type = memory
+a1.sinks.k1.type = org.apache.flume.sink.kafka.KafkaSink
+a1.sinks.k1.channel = c1
+a1.sinks.k1.kafka.bootstrap.servers = {bs}
+a1.sinks.k1.kafka.topic = bad-ok
+a1.sinks.k1.kafka.producer.message.max.bytes = 2000
+a1.sinks.k2.type = org.apache.flume.sink.kafka.KafkaSink
+a1.sinks.k2.channel = c2
+a1.sinks.k2.kafka.bootstrap.servers = {bs}
+a1.sinks.k2.kafka.topic = no-such-topic
+a1.sinks.k2.kafka.producer.message.timeout.ms = 2000
+",
+        bs = b.bootstrap
+    );
+    let mut p = Sluice::start(dir.path(), "bad-sink", &conf, &[])?;
+    wait_for(
+        "the oversized events to be dropped",
+        Duration::from_secs(60),
+        || (p.counter("SINK.k1", "KafkaEventDropCount").ok()? >= 5).then_some(()),
+    )
+    .with_context(|| p.log_text())?;
+    assert_eq!(p.counter("SINK.k1", "EventDrainSuccessCount")?, 5);
+    wait_for(
+        "the unknown-topic batch to roll back",
+        Duration::from_secs(60),
+        || (p.counter("SINK.k2", "RollbackCount").ok()? >= 1).then_some(()),
+    )
+    .with_context(|| p.log_text())?;
+    assert_eq!(p.counter("SINK.k2", "EventDrainSuccessCount")?, 0);
+    assert_eq!(p.counter("CHANNEL.c2", "ChannelSize")?, 10, "nothing lost");
+    assert!(p.child.try_wait()?.is_none(), "the agent keeps running");
+
+    // Source: an unknown topic next to a real one is reported; the real one still flows.
+    b.produce("bad-ok", &[(None, b"fine".to_vec())])?;
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out)?;
+    let conf = consumer_conf(
+        &b.bootstrap,
+        "bad-ok,no-such-topic",
+        "g-bad",
+        &out,
+        10,
+        &memory_channel(),
+        "",
+    );
+    let c = Sluice::start(dir.path(), "bad-source", &conf, &[])?;
+    wait_for(
+        "the record of the real topic",
+        Duration::from_secs(60),
+        || bodies(&out).iter().any(|l| l == "fine").then_some(()),
+    )
+    .with_context(|| c.log_text())?;
+    let errors = c.counter("SOURCE.r1", "KafkaConsumeErrorCount")?;
+    eprintln!(
+        "bad input: sink dropped {} oversized events, rolled back {} unknown-topic batches; \
+         source reported {errors} consumer errors for the unknown topic",
+        p.counter("SINK.k1", "KafkaEventDropCount")?,
+        p.counter("SINK.k2", "RollbackCount")?
+    );
+    assert!(errors >= 1, "{}", c.log_text());
+    p.signal("TERM")?;
+    p.wait(Duration::from_secs(30))?;
+    Ok(())
+}

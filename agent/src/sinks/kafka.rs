@@ -8,8 +8,10 @@
 //! failure are sent again: at least once, duplicates bounded by the batch.
 //!
 //! Records Kafka can never accept (larger than `message.max.bytes` / the broker's limit,
-//! an invalid topic name) are dropped with an error log and `KafkaEventDropCount`, so one bad
-//! event cannot stall the channel forever; the rest of the batch is delivered.
+//! an invalid topic name, a partition the topic does not have) are dropped with an error log
+//! and `KafkaEventDropCount`, so one bad event cannot stall the channel forever; the rest of
+//! the batch is delivered. An unknown topic is retriable (it may be created): the batch rolls
+//! back and is retried, with an error log and `RollbackCount` each time.
 //!
 //! Per event: topic = the `topicHeader` header when `allowTopicOverride`, else `kafka.topic`
 //! with `%{header}` replaced; key = the `key` header; partition = `partitionIdHeader`'s value,
@@ -173,6 +175,7 @@ fn permanent(code: Option<RDKafkaErrorCode>) -> bool {
                 | RDKafkaErrorCode::InvalidTopic
                 | RDKafkaErrorCode::MessageBatchTooLarge
                 | RDKafkaErrorCode::InvalidRecord
+                | RDKafkaErrorCode::UnknownPartition
         )
     )
 }
@@ -182,7 +185,7 @@ impl ProducerContext for SinkContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
         let mut r = self.reports.lock();
-        if opaque as u64 != r.generation & (usize::MAX as u64) {
+        if opaque as u64 != r.generation {
             return;
         }
         match result {
@@ -314,7 +317,7 @@ impl KafkaSink {
     ) -> Result<(), SinkError> {
         let started = Instant::now();
         self.generation += 1;
-        let opaque = (self.generation & (usize::MAX as u64)) as usize;
+        let opaque = self.generation as usize;
         {
             let mut r = producer.context().reports.lock();
             *r = Reports {

@@ -139,9 +139,10 @@ struct SourceContext {
 impl SourceContext {
     /// Commits `offsets` synchronously; on failure they stay in `uncommitted`.
     fn commit(&self, consumer: &BaseConsumer<Self>, only: Option<&[Partition]>) {
-        let mut pending = self.uncommitted.lock();
+        // Collected under the lock, committed without it: only the runner thread changes the
+        // map (rebalance callbacks run inside its `poll`), so the entries cannot move meanwhile.
         let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), offset) in pending.iter() {
+        for ((topic, partition), offset) in self.uncommitted.lock().iter() {
             if only.is_none_or(|o| o.iter().any(|(t, p)| t == topic && p == partition)) {
                 let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset));
             }
@@ -152,6 +153,7 @@ impl SourceContext {
         let started = Instant::now();
         match consumer.commit(&tpl, CommitMode::Sync) {
             Ok(()) => {
+                let mut pending = self.uncommitted.lock();
                 for e in tpl.elements() {
                     pending.remove(&(e.topic().to_string(), e.partition()));
                 }
