@@ -24,6 +24,26 @@ use rdkafka::error::KafkaError;
 
 use crate::config::{ConfigError, Props};
 
+/// librdkafka properties whose `Debug` (shown by `sluice check`) hides secrets.
+#[derive(Clone, Default)]
+pub struct ClientProps(pub ClientConfig);
+
+impl std::fmt::Debug for ClientProps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut m = f.debug_map();
+        let mut keys: Vec<(&String, &String)> = self.0.config_map().iter().collect();
+        keys.sort();
+        for (k, v) in keys {
+            if k.contains("password") || k.contains("secret") {
+                m.entry(k, &"<redacted>");
+            } else {
+                m.entry(k, v);
+            }
+        }
+        m.finish()
+    }
+}
+
 /// Which client a pass-through key is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClientKind {
@@ -228,6 +248,17 @@ mod tests {
         assert_eq!(c.get("queue.buffering.max.kbytes"), Some("32768"));
         assert_eq!(c.get("linger.ms"), Some("5"));
         assert_eq!(c.get("value.serializer"), None);
+    }
+
+    #[test]
+    fn secrets_are_not_shown() {
+        let mut c = ClientConfig::new();
+        c.set("sasl.password", "hunter2").set("sasl.username", "me");
+        let shown = format!("{:?}", ClientProps(c));
+        assert!(
+            !shown.contains("hunter2") && shown.contains("me"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -34,7 +34,7 @@ use super::{Sink, SinkError};
 use crate::avro::protocol::write_event;
 use crate::config::{ConfigError, Props};
 use crate::event::Event;
-use crate::kafka::{ClientKind, LogContext, apply_passthrough, check, set_default};
+use crate::kafka::{ClientKind, ClientProps, LogContext, apply_passthrough, check, set_default};
 use crate::metrics::KafkaSinkCounters;
 
 /// Flume's `DEFAULT_TOPIC`.
@@ -46,7 +46,7 @@ const DEFAULT_MESSAGE_TIMEOUT_MS: u64 = 30_000;
 #[derive(Clone, Debug)]
 pub struct KafkaSinkConfig {
     /// librdkafka producer properties (`kafka.bootstrap.servers`, `kafka.producer.*`).
-    pub client: ClientConfig,
+    pub client: ClientProps,
     /// `kafka.topic` (default `default-flume-topic`), may contain `%{header}`.
     pub topic: String,
     /// `flumeBatchSize` (default 100).
@@ -116,7 +116,7 @@ impl KafkaSinkConfig {
             .filter(|(_, v)| !v.is_empty())
             .collect();
         Ok(Self {
-            client,
+            client: ClientProps(client),
             topic,
             batch_size,
             flume_format: p.bool("useFlumeEventFormat", false)?,
@@ -281,11 +281,12 @@ impl Sink for KafkaSink {
             },
             reports: Mutex::new(Reports::default()),
         };
-        let producer: BaseProducer<SinkContext> =
-            self.config
-                .client
-                .create_with_context(context)
-                .map_err(|e| self.err(format!("cannot create the Kafka producer: {e}")))?;
+        let producer: BaseProducer<SinkContext> = self
+            .config
+            .client
+            .0
+            .create_with_context(context)
+            .map_err(|e| self.err(format!("cannot create the Kafka producer: {e}")))?;
         self.producer = Some(producer);
         tracing::info!(sink = %self.name, topic = %self.config.topic, "Kafka sink started.");
         Ok(())
@@ -456,7 +457,7 @@ mod tests {
         let c = c.as_ref();
         assert_eq!(c.map(|c| c.topic.as_str()), Some(DEFAULT_TOPIC));
         assert_eq!(c.map(|c| c.batch_size), Some(100));
-        assert_eq!(c.and_then(|c| c.client.get("acks")), Some("1"));
+        assert_eq!(c.and_then(|c| c.client.0.get("acks")), Some("1"));
         assert_eq!(c.map(|c| c.allow_topic_override), Some(true));
     }
 

@@ -35,7 +35,7 @@ use crate::avro::protocol::read_event;
 use crate::channels::processor::ChannelProcessor;
 use crate::config::{ConfigError, Props};
 use crate::event::{Event, Headers};
-use crate::kafka::{ClientKind, LogContext, apply_passthrough, check, set_default};
+use crate::kafka::{ClientKind, ClientProps, LogContext, apply_passthrough, check, set_default};
 use crate::metrics::KafkaSourceCounters;
 
 /// What the source subscribes to.
@@ -51,7 +51,7 @@ pub enum Subscription {
 pub struct KafkaSourceConfig {
     /// The librdkafka consumer properties: `kafka.bootstrap.servers`,
     /// `kafka.consumer.group.id` (default `flume`) and the mapped `kafka.consumer.*` keys.
-    pub client: ClientConfig,
+    pub client: ClientProps,
     pub subscription: Subscription,
     /// `batchSize` (default 1000).
     pub batch_size: usize,
@@ -112,7 +112,7 @@ impl KafkaSourceConfig {
         client.set("enable.auto.commit", "false");
         client.set("enable.auto.offset.store", "false");
         Ok(Self {
-            client,
+            client: ClientProps(client),
             subscription,
             batch_size: p.positive_usize("batchSize", 1000)?,
             batch_duration: p.millis("batchDurationMillis", 1000)?,
@@ -455,6 +455,7 @@ impl PollableSource for KafkaSource {
         let consumer: BaseConsumer<SourceContext> = self
             .config
             .client
+            .0
             .create_with_context(context)
             .map_err(|e| self.err(format!("cannot create the Kafka consumer: {e}")))?;
         let subscribed = match &self.config.subscription {
@@ -467,7 +468,7 @@ impl PollableSource for KafkaSource {
         subscribed.map_err(|e| self.err(format!("cannot subscribe: {e}")))?;
         tracing::info!(
             source = %self.name, subscription = ?self.config.subscription,
-            group = self.config.client.get("group.id").unwrap_or_default(),
+            group = self.config.client.0.get("group.id").unwrap_or_default(),
             "Kafka source subscribed."
         );
         self.consumer = Some(consumer);
@@ -542,8 +543,8 @@ mod tests {
             Subscription::Topics(vec!["a".into(), "b".into(), "c".into()])
         );
         assert_eq!(c.batch_size, 1000);
-        assert_eq!(c.client.get("group.id"), Some("flume"));
-        assert_eq!(c.client.get("enable.auto.commit"), Some("false"));
+        assert_eq!(c.client.0.get("group.id"), Some("flume"));
+        assert_eq!(c.client.0.get("enable.auto.commit"), Some("false"));
         assert!(c.set_topic_header);
     }
 
