@@ -130,7 +130,6 @@ group.initial.rebalance.delay.ms=0
 group.consumer.heartbeat.interval.ms=1000
 group.consumer.min.heartbeat.interval.ms=1000
 message.max.bytes=1048588
-log.flush.interval.messages=1
 ",
             data.display()
         );
