@@ -232,27 +232,20 @@ struct Batch {
 impl Batch {
     /// Drops the records of `revoked` partitions; returns how many were dropped.
     fn drop_partitions(&mut self, revoked: &[Partition]) -> usize {
-        let before = self.events.len();
-        let mut i = 0;
-        let keep: Vec<bool> = self
-            .origins
-            .iter()
-            .map(|(t, p, _)| {
-                !revoked
-                    .iter()
-                    .any(|(rt, rp)| rt.as_str() == &**t && rp == p)
-            })
-            .collect();
-        self.events.retain(|_| {
-            i += 1;
-            keep[i - 1]
-        });
-        let mut j = 0;
-        self.origins.retain(|_| {
-            j += 1;
-            keep[j - 1]
-        });
-        before - self.events.len()
+        let before = self.origins.len();
+        let events = std::mem::take(&mut self.events);
+        let origins = std::mem::take(&mut self.origins);
+        for (event, origin) in events.into_iter().zip(origins) {
+            let (t, p, _) = &origin;
+            if !revoked
+                .iter()
+                .any(|(rt, rp)| rt.as_str() == &**t && rp == p)
+            {
+                self.events.push(event);
+                self.origins.push(origin);
+            }
+        }
+        before - self.origins.len()
     }
 }
 
@@ -411,26 +404,28 @@ impl KafkaSource {
         let deadline = started + self.config.batch_duration;
         while batch.events.len() < self.config.batch_size {
             let polled = consumer.poll(deadline.saturating_duration_since(Instant::now()));
-            if !self.revoked.lock().is_empty() {
-                drop(polled);
-                self.apply_revocations(&mut batch);
-                break;
-            }
-            match polled {
-                None => break,
+            let stop = match polled {
+                None => true,
                 Some(Err(e)) => {
                     self.counters.consume_error.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(source = %self.name, error = %e, "Kafka consumer error.");
-                    break;
+                    true
                 }
                 Some(Ok(m)) => {
                     let origin = (self.topic(m.topic()), m.partition(), m.offset());
                     let event = self.record_event(&m);
                     batch.events.push(event);
                     batch.origins.push(origin);
+                    false
                 }
+            };
+            // A rebalance ran inside that poll: keep only what still belongs to us (with a
+            // cooperative assignor, records of kept partitions must not be dropped).
+            if !self.revoked.lock().is_empty() {
+                self.apply_revocations(&mut batch);
+                break;
             }
-            if Instant::now() >= deadline {
+            if stop || Instant::now() >= deadline {
                 break;
             }
         }
@@ -546,6 +541,21 @@ mod tests {
         assert_eq!(c.client.0.get("group.id"), Some("flume"));
         assert_eq!(c.client.0.get("enable.auto.commit"), Some("false"));
         assert!(c.set_topic_header);
+    }
+
+    #[test]
+    fn revocation_drops_only_revoked_partitions() {
+        let t: Arc<str> = Arc::from("t");
+        let mut b = Batch::default();
+        for (p, o) in [(0, 10), (1, 20), (0, 11), (2, 30)] {
+            b.events.push(Some(Event::new(format!("{p}-{o}"))));
+            b.origins.push((t.clone(), p, o));
+        }
+        let dropped = b.drop_partitions(&[("t".into(), 0), ("u".into(), 1)]);
+        assert_eq!(dropped, 2);
+        let left: Vec<i64> = b.origins.iter().map(|o| o.2).collect();
+        assert_eq!(left, vec![20, 30]);
+        assert_eq!(b.events.len(), 2);
     }
 
     #[test]
