@@ -393,7 +393,7 @@ impl KafkaSink {
                             && Instant::now() < deadline =>
                     {
                         record = back;
-                        producer.poll(Duration::from_millis(10));
+                        producer.poll(Duration::from_millis(1));
                     }
                     Err((err, _)) if permanent(err.rdkafka_error_code()) => {
                         refused += 1;
@@ -425,7 +425,8 @@ impl KafkaSink {
                     self.config.wait
                 )));
             }
-            producer.poll(Duration::from_millis(50));
+            // rdkafka's `poll` returns only when its timeout ends: keep it short.
+            producer.poll(Duration::from_millis(1));
         }
         let (failure, dropped) = {
             let r = producer.context().reports.lock();

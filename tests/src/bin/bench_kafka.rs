@@ -212,9 +212,10 @@ enum Agent {
 }
 
 impl Agent {
-    fn start(who: &str, dir: &Path, conf: &str) -> Result<Self> {
+    /// `scenario` names the log file: each run gets a fresh one.
+    fn start(who: &str, scenario: &str, dir: &Path, conf: &str) -> Result<Self> {
         Ok(if who == "sluice" {
-            Agent::Sluice(Sluice::start(dir, "bench", conf, &[])?)
+            Agent::Sluice(Sluice::start(dir, scenario, conf, &[])?)
         } else {
             let opts = FlumeOptions {
                 log_level: "WARN".into(),
@@ -359,9 +360,17 @@ fn bench() -> Result<()> {
     let mut src = (None, None);
     for who in &whos {
         let conf = source_conf(&broker.bootstrap, &format!("bench-{who}"), args.batch);
-        let mut agent = Agent::start(who, dir.path(), &conf)?;
+        let mut agent = Agent::start(who, "source", dir.path(), &conf)?;
         let sample = measure_drain(who, agent.pid(), &args, &|| agent.taken())?;
         agent.alive()?;
+        if let Agent::Sluice(s) = &agent {
+            let commit_ms = s.counter("SOURCE.r1", "KafkaCommitTimer")?;
+            let get_ms = s.counter("SOURCE.r1", "KafkaEventGetTimer")?;
+            let batches = s.counter("SOURCE.r1", "AppendBatchAcceptedCount")?;
+            eprintln!(
+                "sluice source: {batches} batches, {get_ms} ms reading, {commit_ms} ms committing"
+            );
+        }
         if *who == "sluice" {
             src.0 = Some(sample)
         } else {
@@ -375,7 +384,7 @@ fn bench() -> Result<()> {
         let topic = format!("bench-out-{who}");
         broker.create_topic(&topic, 4)?;
         let conf = sink_conf(&broker.bootstrap, &topic, args.body, args.batch);
-        let mut agent = Agent::start(who, dir.path(), &conf)?;
+        let mut agent = Agent::start(who, "sink", dir.path(), &conf)?;
         let sample = measure_window(agent.pid(), &args, &|| agent.taken())?;
         agent.alive()?;
         eprintln!("{who}: {:.0} events/s into {topic}.", sample.events_per_s);
