@@ -20,6 +20,7 @@
 //! mappings; value = the body, or an Avro `AvroFlumeEvent` (headers + body) when
 //! `useFlumeEventFormat`.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -236,20 +237,25 @@ impl KafkaSink {
         }
     }
 
-    fn topic_for(&self, e: &Event) -> String {
-        if self.config.allow_topic_override
-            && let Some(t) = e.headers.get(&self.config.topic_header)
-        {
-            return t.to_string();
-        }
-        substitute(&self.config.topic, e)
-    }
-
     fn fail(&self, message: String) -> SinkError {
         self.counters.rollback.fetch_add(1, Ordering::Relaxed);
         self.counters.delivery_fail.fetch_add(1, Ordering::Relaxed);
         self.err(message)
     }
+}
+
+/// The event's topic: its `topicHeader` header when overrides are allowed, else `kafka.topic`
+/// with `%{header}` replaced. Borrows when it can: this runs once per event.
+fn topic_for<'a>(config: &'a KafkaSinkConfig, e: &'a Event) -> Cow<'a, str> {
+    if config.allow_topic_override
+        && let Some(t) = e.headers.get(&config.topic_header)
+    {
+        return Cow::Borrowed(t);
+    }
+    if !config.topic.contains("%{") {
+        return Cow::Borrowed(&config.topic);
+    }
+    Cow::Owned(substitute(&config.topic, e))
 }
 
 /// Replaces `%{name}` with the header's value (empty when absent), like Flume's BucketPath.
@@ -329,7 +335,7 @@ impl KafkaSink {
         let mut sent = 0usize;
         let mut refused = 0usize;
         for e in events {
-            let topic = self.topic_for(e);
+            let topic = topic_for(&self.config, e);
             let payload: &[u8] = if self.config.flume_format {
                 self.buf.clear();
                 write_event(&mut self.buf, e)
