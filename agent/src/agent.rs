@@ -12,18 +12,23 @@ use crate::channels::processor::ChannelProcessor;
 use crate::channels::{ChannelRef, PutTransaction, TakeTransaction};
 use crate::config::{AgentConfig, ChannelKind, SinkConfig, SinkKind, SourceConfig, SourceKind};
 use crate::interceptors::InterceptorChain;
+use crate::metrics::{
+    Combined, ComponentType, KafkaSinkCounters, KafkaSourceCounters, Registry, SinkCounters,
+    SourceCounters,
+};
 use crate::selectors::{ChannelSelector, SelectorConfig};
 use crate::tenants::TenantRouter;
-use crate::metrics::{ComponentType, Registry, SinkCounters, SourceCounters};
 use crate::sinks::avro::AvroSink;
 use crate::sinks::file_roll::FileRollSink;
 use crate::sinks::group::{DefaultProcessor, SinkProcessor};
 use crate::sinks::hdfs::HdfsSink;
+use crate::sinks::kafka::KafkaSink;
 use crate::sinks::logger::LoggerSink;
 use crate::sinks::null::NullSink;
 use crate::sinks::runner::SinkRunner;
 use crate::sinks::{Sink, SinkSlot};
 use crate::sources::avro::AvroSource;
+use crate::sources::kafka::KafkaSource;
 use crate::sources::seq::SeqSource;
 use crate::sources::stress::StressSource;
 use crate::sources::taildir::TaildirSource;
@@ -149,7 +154,13 @@ impl Agent {
             (other, _) => other.build(),
         };
         let processor =
-            Arc::new(ChannelProcessor::new(&s.name, interceptors, selector, channels, counters));
+            Arc::new(ChannelProcessor::new(
+            &s.name,
+            interceptors,
+            selector,
+            channels,
+            counters.clone(),
+        ));
         let (source, poll): (Box<dyn PollableSource>, PollConfig) = match &s.kind {
             SourceKind::Avro(c) => {
                 let mut src = AvroSource::new(&s.name, c.clone());
@@ -160,6 +171,18 @@ impl Agent {
                 self.sources
                     .insert(s.name.clone(), RunningSource::Driven(Box::new(src)));
                 return Ok(());
+            }
+            SourceKind::Kafka(c) => {
+                let kafka = KafkaSourceCounters::new();
+                self.registry.register(
+                    ComponentType::Source,
+                    &s.name,
+                    Arc::new(Combined(counters, kafka.clone())),
+                );
+                (
+                    Box::new(KafkaSource::new(&s.name, c.clone(), kafka)),
+                    c.poll.clone(),
+                )
             }
             SourceKind::Seq(c) => (Box::new(SeqSource::new(c.clone())), c.poll.clone()),
             SourceKind::Stress(c) => (Box::new(StressSource::new(c.clone())), c.poll.clone()),
@@ -180,11 +203,19 @@ impl Agent {
 
     fn slot(&self, k: &SinkConfig) -> Result<SinkSlot, BuildError> {
         let counters = SinkCounters::new();
+        let mut extra: Option<Arc<KafkaSinkCounters>> = None;
         let (sink, batch): (Box<dyn Sink>, usize) = match &k.kind {
-            SinkKind::Avro(c) => (
-                Box::new(AvroSink::new(&k.name, c.clone(), counters.clone())),
-                c.batch_size,
-            ),
+            SinkKind::Avro(c) => {
+                (Box::new(AvroSink::new(&k.name, c.clone(), counters.clone())), c.batch_size)
+            }
+            SinkKind::Kafka(c) => {
+                let kafka = KafkaSinkCounters::new();
+                extra = Some(kafka.clone());
+                (
+                    Box::new(KafkaSink::new(&k.name, c.clone(), kafka)),
+                    c.batch_size,
+                )
+            }
             SinkKind::Logger(c) => (Box::new(LoggerSink::new(&k.name, c)), c.batch_size),
             SinkKind::Null(c) => (Box::new(NullSink), c.batch_size),
             SinkKind::FileRoll(c) => (
@@ -196,10 +227,17 @@ impl Agent {
                 c.batch_size,
             ),
         };
-        let slot =
-            SinkSlot::with_counters(&k.name, sink, self.channel(&k.channel)?, batch, counters);
-        self.registry
-            .register(ComponentType::Sink, &k.name, slot.counters.clone());
+        let slot = SinkSlot::with_counters(&k.name, sink, self.channel(&k.channel)?, batch, counters);
+        match extra {
+            Some(kafka) => self.registry.register(
+                ComponentType::Sink,
+                &k.name,
+                Arc::new(Combined(slot.counters.clone(), kafka)),
+            ),
+            None => self
+                .registry
+                .register(ComponentType::Sink, &k.name, slot.counters.clone()),
+        }
         Ok(slot)
     }
 

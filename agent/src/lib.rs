@@ -10,6 +10,7 @@ pub mod channels;
 pub mod config;
 pub mod event;
 pub mod interceptors;
+pub mod kafka;
 pub mod lifecycle;
 pub mod metrics;
 pub mod selectors;

@@ -194,6 +194,41 @@ pub fn ensure_flume() -> Result<PathBuf> {
     Ok(lib)
 }
 
+/// Flume plus its Kafka source and sink (`flume-kafka-source`, `flume-ng-kafka-sink` and the
+/// Kafka client they depend on), resolved together in `~/.cache/sluice-tests/
+/// flume-1.11.0-kafka/lib` so the classpath has one version of every jar.
+pub fn ensure_flume_kafka() -> Result<PathBuf> {
+    let mut deps = vec![
+        ("org.apache.flume", "flume-ng-node", FLUME_VERSION),
+        (
+            "org.apache.flume.flume-ng-sources",
+            "flume-kafka-source",
+            FLUME_VERSION,
+        ),
+        (
+            "org.apache.flume.flume-ng-sinks",
+            "flume-ng-kafka-sink",
+            FLUME_VERSION,
+        ),
+    ];
+    for a in [
+        "log4j-api",
+        "log4j-core",
+        "log4j-slf4j-impl",
+        "log4j-1.2-api",
+        "log4j-jcl",
+    ] {
+        deps.push(("org.apache.logging.log4j", a, LOG4J_VERSION));
+    }
+    let home = crate::maven::cache_dir(&format!("flume-{FLUME_VERSION}-kafka"))?;
+    crate::maven::ensure_classpath(
+        &home,
+        &crate::maven::pom("flume-kafka-runtime", &deps),
+        "flume-kafka-source-",
+        &format!("Apache Flume {FLUME_VERSION} with its Kafka source and sink"),
+    )
+}
+
 /// How to run Flume; [`Default`] is what the tests use.
 #[derive(Clone, Debug)]
 pub struct FlumeOptions {
@@ -205,6 +240,8 @@ pub struct FlumeOptions {
     pub jvm_args: Vec<String>,
     /// Jars added after Flume's own (e.g. Hadoop's client for the HDFS sink).
     pub extra_classpath: Vec<PathBuf>,
+    /// A `lib/` directory to run instead of [`ensure_flume`]'s (e.g. [`ensure_flume_kafka`]).
+    pub lib: Option<PathBuf>,
 }
 
 impl Default for FlumeOptions {
@@ -214,6 +251,7 @@ impl Default for FlumeOptions {
             max_heap: "512m".into(),
             jvm_args: Vec::new(),
             extra_classpath: Vec::new(),
+            lib: None,
         }
     }
 }
@@ -274,7 +312,10 @@ impl Flume {
     }
 
     pub fn start_with(dir: &Path, conf: &str, agent: &str, opts: &FlumeOptions) -> Result<Self> {
-        let lib = ensure_flume()?;
+        let lib = match &opts.lib {
+            Some(l) => l.clone(),
+            None => ensure_flume()?,
+        };
         let conf_path = dir.join(format!("flume-{agent}.conf"));
         std::fs::write(&conf_path, conf)?;
         let log = dir.join(format!("flume-{agent}.log"));

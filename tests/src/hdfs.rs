@@ -84,7 +84,7 @@ fn compile_main(lib: &Path) -> Result<PathBuf> {
     if classes.join("MiniDfs.class").is_file() {
         return Ok(classes);
     }
-    maven::require_tool("javac", "-version")?;
+    maven::require_tool("javac", "-version", "the MiniDFSCluster fixture")?;
     let staging = home.join(format!("classes.tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging)?;

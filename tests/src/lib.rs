@@ -6,6 +6,7 @@ pub mod flume;
 pub mod flume_taildir;
 pub mod hdfs;
 pub mod http;
+pub mod kafka;
 pub mod maven;
 pub mod tls;
 

@@ -1,7 +1,7 @@
-//! Java artifacts from Maven Central for the fixtures: a generated pom, `mvn
-//! dependency:copy-dependencies` into a cache directory, idempotent and safe against concurrent
-//! test binaries (the download goes to a private staging directory renamed into place; a
-//! `.complete` manifest, written last, lists the jars).
+//! Java runtime classpaths fetched from Maven Central, the way [`crate::flume`] fetches Flume:
+//! a generated pom in a cache directory, `mvn dependency:copy-dependencies` into a private
+//! staging directory renamed into place, and a `lib/.complete` manifest written last so the
+//! step is idempotent and concurrent test binaries never see a half-filled `lib/`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -9,11 +9,11 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 
 /// Pinned so the fetch does not depend on Maven's default plugin version.
-const DEPENDENCY_PLUGIN_VERSION: &str = "3.6.1";
-pub const INSTALL_HINT: &str = "install them with `apt-get install -y openjdk-17-jdk-headless \
-                                maven` (scripts/test does this)";
+pub const DEPENDENCY_PLUGIN_VERSION: &str = "3.6.1";
+const INSTALL_HINT: &str = "install them with `apt-get install -y openjdk-17-jdk-headless maven` \
+                            (scripts/test does this)";
 
-/// `~/.cache/sluice-tests/<name>` (or `$XDG_CACHE_HOME/sluice-tests/<name>`).
+/// `~/.cache/sluice-tests/<name>` (`$XDG_CACHE_HOME` respected).
 pub fn cache_dir(name: &str) -> Result<PathBuf> {
     let cache = match std::env::var_os("XDG_CACHE_HOME") {
         Some(c) => PathBuf::from(c),
@@ -23,7 +23,7 @@ pub fn cache_dir(name: &str) -> Result<PathBuf> {
 }
 
 /// Fails with the install command when `tool` cannot be run.
-pub fn require_tool(tool: &str, version_arg: &str) -> Result<()> {
+pub fn require_tool(tool: &str, version_arg: &str, who: &str) -> Result<()> {
     match Command::new(tool)
         .arg(version_arg)
         .stdout(Stdio::null())
@@ -31,55 +31,35 @@ pub fn require_tool(tool: &str, version_arg: &str) -> Result<()> {
         .status()
     {
         Ok(s) if s.success() => Ok(()),
-        Ok(s) => bail!("`{tool} {version_arg}` failed ({s}); the fixture needs it: {INSTALL_HINT}"),
-        Err(e) => bail!("cannot run `{tool}` ({e}); the fixture needs it: {INSTALL_HINT}"),
+        Ok(s) => {
+            bail!("`{tool} {version_arg}` failed ({s}); {who} needs java and mvn: {INSTALL_HINT}")
+        }
+        Err(e) => bail!("cannot run `{tool}` ({e}); {who} needs java and mvn: {INSTALL_HINT}"),
     }
 }
 
-fn lib_complete(lib: &Path) -> bool {
-    let Ok(manifest) = std::fs::read_to_string(lib.join(".complete")) else {
-        return false;
-    };
-    let mut jars = manifest.lines().filter(|l| !l.is_empty()).peekable();
-    jars.peek().is_some() && jars.all(|j| lib.join(j).is_file())
-}
-
-/// Makes sure the runtime jars of `deps` (`groupId:artifactId:version`) are in
-/// `<home>/lib` and returns that directory.
-pub fn fetch(home: &Path, deps: &[&str]) -> Result<PathBuf> {
-    static FETCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = FETCH
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    require_tool("java", "-version")?;
-    let lib = home.join("lib");
-    if lib_complete(&lib) {
-        return Ok(lib);
-    }
-    require_tool("mvn", "-v")?;
-    std::fs::create_dir_all(home).with_context(|| format!("cannot create {}", home.display()))?;
-    let mut dependencies = String::new();
-    for d in deps {
-        let parts: Vec<&str> = d.split(':').collect();
-        let [g, a, v] = parts[..] else {
-            bail!("dependency `{d}` is not groupId:artifactId:version");
-        };
-        dependencies.push_str(&format!(
-            "    <dependency><groupId>{g}</groupId><artifactId>{a}</artifactId>\
-             <version>{v}</version></dependency>\n"
-        ));
-    }
-    let pom = format!(
+/// A pom whose runtime dependencies are `deps` (`(groupId, artifactId, version)`).
+pub fn pom(artifact: &str, deps: &[(&str, &str, &str)]) -> String {
+    let deps: String = deps
+        .iter()
+        .map(|(g, a, v)| {
+            format!(
+                "    <dependency><groupId>{g}</groupId><artifactId>{a}</artifactId>\
+                 <version>{v}</version></dependency>\n"
+            )
+        })
+        .collect();
+    format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
-<!-- Written by sluice-integration (tests/src/maven.rs). -->
+<!-- Written by sluice-integration (tests/src/maven.rs): a runtime classpath. -->
 <project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
   <groupId>sluice.tests</groupId>
-  <artifactId>runtime</artifactId>
+  <artifactId>{artifact}</artifactId>
   <version>1</version>
   <packaging>pom</packaging>
   <dependencies>
-{dependencies}  </dependencies>
+{deps}  </dependencies>
   <build>
     <plugins>
       <plugin>
@@ -91,12 +71,44 @@ pub fn fetch(home: &Path, deps: &[&str]) -> Result<PathBuf> {
   </build>
 </project>
 "#
-    );
+    )
+}
+
+/// True when `lib/.complete` exists and every jar it lists is present.
+pub fn lib_complete(lib: &Path) -> bool {
+    let Ok(manifest) = std::fs::read_to_string(lib.join(".complete")) else {
+        return false;
+    };
+    let mut jars = manifest.lines().filter(|l| !l.is_empty()).peekable();
+    jars.peek().is_some() && jars.all(|j| lib.join(j).is_file())
+}
+
+/// Makes sure `home/lib` holds the runtime classpath of `pom_text` (fetching it with `mvn` if
+/// not) and that `java` runs. `must_have` is a jar-name prefix that proves the fetch worked;
+/// `who` names the fixture in errors. Returns the `lib/` directory.
+pub fn ensure_classpath(
+    home: &Path,
+    pom_text: &str,
+    must_have: &str,
+    who: &str,
+) -> Result<PathBuf> {
+    static FETCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = FETCH
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    require_tool("java", "-version", who)?;
+    let lib = home.join("lib");
+    if lib_complete(&lib) {
+        return Ok(lib);
+    }
+    require_tool("mvn", "-v", who)?;
+    std::fs::create_dir_all(home).with_context(|| format!("cannot create {}", home.display()))?;
     let pom_path = home.join("pom.xml");
-    std::fs::write(&pom_path, pom)
+    std::fs::write(&pom_path, pom_text)
         .with_context(|| format!("cannot write {}", pom_path.display()))?;
     let staging = home.join(format!("lib.tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
+    let started = std::time::Instant::now();
     let out = Command::new("mvn")
         .args(["-q", "-B", "-f"])
         .arg(&pom_path)
@@ -109,7 +121,7 @@ pub fn fetch(home: &Path, deps: &[&str]) -> Result<PathBuf> {
     if !out.status.success() {
         let _ = std::fs::remove_dir_all(&staging);
         bail!(
-            "mvn could not fetch {deps:?} ({}):\n{}{}",
+            "mvn could not fetch the classpath of {who} ({}):\n{}{}",
             out.status,
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
@@ -121,8 +133,11 @@ pub fn fetch(home: &Path, deps: &[&str]) -> Result<PathBuf> {
         .filter(|n| n.ends_with(".jar"))
         .collect();
     jars.sort();
-    if jars.is_empty() {
-        bail!("mvn finished but {} has no jar", staging.display());
+    if !jars.iter().any(|j| j.starts_with(must_have)) {
+        bail!(
+            "mvn finished but {} has no {must_have} jar",
+            staging.display()
+        );
     }
     std::fs::write(staging.join(".complete"), jars.join("\n") + "\n")?;
     if lib.exists() && !lib_complete(&lib) {
@@ -132,9 +147,28 @@ pub fn fetch(home: &Path, deps: &[&str]) -> Result<PathBuf> {
     if std::fs::rename(&staging, &lib).is_err() {
         let _ = std::fs::remove_dir_all(&staging);
         if !lib_complete(&lib) {
-            bail!("cannot move the jars into {}", lib.display());
+            bail!("cannot move the jars of {who} into {}", lib.display());
         }
     }
-    eprintln!("Fetched {} jars into {}.", jars.len(), lib.display());
+    eprintln!(
+        "Fetched {who}: {} jars into {} in {:.1?}.",
+        jars.len(),
+        lib.display(),
+        started.elapsed()
+    );
     Ok(lib)
+}
+
+/// The runtime jars of `deps` (`groupId:artifactId:version`) in `home/lib`, fetched if needed.
+pub fn fetch(home: &Path, deps: &[&str]) -> Result<PathBuf> {
+    let mut parsed = Vec::with_capacity(deps.len());
+    for d in deps {
+        let parts: Vec<&str> = d.split(':').collect();
+        let [g, a, v] = parts[..] else {
+            bail!("dependency `{d}` is not groupId:artifactId:version");
+        };
+        parsed.push((g, a, v));
+    }
+    let first = parsed.first().map_or("", |p| p.1);
+    ensure_classpath(home, &pom("runtime", &parsed), first, first)
 }

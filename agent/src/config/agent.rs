@@ -13,9 +13,11 @@ use crate::sinks::avro::AvroSinkConfig;
 use crate::sinks::file_roll::FileRollConfig;
 use crate::sinks::group::ProcessorConfig;
 use crate::sinks::hdfs::config::HdfsConfig;
+use crate::sinks::kafka::KafkaSinkConfig;
 use crate::sinks::logger::LoggerConfig;
 use crate::sinks::null::NullConfig;
 use crate::sources::avro::AvroSourceConfig;
+use crate::sources::kafka::KafkaSourceConfig;
 use crate::sources::seq::SeqConfig;
 use crate::sources::stress::StressConfig;
 use crate::tenants::TenantsConfig;
@@ -24,6 +26,7 @@ use crate::sources::taildir::TaildirConfig;
 #[derive(Clone, Debug)]
 pub enum SourceKind {
     Avro(AvroSourceConfig),
+    Kafka(KafkaSourceConfig),
     Seq(SeqConfig),
     Stress(StressConfig),
     Taildir(TaildirConfig),
@@ -38,6 +41,7 @@ pub enum ChannelKind {
 #[derive(Clone, Debug)]
 pub enum SinkKind {
     Avro(AvroSinkConfig),
+    Kafka(KafkaSinkConfig),
     Logger(LoggerConfig),
     Null(NullConfig),
     FileRoll(FileRollConfig),
@@ -101,6 +105,7 @@ pub struct AgentConfig {
 
 const SOURCE_TYPES: &[(&[&str], &str)] = &[
     (&["avro", "org.apache.flume.source.AvroSource"], "avro"),
+    (&["org.apache.flume.source.kafka.KafkaSource"], "kafka"),
     (
         &["seq", "org.apache.flume.source.SequenceGeneratorSource"],
         "seq",
@@ -128,6 +133,7 @@ const CHANNEL_TYPES: &[(&[&str], &str)] = &[
 
 const SINK_TYPES: &[(&[&str], &str)] = &[
     (&["avro", "org.apache.flume.sink.AvroSink"], "avro"),
+    (&["org.apache.flume.sink.kafka.KafkaSink"], "kafka"),
     (&["logger", "org.apache.flume.sink.LoggerSink"], "logger"),
     (&["null", "org.apache.flume.sink.NullSink"], "null"),
     (
@@ -387,6 +393,7 @@ impl Builder {
         let kind = self.collect(resolve_type(&p, "source", SOURCE_TYPES));
         let kind = match kind {
             Some("avro") => self.collect(AvroSourceConfig::from_props(&p).map(SourceKind::Avro)),
+            Some("kafka") => self.collect(KafkaSourceConfig::from_props(&p).map(SourceKind::Kafka)),
             Some("seq") => self.collect(SeqConfig::from_props(&p).map(SourceKind::Seq)),
             Some("stress") => self.collect(StressConfig::from_props(&p).map(SourceKind::Stress)),
             Some("taildir") => self.collect(TaildirConfig::from_props(&p).map(SourceKind::Taildir)),
@@ -429,6 +436,7 @@ impl Builder {
         let kind = self.collect(resolve_type(&p, "sink", SINK_TYPES));
         let kind = match kind {
             Some("avro") => self.collect(AvroSinkConfig::from_props(&p).map(SinkKind::Avro)),
+            Some("kafka") => self.collect(KafkaSinkConfig::from_props(&p).map(SinkKind::Kafka)),
             Some("logger") => self.collect(LoggerConfig::from_props(&p).map(SinkKind::Logger)),
             Some("null") => self.collect(NullConfig::from_props(&p).map(SinkKind::Null)),
             Some("file_roll") => {

@@ -143,6 +143,48 @@ counter_set!(
     }
 );
 
+counter_set!(
+    /// The extra counters of Flume's `KafkaSourceCounter` (timers in ms), plus sluice's.
+    KafkaSourceCounters {
+        event_get_timer => "KafkaEventGetTimer",
+        commit_timer => "KafkaCommitTimer",
+        empty => "KafkaEmptyCount",
+        commit_fail => "KafkaCommitFailCount",
+        rebalance => "KafkaRebalanceCount",
+        dropped_on_revoke => "KafkaRevokedEventDropCount",
+        header_decode_fail => "KafkaHeaderDecodeFailCount",
+        record_decode_fail => "KafkaRecordDecodeFailCount",
+        consume_error => "KafkaConsumeErrorCount",
+    }
+);
+
+counter_set!(
+    /// The extra counters of Flume's `KafkaSinkCounter` (timer in ms), plus sluice's.
+    KafkaSinkCounters {
+        event_send_timer => "KafkaEventSendTimer",
+        rollback => "RollbackCount",
+        delivery_fail => "KafkaDeliveryFailCount",
+        dropped => "KafkaEventDropCount",
+    }
+);
+
+/// Two metric sets shown as one component (a Flume counter extended by a component's own).
+pub struct Combined(pub Arc<dyn MetricSet>, pub Arc<dyn MetricSet>);
+
+impl MetricSet for Combined {
+    fn snapshot(&self) -> Vec<(&'static str, Value)> {
+        let mut v = self.0.snapshot();
+        let (start, stop) = ("StartTime", "StopTime");
+        v.extend(
+            self.1
+                .snapshot()
+                .into_iter()
+                .filter(|(k, _)| *k != start && *k != stop),
+        );
+        v
+    }
+}
+
 /// Flume's `ChannelCounter`; size and capacity are read live from the channel.
 #[derive(Debug, Default)]
 pub struct ChannelCounters {

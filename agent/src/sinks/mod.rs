@@ -9,6 +9,7 @@ pub mod avro;
 pub mod file_roll;
 pub mod group;
 pub mod hdfs;
+pub mod kafka;
 pub mod logger;
 pub mod null;
 pub mod runner;

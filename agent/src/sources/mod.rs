@@ -7,6 +7,7 @@
 //! `process_batch` returned `Ok`.
 
 pub mod avro;
+pub mod kafka;
 pub mod runner;
 pub mod seq;
 pub mod stress;

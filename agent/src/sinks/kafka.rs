@@ -1,0 +1,479 @@
+//! `org.apache.flume.sink.kafka.KafkaSink`: publishes each taken batch to Kafka.
+//!
+//! A batch is sent in full, then `deliver` waits for the delivery report of every record (acks
+//! per `kafka.producer.acks`, Flume's default `1`). It returns `Ok` only when all were
+//! acknowledged, so the take commits only then; any retriable failure (broker down, leader
+//! moving, unknown topic, timeout after `message.timeout.ms`) fails the whole batch, which
+//! rolls back and is retried after the runner's backoff. Records that reached Kafka before the
+//! failure are sent again: at least once, duplicates bounded by the batch.
+//!
+//! Records Kafka can never accept (larger than `message.max.bytes` / the broker's limit,
+//! an invalid topic name, a partition the topic does not have) are dropped with an error log
+//! and `KafkaEventDropCount`, so one bad event cannot stall the channel forever; the rest of
+//! the batch is delivered. An unknown topic is retriable (it may be created): the batch rolls
+//! back and is retried, with an error log and `RollbackCount` each time.
+//!
+//! Per event: topic = the `topicHeader` header when `allowTopicOverride`, else `kafka.topic`
+//! with `%{header}` replaced; key = the `key` header; partition = `partitionIdHeader`'s value,
+//! else `defaultPartitionId`, else librdkafka's partitioner (by key); timestamp = the
+//! `timestampHeader` header (ms) if set; Kafka headers = the `header.<flume> = <kafka>`
+//! mappings; value = the body, or an Avro `AvroFlumeEvent` (headers + body) when
+//! `useFlumeEventFormat`.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{ClientConfig, ClientContext};
+
+use super::{Sink, SinkError};
+use crate::avro::protocol::write_event;
+use crate::config::{ConfigError, Props};
+use crate::event::Event;
+use crate::kafka::{ClientKind, ClientProps, LogContext, apply_passthrough, check, set_default};
+use crate::metrics::KafkaSinkCounters;
+
+/// Flume's `DEFAULT_TOPIC`.
+pub const DEFAULT_TOPIC: &str = "default-flume-topic";
+/// sluice's default `message.timeout.ms` (Java's `delivery.timeout.ms` is 120 s, librdkafka's
+/// 300 s): a batch waits at most this long before it rolls back, which also bounds shutdown.
+const DEFAULT_MESSAGE_TIMEOUT_MS: u64 = 30_000;
+
+#[derive(Clone, Debug)]
+pub struct KafkaSinkConfig {
+    /// librdkafka producer properties (`kafka.bootstrap.servers`, `kafka.producer.*`).
+    pub client: ClientProps,
+    /// `kafka.topic` (default `default-flume-topic`), may contain `%{header}`.
+    pub topic: String,
+    /// `flumeBatchSize` (default 100).
+    pub batch_size: usize,
+    /// `useFlumeEventFormat` (default false).
+    pub flume_format: bool,
+    /// `partitionIdHeader`.
+    pub partition_header: Option<String>,
+    /// `defaultPartitionId`.
+    pub default_partition: Option<i32>,
+    /// `allowTopicOverride` (default true).
+    pub allow_topic_override: bool,
+    /// `topicHeader` (default `topic`).
+    pub topic_header: String,
+    /// `timestampHeader`.
+    pub timestamp_header: Option<String>,
+    /// `header.<flume header> = <kafka header>`.
+    pub header_map: Vec<(String, String)>,
+    /// How long `deliver` waits for the batch's reports (`message.timeout.ms` + 5 s).
+    pub wait: Duration,
+}
+
+impl KafkaSinkConfig {
+    pub fn from_props(p: &Props) -> Result<Self, ConfigError> {
+        // Flume translates these pre-1.7 names; so does sluice.
+        let servers = match (p.get("kafka.bootstrap.servers"), p.get("brokerList")) {
+            (Some(s), _) | (None, Some(s)) if !s.is_empty() => s.to_string(),
+            _ => return Err(p.error("kafka.bootstrap.servers", "is required")),
+        };
+        check("bootstrap.servers", &servers).map_err(|m| p.error("kafka.bootstrap.servers", m))?;
+        let topic = match (p.get("kafka.topic"), p.get("topic")) {
+            (Some(t), _) | (None, Some(t)) if !t.is_empty() => t.to_string(),
+            _ => DEFAULT_TOPIC.to_string(),
+        };
+        let batch_size = match p.get("flumeBatchSize") {
+            Some(_) => p.positive_usize("flumeBatchSize", 100)?,
+            None => p.positive_usize("batchSize", 100)?,
+        };
+        let mut client = ClientConfig::new();
+        if let Some(acks) = p.get("requiredAcks").filter(|v| !v.is_empty()) {
+            client.set("acks", acks);
+        }
+        apply_passthrough(p, "kafka.producer.", ClientKind::Producer, &mut client)?;
+        client.set("bootstrap.servers", servers);
+        set_default(&mut client, "acks", "1");
+        set_default(
+            &mut client,
+            "message.timeout.ms",
+            &DEFAULT_MESSAGE_TIMEOUT_MS.to_string(),
+        );
+        let timeout_ms: u64 = client
+            .get("message.timeout.ms")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_MESSAGE_TIMEOUT_MS);
+        let default_partition = match p.get("defaultPartitionId").filter(|v| !v.is_empty()) {
+            None => None,
+            Some(v) => Some(v.parse::<i32>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                p.error(
+                    "defaultPartitionId",
+                    format!("invalid value `{v}`; expected a partition number"),
+                )
+            })?),
+        };
+        let header_map = p
+            .children("header.")
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .collect();
+        Ok(Self {
+            client: ClientProps(client),
+            topic,
+            batch_size,
+            flume_format: p.bool("useFlumeEventFormat", false)?,
+            partition_header: p
+                .get("partitionIdHeader")
+                .filter(|v| !v.is_empty())
+                .map(str::to_string),
+            default_partition,
+            allow_topic_override: p.bool("allowTopicOverride", true)?,
+            topic_header: p.string("topicHeader", "topic"),
+            timestamp_header: p
+                .get("timestampHeader")
+                .filter(|v| !v.is_empty())
+                .map(str::to_string),
+            header_map,
+            wait: Duration::from_millis(timeout_ms) + Duration::from_secs(5),
+        })
+    }
+}
+
+/// Delivery reports of the batch in flight.
+#[derive(Default)]
+struct Reports {
+    /// Incremented per batch; reports of an abandoned batch are ignored.
+    generation: u64,
+    acked: usize,
+    dropped: usize,
+    failed: usize,
+    /// The first retriable failure of the batch.
+    failure: Option<String>,
+}
+
+struct SinkContext {
+    log: LogContext,
+    reports: Mutex<Reports>,
+}
+
+impl ClientContext for SinkContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        self.log.log(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.log.error(error, reason);
+    }
+}
+
+/// Errors no retry can fix: the record is dropped.
+fn permanent(code: Option<RDKafkaErrorCode>) -> bool {
+    matches!(
+        code,
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::InvalidMessage
+                | RDKafkaErrorCode::InvalidTopic
+                | RDKafkaErrorCode::MessageBatchTooLarge
+                | RDKafkaErrorCode::InvalidRecord
+                | RDKafkaErrorCode::UnknownPartition
+        )
+    )
+}
+
+impl ProducerContext for SinkContext {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
+        let mut r = self.reports.lock();
+        if opaque as u64 != r.generation {
+            return;
+        }
+        match result {
+            Ok(_) => r.acked += 1,
+            Err((e, m)) if permanent(e.rdkafka_error_code()) => {
+                use rdkafka::message::Message;
+                r.dropped += 1;
+                tracing::error!(
+                    sink = %self.log.component, topic = m.topic(), bytes = m.payload_len(),
+                    error = %e, "Kafka refused the event for good; it is dropped."
+                );
+            }
+            Err((e, _)) => {
+                r.failed += 1;
+                if r.failure.is_none() {
+                    r.failure = Some(e.to_string());
+                }
+            }
+        }
+    }
+}
+
+pub struct KafkaSink {
+    name: String,
+    config: KafkaSinkConfig,
+    counters: Arc<KafkaSinkCounters>,
+    producer: Option<BaseProducer<SinkContext>>,
+    generation: u64,
+    buf: Vec<u8>,
+}
+
+impl KafkaSink {
+    pub fn new(name: &str, config: KafkaSinkConfig, counters: Arc<KafkaSinkCounters>) -> Self {
+        Self {
+            name: name.to_string(),
+            config,
+            counters,
+            producer: None,
+            generation: 0,
+            buf: Vec::new(),
+        }
+    }
+
+    fn err(&self, message: String) -> SinkError {
+        SinkError::Delivery {
+            sink: self.name.clone(),
+            message,
+        }
+    }
+
+    fn fail(&self, message: String) -> SinkError {
+        self.counters.rollback.fetch_add(1, Ordering::Relaxed);
+        self.counters.delivery_fail.fetch_add(1, Ordering::Relaxed);
+        self.err(message)
+    }
+}
+
+/// The event's topic: its `topicHeader` header when overrides are allowed, else `kafka.topic`
+/// with `%{header}` replaced. Borrows when it can: this runs once per event.
+fn topic_for<'a>(config: &'a KafkaSinkConfig, e: &'a Event) -> Cow<'a, str> {
+    if config.allow_topic_override
+        && let Some(t) = e.headers.get(&config.topic_header)
+    {
+        return Cow::Borrowed(t);
+    }
+    if !config.topic.contains("%{") {
+        return Cow::Borrowed(&config.topic);
+    }
+    Cow::Owned(substitute(&config.topic, e))
+}
+
+/// Replaces `%{name}` with the header's value (empty when absent), like Flume's BucketPath.
+fn substitute(template: &str, e: &Event) -> String {
+    if !template.contains("%{") {
+        return template.to_string();
+    }
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(i) = rest.find("%{") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[i..]);
+            return out;
+        };
+        out.push_str(e.headers.get(&after[..end]).unwrap_or_default());
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+impl Sink for KafkaSink {
+    fn start(&mut self) -> Result<(), SinkError> {
+        let context = SinkContext {
+            log: LogContext {
+                component: format!("sink {}", self.name),
+            },
+            reports: Mutex::new(Reports::default()),
+        };
+        let producer: BaseProducer<SinkContext> = self
+            .config
+            .client
+            .0
+            .create_with_context(context)
+            .map_err(|e| self.err(format!("cannot create the Kafka producer: {e}")))?;
+        self.producer = Some(producer);
+        tracing::info!(sink = %self.name, topic = %self.config.topic, "Kafka sink started.");
+        Ok(())
+    }
+
+    fn deliver(&mut self, events: &[Event]) -> Result<(), SinkError> {
+        let Some(producer) = self.producer.take() else {
+            return Err(self.err("the Kafka producer is not running".into()));
+        };
+        let result = self.send_batch(&producer, events);
+        self.producer = Some(producer);
+        result
+    }
+
+    fn stop(&mut self) {
+        if let Some(p) = self.producer.take()
+            && let Err(e) = p.flush(Duration::from_secs(10))
+        {
+            tracing::warn!(sink = %self.name, error = %e, "Kafka producer flush on stop failed.");
+        }
+    }
+}
+
+impl KafkaSink {
+    fn send_batch(
+        &mut self,
+        producer: &BaseProducer<SinkContext>,
+        events: &[Event],
+    ) -> Result<(), SinkError> {
+        let started = Instant::now();
+        self.generation += 1;
+        let opaque = self.generation as usize;
+        {
+            let mut r = producer.context().reports.lock();
+            *r = Reports {
+                generation: self.generation,
+                ..Reports::default()
+            };
+        }
+        let mut sent = 0usize;
+        let mut refused = 0usize;
+        for e in events {
+            let topic = topic_for(&self.config, e);
+            let payload: &[u8] = if self.config.flume_format {
+                self.buf.clear();
+                write_event(&mut self.buf, e)
+                    .map_err(|err| self.fail(format!("cannot encode a Flume event: {err}")))?;
+                &self.buf
+            } else {
+                &e.body
+            };
+            let mut record: BaseRecord<'_, str, [u8], usize> =
+                BaseRecord::with_opaque_to(&topic, opaque).payload(payload);
+            if let Some(k) = e.headers.get("key") {
+                record = record.key(k);
+            }
+            let partition = self
+                .config
+                .partition_header
+                .as_ref()
+                .and_then(|h| e.headers.get(h))
+                .and_then(|v| match v.trim().parse::<i32>() {
+                    Ok(n) if n >= 0 => Some(n),
+                    _ => {
+                        tracing::warn!(sink = %self.name, value = v,
+                            "partitionIdHeader value is not a partition number; ignored.");
+                        None
+                    }
+                })
+                .or(self.config.default_partition);
+            if let Some(pt) = partition {
+                record = record.partition(pt);
+            }
+            if let Some(ts) = self
+                .config
+                .timestamp_header
+                .as_ref()
+                .and_then(|h| e.headers.get(h))
+                .and_then(|v| v.trim().parse::<i64>().ok())
+            {
+                record = record.timestamp(ts);
+            }
+            if !self.config.header_map.is_empty() {
+                let mut hs = OwnedHeaders::new();
+                for (flume, kafka) in &self.config.header_map {
+                    if let Some(v) = e.headers.get(flume) {
+                        hs = hs.insert(Header {
+                            key: kafka,
+                            value: Some(v),
+                        });
+                    }
+                }
+                record = record.headers(hs);
+            }
+            let deadline = Instant::now() + self.config.wait;
+            loop {
+                match producer.send(record) {
+                    Ok(()) => {
+                        sent += 1;
+                        break;
+                    }
+                    Err((err, back))
+                        if err.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull)
+                            && Instant::now() < deadline =>
+                    {
+                        record = back;
+                        producer.poll(Duration::from_millis(1));
+                    }
+                    Err((err, _)) if permanent(err.rdkafka_error_code()) => {
+                        refused += 1;
+                        tracing::error!(
+                            sink = %self.name, topic = %topic, bytes = payload.len(), error = %err,
+                            "Kafka cannot take this event (check message.max.bytes / the topic \
+                             name); it is dropped."
+                        );
+                        break;
+                    }
+                    Err((err, _)) => {
+                        return Err(self.fail(format!("cannot send to topic `{topic}`: {err}")));
+                    }
+                }
+            }
+        }
+        let deadline = Instant::now() + self.config.wait;
+        loop {
+            let done = {
+                let r = producer.context().reports.lock();
+                r.acked + r.dropped + r.failed >= sent
+            };
+            if done {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(self.fail(format!(
+                    "{sent} records were not acknowledged within {:?}",
+                    self.config.wait
+                )));
+            }
+            // rdkafka's `poll` returns only when its timeout ends: keep it short.
+            producer.poll(Duration::from_millis(1));
+        }
+        let (failure, dropped) = {
+            let r = producer.context().reports.lock();
+            (r.failure.clone(), r.dropped + refused)
+        };
+        if dropped > 0 {
+            self.counters
+                .dropped
+                .fetch_add(dropped as u64, Ordering::Relaxed);
+        }
+        if let Some(f) = failure {
+            return Err(self.fail(format!("delivery failed: {f}; the batch will be retried")));
+        }
+        self.counters
+            .event_send_timer
+            .fetch_add(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_defaults() {
+        let p = Props::from_pairs(&[("kafka.bootstrap.servers", "127.0.0.1:9092")]);
+        let c = KafkaSinkConfig::from_props(&p).ok();
+        let c = c.as_ref();
+        assert_eq!(c.map(|c| c.topic.as_str()), Some(DEFAULT_TOPIC));
+        assert_eq!(c.map(|c| c.batch_size), Some(100));
+        assert_eq!(c.and_then(|c| c.client.0.get("acks")), Some("1"));
+        assert_eq!(c.map(|c| c.allow_topic_override), Some(true));
+    }
+
+    #[test]
+    fn topic_substitution() {
+        let mut e = Event::new("x");
+        e.headers.insert("app", "web");
+        assert_eq!(substitute("logs-%{app}-%{none}", &e), "logs-web-");
+        assert_eq!(substitute("plain", &e), "plain");
+        assert_eq!(substitute("bad-%{app", &e), "bad-%{app");
+    }
+}

@@ -1,0 +1,577 @@
+//! `org.apache.flume.source.kafka.KafkaSource`: consumes Kafka topics in a consumer group.
+//!
+//! Delivery contract (at least once, duplicates bounded by one batch per rebalance):
+//! - One `process` reads up to `batchSize` records or for `batchDurationMillis`, hands them to
+//!   the channel processor, and only after that returned `Ok` commits the next offsets
+//!   synchronously. Auto-commit and auto offset store are off.
+//! - A batch the channel refused is kept and retried as is (no re-read), so a full channel
+//!   neither loses nor duplicates records.
+//! - Offsets of a batch that reached the channel but whose commit failed (broker down) are kept
+//!   and committed before the next batch, and on partition revocation.
+//! - On revocation (librdkafka calls the rebalance callback from inside `poll`, on the runner
+//!   thread) the records of revoked partitions that are not yet in the channel are dropped:
+//!   the partition's next owner reads them again from the committed offset. So a rebalance
+//!   duplicates at most the one batch whose commit raced it.
+//!
+//! Headers, as Flume sets them (never overwriting headers that came in a Flume-format body):
+//! `timestamp` (the record's timestamp, or now if it has none), the topic under `topicHeader`
+//! when `setTopicHeader`, `partition`, `offset`, and `key` when the record has one. Kafka record
+//! headers are copied too. Keys and header values that are not UTF-8 are left out, logged and
+//! counted (`KafkaHeaderDecodeFailCount`); a record that is not a valid Flume event while
+//! `useFlumeEventFormat` is on is skipped, logged and counted (`KafkaRecordDecodeFailCount`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::{BorrowedMessage, Headers as _, Message};
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+
+use super::{PollConfig, PollStatus, PollableSource, SourceError};
+use crate::avro::protocol::read_event;
+use crate::channels::processor::ChannelProcessor;
+use crate::config::{ConfigError, Props};
+use crate::event::{Event, Headers};
+use crate::kafka::{ClientKind, ClientProps, LogContext, apply_passthrough, check, set_default};
+use crate::metrics::KafkaSourceCounters;
+
+/// What the source subscribes to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Subscription {
+    /// `kafka.topics`: comma-separated names.
+    Topics(Vec<String>),
+    /// `kafka.topics.regex`, anchored with `^` as librdkafka requires.
+    Pattern(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct KafkaSourceConfig {
+    /// The librdkafka consumer properties: `kafka.bootstrap.servers`,
+    /// `kafka.consumer.group.id` (default `flume`) and the mapped `kafka.consumer.*` keys.
+    pub client: ClientProps,
+    pub subscription: Subscription,
+    /// `batchSize` (default 1000).
+    pub batch_size: usize,
+    /// `batchDurationMillis` (default 1000): the longest a batch waits to fill.
+    pub batch_duration: Duration,
+    /// `useFlumeEventFormat` (default false): values are Avro `AvroFlumeEvent`s.
+    pub flume_format: bool,
+    /// `setTopicHeader` (default true).
+    pub set_topic_header: bool,
+    /// `topicHeader` (default `topic`).
+    pub topic_header: String,
+    /// `backoffSleepIncrement` / `maxBackoffSleep`.
+    pub poll: PollConfig,
+}
+
+impl KafkaSourceConfig {
+    pub fn from_props(p: &Props) -> Result<Self, ConfigError> {
+        let servers = p.required("kafka.bootstrap.servers")?;
+        check("bootstrap.servers", &servers).map_err(|m| p.error("kafka.bootstrap.servers", m))?;
+        let regex = p.get("kafka.topics.regex").filter(|v| !v.is_empty());
+        let topics = p.get("kafka.topics").filter(|v| !v.is_empty());
+        let subscription = match (regex, topics) {
+            (Some(r), _) => Subscription::Pattern(if r.starts_with('^') {
+                r.to_string()
+            } else {
+                format!("^{r}")
+            }),
+            (None, Some(t)) => Subscription::Topics(
+                t.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            ),
+            (None, None) => {
+                if p.get("topic").is_some() {
+                    return Err(p.error("topic", "was removed in Flume 1.7; use kafka.topics"));
+                }
+                return Err(p.error(
+                    "kafka.topics",
+                    "at least one Kafka topic must be specified (kafka.topics or kafka.topics.regex)",
+                ));
+            }
+        };
+        for old in ["zookeeperConnect", "groupId"] {
+            if p.get(old).is_some() {
+                return Err(p.error(
+                    old,
+                    "was removed in Flume 1.7; use kafka.bootstrap.servers / kafka.consumer.group.id",
+                ));
+            }
+        }
+        let _ = p.get("migrateZookeeperOffsets");
+        let mut client = ClientConfig::new();
+        apply_passthrough(p, "kafka.consumer.", ClientKind::Consumer, &mut client)?;
+        client.set("bootstrap.servers", servers);
+        set_default(&mut client, "group.id", "flume");
+        client.set("enable.auto.commit", "false");
+        client.set("enable.auto.offset.store", "false");
+        Ok(Self {
+            client: ClientProps(client),
+            subscription,
+            batch_size: p.positive_usize("batchSize", 1000)?,
+            batch_duration: p.millis("batchDurationMillis", 1000)?,
+            flume_format: p.bool("useFlumeEventFormat", false)?,
+            set_topic_header: p.bool("setTopicHeader", true)?,
+            topic_header: p.string("topicHeader", "topic"),
+            poll: PollConfig::from_props(p)?,
+        })
+    }
+}
+
+type Partition = (String, i32);
+
+/// The consumer's callbacks, and the offset state they share with `process`.
+struct SourceContext {
+    log: LogContext,
+    counters: Arc<KafkaSourceCounters>,
+    /// Next offsets of batches that are in the channel but not yet committed.
+    uncommitted: Mutex<BTreeMap<Partition, i64>>,
+    /// Partitions revoked since `process` last looked (shared with [`KafkaSource`]).
+    revoked: Arc<Mutex<Vec<Partition>>>,
+}
+
+impl SourceContext {
+    /// Commits `offsets` synchronously; on failure they stay in `uncommitted`.
+    fn commit(&self, consumer: &BaseConsumer<Self>, only: Option<&[Partition]>) {
+        // Collected under the lock, committed without it: only the runner thread changes the
+        // map (rebalance callbacks run inside its `poll`), so the entries cannot move meanwhile.
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), offset) in self.uncommitted.lock().iter() {
+            if only.is_none_or(|o| o.iter().any(|(t, p)| t == topic && p == partition)) {
+                let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset));
+            }
+        }
+        if tpl.count() == 0 {
+            return;
+        }
+        let started = Instant::now();
+        match consumer.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => {
+                let mut pending = self.uncommitted.lock();
+                for e in tpl.elements() {
+                    pending.remove(&(e.topic().to_string(), e.partition()));
+                }
+                self.counters
+                    .commit_timer
+                    .fetch_add(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.counters.commit_fail.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    source = %self.log.component, error = %e, partitions = tpl.count(),
+                    "Offset commit failed; it will be retried (the records are in the channel)."
+                );
+            }
+        }
+    }
+}
+
+impl ClientContext for SourceContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        self.log.log(level, fac, message);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.log.error(error, reason);
+    }
+}
+
+impl ConsumerContext for SourceContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                let parts: Vec<Partition> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition()))
+                    .collect();
+                self.counters.rebalance.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    source = %self.log.component, partitions = ?parts,
+                    "Kafka partitions revoked; committing what reached the channel."
+                );
+                // Last chance to commit what is in the channel; afterwards the partition's new
+                // owner starts from the committed offset.
+                self.commit(consumer, Some(&parts));
+                let mut pending = self.uncommitted.lock();
+                for p in &parts {
+                    pending.remove(p);
+                }
+                drop(pending);
+                self.revoked.lock().extend(parts);
+            }
+            Rebalance::Assign(tpl) => {
+                let parts: Vec<Partition> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition()))
+                    .collect();
+                tracing::info!(source = %self.log.component, partitions = ?parts, "Kafka partitions assigned.");
+            }
+            Rebalance::Error(e) => {
+                tracing::warn!(source = %self.log.component, error = %e, "Kafka rebalance error.");
+            }
+        }
+    }
+}
+
+/// Records read but not yet in the channel, with where each came from.
+#[derive(Default)]
+struct Batch {
+    /// `None` for a record that was skipped (undecodable) but whose offset still counts.
+    events: Vec<Option<Event>>,
+    origins: Vec<(Arc<str>, i32, i64)>,
+}
+
+impl Batch {
+    /// Drops the records of `revoked` partitions; returns how many were dropped.
+    fn drop_partitions(&mut self, revoked: &[Partition]) -> usize {
+        let before = self.origins.len();
+        let events = std::mem::take(&mut self.events);
+        let origins = std::mem::take(&mut self.origins);
+        for (event, origin) in events.into_iter().zip(origins) {
+            let (t, p, _) = &origin;
+            if !revoked
+                .iter()
+                .any(|(rt, rp)| rt.as_str() == &**t && rp == p)
+            {
+                self.events.push(event);
+                self.origins.push(origin);
+            }
+        }
+        before - self.origins.len()
+    }
+}
+
+pub struct KafkaSource {
+    name: String,
+    config: KafkaSourceConfig,
+    counters: Arc<KafkaSourceCounters>,
+    consumer: Option<BaseConsumer<SourceContext>>,
+    /// A batch the channel refused, retried before anything new is read.
+    pending: Option<Batch>,
+    /// Interned topic names for `Batch::origins`.
+    topics: Vec<Arc<str>>,
+    revoked: Arc<Mutex<Vec<Partition>>>,
+}
+
+impl KafkaSource {
+    pub fn new(name: &str, config: KafkaSourceConfig, counters: Arc<KafkaSourceCounters>) -> Self {
+        Self {
+            name: name.to_string(),
+            config,
+            counters,
+            consumer: None,
+            pending: None,
+            topics: Vec::new(),
+            revoked: Arc::default(),
+        }
+    }
+
+    fn err(&self, message: String) -> SourceError {
+        SourceError::Other {
+            source_name: self.name.clone(),
+            message,
+        }
+    }
+
+    fn topic(&mut self, name: &str) -> Arc<str> {
+        if let Some(t) = self.topics.iter().find(|t| &***t == name) {
+            return t.clone();
+        }
+        let t: Arc<str> = Arc::from(name);
+        self.topics.push(t.clone());
+        t
+    }
+
+    /// Drops what revoked partitions left in `batch` and in the pending batch.
+    fn apply_revocations(&mut self, batch: &mut Batch) {
+        let revoked: Vec<Partition> = std::mem::take(&mut *self.revoked.lock());
+        if revoked.is_empty() {
+            return;
+        }
+        let mut dropped = batch.drop_partitions(&revoked);
+        if let Some(p) = self.pending.as_mut() {
+            dropped += p.drop_partitions(&revoked);
+        }
+        if dropped > 0 {
+            self.counters
+                .dropped_on_revoke
+                .fetch_add(dropped as u64, Ordering::Relaxed);
+            tracing::info!(
+                source = %self.name, events = dropped,
+                "Dropped records of revoked partitions that were not in the channel yet; \
+                 their next owner reads them again."
+            );
+        }
+    }
+
+    fn record_event(&mut self, m: &BorrowedMessage<'_>) -> Option<Event> {
+        let payload = m.payload().unwrap_or_default();
+        let mut event = if self.config.flume_format {
+            let mut r = crate::avro::decode::Reader::new(bytes::Bytes::copy_from_slice(payload));
+            match read_event(&mut r) {
+                Ok(e) => e,
+                Err(e) => {
+                    self.counters
+                        .record_decode_fail
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(
+                        source = %self.name, topic = m.topic(), partition = m.partition(),
+                        offset = m.offset(), error = %e,
+                        "Record is not a Flume Avro event (useFlumeEventFormat = true); skipped."
+                    );
+                    return None;
+                }
+            }
+        } else {
+            Event::with_headers(Headers::new(), bytes::Bytes::copy_from_slice(payload))
+        };
+        let h = &mut event.headers;
+        if let Some(kh) = m.headers() {
+            for header in kh.iter() {
+                if h.contains_key(header.key) {
+                    continue;
+                }
+                match std::str::from_utf8(header.value.unwrap_or_default()) {
+                    Ok(v) => {
+                        h.insert(header.key, v);
+                    }
+                    Err(_) => {
+                        self.counters
+                            .header_decode_fail
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            source = %self.name, topic = m.topic(), partition = m.partition(),
+                            offset = m.offset(), header = header.key,
+                            "Kafka header value is not UTF-8; header left out."
+                        );
+                    }
+                }
+            }
+        }
+        if !h.contains_key("timestamp") {
+            let ts = m.timestamp().to_millis().unwrap_or_else(|| {
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64)
+            });
+            h.insert("timestamp", ts.to_string());
+        }
+        if self.config.set_topic_header && !h.contains_key(&self.config.topic_header) {
+            h.insert(self.config.topic_header.clone(), m.topic());
+        }
+        if !h.contains_key("partition") {
+            h.insert("partition", m.partition().to_string());
+        }
+        if !h.contains_key("offset") {
+            h.insert("offset", m.offset().to_string());
+        }
+        if let Some(key) = m.key() {
+            match std::str::from_utf8(key) {
+                Ok(k) => {
+                    h.insert("key", k);
+                }
+                Err(_) => {
+                    self.counters
+                        .header_decode_fail
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        source = %self.name, topic = m.topic(), partition = m.partition(),
+                        offset = m.offset(),
+                        "Kafka record key is not UTF-8; `key` header left out."
+                    );
+                }
+            }
+        }
+        Some(event)
+    }
+
+    /// Reads up to `batchSize` records, waiting at most `batchDurationMillis`. A revocation
+    /// seen in between ends the batch early, without the revoked partitions' records.
+    fn read_batch(&mut self) -> Batch {
+        let mut batch = Batch::default();
+        let Some(consumer) = self.consumer.take() else {
+            return batch;
+        };
+        let started = Instant::now();
+        let deadline = started + self.config.batch_duration;
+        while batch.events.len() < self.config.batch_size {
+            let polled = consumer.poll(deadline.saturating_duration_since(Instant::now()));
+            let stop = match polled {
+                None => true,
+                Some(Err(e)) => {
+                    self.counters.consume_error.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(source = %self.name, error = %e, "Kafka consumer error.");
+                    true
+                }
+                Some(Ok(m)) => {
+                    let origin = (self.topic(m.topic()), m.partition(), m.offset());
+                    let event = self.record_event(&m);
+                    batch.events.push(event);
+                    batch.origins.push(origin);
+                    false
+                }
+            };
+            // A rebalance ran inside that poll: keep only what still belongs to us (with a
+            // cooperative assignor, records of kept partitions must not be dropped).
+            if !self.revoked.lock().is_empty() {
+                self.apply_revocations(&mut batch);
+                break;
+            }
+            if stop || Instant::now() >= deadline {
+                break;
+            }
+        }
+        self.consumer = Some(consumer);
+        self.counters
+            .event_get_timer
+            .fetch_add(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        batch
+    }
+}
+
+impl PollableSource for KafkaSource {
+    fn start(&mut self) -> Result<(), SourceError> {
+        let context = SourceContext {
+            log: LogContext {
+                component: format!("source {}", self.name),
+            },
+            counters: self.counters.clone(),
+            uncommitted: Mutex::new(BTreeMap::new()),
+            revoked: self.revoked.clone(),
+        };
+        let consumer: BaseConsumer<SourceContext> = self
+            .config
+            .client
+            .0
+            .create_with_context(context)
+            .map_err(|e| self.err(format!("cannot create the Kafka consumer: {e}")))?;
+        let subscribed = match &self.config.subscription {
+            Subscription::Topics(t) => {
+                let names: Vec<&str> = t.iter().map(String::as_str).collect();
+                consumer.subscribe(&names)
+            }
+            Subscription::Pattern(p) => consumer.subscribe(&[p.as_str()]),
+        };
+        subscribed.map_err(|e| self.err(format!("cannot subscribe: {e}")))?;
+        tracing::info!(
+            source = %self.name, subscription = ?self.config.subscription,
+            group = self.config.client.0.get("group.id").unwrap_or_default(),
+            "Kafka source subscribed."
+        );
+        self.consumer = Some(consumer);
+        Ok(())
+    }
+
+    fn process(&mut self, processor: &ChannelProcessor) -> Result<PollStatus, SourceError> {
+        let Some(consumer) = &self.consumer else {
+            return Err(self.err("the Kafka consumer is not running".into()));
+        };
+        // Offsets whose commit failed before (broker down): retry first.
+        consumer.context().commit(consumer, None);
+        let mut empty = Batch::default();
+        self.apply_revocations(&mut empty);
+        let mut batch = match self.pending.take() {
+            Some(p) if !p.origins.is_empty() => p,
+            _ => self.read_batch(),
+        };
+        if batch.origins.is_empty() {
+            self.counters.empty.fetch_add(1, Ordering::Relaxed);
+            return Ok(PollStatus::Backoff);
+        }
+        let events: Vec<Event> = batch.events.iter().flatten().cloned().collect();
+        if let Err(e) = processor.process_batch(events) {
+            self.pending = Some(batch);
+            return Err(e.into());
+        }
+        let Some(consumer) = &self.consumer else {
+            return Err(self.err("the Kafka consumer is not running".into()));
+        };
+        let ctx = consumer.context();
+        {
+            let mut offsets = ctx.uncommitted.lock();
+            for (topic, partition, offset) in batch.origins.drain(..) {
+                let next = offsets
+                    .entry((topic.to_string(), partition))
+                    .or_insert(offset + 1);
+                *next = (*next).max(offset + 1);
+            }
+        }
+        ctx.commit(consumer, None);
+        Ok(PollStatus::Ready)
+    }
+
+    fn stop(&mut self) {
+        if let Some(consumer) = self.consumer.take() {
+            consumer.context().commit(&consumer, None);
+            // Dropping closes the consumer: it leaves the group so its partitions move now.
+            drop(consumer);
+        }
+        tracing::info!(source = %self.name, "Kafka source stopped.");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_defaults_and_topics() {
+        let p = Props::from_pairs(&[
+            ("kafka.bootstrap.servers", "127.0.0.1:9092"),
+            ("kafka.topics", "a, b,c"),
+        ]);
+        let c = KafkaSourceConfig::from_props(&p).map_err(|e| e.to_string());
+        let c = match c {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(
+            c.subscription,
+            Subscription::Topics(vec!["a".into(), "b".into(), "c".into()])
+        );
+        assert_eq!(c.batch_size, 1000);
+        assert_eq!(c.client.0.get("group.id"), Some("flume"));
+        assert_eq!(c.client.0.get("enable.auto.commit"), Some("false"));
+        assert!(c.set_topic_header);
+    }
+
+    #[test]
+    fn revocation_drops_only_revoked_partitions() {
+        let t: Arc<str> = Arc::from("t");
+        let mut b = Batch::default();
+        for (p, o) in [(0, 10), (1, 20), (0, 11), (2, 30)] {
+            b.events.push(Some(Event::new(format!("{p}-{o}"))));
+            b.origins.push((t.clone(), p, o));
+        }
+        let dropped = b.drop_partitions(&[("t".into(), 0), ("u".into(), 1)]);
+        assert_eq!(dropped, 2);
+        let left: Vec<i64> = b.origins.iter().map(|o| o.2).collect();
+        assert_eq!(left, vec![20, 30]);
+        assert_eq!(b.events.len(), 2);
+    }
+
+    #[test]
+    fn regex_is_anchored_and_topics_required() {
+        let p = Props::from_pairs(&[
+            ("kafka.bootstrap.servers", "h:1"),
+            ("kafka.topics.regex", "logs-.*"),
+        ]);
+        let c = KafkaSourceConfig::from_props(&p)
+            .ok()
+            .map(|c| c.subscription);
+        assert_eq!(c, Some(Subscription::Pattern("^logs-.*".into())));
+        let p = Props::from_pairs(&[("kafka.bootstrap.servers", "h:1")]);
+        let e = KafkaSourceConfig::from_props(&p)
+            .err()
+            .map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains("kafka.topics")));
+    }
+}
