@@ -12,6 +12,7 @@ use crate::channels::processor::ChannelProcessor;
 use crate::channels::{ChannelRef, PutTransaction, TakeTransaction};
 use crate::config::{AgentConfig, ChannelKind, SinkConfig, SinkKind, SourceConfig, SourceKind};
 use crate::interceptors::InterceptorChain;
+use crate::wasm::Scope;
 use crate::metrics::{ComponentType, Registry, SinkCounters, SourceCounters};
 use crate::sinks::avro::AvroSink;
 use crate::sources::avro::AvroSource;
@@ -131,15 +132,30 @@ impl Agent {
             .iter()
             .map(|c| self.channel(c))
             .collect::<Result<Vec<_>, _>>()?;
-        let interceptors =
-            InterceptorChain::new(s.interceptors.iter().map(|i| i.kind.build()).collect());
+        let guest_err = |e: crate::wasm::GuestError| BuildError {
+            component: format!("source {}", s.name),
+            message: e.to_string(),
+        };
+        let interceptors = s
+            .interceptors
+            .iter()
+            .map(|i| {
+                let scope = Scope::new(format!("{}.{}", s.name, i.name), &self.registry);
+                i.kind.build(&scope).map_err(guest_err)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let interceptors = InterceptorChain::new(interceptors);
+        let selector = s
+            .selector
+            .build(&Scope::new(format!("{}.selector", s.name), &self.registry))
+            .map_err(guest_err)?;
         let counters = SourceCounters::new();
         self.registry
             .register(ComponentType::Source, &s.name, counters.clone());
         let processor = Arc::new(ChannelProcessor::new(
             &s.name,
             interceptors,
-            s.selector.build(),
+            selector,
             channels,
             counters,
         ));
@@ -216,7 +232,15 @@ impl Agent {
                     .iter()
                     .map(|n| sink(n).and_then(|k| self.slot(k)))
                     .collect::<Result<Vec<_>, _>>()?;
-                (g.clone(), gc.processor.build(g, slots))
+                let scope = Scope::new(format!("{g}.processor"), &self.registry);
+                let processor =
+                    gc.processor
+                        .build(g, slots, &scope)
+                        .map_err(|e| BuildError {
+                            component: format!("sinkgroup {g}"),
+                            message: e.to_string(),
+                        })?;
+                (g.clone(), processor)
             }
         };
         let runner = SinkRunner::start(&name, processor).map_err(|e| spawn_err(&name, e))?;

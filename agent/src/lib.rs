@@ -15,5 +15,6 @@ pub mod metrics;
 pub mod selectors;
 pub mod sinks;
 pub mod sources;
+pub mod wasm;
 
 pub use event::{Event, Headers};

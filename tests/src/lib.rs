@@ -3,6 +3,7 @@
 
 pub mod flume;
 pub mod flume_taildir;
+pub mod guests;
 pub mod http;
 
 use std::io::Read;

@@ -20,6 +20,8 @@ pub enum ComponentType {
     Sink,
     SinkGroup,
     Interceptor,
+    /// A WebAssembly guest (`WASM.r1.i1`, `WASM.r1.selector`, `WASM.g1.processor`).
+    Wasm,
 }
 
 impl ComponentType {
@@ -30,6 +32,7 @@ impl ComponentType {
             Self::Sink => "SINK",
             Self::SinkGroup => "SINKGROUP",
             Self::Interceptor => "INTERCEPTOR",
+            Self::Wasm => "WASM",
         }
     }
 
@@ -40,6 +43,7 @@ impl ComponentType {
             Self::Sink => "sink",
             Self::SinkGroup => "sinkgroup",
             Self::Interceptor => "interceptor",
+            Self::Wasm => "wasm",
         }
     }
 }

@@ -81,8 +81,8 @@ impl SinkSlot {
         Self { name: name.to_string(), sink, channel, batch_size, counters, started: false }
     }
 
-    /// One Flume `process()`: take, deliver, commit or roll back.
-    pub fn process(&mut self, wait: Duration) -> Result<SinkStatus, SinkError> {
+    /// Starts the sink on first use.
+    pub fn ensure_started(&mut self) -> Result<(), SinkError> {
         if !self.started {
             if let Err(e) = self.sink.start() {
                 self.counters.connection_failed.fetch_add(1, Ordering::Relaxed);
@@ -91,6 +91,27 @@ impl SinkSlot {
             self.counters.connection_created.fetch_add(1, Ordering::Relaxed);
             self.started = true;
         }
+        Ok(())
+    }
+
+    /// Delivers part of a batch whose take transaction a sink processor owns (the caller
+    /// commits or rolls back), counting it like [`Self::process`] does.
+    pub fn deliver_part(&mut self, events: &[Event]) -> Result<(), SinkError> {
+        self.ensure_started()?;
+        let n = events.len() as u64;
+        let c = &self.counters;
+        c.event_drain_attempt.fetch_add(n, Ordering::Relaxed);
+        if let Err(e) = self.sink.deliver(events) {
+            c.event_write_fail.fetch_add(1, Ordering::Relaxed);
+            return Err(e);
+        }
+        c.event_drain_success.fetch_add(n, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// One Flume `process()`: take, deliver, commit or roll back.
+    pub fn process(&mut self, wait: Duration) -> Result<SinkStatus, SinkError> {
+        self.ensure_started()?;
         let c = &self.counters;
         let tx =
             TakeTransaction::begin(self.channel.as_ref(), self.batch_size, wait).map_err(|e| {
