@@ -137,10 +137,42 @@ fn main() -> ExitCode {
         Command::Check { name, conf_file } => check(&name, &conf_file),
         Command::Wasm {
             command:
-                WasmCommand::Test { component, world, input, config, batch, targets, memory, timeout },
-        } => wasm_test(&component, &world, input.as_deref(), &config, batch, targets, &memory, timeout),
-        Command::Send { host, port, file, header_file, batch_size, deflate } => {
-            match send(&host, port, file.as_deref(), header_file.as_deref(), batch_size, deflate) {
+                WasmCommand::Test {
+                    component,
+                    world,
+                    input,
+                    config,
+                    batch,
+                    targets,
+                    memory,
+                    timeout,
+                },
+        } => wasm_test(
+            &component,
+            &world,
+            input.as_deref(),
+            &config,
+            batch,
+            targets,
+            &memory,
+            timeout,
+        ),
+        Command::Send {
+            host,
+            port,
+            file,
+            header_file,
+            batch_size,
+            deflate,
+        } => {
+            match send(
+                &host,
+                port,
+                file.as_deref(),
+                header_file.as_deref(),
+                batch_size,
+                deflate,
+            ) {
                 Ok(n) => {
                     eprintln!("sluice send: {n} events sent to {host}:{port}");
                     ExitCode::SUCCESS
@@ -210,7 +242,10 @@ fn send(
             .map_err(|e| format!("cannot read header file {}: {e}", p.display()))?
             .lines()
             .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-            .filter_map(|l| l.split_once('=').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+            .filter_map(|l| {
+                l.split_once('=')
+                    .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            })
             .collect(),
         None => Headers::new(),
     };
@@ -387,14 +422,18 @@ fn wasm_test(
         };
         pairs.push((format!("config.{k}"), v.to_string()));
     }
-    let refs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let wasm_config = match sluice::wasm::WasmConfig::from_props(&sluice::config::Props::from_pairs(&refs)) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("sluice wasm test: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let refs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let wasm_config =
+        match sluice::wasm::WasmConfig::from_props(&sluice::config::Props::from_pairs(&refs)) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("sluice wasm test: {e}");
+                return ExitCode::from(2);
+            }
+        };
     let hook = match world {
         "router" => Hook::Router,
         "sink-selector" => Hook::SinkSelector,
@@ -406,7 +445,11 @@ fn wasm_test(
             .and_then(|f| tester::read_events(std::io::BufReader::new(f), p)),
         None => tester::read_events(std::io::stdin().lock(), Path::new("<stdin>")),
     };
-    let plan = tester::TestPlan { hook, batch, targets };
+    let plan = tester::TestPlan {
+        hook,
+        batch,
+        targets,
+    };
     let result = events.and_then(|events| {
         tester::run(&wasm_config, &plan, &events, &mut std::io::stdout().lock())
     });

@@ -10,7 +10,10 @@ impl Config {
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
@@ -53,9 +56,17 @@ impl<'a> Batch<'a> {
     /// Event `i`; out-of-range offsets (a host bug) read as empty.
     pub fn get(&self, i: usize) -> Option<Event<'a>> {
         let end = *self.body_ends.get(i)? as usize;
-        let start = if i == 0 { 0 } else { self.body_ends[i - 1] as usize };
+        let start = if i == 0 {
+            0
+        } else {
+            self.body_ends[i - 1] as usize
+        };
         let hend = self.header_ends.get(i).map_or(0, |e| *e as usize);
-        let hstart = if i == 0 { 0 } else { self.header_ends.get(i - 1).map_or(0, |e| *e as usize) };
+        let hstart = if i == 0 {
+            0
+        } else {
+            self.header_ends.get(i - 1).map_or(0, |e| *e as usize)
+        };
         Some(Event {
             body: self.bodies.get(start..end).unwrap_or_default(),
             headers: Headers(self.headers.get(hstart..hend).unwrap_or_default()),
@@ -177,16 +188,23 @@ impl BatchBuf {
         let mut sorted: Vec<&(String, String)> = e.headers.iter().collect();
         sorted.sort();
         for (k, v) in sorted {
-            self.headers.extend_from_slice(&(k.len() as u32).to_le_bytes());
+            self.headers
+                .extend_from_slice(&(k.len() as u32).to_le_bytes());
             self.headers.extend_from_slice(k.as_bytes());
-            self.headers.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            self.headers
+                .extend_from_slice(&(v.len() as u32).to_le_bytes());
             self.headers.extend_from_slice(v.as_bytes());
         }
         self.header_ends.push(self.headers.len() as u32);
     }
 
     pub fn batch(&self) -> Batch<'_> {
-        Batch::new(&self.bodies, &self.body_ends, &self.headers, &self.header_ends)
+        Batch::new(
+            &self.bodies,
+            &self.body_ends,
+            &self.headers,
+            &self.header_ends,
+        )
     }
 }
 

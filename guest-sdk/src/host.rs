@@ -13,7 +13,11 @@ pub enum Level {
 
 #[cfg(all(target_arch = "wasm32", feature = "interceptor"))]
 use crate::__interceptor::sluice::pipeline as imports;
-#[cfg(all(target_arch = "wasm32", feature = "router", not(feature = "interceptor")))]
+#[cfg(all(
+    target_arch = "wasm32",
+    feature = "router",
+    not(feature = "interceptor")
+))]
 use crate::__router::sluice::pipeline as imports;
 #[cfg(all(
     target_arch = "wasm32",

@@ -64,10 +64,10 @@ pub trait SinkSelector: Sized + 'static {
 
 #[doc(hidden)]
 pub mod __rt {
-    #[cfg(any(feature = "interceptor", feature = "router", feature = "sink-selector"))]
-    pub use wit_bindgen;
     pub use std::cell::RefCell;
     pub use std::thread_local;
+    #[cfg(any(feature = "interceptor", feature = "router", feature = "sink-selector"))]
+    pub use wit_bindgen;
 }
 
 #[cfg(feature = "interceptor")]
@@ -185,7 +185,7 @@ macro_rules! export {
                     out
                 }
             }
-            $crate::__router::__export_router!(__Export with_types_in $crate::__router);
+    $crate::__router::__export_router!(__Export with_types_in $crate::__router);
         };
     };
     (sink_selector: $ty:ty) => {

@@ -99,7 +99,11 @@ pub fn intercept_with<T: Interceptor>(
     let mut out = Verdicts::with_capacity(events.len());
     guest.intercept(&buf.batch(), &mut out);
     if out.len() != events.len() {
-        return Err(format!("{} verdicts for {} events", out.len(), events.len()));
+        return Err(format!(
+            "{} verdicts for {} events",
+            out.len(),
+            events.len()
+        ));
     }
     let (codes, repl) = out.into_parts();
     if codes.is_empty() {
@@ -140,7 +144,11 @@ pub fn select<T: SinkSelector>(config: &Config, events: &[OwnedEvent]) -> Result
     let mut out = Vec::new();
     guest.select(&buf.batch(), &mut out);
     if out.len() != events.len() {
-        return Err(format!("{} sink choices for {} events", out.len(), events.len()));
+        return Err(format!(
+            "{} sink choices for {} events",
+            out.len(),
+            events.len()
+        ));
     }
     Ok(out)
 }

@@ -55,7 +55,14 @@ pub fn rust(name: &str, tag: Option<&str>) -> Result<PathBuf> {
     };
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(&dir)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "-p", name])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            name,
+        ])
         .arg("--target-dir")
         .arg(&target);
     if let Some(t) = tag {
@@ -140,7 +147,11 @@ pub fn c_pii_mask() -> Result<PathBuf> {
         "pip install --user ziglang",
     )?;
     run(
-        Command::new(&tool).arg("componentize").arg(&module).arg("-o").arg(&output),
+        Command::new(&tool)
+            .arg("componentize")
+            .arg(&module)
+            .arg("-o")
+            .arg(&output),
         "sluice-guest-tool componentize",
         "cargo build --workspace --bins",
     )?;
@@ -180,7 +191,9 @@ pub fn js_sticky_selector() -> Result<PathBuf> {
     }
     if !dir.join("node_modules").is_dir() {
         run(
-            Command::new("npm").current_dir(&dir).args(["ci", "--no-audit", "--no-fund"]),
+            Command::new("npm")
+                .current_dir(&dir)
+                .args(["ci", "--no-audit", "--no-fund"]),
             "npm ci",
             "install Node.js 18+ with npm",
         )?;

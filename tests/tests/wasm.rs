@@ -84,7 +84,10 @@ fn file_roll(name: &str, channel: &str, dir: &Path) -> String {
 
 /// `w` as a wasm interceptor of r1 with extra keys.
 fn wasm_interceptor(path: &Path, keys: &[(&str, &str)]) -> String {
-    let mut s = format!("a1.sources.r1.interceptors.w.type = wasm\na1.sources.r1.interceptors.w.path = {}\n", path.display());
+    let mut s = format!(
+        "a1.sources.r1.interceptors.w.type = wasm\na1.sources.r1.interceptors.w.path = {}\n",
+        path.display()
+    );
     for (k, v) in keys {
         s.push_str(&format!("a1.sources.r1.interceptors.w.{k} = {v}\n"));
     }
@@ -128,7 +131,13 @@ fn wait_counter(agent: &Sluice, comp: &str, name: &str, at_least: u64) -> Result
     wait_for(&format!("{comp} {name} >= {at_least}"), WAIT, || {
         agent.counter(comp, name).ok().filter(|v| *v >= at_least)
     })
-    .with_context(|| format!("metrics: {:?}\nlog:\n{}", agent.metrics().ok(), agent.log_text()))
+    .with_context(|| {
+        format!(
+            "metrics: {:?}\nlog:\n{}",
+            agent.metrics().ok(),
+            agent.log_text()
+        )
+    })
 }
 
 const LEVELS: [&str; 5] = ["DEBUG", "INFO", "WARN", "TRACE", "ERROR"];
@@ -138,7 +147,9 @@ fn rust_drop_by_level_filters_in_a_real_pipeline() -> Result<()> {
     let wasm = guests::rust("drop-by-level", None)?;
     let tmp = tempfile::tempdir()?;
     std::fs::create_dir_all(tmp.path().join("logs"))?;
-    let lines: Vec<String> = (0..1000).map(|i| format!("{} event {i}", LEVELS[i % 5])).collect();
+    let lines: Vec<String> = (0..1000)
+        .map(|i| format!("{} event {i}", LEVELS[i % 5]))
+        .collect();
     write_lines(&tmp.path().join("logs/app.log"), &lines)?;
     let out = tmp.path().join("out");
     let conf = simple(
@@ -172,14 +183,21 @@ fn c_pii_mask_transforms_in_a_real_pipeline() -> Result<()> {
     std::fs::create_dir_all(tmp.path().join("logs"))?;
     let lines: Vec<String> = (0..300)
         .map(|i| match i % 3 {
-            0 => format!("user{i} signed in as bob.smith{i}@example.com from 10.0.0.{}", i % 250),
+            0 => format!(
+                "user{i} signed in as bob.smith{i}@example.com from 10.0.0.{}",
+                i % 250
+            ),
             1 => format!("card 4111 1111 1111 {:04} charged", i),
             _ => format!("plain line {i}"),
         })
         .collect();
     write_lines(&tmp.path().join("logs/app.log"), &lines)?;
     let out = tmp.path().join("out");
-    let conf = simple(&taildir(tmp.path(), "c1", "first"), &wasm_interceptor(&wasm, &[]), &out);
+    let conf = simple(
+        &taildir(tmp.path(), "c1", "first"),
+        &wasm_interceptor(&wasm, &[]),
+        &out,
+    );
     let agent = Sluice::start(tmp.path(), "a", &conf, &[])?;
     wait_count(&out, 300)?;
     let got: Vec<(BTreeMap<String, String>, String)> =
@@ -188,12 +206,21 @@ fn c_pii_mask_transforms_in_a_real_pipeline() -> Result<()> {
     for (i, (headers, body)) in got.iter().enumerate() {
         match i % 3 {
             0 => {
-                ensure!(!body.contains('@') || body.contains("***@"), "email not masked: {body}");
+                ensure!(
+                    !body.contains('@') || body.contains("***@"),
+                    "email not masked: {body}"
+                );
                 ensure!(body.contains("***@example.com"), "line {i}: {body}");
-                ensure!(headers.get("pii-masked").map(String::as_str) == Some("1"), "{headers:?}");
+                ensure!(
+                    headers.get("pii-masked").map(String::as_str) == Some("1"),
+                    "{headers:?}"
+                );
             }
             1 => {
-                ensure!(body.contains("**** **** **** ****"), "card not masked: {body}");
+                ensure!(
+                    body.contains("**** **** **** ****"),
+                    "card not masked: {body}"
+                );
                 ensure!(headers.get("pii-masked").map(String::as_str) == Some("1"));
             }
             _ => {
@@ -210,7 +237,9 @@ fn c_pii_mask_transforms_in_a_real_pipeline() -> Result<()> {
 fn router_pipeline(tmp: &Path, wasm: &Path) -> Result<(Sluice, PathBuf, PathBuf, Vec<String>)> {
     std::fs::create_dir_all(tmp.join("logs"))?;
     let tenants = ["acme", "globex", "initech", "both"];
-    let lines: Vec<String> = (0..400).map(|i| format!("{} request {i}", tenants[i % 4])).collect();
+    let lines: Vec<String> = (0..400)
+        .map(|i| format!("{} request {i}", tenants[i % 4]))
+        .collect();
     write_lines(&tmp.join("logs/app.log"), &lines)?;
     let (d1, d2) = (tmp.join("d1"), tmp.join("d2"));
     let conf = format!(
@@ -238,7 +267,8 @@ fn check_routed(agent: &Sluice, d1: &Path, d2: &Path, lines: &[String]) -> Resul
     wait_count(d2, 200)?;
     wait_counter(agent, "WASM.r1.selector", "EventInCount", 400)?;
     std::thread::sleep(Duration::from_millis(300));
-    let bodies = |d: &Path| -> Vec<String> { read_lines(d).iter().map(|l| parse_line(l).1).collect() };
+    let bodies =
+        |d: &Path| -> Vec<String> { read_lines(d).iter().map(|l| parse_line(l).1).collect() };
     let want = |t: &[&str]| -> Vec<String> {
         lines
             .iter()
@@ -246,9 +276,18 @@ fn check_routed(agent: &Sluice, d1: &Path, d2: &Path, lines: &[String]) -> Resul
             .cloned()
             .collect()
     };
-    ensure!(bodies(d1) == want(&["acme", "both"]), "c1 got the wrong events");
-    ensure!(bodies(d2) == want(&["globex", "both"]), "c2 got the wrong events");
-    ensure!(agent.counter("WASM.r1.selector", "EventOutCount")? == 300, "initech is dropped");
+    ensure!(
+        bodies(d1) == want(&["acme", "both"]),
+        "c1 got the wrong events"
+    );
+    ensure!(
+        bodies(d2) == want(&["globex", "both"]),
+        "c2 got the wrong events"
+    );
+    ensure!(
+        agent.counter("WASM.r1.selector", "EventOutCount")? == 300,
+        "initech is dropped"
+    );
     ensure!(agent.counter("WASM.r1.selector", "FaultCount")? == 0);
     Ok(())
 }
@@ -272,8 +311,9 @@ fn rust_header_router_routes_in_a_real_pipeline() -> Result<()> {
 }
 
 fn fnv1a(data: &[u8]) -> u32 {
-    data.iter()
-        .fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193))
+    data.iter().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 /// Sink group g1 (k1 → `d1`, k2 → `d2`, one channel) with the selector guest at `wasm`.
@@ -281,7 +321,9 @@ fn check_sticky(wasm: &Path) -> Result<Sluice> {
     let tmp = tempfile::tempdir()?;
     std::fs::create_dir_all(tmp.path().join("logs"))?;
     let keys: Vec<String> = (0..10).map(|k| format!("user{k}")).collect();
-    let lines: Vec<String> = (0..500).map(|i| format!("{} click {i}", keys[i % 10])).collect();
+    let lines: Vec<String> = (0..500)
+        .map(|i| format!("{} click {i}", keys[i % 10]))
+        .collect();
     write_lines(&tmp.path().join("logs/app.log"), &lines)?;
     let (d1, d2) = (tmp.path().join("d1"), tmp.path().join("d2"));
     let conf = format!(
@@ -309,12 +351,19 @@ fn check_sticky(wasm: &Path) -> Result<Sluice> {
         for line in read_lines(dir) {
             let (headers, body) = parse_line(&line);
             let key = headers.get("key").context("no key header")?;
-            ensure!(fnv1a(key.as_bytes()) % 2 == sink, "{key} went to sink {sink}");
+            ensure!(
+                fnv1a(key.as_bytes()) % 2 == sink,
+                "{key} went to sink {sink}"
+            );
             ensure!(seen.insert(body.clone()), "duplicate {body}");
         }
     }
     ensure!(seen.len() == 500, "{} distinct events", seen.len());
-    ensure!(agent.counter("SINK.k1", "EventDrainSuccessCount")? + agent.counter("SINK.k2", "EventDrainSuccessCount")? == 500);
+    ensure!(
+        agent.counter("SINK.k1", "EventDrainSuccessCount")?
+            + agent.counter("SINK.k2", "EventDrainSuccessCount")?
+            == 500
+    );
     ensure!(agent.counter("WASM.g1.processor", "FaultCount")? == 0);
     drop(tmp);
     Ok(agent)
@@ -333,7 +382,11 @@ fn rust_sticky_selector_selects_sinks_in_a_real_pipeline() -> Result<()> {
 }
 
 /// A seq pipeline of `total` events through the hostile guest in `mode`.
-fn hostile(mode: &str, total: u64, keys: &[(&str, &str)]) -> Result<(Sluice, PathBuf, tempfile::TempDir)> {
+fn hostile(
+    mode: &str,
+    total: u64,
+    keys: &[(&str, &str)],
+) -> Result<(Sluice, PathBuf, tempfile::TempDir)> {
     let wasm = guests::rust("hostile", None)?;
     let tmp = tempfile::tempdir()?;
     let out = tmp.path().join("out");
@@ -345,19 +398,29 @@ fn hostile(mode: &str, total: u64, keys: &[(&str, &str)]) -> Result<(Sluice, Pat
 }
 
 fn alive(agent: &mut Sluice) -> Result<()> {
-    ensure!(agent.child.try_wait()?.is_none(), "the agent exited:\n{}", agent.log_text());
+    ensure!(
+        agent.child.try_wait()?.is_none(),
+        "the agent exited:\n{}",
+        agent.log_text()
+    );
     agent.metrics().map(drop)
 }
 
 #[test]
 fn infinite_loop_times_out_and_batches_drop() -> Result<()> {
-    let (mut agent, out, _tmp) =
-        hostile("loop", 1000, &[("limits.timeout", "50"), ("on-error", "drop")])?;
+    let (mut agent, out, _tmp) = hostile(
+        "loop",
+        1000,
+        &[("limits.timeout", "50"), ("on-error", "drop")],
+    )?;
     wait_counter(&agent, "WASM.r1.w", "TimeoutCount", 10)?;
     wait_counter(&agent, "SOURCE.r1", "EventAcceptedCount", 1000)?;
     alive(&mut agent)?;
     ensure!(agent.counter("WASM.r1.w", "BatchDroppedCount")? == 10);
-    ensure!(agent.counter("WASM.r1.w", "InstantiateCount")? >= 10, "instance recreated after each fault");
+    ensure!(
+        agent.counter("WASM.r1.w", "InstantiateCount")? >= 10,
+        "instance recreated after each fault"
+    );
     ensure!(read_lines(&out).is_empty());
     ensure!(agent.log_text().contains("Wasm guest fault.") && agent.log_text().contains("r1.w"));
     Ok(())
@@ -365,8 +428,11 @@ fn infinite_loop_times_out_and_batches_drop() -> Result<()> {
 
 #[test]
 fn memory_bomb_hits_the_limit_and_batches_pass() -> Result<()> {
-    let (mut agent, out, _tmp) =
-        hostile("bomb", 1000, &[("limits.memory", "16m"), ("on-error", "pass")])?;
+    let (mut agent, out, _tmp) = hostile(
+        "bomb",
+        1000,
+        &[("limits.memory", "16m"), ("on-error", "pass")],
+    )?;
     let got = wait_count(&out, 1000)?;
     ensure!(got.len() == 1000);
     alive(&mut agent)?;
@@ -393,9 +459,16 @@ fn trap_mid_batch_drops_exactly_the_poisoned_batches() -> Result<()> {
     let got = wait_count(&out, 9000)?;
     std::thread::sleep(Duration::from_millis(300));
     alive(&mut agent)?;
-    let nums: BTreeSet<u64> = got.iter().filter_map(|l| parse_line(l).1.parse().ok()).collect();
+    let nums: BTreeSet<u64> = got
+        .iter()
+        .filter_map(|l| parse_line(l).1.parse().ok())
+        .collect();
     let want: BTreeSet<u64> = (0..10_000u64).filter(|n| n % 1000 / 100 != 5).collect();
-    ensure!(got.len() == 9000 && nums == want, "delivered {} events", got.len());
+    ensure!(
+        got.len() == 9000 && nums == want,
+        "delivered {} events",
+        got.len()
+    );
     ensure!(agent.counter("WASM.r1.w", "TrapCount")? == 10);
     ensure!(agent.counter("WASM.r1.w", "BatchDroppedCount")? == 10);
     Ok(())
@@ -448,22 +521,37 @@ fn guest_without_grants_cannot_open_files_or_read_the_clock() -> Result<()> {
     let got = wait_count(&out, 100)?;
     let (headers, _) = parse_line(&got[0]);
     ensure!(
-        headers.get("probe").is_some_and(|p| p.starts_with("denied:")),
+        headers
+            .get("probe")
+            .is_some_and(|p| p.starts_with("denied:")),
         "the guest read the file: {headers:?}"
     );
-    ensure!(headers.get("clock").map(String::as_str) == Some("0"), "{headers:?}");
+    ensure!(
+        headers.get("clock").map(String::as_str) == Some("0"),
+        "{headers:?}"
+    );
 
     let dir = secret_dir.path().display().to_string();
     let (_agent, out, _tmp) = hostile(
         "probe",
         100,
-        &[("config.probe-path", &probe), ("grant.fs", &dir), ("grant.clock", "true")],
+        &[
+            ("config.probe-path", &probe),
+            ("grant.fs", &dir),
+            ("grant.clock", "true"),
+        ],
     )?;
     let got = wait_count(&out, 100)?;
     let (headers, _) = parse_line(&got[0]);
-    ensure!(headers.get("probe").map(String::as_str) == Some("read:10"), "{headers:?}");
     ensure!(
-        headers.get("clock").and_then(|c| c.parse::<u64>().ok()).is_some_and(|c| c > 1_600_000_000),
+        headers.get("probe").map(String::as_str) == Some("read:10"),
+        "{headers:?}"
+    );
+    ensure!(
+        headers
+            .get("clock")
+            .and_then(|c| c.parse::<u64>().ok())
+            .is_some_and(|c| c > 1_600_000_000),
         "{headers:?}"
     );
     Ok(())
@@ -522,8 +610,16 @@ fn hot_reload_swaps_between_batches_with_exact_accounting() -> Result<()> {
     wait_counter(&agent, "WASM.r1.w", "ReloadCount", 1)?;
     let got = wait_count(&out, total as usize)?;
     std::thread::sleep(Duration::from_millis(500));
-    let got = if got.len() as u64 == total { got } else { read_lines(&out) };
-    ensure!(got.len() as u64 == total, "{} events for {total} written", got.len());
+    let got = if got.len() as u64 == total {
+        got
+    } else {
+        read_lines(&out)
+    };
+    ensure!(
+        got.len() as u64 == total,
+        "{} events for {total} written",
+        got.len()
+    );
     let mut seen = BTreeSet::new();
     let mut versions = Vec::new();
     for line in &got {
@@ -531,14 +627,30 @@ fn hot_reload_swaps_between_batches_with_exact_accounting() -> Result<()> {
         ensure!(seen.insert(body.clone()), "processed twice: {body}");
         versions.push(headers.get("guest-version").cloned().unwrap_or_default());
     }
-    let first_v2 = versions.iter().position(|v| v == "v2").context("v2 never ran")?;
-    ensure!(first_v2 >= 2000, "v2 ran before it was installed (at {first_v2})");
-    ensure!(versions[..first_v2].iter().all(|v| v == "v1"), "events before the swap not all v1");
-    ensure!(versions[first_v2..].iter().all(|v| v == "v2"), "v1 ran again after the swap");
+    let first_v2 = versions
+        .iter()
+        .position(|v| v == "v2")
+        .context("v2 never ran")?;
+    ensure!(
+        first_v2 >= 2000,
+        "v2 ran before it was installed (at {first_v2})"
+    );
+    ensure!(
+        versions[..first_v2].iter().all(|v| v == "v1"),
+        "events before the swap not all v1"
+    );
+    ensure!(
+        versions[first_v2..].iter().all(|v| v == "v2"),
+        "v1 ran again after the swap"
+    );
     ensure!(agent.counter("WASM.r1.w", "ReloadCount")? == 1);
     ensure!(agent.counter("WASM.r1.w", "FaultCount")? == 0);
     ensure!(agent.counter("WASM.r1.w", "EventOutCount")? == total);
-    ensure!(agent.log_text().contains("Wasm guest reload failed; the running version stays."));
+    ensure!(
+        agent
+            .log_text()
+            .contains("Wasm guest reload failed; the running version stays.")
+    );
     Ok(())
 }
 
@@ -546,13 +658,23 @@ fn hot_reload_swaps_between_batches_with_exact_accounting() -> Result<()> {
 fn wrong_world_is_a_start_error_naming_the_guest() -> Result<()> {
     let wasm = guests::rust("header-router", None)?;
     let tmp = tempfile::tempdir()?;
-    let conf = simple(&seq(10, "c1"), &wasm_interceptor(&wasm, &[]), &tmp.path().join("out"));
+    let conf = simple(
+        &seq(10, "c1"),
+        &wasm_interceptor(&wasm, &[]),
+        &tmp.path().join("out"),
+    );
     let conf_path = tmp.path().join("a.conf");
     std::fs::write(&conf_path, conf)?;
     let result = Sluice::start_file(tmp.path(), "a", &conf_path, &[]);
     let log = std::fs::read_to_string(tmp.path().join("a.log")).unwrap_or_default();
-    ensure!(result.is_err(), "the agent started with a router as an interceptor");
-    ensure!(log.contains("r1.w") && log.contains("`interceptor` world"), "log:\n{log}");
+    ensure!(
+        result.is_err(),
+        "the agent started with a router as an interceptor"
+    );
+    ensure!(
+        log.contains("r1.w") && log.contains("`interceptor` world"),
+        "log:\n{log}"
+    );
     Ok(())
 }
 
@@ -568,7 +690,14 @@ fn wasm_test_command_prints_verdicts() -> Result<()> {
     let wasm_s = wasm.display().to_string();
     let input_s = input.display().to_string();
     let (code, stdout, stderr) = run_sluice(&[
-        "wasm", "test", &wasm_s, "--world", "interceptor", "--input", &input_s, "--config",
+        "wasm",
+        "test",
+        &wasm_s,
+        "--world",
+        "interceptor",
+        "--input",
+        &input_s,
+        "--config",
         "min-level=info",
     ])?;
     ensure!(code == 0, "exit {code}: {stderr}");
@@ -578,6 +707,9 @@ fn wasm_test_command_prints_verdicts() -> Result<()> {
         .map(|v| v["verdict"].as_str().unwrap_or_default().to_string())
         .collect();
     ensure!(verdicts == ["drop", "keep", "keep"], "{stdout}");
-    ensure!(stderr.contains("3 events: 2 kept/routed, 1 dropped"), "{stderr}");
+    ensure!(
+        stderr.contains("3 events: 2 kept/routed, 1 dropped"),
+        "{stderr}"
+    );
     Ok(())
 }

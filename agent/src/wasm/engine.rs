@@ -121,7 +121,9 @@ impl Runtime {
             },
         };
         let mut engine = std::collections::hash_map::DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut engine);
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut engine);
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         Some(dir.join(format!("{:016x}-{hex}.cwasm", engine.finish())))
     }

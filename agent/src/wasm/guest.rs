@@ -108,7 +108,11 @@ impl WasmCounters {
         } else if m.len() < MAX_GUEST_COUNTERS {
             m.insert(intern(name), delta);
         } else if m.len() == MAX_GUEST_COUNTERS {
-            tracing::warn!(guest, counter = name, "Guest defined too many counters; ignored.");
+            tracing::warn!(
+                guest,
+                counter = name,
+                "Guest defined too many counters; ignored."
+            );
             m.insert("GuestCountersDropped", 1);
         }
     }
@@ -297,7 +301,11 @@ impl Maker {
             .runtime
             .linker
             .instantiate_pre(&component)
-            .map_err(|e| format!("cannot link (does it import more than WASI and sluice:pipeline/host?): {e:#}"))?;
+            .map_err(|e| {
+                format!(
+                    "cannot link (does it import more than WASI and sluice:pipeline/host?): {e:#}"
+                )
+            })?;
         // Check the world now so a wrong component is a config-time error, not a fault.
         let world_ok = match self.hook {
             Hook::Interceptor => {
@@ -319,7 +327,9 @@ impl Maker {
 
     fn wasi(&self) -> WasiCtx {
         let mut b = WasiCtxBuilder::new();
-        b.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+        b.allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
         if !self.config.grant_clock {
             b.wall_clock(FrozenClock).monotonic_clock(FrozenClock);
         }
@@ -380,7 +390,8 @@ impl Maker {
             }
             Hook::Router => {
                 let e = bindings::router::Router::new(&mut *store, &instance)?;
-                e.call_init(&mut *store, config)?.map(|()| Exports::Router(e))
+                e.call_init(&mut *store, config)?
+                    .map(|()| Exports::Router(e))
             }
             Hook::SinkSelector => {
                 let e = bindings::sink_selector::SinkSelector::new(&mut *store, &instance)?;
@@ -562,7 +573,10 @@ impl Reloader {
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
             if let Ok(ev) = ev
-                && ev.paths.iter().any(|p| p.file_name() == file_name.as_deref())
+                && ev
+                    .paths
+                    .iter()
+                    .any(|p| p.file_name() == file_name.as_deref())
                 && !matches!(ev.kind, notify::EventKind::Access(_))
             {
                 let _ = tx.send(());
@@ -596,7 +610,10 @@ fn reload_loop(
             Ok(l) if l.digest == current => continue,
             Ok(l) => Arc::new(l),
             Err(e) => {
-                maker.counters.reload_failures.fetch_add(1, Ordering::Relaxed);
+                maker
+                    .counters
+                    .reload_failures
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(guest = %maker.name, error = %e,
                     "Wasm guest reload failed; the running version stays.");
                 continue;
@@ -613,7 +630,10 @@ fn reload_loop(
                     "Wasm guest reloaded; it takes over at the next batch.");
             }
             Err(f) => {
-                maker.counters.reload_failures.fetch_add(1, Ordering::Relaxed);
+                maker
+                    .counters
+                    .reload_failures
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(guest = %maker.name, fault = %f,
                     "Wasm guest reload failed; the running version stays.");
             }

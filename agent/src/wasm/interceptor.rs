@@ -32,7 +32,9 @@ impl WasmInterceptor {
 pub fn validate(events: usize, codes: &[u8], replacements: usize) -> Result<(), String> {
     if codes.is_empty() {
         if replacements != 0 {
-            return Err(format!("{replacements} replacement events without verdicts"));
+            return Err(format!(
+                "{replacements} replacement events without verdicts"
+            ));
         }
         return Ok(());
     }
@@ -77,7 +79,8 @@ impl Interceptor for WasmInterceptor {
         let c = self.guest.counters();
         let name = self.guest.name();
         c.batches.fetch_add(1, Ordering::Relaxed);
-        c.events_in.fetch_add(events.len() as u64, Ordering::Relaxed);
+        c.events_in
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
         let batch = codec::encode(&events).map_err(|message| InterceptorError {
             interceptor: name.to_string(),
             message,
@@ -134,6 +137,9 @@ mod tests {
         assert!(validate(3, &[0, 1, 2], 0).is_err());
         assert!(validate(3, &[0, 1, 7], 0).is_err());
         assert_eq!(validate(3, &[2, 1, 0], 1), Ok(()));
-        assert_eq!(apply(events, &[2, 1, 0], vec![ev("z")]), vec![ev("z"), ev("c")]);
+        assert_eq!(
+            apply(events, &[2, 1, 0], vec![ev("z")]),
+            vec![ev("z"), ev("c")]
+        );
     }
 }

@@ -137,7 +137,10 @@ impl WasmConfig {
                 (&["pass"], OnError::Pass),
             ],
         )?;
-        let grant_fs = p.get("grant.fs").filter(|v| !v.is_empty()).map(PathBuf::from);
+        let grant_fs = p
+            .get("grant.fs")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
         Ok(Self {
             path,
             config: p.children("config."),

@@ -43,7 +43,11 @@ pub fn validate(events: usize, channels: usize, masks: &[u64]) -> Result<(), Str
     if masks.len() != events {
         return Err(format!("{} routes for {events} events", masks.len()));
     }
-    let allowed = if channels >= 64 { u64::MAX } else { (1u64 << channels) - 1 };
+    let allowed = if channels >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << channels) - 1
+    };
     if let Some((i, m)) = masks.iter().enumerate().find(|(_, m)| *m & !allowed != 0) {
         return Err(format!(
             "event {i} routed to channel bit set {m:#x}, but the source has {channels} channels"
@@ -73,7 +77,8 @@ impl ChannelSelector for WasmRouter {
     fn route(&self, events: Vec<Event>) -> Result<Routed, SelectorError> {
         let c = self.guest.counters();
         c.batches.fetch_add(1, Ordering::Relaxed);
-        c.events_in.fetch_add(events.len() as u64, Ordering::Relaxed);
+        c.events_in
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
         let batch = codec::encode(&events).map_err(SelectorError)?;
         let (n, channels) = (events.len(), self.channels);
         let result = self.guest.call(|store, exports| {
@@ -92,7 +97,10 @@ impl ChannelSelector for WasmRouter {
             Err(fault) => match self.guest.config().on_error {
                 OnError::Fail => {
                     c.policy_failed.fetch_add(1, Ordering::Relaxed);
-                    Err(SelectorError(format!("wasm guest `{}`: {fault}", self.guest.name())))
+                    Err(SelectorError(format!(
+                        "wasm guest `{}`: {fault}",
+                        self.guest.name()
+                    )))
                 }
                 OnError::Drop => {
                     c.policy_dropped.fetch_add(1, Ordering::Relaxed);
@@ -101,7 +109,11 @@ impl ChannelSelector for WasmRouter {
                 OnError::Pass => {
                     c.policy_passed.fetch_add(1, Ordering::Relaxed);
                     c.events_out.fetch_add(n as u64, Ordering::Relaxed);
-                    let all = if channels >= 64 { u64::MAX } else { (1u64 << channels) - 1 };
+                    let all = if channels >= 64 {
+                        u64::MAX
+                    } else {
+                        (1u64 << channels) - 1
+                    };
                     Ok(split(events, channels, &vec![all; n]))
                 }
             },

@@ -52,7 +52,12 @@ impl WasmSinkProcessor {
         let batch_size = slots.iter().map(|s| s.batch_size).max().unwrap_or(100);
         Ok(Self {
             group: group.to_string(),
-            guest: Guest::new(&format!("{group}.processor"), Hook::SinkSelector, config, counters)?,
+            guest: Guest::new(
+                &format!("{group}.processor"),
+                Hook::SinkSelector,
+                config,
+                counters,
+            )?,
             slots,
             channel,
             batch_size,
@@ -72,8 +77,14 @@ pub fn validate(events: usize, sinks: usize, choice: &[u32]) -> Result<(), Strin
     if choice.len() != events {
         return Err(format!("{} sink choices for {events} events", choice.len()));
     }
-    if let Some((i, s)) = choice.iter().enumerate().find(|(_, s)| **s as usize >= sinks) {
-        return Err(format!("event {i} sent to sink {s}, but the group has {sinks} sinks"));
+    if let Some((i, s)) = choice
+        .iter()
+        .enumerate()
+        .find(|(_, s)| **s as usize >= sinks)
+    {
+        return Err(format!(
+            "event {i} sent to sink {s}, but the group has {sinks} sinks"
+        ));
     }
     Ok(())
 }
@@ -124,10 +135,9 @@ impl SinkProcessor for WasmSinkProcessor {
                 OnError::Fail => {
                     c.policy_failed.fetch_add(1, Ordering::Relaxed);
                     tx.rollback();
-                    return Err(self.group_err(format!(
-                        "wasm guest `{}`: {fault}",
-                        self.guest.name()
-                    )));
+                    return Err(
+                        self.group_err(format!("wasm guest `{}`: {fault}", self.guest.name()))
+                    );
                 }
                 OnError::Drop => {
                     c.policy_dropped.fetch_add(1, Ordering::Relaxed);

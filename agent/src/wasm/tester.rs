@@ -151,7 +151,11 @@ pub fn run(
                     } else {
                         kept += 1;
                     }
-                    writeln!(out, "{}", serde_json::json!({"index": index, "channels": channels}))?;
+                    writeln!(
+                        out,
+                        "{}",
+                        serde_json::json!({"index": index, "channels": channels})
+                    )?;
                     index += 1;
                 }
             }

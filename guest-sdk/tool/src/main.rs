@@ -13,7 +13,10 @@ use wit_bindgen_core::Files;
 use wit_parser::Resolve;
 
 #[derive(Parser)]
-#[command(name = "sluice-guest-tool", about = "Build helper for sluice WebAssembly guests")]
+#[command(
+    name = "sluice-guest-tool",
+    about = "Build helper for sluice WebAssembly guests"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -144,7 +144,12 @@ fn swap_latency(dir: &Path, args: &Args, v1: &Path, v2: &Path) -> Result<(f64, u
     std::fs::create_dir_all(&run_dir)?;
     let guest = run_dir.join("guest.wasm");
     std::fs::copy(v1, &guest)?;
-    let sluice = Sluice::start(&run_dir, "bench", &config(args, &Hook::Interceptor(&guest)), &[])?;
+    let sluice = Sluice::start(
+        &run_dir,
+        "bench",
+        &config(args, &Hook::Interceptor(&guest)),
+        &[],
+    )?;
     std::thread::sleep(args.warmup);
     let tmp = run_dir.join("guest.wasm.tmp");
     std::fs::copy(v2, &tmp)?;
@@ -183,11 +188,27 @@ fn bench() -> Result<()> {
 
     let cases: Vec<(&str, Hook<'_>, &str)> = vec![
         ("no hook (baseline)", Hook::None, ""),
-        ("Rust drop-by-level", Hook::Interceptor(&rust_filter), "WASM.r1.w"),
+        (
+            "Rust drop-by-level",
+            Hook::Interceptor(&rust_filter),
+            "WASM.r1.w",
+        ),
         ("C pii-mask", Hook::Interceptor(&c_mask), "WASM.r1.w"),
-        ("Rust tagger (replace)", Hook::Interceptor(&tagger_v1), "WASM.r1.w"),
-        ("Python tenant router", Hook::Router(&py_router), "WASM.r1.selector"),
-        ("JS sticky selector", Hook::SinkSelector(&js_selector), "WASM.g1.processor"),
+        (
+            "Rust tagger (replace)",
+            Hook::Interceptor(&tagger_v1),
+            "WASM.r1.w",
+        ),
+        (
+            "Python tenant router",
+            Hook::Router(&py_router),
+            "WASM.r1.selector",
+        ),
+        (
+            "JS sticky selector",
+            Hook::SinkSelector(&js_selector),
+            "WASM.g1.processor",
+        ),
     ];
     let mut results = Vec::new();
     for (name, hook, metric) in &cases {
@@ -203,14 +224,28 @@ fn bench() -> Result<()> {
         args.batch,
         args.warmup.as_secs(),
         args.window.as_secs(),
-        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
     );
-    println!("{:<24}{:>16}{:>12}{:>22}", "pipeline", "events/s", "vs none", "instantiate+init ms");
+    println!(
+        "{:<24}{:>16}{:>12}{:>22}",
+        "pipeline", "events/s", "vs none", "instantiate+init ms"
+    );
     let base = results.first().map_or(0.0, |r| r.1.events_per_s);
     for (name, s) in &results {
-        let ratio = if base > 0.0 { s.events_per_s / base } else { 0.0 };
-        let inst = s.instantiate_ms.map_or_else(|| "-".into(), |v| format!("{v:.1}"));
-        println!("{name:<24}{:>16.0}{:>11.2}x{inst:>22}", s.events_per_s, ratio);
+        let ratio = if base > 0.0 {
+            s.events_per_s / base
+        } else {
+            0.0
+        };
+        let inst = s
+            .instantiate_ms
+            .map_or_else(|| "-".into(), |v| format!("{v:.1}"));
+        println!(
+            "{name:<24}{:>16.0}{:>11.2}x{inst:>22}",
+            s.events_per_s, ratio
+        );
     }
     println!(
         "hot reload (Rust tagger v1 -> v2): swap observed after {swap_ms:.0} ms \

@@ -10,11 +10,14 @@ const LEVELS: [&str; 5] = ["trace", "debug", "info", "warn", "error"];
 
 fn rank(word: &str) -> Option<usize> {
     let word = word.trim_end_matches(':');
-    LEVELS.iter().position(|l| l.eq_ignore_ascii_case(word)).or(match word {
-        w if w.eq_ignore_ascii_case("warning") => Some(3),
-        w if w.eq_ignore_ascii_case("fatal") => Some(4),
-        _ => None,
-    })
+    LEVELS
+        .iter()
+        .position(|l| l.eq_ignore_ascii_case(word))
+        .or(match word {
+            w if w.eq_ignore_ascii_case("warning") => Some(3),
+            w if w.eq_ignore_ascii_case("fatal") => Some(4),
+            _ => None,
+        })
 }
 
 pub struct DropByLevel {

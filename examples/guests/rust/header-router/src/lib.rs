@@ -17,7 +17,9 @@ pub struct HeaderRouter {
 
 fn mask(list: &str) -> Result<u64, String> {
     list.split_whitespace().try_fold(0u64, |m, i| {
-        let i: u32 = i.parse().map_err(|_| format!("`{i}` is not a channel index"))?;
+        let i: u32 = i
+            .parse()
+            .map_err(|_| format!("`{i}` is not a channel index"))?;
         if i >= 64 {
             return Err(format!("channel index {i} is over 63"));
         }

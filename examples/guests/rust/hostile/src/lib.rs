@@ -9,7 +9,7 @@
 //! - `probe`: tries to read the file `config.probe-path` and the clock at init, and tags every
 //!   event with `probe` (`read:<bytes>` or `denied:<error>`) and `clock` (seconds since 1970).
 
-use sluice_guest::{Batch, Config, Interceptor, Verdicts, Level, log};
+use sluice_guest::{Batch, Config, Interceptor, Level, Verdicts, log};
 
 pub struct Hostile {
     mode: String,
@@ -35,7 +35,10 @@ impl Interceptor for Hostile {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs())
                 .to_string();
-            log(Level::Info, &format!("probe {path}: {probe}, clock {clock}"));
+            log(
+                Level::Info,
+                &format!("probe {path}: {probe}, clock {clock}"),
+            );
         }
         Ok(Self { mode, probe, clock })
     }
@@ -56,7 +59,10 @@ impl Interceptor for Hostile {
                 }
             }
             "poison" => {
-                if batch.iter().any(|e| e.body_str().is_some_and(|b| b.ends_with("500"))) {
+                if batch
+                    .iter()
+                    .any(|e| e.body_str().is_some_and(|b| b.ends_with("500")))
+                {
                     panic!("poison event in batch");
                 }
                 for _ in batch.iter() {

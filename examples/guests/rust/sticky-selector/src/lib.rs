@@ -11,8 +11,9 @@ pub struct Sticky {
 
 /// FNV-1a: stable across runs and languages, so the JS example picks the same sinks.
 pub fn fnv1a(data: &[u8]) -> u32 {
-    data.iter()
-        .fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193))
+    data.iter().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 impl SinkSelector for Sticky {
@@ -31,7 +32,10 @@ impl SinkSelector for Sticky {
 
     fn select(&mut self, batch: &Batch<'_>, out: &mut Vec<u32>) {
         for e in batch.iter() {
-            out.push(e.header(&self.header).map_or(0, |k| fnv1a(k.as_bytes()) % self.sinks));
+            out.push(
+                e.header(&self.header)
+                    .map_or(0, |k| fnv1a(k.as_bytes()) % self.sinks),
+            );
         }
     }
 }

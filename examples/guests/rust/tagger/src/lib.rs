@@ -35,7 +35,10 @@ mod tests {
     #[test]
     fn tags() -> Result<(), String> {
         let out = intercept::<Tagger>(&config(&[]), &[event("a", &[])])?;
-        assert_eq!(out, vec![Outcome::Replace(event("a", &[("guest-version", TAG)]))]);
+        assert_eq!(
+            out,
+            vec![Outcome::Replace(event("a", &[("guest-version", TAG)]))]
+        );
         Ok(())
     }
 }
