@@ -33,6 +33,7 @@ use crate::sources::seq::SeqSource;
 use crate::sources::stress::StressSource;
 use crate::sources::taildir::TaildirSource;
 use crate::sources::{EventDrivenSource, PollConfig, PollableSource, SourceRunner};
+use crate::wasm::Scope;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{component}: {message}")]
@@ -139,8 +140,19 @@ impl Agent {
             .iter()
             .map(|c| self.channel(c))
             .collect::<Result<Vec<_>, _>>()?;
-        let interceptors =
-            InterceptorChain::new(s.interceptors.iter().map(|i| i.kind.build()).collect());
+        let guest_err = |e: crate::wasm::GuestError| BuildError {
+            component: format!("source {}", s.name),
+            message: e.to_string(),
+        };
+        let interceptors = s
+            .interceptors
+            .iter()
+            .map(|i| {
+                let scope = Scope::new(format!("{}.{}", s.name, i.name), &self.registry);
+                i.kind.build(&scope).map_err(guest_err)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let interceptors = InterceptorChain::new(interceptors);
         let counters = SourceCounters::new();
         self.registry
             .register(ComponentType::Source, &s.name, counters.clone());
@@ -151,7 +163,9 @@ impl Agent {
                     message,
                 })?,
             ),
-            (other, _) => other.build(),
+            (other, _) => other
+                .build(&Scope::new(format!("{}.selector", s.name), &self.registry))
+                .map_err(guest_err)?,
         };
         let processor =
             Arc::new(ChannelProcessor::new(
@@ -269,7 +283,15 @@ impl Agent {
                     .iter()
                     .map(|n| sink(n).and_then(|k| self.slot(k)))
                     .collect::<Result<Vec<_>, _>>()?;
-                (g.clone(), gc.processor.build(g, slots))
+                let scope = Scope::new(format!("{g}.processor"), &self.registry);
+                let processor = gc
+                    .processor
+                    .build(g, slots, &scope)
+                    .map_err(|e| BuildError {
+                        component: format!("sinkgroup {g}"),
+                        message: e.to_string(),
+                    })?;
+                (g.clone(), processor)
             }
         };
         let runner = SinkRunner::start(&name, processor).map_err(|e| spawn_err(&name, e))?;

@@ -17,5 +17,6 @@ pub mod selectors;
 pub mod sinks;
 pub mod sources;
 pub mod tenants;
+pub mod wasm;
 
 pub use event::{Event, Headers};

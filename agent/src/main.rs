@@ -83,6 +83,42 @@ enum Command {
         #[arg(short = 'f', long = "conf-file")]
         conf_file: PathBuf,
     },
+    /// Tools for WebAssembly guest authors.
+    Wasm {
+        #[command(subcommand)]
+        command: WasmCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WasmCommand {
+    /// Run a guest component over sample events and print its decision per event (JSON lines
+    /// on stdout, a summary on stderr).
+    Test {
+        /// The component (.wasm).
+        component: PathBuf,
+        /// The world it implements.
+        #[arg(long, value_parser = ["interceptor", "router", "sink-selector"], default_value = "interceptor")]
+        world: String,
+        /// JSON lines: `{"headers": {...}, "body": "..."}` or a bare string; stdin when absent.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// `key=value` passed to the guest's init, like `config.key = value` in an agent config.
+        #[arg(long = "config", value_name = "KEY=VALUE")]
+        config: Vec<String>,
+        /// Events per batch call.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        /// Channels (router) or sinks (sink selector) that returned indices are checked against.
+        #[arg(long, default_value_t = 2)]
+        targets: usize,
+        /// Memory limit in bytes (k/m/g suffixes accepted).
+        #[arg(long, default_value = "64m")]
+        memory: String,
+        /// Time limit per call, ms.
+        #[arg(long, default_value_t = 1000)]
+        timeout: u64,
+    },
 }
 
 fn init_logging() {
@@ -99,6 +135,28 @@ fn main() -> ExitCode {
     init_logging();
     match Cli::parse().command {
         Command::Check { name, conf_file } => check(&name, &conf_file),
+        Command::Wasm {
+            command:
+                WasmCommand::Test {
+                    component,
+                    world,
+                    input,
+                    config,
+                    batch,
+                    targets,
+                    memory,
+                    timeout,
+                },
+        } => wasm_test(
+            &component,
+            &world,
+            input.as_deref(),
+            &config,
+            batch,
+            targets,
+            &memory,
+            timeout,
+        ),
         Command::Send {
             host,
             port,
@@ -338,4 +396,72 @@ fn run_agent(
     }
     tracing::info!("Agent stopped.");
     ExitCode::SUCCESS
+}
+
+#[allow(clippy::too_many_arguments)]
+fn wasm_test(
+    component: &Path,
+    world: &str,
+    input: Option<&Path>,
+    config: &[String],
+    batch: usize,
+    targets: usize,
+    memory: &str,
+    timeout: u64,
+) -> ExitCode {
+    use sluice::wasm::{Hook, tester};
+    let mut pairs = vec![
+        ("path".to_string(), component.display().to_string()),
+        ("limits.memory".to_string(), memory.to_string()),
+        ("limits.timeout".to_string(), timeout.to_string()),
+        ("reload".to_string(), "false".to_string()),
+    ];
+    for kv in config {
+        let Some((k, v)) = kv.split_once('=') else {
+            eprintln!("sluice wasm test: --config {kv}: expected KEY=VALUE");
+            return ExitCode::from(2);
+        };
+        pairs.push((format!("config.{k}"), v.to_string()));
+    }
+    let refs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let wasm_config =
+        match sluice::wasm::WasmConfig::from_props(&sluice::config::Props::from_pairs(&refs)) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("sluice wasm test: {e}");
+                return ExitCode::from(2);
+            }
+        };
+    let hook = match world {
+        "router" => Hook::Router,
+        "sink-selector" => Hook::SinkSelector,
+        _ => Hook::Interceptor,
+    };
+    let events = match input {
+        Some(p) => std::fs::File::open(p)
+            .map_err(|e| tester::TestError::Input(format!("{}: {e}", p.display())))
+            .and_then(|f| tester::read_events(std::io::BufReader::new(f), p)),
+        None => tester::read_events(std::io::stdin().lock(), Path::new("<stdin>")),
+    };
+    let plan = tester::TestPlan {
+        hook,
+        batch,
+        targets,
+    };
+    let result = events.and_then(|events| {
+        tester::run(&wasm_config, &plan, &events, &mut std::io::stdout().lock())
+    });
+    match result {
+        Ok(summary) => {
+            eprintln!("sluice wasm test: {summary}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sluice wasm test: {e}");
+            ExitCode::from(1)
+        }
+    }
 }

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod flume;
 pub mod flume_taildir;
 pub mod hdfs;
+pub mod guests;
 pub mod http;
 pub mod kafka;
 pub mod maven;

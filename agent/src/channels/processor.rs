@@ -157,7 +157,11 @@ mod tests {
         let names: Vec<String> = channels.iter().map(|c| c.name().to_string()).collect();
         let sel = SelectorConfig::from_props(&Props::from_pairs(selector), &names);
         let sel = match sel {
-            Ok(s) => s.build(),
+            Ok(s) => s.build(&crate::wasm::Scope::detached("test")),
+            Err(e) => panic!("{e}"),
+        };
+        let sel = match sel {
+            Ok(s) => s,
             Err(e) => panic!("{e}"),
         };
         let refs: Vec<ChannelRef> = channels.iter().map(|c| c.clone() as ChannelRef).collect();

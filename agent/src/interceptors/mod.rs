@@ -14,6 +14,7 @@ mod timestamp;
 
 use crate::config::{ConfigError, Props, resolve_type};
 use crate::event::Event;
+use crate::wasm::{GuestError, Scope, WasmConfig};
 
 pub use host::HostConfig;
 pub use regex_extractor::RegexExtractorConfig;
@@ -69,9 +70,12 @@ pub enum InterceptorKind {
     RegexFilter(RegexFilterConfig),
     RegexExtractor(RegexExtractorConfig),
     SearchReplace(SearchReplaceConfig),
+    /// `type = wasm`: a guest component implementing the `interceptor` world.
+    Wasm(WasmConfig),
 }
 
 const TYPES: &[(&[&str], &str)] = &[
+    (&["wasm"], "wasm"),
     (
         &[
             "regex_extractor",
@@ -132,12 +136,19 @@ impl InterceptorKind {
             "remove_header" => Self::RemoveHeader(RemoveHeaderConfig::from_props(p)?),
             "regex_filter" => Self::RegexFilter(RegexFilterConfig::from_props(p)?),
             "regex_extractor" => Self::RegexExtractor(RegexExtractorConfig::from_props(p)?),
+            "wasm" => Self::Wasm(WasmConfig::from_props(p)?),
             _ => Self::SearchReplace(SearchReplaceConfig::from_props(p)?),
         })
     }
 
-    pub fn build(&self) -> Box<dyn Interceptor> {
-        match self {
+    /// Builds the interceptor; only a wasm guest can fail (unreadable, not a component).
+    pub fn build(&self, scope: &Scope) -> Result<Box<dyn Interceptor>, GuestError> {
+        Ok(match self {
+            Self::Wasm(c) => Box::new(crate::wasm::interceptor::WasmInterceptor::new(
+                &scope.name,
+                c,
+                scope.counters(),
+            )?),
             Self::Timestamp(c) => Box::new(c.clone()),
             Self::Host(c) => Box::new(host::HostInterceptor::new(c)),
             Self::Static(c) => Box::new(c.clone()),
@@ -145,11 +156,18 @@ impl InterceptorKind {
             Self::RegexFilter(c) => Box::new(c.clone()),
             Self::RegexExtractor(c) => Box::new(c.clone()),
             Self::SearchReplace(c) => Box::new(c.clone()),
-        }
+        })
     }
 }
 
 #[cfg(test)]
 pub(crate) fn run(kind: &InterceptorKind, events: Vec<Event>) -> Vec<Event> {
-    kind.build().intercept(events).unwrap_or_default()
+    kind.build(&Scope::detached("test"))
+        .and_then(|i| {
+            i.intercept(events).map_err(|e| GuestError {
+                guest: e.interceptor,
+                message: e.message,
+            })
+        })
+        .unwrap_or_default()
 }

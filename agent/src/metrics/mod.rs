@@ -21,6 +21,8 @@ pub enum ComponentType {
     SinkGroup,
     Interceptor,
     Tenant,
+    /// A WebAssembly guest (`WASM.r1.i1`, `WASM.r1.selector`, `WASM.g1.processor`).
+    Wasm,
 }
 
 impl ComponentType {
@@ -32,6 +34,7 @@ impl ComponentType {
             Self::SinkGroup => "SINKGROUP",
             Self::Interceptor => "INTERCEPTOR",
             Self::Tenant => "TENANT",
+            Self::Wasm => "WASM",
         }
     }
 
@@ -43,6 +46,7 @@ impl ComponentType {
             Self::SinkGroup => "sinkgroup",
             Self::Interceptor => "interceptor",
             Self::Tenant => "tenant",
+            Self::Wasm => "wasm",
         }
     }
 }

@@ -9,6 +9,7 @@ mod replicating;
 
 use crate::config::{ConfigError, Props};
 use crate::event::Event;
+use crate::wasm::{GuestError, Scope, WasmConfig};
 
 pub use multiplexing::MultiplexingConfig;
 pub use replicating::ReplicatingConfig;
@@ -53,6 +54,11 @@ pub enum SelectorConfig {
     /// `tenant`: route by tenant (see `crate::tenants`); built by the agent, which holds the
     /// tenants' configuration.
     Tenant,
+    /// `type = wasm`: a guest component implementing the `router` world.
+    Wasm {
+        config: WasmConfig,
+        channels: usize,
+    },
 }
 
 const TYPES: &[(&[&str], &str)] = &[
@@ -71,6 +77,7 @@ const TYPES: &[(&[&str], &str)] = &[
         "multiplexing",
     ),
     (&["tenant"], "tenant"),
+    (&["wasm"], "wasm"),
 ];
 
 /// Resolves a space-separated channel list to indices into the source's `channels`.
@@ -100,15 +107,31 @@ impl SelectorConfig {
         Ok(match kind {
             "multiplexing" => Self::Multiplexing(MultiplexingConfig::from_props(p, channels)?),
             "tenant" => Self::Tenant,
+            "wasm" => {
+                if channels.len() > 64 {
+                    return Err(p.error("type", "a wasm router handles at most 64 channels"));
+                }
+                Self::Wasm {
+                    config: WasmConfig::from_props(p)?,
+                    channels: channels.len(),
+                }
+            }
             _ => Self::Replicating(ReplicatingConfig::from_props(p, channels)?),
         })
     }
 
-    pub fn build(&self) -> Box<dyn ChannelSelector> {
-        match self {
+    /// Builds the selector; only a wasm router can fail (unreadable, not a component).
+    pub fn build(&self, scope: &Scope) -> Result<Box<dyn ChannelSelector>, GuestError> {
+        Ok(match self {
             Self::Replicating(c) => Box::new(c.clone()),
             Self::Multiplexing(c) => Box::new(c.clone()),
             Self::Tenant => Box::new(Unbuilt),
-        }
+            Self::Wasm { config, channels } => Box::new(crate::wasm::router::WasmRouter::new(
+                &scope.name,
+                config,
+                *channels,
+                scope.counters(),
+            )?),
+        })
     }
 }

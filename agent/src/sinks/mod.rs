@@ -90,8 +90,8 @@ impl SinkSlot {
         }
     }
 
-    /// One Flume `process()`: take, deliver, commit or roll back.
-    pub fn process(&mut self, wait: Duration) -> Result<SinkStatus, SinkError> {
+    /// Starts the sink on first use.
+    pub fn ensure_started(&mut self) -> Result<(), SinkError> {
         if !self.started {
             if let Err(e) = self.sink.start() {
                 self.counters
@@ -104,6 +104,27 @@ impl SinkSlot {
                 .fetch_add(1, Ordering::Relaxed);
             self.started = true;
         }
+        Ok(())
+    }
+
+    /// Delivers part of a batch whose take transaction a sink processor owns (the caller
+    /// commits or rolls back), counting it like [`Self::process`] does.
+    pub fn deliver_part(&mut self, events: &[Event]) -> Result<(), SinkError> {
+        self.ensure_started()?;
+        let n = events.len() as u64;
+        let c = &self.counters;
+        c.event_drain_attempt.fetch_add(n, Ordering::Relaxed);
+        if let Err(e) = self.sink.deliver(events) {
+            c.event_write_fail.fetch_add(1, Ordering::Relaxed);
+            return Err(e);
+        }
+        c.event_drain_success.fetch_add(n, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// One Flume `process()`: take, deliver, commit or roll back.
+    pub fn process(&mut self, wait: Duration) -> Result<SinkStatus, SinkError> {
+        self.ensure_started()?;
         let c = &self.counters;
         let tx =
             TakeTransaction::begin(self.channel.as_ref(), self.batch_size, wait).map_err(|e| {

@@ -31,6 +31,7 @@ use crate::event::Event;
 use crate::interceptors::{InterceptorChain, InterceptorKind};
 use crate::metrics::{ComponentType, Registry};
 use crate::selectors::{ChannelSelector, Routed, SelectorConfig, SelectorError};
+use crate::wasm::Scope;
 
 mod counters;
 pub use counters::TenantCounters;
@@ -225,7 +226,7 @@ impl TenantRouter {
     pub fn new(
         config: &TenantsConfig,
         channels: &[String],
-        registry: &Registry,
+        registry: &Arc<Registry>,
     ) -> Result<Self, String> {
         let mut tenants = Vec::new();
         for t in &config.tenants {
@@ -246,9 +247,19 @@ impl TenantRouter {
             tenants.push(Tenant {
                 name: t.name.clone(),
                 chain: InterceptorChain::new(
-                    t.interceptors.iter().map(|i| i.kind.build()).collect(),
+                    t.interceptors
+                        .iter()
+                        .map(|i| {
+                            let scope =
+                                Scope::new(format!("tenant.{}.{}", t.name, i.name), registry);
+                            i.kind.build(&scope).map_err(|e| format!("tenant `{}`: {e}", t.name))
+                        })
+                        .collect::<Result<Vec<_>, _>>()?,
                 ),
-                selector: t.selector.build(),
+                selector: t
+                    .selector
+                    .build(&Scope::new(format!("tenant.{}.selector", t.name), registry))
+                    .map_err(|e| format!("tenant `{}`: {e}", t.name))?,
                 map,
                 quota: Mutex::new(Quota {
                     events: Bucket::new(t.quota.events_per_second, t.quota.burst_seconds),

@@ -26,7 +26,7 @@ fn config(extra: &str) -> Result<AgentConfig, String> {
 fn router(extra: &str) -> Result<TenantRouter, String> {
     let c = config(extra)?;
     let t = c.tenants.as_ref().ok_or("no tenants")?;
-    TenantRouter::new(t, &c.sources[0].channels, &Registry::default())
+    TenantRouter::new(t, &c.sources[0].channels, &Registry::new())
 }
 
 fn ev(tenant: Option<&str>, body: &str) -> Event {

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use super::{SinkError, SinkSlot, SinkStatus};
 use crate::config::{ConfigError, Props};
+use crate::wasm::{GuestError, Scope, WasmConfig};
 
 pub use failover::FailoverProcessor;
 pub use load_balance::{LoadBalanceProcessor, SelectorKind};
@@ -35,6 +36,8 @@ pub enum ProcessorConfig {
         selector: SelectorKind,
         max_timeout: Duration,
     },
+    /// `processor.type = wasm`: a guest component implementing the `sink-selector` world.
+    Wasm(WasmConfig),
 }
 
 const TYPES: &[(&[&str], &str)] = &[
@@ -53,12 +56,14 @@ const TYPES: &[(&[&str], &str)] = &[
         ],
         "load_balance",
     ),
+    (&["wasm"], "wasm"),
 ];
 
 impl ProcessorConfig {
     /// `p` holds the `processor.` keys of the group; `sinks` its member list.
     pub fn from_props(p: &Props, sinks: &[String]) -> Result<Self, ConfigError> {
         match p.choice("type", "default", TYPES)? {
+            "wasm" => Ok(Self::Wasm(WasmConfig::from_props(p)?)),
             "failover" => {
                 let mut priorities = Vec::with_capacity(sinks.len());
                 let mut next = 0i64;
@@ -118,8 +123,21 @@ impl ProcessorConfig {
         }
     }
 
-    pub fn build(&self, group: &str, slots: Vec<SinkSlot>) -> Box<dyn SinkProcessor> {
-        match self {
+    /// Builds the processor; only a wasm sink selector can fail (unreadable, not a component,
+    /// sinks reading different channels).
+    pub fn build(
+        &self,
+        group: &str,
+        slots: Vec<SinkSlot>,
+        scope: &Scope,
+    ) -> Result<Box<dyn SinkProcessor>, GuestError> {
+        Ok(match self {
+            Self::Wasm(c) => Box::new(crate::wasm::sink_selector::WasmSinkProcessor::new(
+                group,
+                c,
+                slots,
+                scope.counters(),
+            )?),
             Self::Default => Box::new(DefaultProcessor { slots }),
             Self::Failover {
                 priorities,
@@ -141,7 +159,7 @@ impl ProcessorConfig {
                 *backoff,
                 *max_timeout,
             )),
-        }
+        })
     }
 }
 

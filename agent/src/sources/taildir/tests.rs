@@ -95,7 +95,8 @@ impl Rig {
                 keep_alive: Duration::from_millis(10),
             },
         ));
-        let selector = SelectorConfig::from_props(&props(&[]), &["c1".to_string()])?.build();
+        let selector = SelectorConfig::from_props(&props(&[]), &["c1".to_string()])?
+            .build(&crate::wasm::Scope::detached("test"))?;
         let processor = ChannelProcessor::new(
             "r1",
             InterceptorChain::default(),
@@ -246,7 +247,8 @@ fn a_full_channel_rolls_back_and_nothing_is_skipped() -> TestResult {
             keep_alive: Duration::ZERO,
         },
     ));
-    let selector = SelectorConfig::from_props(&props(&[]), &["c2".to_string()])?.build();
+    let selector = SelectorConfig::from_props(&props(&[]), &["c2".to_string()])?
+        .build(&crate::wasm::Scope::detached("test"))?;
     let processor = ChannelProcessor::new(
         "r1",
         InterceptorChain::default(),

@@ -1,0 +1,198 @@
+//! The process-wide wasmtime runtime: one `Engine`, one `Linker`, the epoch ticker and the
+//! compiled-component cache.
+//!
+//! Compiled components are cached in memory by digest (so instance restarts and config
+//! reloads never recompile) and on disk (so agent restarts do not either): in
+//! `$SLUICE_WASM_CACHE_DIR`, else `$XDG_CACHE_HOME/sluice/wasm`, else `~/.cache/sluice/wasm`;
+//! `SLUICE_WASM_CACHE_DIR=off` disables it. A cache file is native code for this engine
+//! (named by the engine's compatibility hash and the component's digest): the folder must be
+//! writable only by the agent's user, like its binary.
+//!
+//! Epoch interruption bounds CPU time: a ticker thread advances the engine's epoch every
+//! [`TICK`]; a call's deadline is its `limits.timeout` in ticks. The pooling allocator is not
+//! used: instances are long-lived (one per hook, reused for every batch and recreated only
+//! after a fault or a reload) and memory limits differ per hook, so on-demand allocation with a
+//! per-store limiter fits better than pool slots sized for the largest guest.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use md5::{Digest, Md5};
+use parking_lot::Mutex;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine};
+
+use super::bindings;
+use super::guest::HostState;
+
+/// Epoch tick: the resolution of `limits.timeout`.
+pub const TICK: Duration = Duration::from_millis(5);
+
+/// A compiled component's identity: digest of the file's bytes.
+pub type Digest16 = [u8; 16];
+
+pub struct Runtime {
+    pub engine: Engine,
+    pub linker: Linker<HostState>,
+    cache: Mutex<HashMap<Digest16, Component>>,
+    _ticker: EpochTicker,
+}
+
+static RUNTIME: Mutex<Weak<Runtime>> = Mutex::new(Weak::new());
+
+impl Runtime {
+    /// The shared runtime, created on first use and dropped (ticker stopped) with its last hook.
+    pub fn shared() -> Result<Arc<Self>, String> {
+        let mut slot = RUNTIME.lock();
+        if let Some(rt) = slot.upgrade() {
+            return Ok(rt);
+        }
+        let rt = Arc::new(Self::new()?);
+        *slot = Arc::downgrade(&rt);
+        Ok(rt)
+    }
+
+    fn new() -> Result<Self, String> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.wasm_component_model(true);
+        let engine = Engine::new(&config).map_err(|e| format!("cannot create engine: {e:#}"))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| format!("cannot link WASI: {e:#}"))?;
+        bindings::host::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(|e| format!("cannot link host interface: {e:#}"))?;
+        let ticker = EpochTicker::start(engine.clone())
+            .map_err(|e| format!("cannot start epoch ticker: {e}"))?;
+        Ok(Self {
+            engine,
+            linker,
+            cache: Mutex::new(HashMap::new()),
+            _ticker: ticker,
+        })
+    }
+
+    /// Reads and compiles `path`, or returns the cached compilation of identical bytes.
+    pub fn load(&self, path: &Path) -> Result<(Component, Digest16), String> {
+        let bytes =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let digest: Digest16 = Md5::digest(&bytes).into();
+        if let Some(c) = self.cache.lock().get(&digest) {
+            return Ok((c.clone(), digest));
+        }
+        let cached = self.disk_path(&digest);
+        let component = match cached.as_deref().and_then(|p| self.from_disk(p)) {
+            Some(c) => c,
+            None => {
+                let c = Component::new(&self.engine, &bytes)
+                    .map_err(|e| format!("{} is not a valid component: {e:#}", path.display()))?;
+                if let Some(p) = cached.as_deref() {
+                    to_disk(&c, p);
+                }
+                c
+            }
+        };
+        let mut cache = self.cache.lock();
+        // Old versions of reloaded guests are not worth keeping forever.
+        if cache.len() >= 64 {
+            cache.clear();
+        }
+        cache.insert(digest, component.clone());
+        Ok((component, digest))
+    }
+}
+
+impl Runtime {
+    fn disk_path(&self, digest: &Digest16) -> Option<PathBuf> {
+        let dir = match std::env::var_os("SLUICE_WASM_CACHE_DIR") {
+            Some(d) if d == "off" => return None,
+            Some(d) => PathBuf::from(d),
+            None => match std::env::var_os("XDG_CACHE_HOME") {
+                Some(x) => PathBuf::from(x).join("sluice/wasm"),
+                None => PathBuf::from(std::env::var_os("HOME")?).join(".cache/sluice/wasm"),
+            },
+        };
+        let mut engine = std::collections::hash_map::DefaultHasher::new();
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut engine);
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        Some(dir.join(format!("{:016x}-{hex}.cwasm", engine.finish())))
+    }
+
+    fn from_disk(&self, path: &Path) -> Option<Component> {
+        if !path.is_file() {
+            return None;
+        }
+        // SAFETY: the file was written by `to_disk` from `Component::serialize` of an engine
+        // with the same compatibility hash (in its name), in a folder only the agent's user
+        // writes (module docs); wasmtime still checks its header and engine settings.
+        #[allow(unsafe_code)]
+        let loaded = unsafe { Component::deserialize_file(&self.engine, path) };
+        match loaded {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e,
+                    "Ignoring unusable compiled-component cache file.");
+                None
+            }
+        }
+    }
+}
+
+fn to_disk(component: &Component, path: &Path) {
+    let write = || -> Result<(), String> {
+        let bytes = component.serialize().map_err(|e| e.to_string())?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        }
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, bytes).map_err(|e| e.to_string())?;
+        std::fs::rename(&tmp, path).map_err(|e| e.to_string())
+    };
+    if let Err(e) = write() {
+        tracing::warn!(path = %path.display(), error = %e, "Cannot cache compiled component.");
+    }
+}
+
+/// Advances the engine's epoch every [`TICK`] until dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

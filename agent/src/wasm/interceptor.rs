@@ -1,0 +1,145 @@
+//! `type = wasm` interceptor: the guest returns a verdict per event (keep / drop / replace).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::guest::{Exports, Guest, GuestError, Hook, WasmCounters};
+use super::{OnError, WasmConfig, codec};
+use crate::event::Event;
+use crate::interceptors::{Interceptor, InterceptorError};
+
+const KEEP: u8 = 0;
+const DROP: u8 = 1;
+const REPLACE: u8 = 2;
+
+pub struct WasmInterceptor {
+    guest: Guest,
+}
+
+impl WasmInterceptor {
+    pub fn new(
+        name: &str,
+        config: &WasmConfig,
+        counters: Arc<WasmCounters>,
+    ) -> Result<Self, GuestError> {
+        Ok(Self {
+            guest: Guest::new(name, Hook::Interceptor, config, counters)?,
+        })
+    }
+}
+
+/// Checks verdicts against the batch; the error names what the guest got wrong.
+pub fn validate(events: usize, codes: &[u8], replacements: usize) -> Result<(), String> {
+    if codes.is_empty() {
+        if replacements != 0 {
+            return Err(format!(
+                "{replacements} replacement events without verdicts"
+            ));
+        }
+        return Ok(());
+    }
+    if codes.len() != events {
+        return Err(format!("{} verdicts for {events} events", codes.len()));
+    }
+    let mut replaces = 0;
+    for &code in codes {
+        match code {
+            KEEP | DROP => {}
+            REPLACE => replaces += 1,
+            other => return Err(format!("unknown verdict {other}")),
+        }
+    }
+    if replaces != replacements {
+        return Err(format!(
+            "{replaces} replace verdicts but {replacements} replacement events"
+        ));
+    }
+    Ok(())
+}
+
+/// Applies validated verdicts.
+pub fn apply(events: Vec<Event>, codes: &[u8], replacements: Vec<Event>) -> Vec<Event> {
+    if codes.is_empty() {
+        return events;
+    }
+    let mut replacements = replacements.into_iter();
+    let mut out = Vec::with_capacity(events.len());
+    for (e, &code) in events.into_iter().zip(codes) {
+        match code {
+            KEEP => out.push(e),
+            REPLACE => out.extend(replacements.next()),
+            _ => {}
+        }
+    }
+    out
+}
+
+impl Interceptor for WasmInterceptor {
+    fn intercept(&self, events: Vec<Event>) -> Result<Vec<Event>, InterceptorError> {
+        let c = self.guest.counters();
+        let name = self.guest.name();
+        c.batches.fetch_add(1, Ordering::Relaxed);
+        c.events_in
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        let batch = codec::encode(&events).map_err(|message| InterceptorError {
+            interceptor: name.to_string(),
+            message,
+        })?;
+        let n = events.len();
+        let result = self.guest.call(|store, exports| {
+            let Exports::Interceptor(x) = exports else {
+                return Ok(Err("not an interceptor".into()));
+            };
+            let v = x.call_intercept(&mut *store, &batch)?;
+            Ok(codec::decode(v.replacements).and_then(|r| {
+                validate(n, &v.codes, r.len())?;
+                Ok((v.codes, r))
+            }))
+        });
+        match result {
+            Ok((codes, replacements)) => {
+                let out = apply(events, &codes, replacements);
+                c.events_out.fetch_add(out.len() as u64, Ordering::Relaxed);
+                Ok(out)
+            }
+            Err(fault) => match self.guest.config().on_error {
+                OnError::Fail => {
+                    c.policy_failed.fetch_add(1, Ordering::Relaxed);
+                    Err(InterceptorError {
+                        interceptor: name.to_string(),
+                        message: fault.to_string(),
+                    })
+                }
+                OnError::Drop => {
+                    c.policy_dropped.fetch_add(1, Ordering::Relaxed);
+                    Ok(Vec::new())
+                }
+                OnError::Pass => {
+                    c.policy_passed.fetch_add(1, Ordering::Relaxed);
+                    c.events_out.fetch_add(n as u64, Ordering::Relaxed);
+                    Ok(events)
+                }
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts() {
+        let ev = |s: &str| Event::new(s.to_string());
+        let events = vec![ev("a"), ev("b"), ev("c")];
+        assert_eq!(validate(3, &[], 0), Ok(()));
+        assert!(validate(3, &[0, 1], 0).is_err());
+        assert!(validate(3, &[0, 1, 2], 0).is_err());
+        assert!(validate(3, &[0, 1, 7], 0).is_err());
+        assert_eq!(validate(3, &[2, 1, 0], 1), Ok(()));
+        assert_eq!(
+            apply(events, &[2, 1, 0], vec![ev("z")]),
+            vec![ev("z"), ev("c")]
+        );
+    }
+}

@@ -1,0 +1,202 @@
+//! WebAssembly hooks: user logic as sandboxed components (wit/pipeline.wit).
+//!
+//! Three hooks share one host: an `interceptor` (keep / drop / replace per event), a channel
+//! `router` (a channel set per event) and a `sink-selector` (a sink per event of a sink
+//! group's batch). Each is called once per batch.
+//!
+//! Shape of the host (see [`engine`] and [`guest`]):
+//! - one process-wide [`engine::Runtime`]: a wasmtime `Engine` with epoch interruption, a
+//!   `Linker` with the `host` interface and WASI (capabilities denied unless granted), an epoch
+//!   ticker thread owned by a Drop guard, and a cache of compiled components keyed by the
+//!   file's digest, so restarts and config reloads do not recompile;
+//! - per configured hook, one [`guest::Guest`]: an `InstancePre` built when the agent builds the
+//!   component, one `Store` per live instance with a memory limiter and a per-batch epoch
+//!   deadline, and a reloader that compiles a changed file off the hot path.
+//!
+//! Invariants:
+//! - a guest fault (trap, timeout, memory limit, bad return, failed init) never propagates as a
+//!   panic: the batch follows `on-error`, the instance is dropped and recreated, and
+//!   `FaultCount` plus the fault's own counter are incremented with a warning naming the guest;
+//! - a hot reload swaps the instance between two batches under the lock that serialises
+//!   batches, so every event is processed by exactly one guest version.
+
+pub mod bindings;
+pub mod codec;
+pub mod engine;
+pub mod guest;
+pub mod interceptor;
+pub mod router;
+pub mod sink_selector;
+pub mod tester;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{ConfigError, Props};
+use crate::metrics::{ComponentType, Registry};
+
+pub use guest::{Fault, Guest, GuestError, Hook, WasmCounters};
+
+/// Where a hook is being built: its metric name (`r1.i1`, `r1.selector`, `g1.processor`) and
+/// the registry its `WASM.<name>` counters go to.
+pub struct Scope {
+    pub name: String,
+    pub registry: Arc<Registry>,
+}
+
+impl Scope {
+    pub fn new(name: impl Into<String>, registry: &Arc<Registry>) -> Self {
+        Self {
+            name: name.into(),
+            registry: registry.clone(),
+        }
+    }
+
+    /// A scope whose metrics nobody reads, for unit tests and `sluice wasm test`.
+    pub fn detached(name: impl Into<String>) -> Self {
+        Self::new(name, &Registry::new())
+    }
+
+    /// Fresh counters, registered under `WASM.<name>`.
+    pub fn counters(&self) -> Arc<WasmCounters> {
+        let c = WasmCounters::new();
+        self.registry
+            .register(ComponentType::Wasm, &self.name, c.clone());
+        c
+    }
+}
+
+/// What happens to a batch when the guest faults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnError {
+    /// Roll the batch back; the source retries it later (nothing is lost).
+    Fail,
+    /// Discard the batch (counted).
+    Drop,
+    /// Let the batch through unchanged (interceptor), to every channel (router), or to the
+    /// group's first sink (sink selector).
+    Pass,
+}
+
+/// The keys shared by every wasm hook: `path`, `config.*`, `limits.*`, `on-error`, `grant.*`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WasmConfig {
+    /// The component file (`path`), relative to the config file's folder.
+    pub path: PathBuf,
+    /// `config.<key> = <value>` pairs, passed to the guest's `init`.
+    pub config: Vec<(String, String)>,
+    /// `limits.memory`: largest linear memory, bytes (default 64 MiB; `k`/`m`/`g` suffixes).
+    pub memory: u64,
+    /// `limits.timeout`: CPU time per call, ms (default 1000).
+    pub timeout: Duration,
+    /// `on-error`: `fail` (default), `drop` or `pass`.
+    pub on_error: OnError,
+    /// `reload`: watch the file and hot-swap a changed component (default true).
+    pub reload: bool,
+    /// `grant.fs`: a host folder the guest may read, preopened at the same path (default none).
+    pub grant_fs: Option<PathBuf>,
+    /// `grant.clock`: real wall and monotonic clocks (default false: clocks read zero).
+    pub grant_clock: bool,
+}
+
+pub const DEFAULT_MEMORY: u64 = 64 << 20;
+pub const DEFAULT_TIMEOUT_MS: u64 = 1000;
+
+impl WasmConfig {
+    pub fn from_props(p: &Props) -> Result<Self, ConfigError> {
+        let raw = p.required("path")?;
+        let mut path = PathBuf::from(&raw);
+        if path.is_relative()
+            && let Some(dir) = p.file().parent()
+        {
+            path = dir.join(path);
+        }
+        let memory = match p.get("limits.memory").filter(|v| !v.is_empty()) {
+            None => DEFAULT_MEMORY,
+            Some(v) => parse_size(v).ok_or_else(|| {
+                p.error(
+                    "limits.memory",
+                    format!("invalid size `{v}`; expected bytes with an optional k, m or g suffix"),
+                )
+            })?,
+        };
+        if memory < 1 << 16 {
+            return Err(p.error("limits.memory", "must be at least 64k (one wasm page)"));
+        }
+        let timeout = p.millis("limits.timeout", DEFAULT_TIMEOUT_MS)?;
+        if timeout.is_zero() {
+            return Err(p.error("limits.timeout", "must be greater than 0"));
+        }
+        let on_error = p.choice(
+            "on-error",
+            OnError::Fail,
+            &[
+                (&["fail"], OnError::Fail),
+                (&["drop"], OnError::Drop),
+                (&["pass"], OnError::Pass),
+            ],
+        )?;
+        let grant_fs = p
+            .get("grant.fs")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
+        Ok(Self {
+            path,
+            config: p.children("config."),
+            memory,
+            timeout,
+            on_error,
+            reload: p.bool("reload", true)?,
+            grant_fs,
+            grant_clock: p.bool("grant.clock", false)?,
+        })
+    }
+}
+
+/// `65536`, `64k`, `64m`, `1g` (binary multiples, case-insensitive, optional `b`/`ib`).
+fn parse_size(v: &str) -> Option<u64> {
+    let v = v.trim().to_ascii_lowercase();
+    let v = v.trim_end_matches("ib").trim_end_matches('b');
+    let (num, shift) = match v.chars().last()? {
+        'k' => (&v[..v.len() - 1], 10),
+        'm' => (&v[..v.len() - 1], 20),
+        'g' => (&v[..v.len() - 1], 30),
+        _ => (v, 0),
+    };
+    num.trim().parse::<u64>().ok()?.checked_mul(1 << shift)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("65536"), Some(65536));
+        assert_eq!(parse_size("64k"), Some(64 << 10));
+        assert_eq!(parse_size("16MiB"), Some(16 << 20));
+        assert_eq!(parse_size("1g"), Some(1 << 30));
+        assert_eq!(parse_size("x"), None);
+    }
+
+    #[test]
+    fn keys_and_defaults() -> Result<(), ConfigError> {
+        let p = Props::from_pairs(&[
+            ("path", "/g/f.wasm"),
+            ("config.level", "warn"),
+            ("on-error", "drop"),
+            ("limits.timeout", "50"),
+        ]);
+        let c = WasmConfig::from_props(&p)?;
+        assert_eq!(c.path, PathBuf::from("/g/f.wasm"));
+        assert_eq!(c.config, vec![("level".to_string(), "warn".to_string())]);
+        assert_eq!(c.on_error, OnError::Drop);
+        assert_eq!(c.timeout, Duration::from_millis(50));
+        assert_eq!(c.memory, DEFAULT_MEMORY);
+        assert!(c.reload && !c.grant_clock && c.grant_fs.is_none());
+        let bad = Props::from_pairs(&[("path", "f.wasm"), ("on-error", "explode")]);
+        assert!(WasmConfig::from_props(&bad).is_err());
+        Ok(())
+    }
+}

@@ -1,0 +1,138 @@
+//! `selector.type = wasm`: the guest returns, per event, a bit set of the source's channels.
+//!
+//! Every routed channel is required: the channel processor puts each channel's share in its
+//! own transaction and commits only when all of them prepared, so a split batch is delivered
+//! whole or rolled back whole. A mask of 0 drops the event (counted as `EventDroppedCount`
+//! through `EventOutCount`). `on-error = pass` sends the batch to every channel.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::guest::{Exports, Guest, GuestError, Hook, WasmCounters};
+use super::{OnError, WasmConfig, codec};
+use crate::event::Event;
+use crate::selectors::{ChannelSelector, Routed, SelectorError};
+
+pub struct WasmRouter {
+    guest: Guest,
+    channels: usize,
+}
+
+impl WasmRouter {
+    pub fn new(
+        name: &str,
+        config: &WasmConfig,
+        channels: usize,
+        counters: Arc<WasmCounters>,
+    ) -> Result<Self, GuestError> {
+        if channels > 64 {
+            return Err(GuestError {
+                guest: name.to_string(),
+                message: format!("a wasm router handles at most 64 channels, not {channels}"),
+            });
+        }
+        Ok(Self {
+            guest: Guest::new(name, Hook::Router, config, counters)?,
+            channels,
+        })
+    }
+}
+
+/// Checks the masks: one per event, no bit beyond the source's channels.
+pub fn validate(events: usize, channels: usize, masks: &[u64]) -> Result<(), String> {
+    if masks.len() != events {
+        return Err(format!("{} routes for {events} events", masks.len()));
+    }
+    let allowed = if channels >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << channels) - 1
+    };
+    if let Some((i, m)) = masks.iter().enumerate().find(|(_, m)| *m & !allowed != 0) {
+        return Err(format!(
+            "event {i} routed to channel bit set {m:#x}, but the source has {channels} channels"
+        ));
+    }
+    Ok(())
+}
+
+pub fn split(events: Vec<Event>, channels: usize, masks: &[u64]) -> Routed {
+    let mut routed = Routed::new(channels);
+    for (e, &mask) in events.into_iter().zip(masks) {
+        let last = 63 - mask.leading_zeros() as usize;
+        for ch in 0..channels {
+            if mask & (1 << ch) != 0 {
+                if ch == last {
+                    routed.required[ch].push(e);
+                    break;
+                }
+                routed.required[ch].push(e.clone());
+            }
+        }
+    }
+    routed
+}
+
+impl ChannelSelector for WasmRouter {
+    fn route(&self, events: Vec<Event>) -> Result<Routed, SelectorError> {
+        let c = self.guest.counters();
+        c.batches.fetch_add(1, Ordering::Relaxed);
+        c.events_in
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        let batch = codec::encode(&events).map_err(SelectorError)?;
+        let (n, channels) = (events.len(), self.channels);
+        let result = self.guest.call(|store, exports| {
+            let Exports::Router(x) = exports else {
+                return Ok(Err("not a router".into()));
+            };
+            let masks = x.call_route(&mut *store, &batch)?;
+            Ok(validate(n, channels, &masks).map(|()| masks))
+        });
+        match result {
+            Ok(masks) => {
+                let routed = masks.iter().filter(|m| **m != 0).count();
+                c.events_out.fetch_add(routed as u64, Ordering::Relaxed);
+                Ok(split(events, channels, &masks))
+            }
+            Err(fault) => match self.guest.config().on_error {
+                OnError::Fail => {
+                    c.policy_failed.fetch_add(1, Ordering::Relaxed);
+                    Err(SelectorError(format!(
+                        "wasm guest `{}`: {fault}",
+                        self.guest.name()
+                    )))
+                }
+                OnError::Drop => {
+                    c.policy_dropped.fetch_add(1, Ordering::Relaxed);
+                    Ok(Routed::new(channels))
+                }
+                OnError::Pass => {
+                    c.policy_passed.fetch_add(1, Ordering::Relaxed);
+                    c.events_out.fetch_add(n as u64, Ordering::Relaxed);
+                    let all = if channels >= 64 {
+                        u64::MAX
+                    } else {
+                        (1u64 << channels) - 1
+                    };
+                    Ok(split(events, channels, &vec![all; n]))
+                }
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks() {
+        assert!(validate(2, 2, &[1, 2]).is_ok());
+        assert!(validate(2, 2, &[1]).is_err());
+        assert!(validate(1, 2, &[4]).is_err());
+        let ev = |s: &str| Event::new(s.to_string());
+        let r = split(vec![ev("a"), ev("b"), ev("c")], 2, &[1, 3, 0]);
+        assert_eq!(r.required[0], vec![ev("a"), ev("b")]);
+        assert_eq!(r.required[1], vec![ev("b")]);
+    }
+}

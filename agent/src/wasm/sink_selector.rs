@@ -1,0 +1,186 @@
+//! `processor.type = wasm`: the guest picks, per event, which sink of the group delivers it.
+//!
+//! Transaction semantics: every sink of a wasm group must read the same channel. The processor
+//! takes one batch from it in one take transaction, asks the guest for a sink per event, hands
+//! each sink its share, and commits only when every share was delivered; if any sink fails the
+//! whole batch is rolled back and redelivered later (shares already delivered may then be
+//! delivered twice: at-least-once, like any sink retry). `on-error = pass` sends the batch to
+//! the first sink; `drop` commits it undelivered (counted).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::guest::{Exports, Guest, GuestError, Hook, WasmCounters};
+use super::{OnError, WasmConfig, codec};
+use crate::channels::{ChannelRef, TakeTransaction};
+use crate::event::Event;
+use crate::sinks::group::SinkProcessor;
+use crate::sinks::{SinkError, SinkSlot, SinkStatus};
+
+pub struct WasmSinkProcessor {
+    group: String,
+    guest: Guest,
+    slots: Vec<SinkSlot>,
+    channel: ChannelRef,
+    batch_size: usize,
+}
+
+impl WasmSinkProcessor {
+    pub fn new(
+        group: &str,
+        config: &WasmConfig,
+        slots: Vec<SinkSlot>,
+        counters: Arc<WasmCounters>,
+    ) -> Result<Self, GuestError> {
+        let err = |message: String| GuestError {
+            guest: format!("{group}.processor"),
+            message,
+        };
+        let Some(first) = slots.first() else {
+            return Err(err("the sink group has no sinks".into()));
+        };
+        let channel = first.channel.clone();
+        let same = |c: &ChannelRef| std::ptr::addr_eq(Arc::as_ptr(c), Arc::as_ptr(&channel));
+        if let Some(other) = slots.iter().find(|s| !same(&s.channel)) {
+            return Err(err(format!(
+                "every sink of a wasm group must read the same channel; `{}` reads another one \
+                 than `{}`",
+                other.name, first.name
+            )));
+        }
+        let batch_size = slots.iter().map(|s| s.batch_size).max().unwrap_or(100);
+        Ok(Self {
+            group: group.to_string(),
+            guest: Guest::new(
+                &format!("{group}.processor"),
+                Hook::SinkSelector,
+                config,
+                counters,
+            )?,
+            slots,
+            channel,
+            batch_size,
+        })
+    }
+
+    fn group_err(&self, message: String) -> SinkError {
+        SinkError::Group {
+            group: self.group.clone(),
+            message,
+        }
+    }
+}
+
+/// Checks the choices: one per event, each a sink of the group.
+pub fn validate(events: usize, sinks: usize, choice: &[u32]) -> Result<(), String> {
+    if choice.len() != events {
+        return Err(format!("{} sink choices for {events} events", choice.len()));
+    }
+    if let Some((i, s)) = choice
+        .iter()
+        .enumerate()
+        .find(|(_, s)| **s as usize >= sinks)
+    {
+        return Err(format!(
+            "event {i} sent to sink {s}, but the group has {sinks} sinks"
+        ));
+    }
+    Ok(())
+}
+
+pub fn split(events: &[Event], sinks: usize, choice: &[u32]) -> Vec<Vec<Event>> {
+    let mut parts = vec![Vec::new(); sinks];
+    for (e, &s) in events.iter().zip(choice) {
+        parts[s as usize].push(e.clone());
+    }
+    parts
+}
+
+impl SinkProcessor for WasmSinkProcessor {
+    fn process(&mut self, wait: Duration) -> Result<SinkStatus, SinkError> {
+        for s in &mut self.slots {
+            s.ensure_started()?;
+        }
+        let tx = TakeTransaction::begin(self.channel.as_ref(), self.batch_size, wait)
+            .map_err(|e| self.group_err(e.to_string()))?;
+        if tx.is_empty() {
+            for s in &mut self.slots {
+                s.sink.idle()?;
+            }
+            return Ok(SinkStatus::Idle);
+        }
+        let c = self.guest.counters().clone();
+        let n = tx.len();
+        c.batches.fetch_add(1, Ordering::Relaxed);
+        c.events_in.fetch_add(n as u64, Ordering::Relaxed);
+        let sinks = self.slots.len();
+        let batch = match codec::encode(tx.events()) {
+            Ok(b) => b,
+            Err(e) => {
+                tx.rollback();
+                return Err(self.group_err(e));
+            }
+        };
+        let result = self.guest.call(|store, exports| {
+            let Exports::SinkSelector(x) = exports else {
+                return Ok(Err("not a sink selector".into()));
+            };
+            let choice = x.call_select(&mut *store, &batch)?;
+            Ok(validate(n, sinks, &choice).map(|()| choice))
+        });
+        let choice = match result {
+            Ok(choice) => choice,
+            Err(fault) => match self.guest.config().on_error {
+                OnError::Fail => {
+                    c.policy_failed.fetch_add(1, Ordering::Relaxed);
+                    tx.rollback();
+                    return Err(
+                        self.group_err(format!("wasm guest `{}`: {fault}", self.guest.name()))
+                    );
+                }
+                OnError::Drop => {
+                    c.policy_dropped.fetch_add(1, Ordering::Relaxed);
+                    tx.commit().map_err(|e| self.group_err(e.to_string()))?;
+                    return Ok(SinkStatus::Ready);
+                }
+                OnError::Pass => {
+                    c.policy_passed.fetch_add(1, Ordering::Relaxed);
+                    vec![0; n]
+                }
+            },
+        };
+        let parts = split(tx.events(), sinks, &choice);
+        for (slot, part) in self.slots.iter_mut().zip(&parts) {
+            if part.is_empty() {
+                continue;
+            }
+            if let Err(e) = slot.deliver_part(part) {
+                tx.rollback();
+                return Err(e);
+            }
+        }
+        tx.commit().map_err(|e| self.group_err(e.to_string()))?;
+        c.events_out.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(SinkStatus::Ready)
+    }
+
+    fn slots_mut(&mut self) -> &mut [SinkSlot] {
+        &mut self.slots
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn choices() {
+        assert!(validate(2, 2, &[0, 1]).is_ok());
+        assert!(validate(2, 2, &[0]).is_err());
+        assert!(validate(1, 2, &[2]).is_err());
+        let ev = |s: &str| Event::new(s.to_string());
+        let parts = split(&[ev("a"), ev("b"), ev("c")], 2, &[1, 0, 1]);
+        assert_eq!(parts, vec![vec![ev("b")], vec![ev("a"), ev("c")]]);
+    }
+}

@@ -1,0 +1,186 @@
+//! `sluice wasm test`: runs a guest over sample events and reports what it decided, so guest
+//! authors can check a component without an agent.
+
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::time::Instant;
+
+use super::guest::{Exports, Guest, Hook};
+use super::{WasmConfig, codec, interceptor, router, sink_selector};
+use crate::event::{Event, Headers};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TestError {
+    #[error("{0}")]
+    Input(String),
+    #[error(transparent)]
+    Guest(#[from] super::GuestError),
+    #[error("guest fault: {0}")]
+    Fault(#[from] super::Fault),
+    #[error("cannot write output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+/// Reads JSON lines: `{"headers": {"k": "v"}, "body": "text"}` (both optional) or a bare JSON
+/// string used as the body.
+pub fn read_events(input: impl BufRead, source: &Path) -> Result<Vec<Event>, TestError> {
+    let mut out = Vec::new();
+    for (n, line) in input.lines().enumerate() {
+        let line = line.map_err(|e| TestError::Input(format!("{}: {e}", source.display())))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |m: String| TestError::Input(format!("{}:{}: {m}", source.display(), n + 1));
+        let v: serde_json::Value = serde_json::from_str(&line).map_err(|e| bad(e.to_string()))?;
+        let event = match v {
+            serde_json::Value::String(body) => Event::new(body),
+            serde_json::Value::Object(o) => {
+                let body = match o.get("body") {
+                    None => String::new(),
+                    Some(serde_json::Value::String(s)) => s.clone(),
+                    Some(_) => return Err(bad("`body` must be a string".into())),
+                };
+                let mut headers = Headers::new();
+                if let Some(h) = o.get("headers") {
+                    let Some(h) = h.as_object() else {
+                        return Err(bad("`headers` must be an object".into()));
+                    };
+                    for (k, v) in h {
+                        let Some(v) = v.as_str() else {
+                            return Err(bad(format!("header `{k}` must be a string")));
+                        };
+                        headers.insert(k.clone(), v.to_string());
+                    }
+                }
+                Event {
+                    headers,
+                    body: body.into(),
+                }
+            }
+            _ => return Err(bad("expected an object or a string".into())),
+        };
+        out.push(event);
+    }
+    Ok(out)
+}
+
+pub fn event_json(e: &Event) -> serde_json::Value {
+    let headers: serde_json::Map<String, serde_json::Value> = e
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.into()))
+        .collect();
+    serde_json::json!({
+        "headers": headers,
+        "body": String::from_utf8_lossy(&e.body),
+    })
+}
+
+/// What `run` needs besides the guest: the world, batch size, and the fan-out to check
+/// indices against.
+pub struct TestPlan {
+    pub hook: Hook,
+    pub batch: usize,
+    pub targets: usize,
+}
+
+/// Runs `events` through the guest in batches; writes one JSON line per input event to `out`
+/// and returns a one-line summary.
+pub fn run(
+    config: &WasmConfig,
+    plan: &TestPlan,
+    events: &[Event],
+    out: &mut impl Write,
+) -> Result<String, TestError> {
+    let started = Instant::now();
+    let guest = Guest::new("test", plan.hook, config, super::WasmCounters::new())?;
+    let instantiate = started.elapsed();
+    let started = Instant::now();
+    let mut index = 0usize;
+    let (mut kept, mut dropped, mut replaced) = (0usize, 0usize, 0usize);
+    for chunk in events.chunks(plan.batch.max(1)) {
+        let batch = codec::encode(chunk).map_err(TestError::Input)?;
+        let n = chunk.len();
+        match plan.hook {
+            Hook::Interceptor => {
+                let (codes, repl) = guest.call(|store, exports| {
+                    let Exports::Interceptor(x) = exports else {
+                        return Ok(Err("not an interceptor".into()));
+                    };
+                    let v = x.call_intercept(&mut *store, &batch)?;
+                    Ok(codec::decode(v.replacements).and_then(|r| {
+                        interceptor::validate(n, &v.codes, r.len())?;
+                        Ok((v.codes, r))
+                    }))
+                })?;
+                let mut repl = repl.into_iter();
+                for (i, e) in chunk.iter().enumerate() {
+                    let code = codes.get(i).copied().unwrap_or(0);
+                    let line = match code {
+                        0 => {
+                            kept += 1;
+                            serde_json::json!({"index": index, "verdict": "keep", "event": event_json(e)})
+                        }
+                        1 => {
+                            dropped += 1;
+                            serde_json::json!({"index": index, "verdict": "drop"})
+                        }
+                        _ => {
+                            replaced += 1;
+                            let r = repl.next().map(|r| event_json(&r));
+                            serde_json::json!({"index": index, "verdict": "replace", "event": r})
+                        }
+                    };
+                    writeln!(out, "{line}")?;
+                    index += 1;
+                }
+            }
+            Hook::Router => {
+                let targets = plan.targets;
+                let masks = guest.call(|store, exports| {
+                    let Exports::Router(x) = exports else {
+                        return Ok(Err("not a router".into()));
+                    };
+                    let m = x.call_route(&mut *store, &batch)?;
+                    Ok(router::validate(n, targets, &m).map(|()| m))
+                })?;
+                for m in masks {
+                    let channels: Vec<u32> = (0..64).filter(|b| m & (1 << b) != 0).collect();
+                    if channels.is_empty() {
+                        dropped += 1;
+                    } else {
+                        kept += 1;
+                    }
+                    writeln!(
+                        out,
+                        "{}",
+                        serde_json::json!({"index": index, "channels": channels})
+                    )?;
+                    index += 1;
+                }
+            }
+            Hook::SinkSelector => {
+                let targets = plan.targets;
+                let choice = guest.call(|store, exports| {
+                    let Exports::SinkSelector(x) = exports else {
+                        return Ok(Err("not a sink selector".into()));
+                    };
+                    let c = x.call_select(&mut *store, &batch)?;
+                    Ok(sink_selector::validate(n, targets, &c).map(|()| c))
+                })?;
+                for s in choice {
+                    kept += 1;
+                    writeln!(out, "{}", serde_json::json!({"index": index, "sink": s}))?;
+                    index += 1;
+                }
+            }
+        }
+    }
+    Ok(format!(
+        "{} events: {kept} kept/routed, {dropped} dropped, {replaced} replaced; \
+         instantiate+init {:.1} ms, run {:.1} ms",
+        events.len(),
+        instantiate.as_secs_f64() * 1000.0,
+        started.elapsed().as_secs_f64() * 1000.0
+    ))
+}

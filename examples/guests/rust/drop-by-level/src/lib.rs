@@ -1,0 +1,92 @@
+//! Drops events whose level is below a threshold.
+//!
+//! The level is the `level` header (`config.header` names another one) or, without it, the
+//! first word of the body (`DEBUG ...`). Config: `config.min-level` (default `info`): events
+//! below it are dropped; events without a recognisable level are kept.
+
+use sluice_guest::{Batch, Config, Interceptor, Verdicts, counter_add};
+
+const LEVELS: [&str; 5] = ["trace", "debug", "info", "warn", "error"];
+
+fn rank(word: &str) -> Option<usize> {
+    let word = word.trim_end_matches(':');
+    LEVELS
+        .iter()
+        .position(|l| l.eq_ignore_ascii_case(word))
+        .or(match word {
+            w if w.eq_ignore_ascii_case("warning") => Some(3),
+            w if w.eq_ignore_ascii_case("fatal") => Some(4),
+            _ => None,
+        })
+}
+
+pub struct DropByLevel {
+    header: String,
+    min: usize,
+}
+
+impl Interceptor for DropByLevel {
+    fn init(config: &Config) -> Result<Self, String> {
+        let min = config.get("min-level").unwrap_or("info");
+        Ok(Self {
+            header: config.get("header").unwrap_or("level").to_string(),
+            min: rank(min).ok_or_else(|| format!("config.min-level: unknown level `{min}`"))?,
+        })
+    }
+
+    fn intercept(&mut self, batch: &Batch<'_>, out: &mut Verdicts) {
+        let mut dropped = 0;
+        for e in batch.iter() {
+            let level = match e.header(&self.header) {
+                Some(h) => rank(h),
+                None => {
+                    let first = e.body.split(|b| *b == b' ').next().unwrap_or_default();
+                    std::str::from_utf8(first).ok().and_then(rank)
+                }
+            };
+            if level.is_some_and(|l| l < self.min) {
+                dropped += 1;
+                out.drop();
+            } else {
+                out.keep();
+            }
+        }
+        if dropped > 0 {
+            counter_add("DroppedByLevel", dropped);
+        }
+    }
+}
+
+sluice_guest::export!(interceptor: DropByLevel);
+
+#[cfg(test)]
+mod tests {
+    use sluice_guest::testing::{Outcome, config, event, intercept};
+
+    use super::*;
+
+    #[test]
+    fn drops_below_the_threshold() -> Result<(), String> {
+        let events = [
+            event("x", &[("level", "debug")]),
+            event("WARN disk almost full", &[]),
+            event("DEBUG: noisy", &[]),
+            event("no level here", &[]),
+            event("x", &[("severity", "trace")]),
+        ];
+        let out = intercept::<DropByLevel>(&config(&[("min-level", "info")]), &events)?;
+        use Outcome::{Drop, Keep};
+        assert_eq!(out, vec![Drop, Keep, Drop, Keep, Keep]);
+        let out = intercept::<DropByLevel>(
+            &config(&[("min-level", "warn"), ("header", "severity")]),
+            &events[4..],
+        )?;
+        assert_eq!(out, vec![Drop]);
+        Ok(())
+    }
+
+    #[test]
+    fn rejects_unknown_level() {
+        assert!(intercept::<DropByLevel>(&config(&[("min-level", "loud")]), &[]).is_err());
+    }
+}

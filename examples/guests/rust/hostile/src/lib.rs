@@ -1,0 +1,94 @@
+//! A misbehaving interceptor for the fault tests; `config.mode` picks the misbehaviour:
+//!
+//! - `loop`: never returns from `intercept`;
+//! - `bomb`: allocates until memory runs out;
+//! - `init-trap`: panics in `init`;
+//! - `poison`: panics on a batch holding an event whose body is a number ending in `500`
+//!   (with a `seq` source: one batch in every thousand events);
+//! - `bad-verdicts`: returns one verdict too few;
+//! - `probe`: tries to read the file `config.probe-path` and the clock at init, and tags every
+//!   event with `probe` (`read:<bytes>` or `denied:<error>`) and `clock` (seconds since 1970).
+
+use sluice_guest::{Batch, Config, Interceptor, Level, Verdicts, log};
+
+pub struct Hostile {
+    mode: String,
+    probe: String,
+    clock: String,
+}
+
+impl Interceptor for Hostile {
+    fn init(config: &Config) -> Result<Self, String> {
+        let mode = config.get("mode").unwrap_or("").to_string();
+        if mode == "init-trap" {
+            panic!("init-trap mode: trapping in init");
+        }
+        let mut probe = String::new();
+        let mut clock = String::new();
+        if mode == "probe" {
+            let path = config.get("probe-path").unwrap_or("/etc/hostname");
+            probe = match std::fs::read(path) {
+                Ok(b) => format!("read:{}", b.len()),
+                Err(e) => format!("denied:{:?}", e.kind()),
+            };
+            clock = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+                .to_string();
+            log(
+                Level::Info,
+                &format!("probe {path}: {probe}, clock {clock}"),
+            );
+        }
+        Ok(Self { mode, probe, clock })
+    }
+
+    fn intercept(&mut self, batch: &Batch<'_>, out: &mut Verdicts) {
+        match self.mode.as_str() {
+            "loop" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "bomb" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "poison" => {
+                if batch
+                    .iter()
+                    .any(|e| e.body_str().is_some_and(|b| b.ends_with("500")))
+                {
+                    panic!("poison event in batch");
+                }
+                for _ in batch.iter() {
+                    out.keep();
+                }
+            }
+            "bad-verdicts" => {
+                for _ in batch.iter().skip(1) {
+                    out.drop();
+                }
+            }
+            "probe" => {
+                for e in batch.iter() {
+                    let mut r = e.to_owned();
+                    r.set_header("probe", &self.probe);
+                    r.set_header("clock", &self.clock);
+                    out.replace(&r);
+                }
+            }
+            _ => {
+                for _ in batch.iter() {
+                    out.keep();
+                }
+            }
+        }
+    }
+}
+
+sluice_guest::export!(interceptor: Hostile);

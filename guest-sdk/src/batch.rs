@@ -1,0 +1,263 @@
+//! The flat batch, read in place, and the builders guests return.
+
+/// The `config.*` keys of the agent config (prefix removed).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Config(Vec<(String, String)>);
+
+impl Config {
+    pub fn new(pairs: Vec<(String, String)>) -> Self {
+        Self(pairs)
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+/// A batch as the host sent it: four buffers, read without copying.
+#[derive(Clone, Copy, Debug)]
+pub struct Batch<'a> {
+    bodies: &'a [u8],
+    body_ends: &'a [u32],
+    headers: &'a [u8],
+    header_ends: &'a [u32],
+}
+
+impl<'a> Batch<'a> {
+    pub fn new(
+        bodies: &'a [u8],
+        body_ends: &'a [u32],
+        headers: &'a [u8],
+        header_ends: &'a [u32],
+    ) -> Self {
+        Self {
+            bodies,
+            body_ends,
+            headers,
+            header_ends,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.body_ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.body_ends.is_empty()
+    }
+
+    /// Event `i`; out-of-range offsets (a host bug) read as empty.
+    pub fn get(&self, i: usize) -> Option<Event<'a>> {
+        let end = *self.body_ends.get(i)? as usize;
+        let start = if i == 0 {
+            0
+        } else {
+            self.body_ends[i - 1] as usize
+        };
+        let hend = self.header_ends.get(i).map_or(0, |e| *e as usize);
+        let hstart = if i == 0 {
+            0
+        } else {
+            self.header_ends.get(i - 1).map_or(0, |e| *e as usize)
+        };
+        Some(Event {
+            body: self.bodies.get(start..end).unwrap_or_default(),
+            headers: Headers(self.headers.get(hstart..hend).unwrap_or_default()),
+        })
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Event<'a>> + '_ {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
+}
+
+/// One event of a batch, borrowed.
+#[derive(Clone, Copy, Debug)]
+pub struct Event<'a> {
+    pub body: &'a [u8],
+    pub headers: Headers<'a>,
+}
+
+impl<'a> Event<'a> {
+    pub fn header(&self, key: &str) -> Option<&'a str> {
+        self.headers.get(key)
+    }
+
+    /// The body as text, if it is UTF-8.
+    pub fn body_str(&self) -> Option<&'a str> {
+        std::str::from_utf8(self.body).ok()
+    }
+
+    pub fn to_owned(&self) -> OwnedEvent {
+        OwnedEvent {
+            headers: self
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: self.body.to_vec(),
+        }
+    }
+}
+
+/// An event's encoded headers.
+#[derive(Clone, Copy, Debug)]
+pub struct Headers<'a>(&'a [u8]);
+
+impl<'a> Headers<'a> {
+    pub fn get(&self, key: &str) -> Option<&'a str> {
+        self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    pub fn iter(&self) -> HeaderIter<'a> {
+        HeaderIter(self.0)
+    }
+}
+
+pub struct HeaderIter<'a>(&'a [u8]);
+
+fn take_str(buf: &[u8]) -> Option<(&str, &[u8])> {
+    let (len, rest) = buf.split_first_chunk::<4>()?;
+    let len = u32::from_le_bytes(*len) as usize;
+    let s = std::str::from_utf8(rest.get(..len)?).ok()?;
+    Some((s, &rest[len..]))
+}
+
+impl<'a> Iterator for HeaderIter<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (k, rest) = take_str(self.0)?;
+        let (v, rest) = take_str(rest)?;
+        self.0 = rest;
+        Some((k, v))
+    }
+}
+
+/// An event a guest builds (a replacement).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OwnedEvent {
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl OwnedEvent {
+    pub fn new(body: impl Into<Vec<u8>>) -> Self {
+        Self {
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    pub fn header(&self, key: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Sets a header (replacing an existing one).
+    pub fn set_header(&mut self, key: &str, value: &str) {
+        match self.headers.iter_mut().find(|(k, _)| k == key) {
+            Some(e) => e.1 = value.to_string(),
+            None => self.headers.push((key.to_string(), value.to_string())),
+        }
+    }
+}
+
+/// A batch being built, in the wire format.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BatchBuf {
+    pub bodies: Vec<u8>,
+    pub body_ends: Vec<u32>,
+    pub headers: Vec<u8>,
+    pub header_ends: Vec<u32>,
+}
+
+impl BatchBuf {
+    pub fn push(&mut self, e: &OwnedEvent) {
+        self.bodies.extend_from_slice(&e.body);
+        self.body_ends.push(self.bodies.len() as u32);
+        let mut sorted: Vec<&(String, String)> = e.headers.iter().collect();
+        sorted.sort();
+        for (k, v) in sorted {
+            self.headers
+                .extend_from_slice(&(k.len() as u32).to_le_bytes());
+            self.headers.extend_from_slice(k.as_bytes());
+            self.headers
+                .extend_from_slice(&(v.len() as u32).to_le_bytes());
+            self.headers.extend_from_slice(v.as_bytes());
+        }
+        self.header_ends.push(self.headers.len() as u32);
+    }
+
+    pub fn batch(&self) -> Batch<'_> {
+        Batch::new(
+            &self.bodies,
+            &self.body_ends,
+            &self.headers,
+            &self.header_ends,
+        )
+    }
+}
+
+const KEEP: u8 = 0;
+const DROP: u8 = 1;
+const REPLACE: u8 = 2;
+
+/// An interceptor's answer: one verdict per event, in order. When every verdict is `keep`
+/// nothing but an empty list goes back to the host.
+#[derive(Clone, Debug, Default)]
+pub struct Verdicts {
+    codes: Vec<u8>,
+    changed: bool,
+    replacements: BatchBuf,
+}
+
+impl Verdicts {
+    pub fn with_capacity(n: usize) -> Self {
+        Self {
+            codes: Vec::with_capacity(n),
+            ..Self::default()
+        }
+    }
+
+    pub fn keep(&mut self) {
+        self.codes.push(KEEP);
+    }
+
+    pub fn drop(&mut self) {
+        self.codes.push(DROP);
+        self.changed = true;
+    }
+
+    pub fn replace(&mut self, event: &OwnedEvent) {
+        self.codes.push(REPLACE);
+        self.changed = true;
+        self.replacements.push(event);
+    }
+
+    pub fn len(&self) -> usize {
+        self.codes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.codes.is_empty()
+    }
+
+    /// The wire form: codes (empty when all kept) and the replacement batch.
+    pub fn into_parts(self) -> (Vec<u8>, BatchBuf) {
+        if self.changed {
+            (self.codes, self.replacements)
+        } else {
+            (Vec::new(), BatchBuf::default())
+        }
+    }
+}

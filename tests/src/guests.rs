@@ -1,0 +1,207 @@
+//! Builds the example WebAssembly guests from source, with the toolchains the test command
+//! installs (scripts/test): Rust's `wasm32-wasip2` target, Zig from PyPI (`ziglang`) with
+//! `sluice-guest-tool` for C, `componentize-py` for Python and `@bytecodealliance/componentize-js`
+//! from npm for JavaScript. A missing toolchain fails the test with the command that installs
+//! it. Non-cargo builds are skipped when their output is newer than every input.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use anyhow::{Context, Result, bail};
+
+use crate::{sluice_bin, workspace_root};
+
+/// Serialises guest builds inside one test process (cargo locks across processes itself).
+static BUILD: Mutex<()> = Mutex::new(());
+
+fn run(cmd: &mut Command, what: &str, install_hint: &str) -> Result<()> {
+    let out = cmd.output().with_context(|| {
+        format!("cannot run {what}: {install_hint} (or run scripts/test, which installs it)")
+    })?;
+    if !out.status.success() {
+        bail!(
+            "{what} failed ({}):\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+fn examples() -> PathBuf {
+    workspace_root().join("examples").join("guests")
+}
+
+/// `~/.local/bin` holds pip --user scripts; make sure children find them.
+fn path_with_user_bin() -> String {
+    let path = std::env::var("PATH").unwrap_or_default();
+    match std::env::var("HOME") {
+        Ok(home) => format!("{home}/.local/bin:{path}"),
+        Err(_) => path,
+    }
+}
+
+/// Builds the Rust guest crate `name` (a member of examples/guests/rust) for wasm32-wasip2.
+/// `tag` sets `SLUICE_TAG` and a separate target folder (the reload test's two versions).
+pub fn rust(name: &str, tag: Option<&str>) -> Result<PathBuf> {
+    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = examples().join("rust");
+    let target = match tag {
+        Some(t) => dir.join(format!("target-{t}")),
+        None => dir.join("target"),
+    };
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(&dir)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            name,
+        ])
+        .arg("--target-dir")
+        .arg(&target);
+    if let Some(t) = tag {
+        cmd.env("SLUICE_TAG", t);
+    }
+    run(
+        &mut cmd,
+        &format!("cargo build of guest {name}"),
+        "rustup target add wasm32-wasip2",
+    )?;
+    let wasm = target
+        .join("wasm32-wasip2/release")
+        .join(format!("{}.wasm", name.replace('-', "_")));
+    if !wasm.is_file() {
+        bail!("{} was not produced", wasm.display());
+    }
+    Ok(wasm)
+}
+
+fn newest(paths: &[PathBuf]) -> Option<SystemTime> {
+    paths
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .max()
+}
+
+fn up_to_date(output: &Path, inputs: &[PathBuf]) -> bool {
+    match (newest(&[output.to_path_buf()]), newest(inputs)) {
+        (Some(out), Some(inp)) => out > inp,
+        _ => false,
+    }
+}
+
+fn wit_file() -> PathBuf {
+    workspace_root().join("wit").join("pipeline.wit")
+}
+
+/// The C PII-masking interceptor: bindings from `sluice-guest-tool c-bindings`, compiled by
+/// Zig (`python3 -m ziglang cc`) for wasm32-wasi, turned into a component by
+/// `sluice-guest-tool componentize`.
+pub fn c_pii_mask() -> Result<PathBuf> {
+    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = examples().join("c").join("pii-mask");
+    let out_dir = dir.join("target");
+    let output = out_dir.join("pii_mask.wasm");
+    let tool = sluice_bin()?.with_file_name("sluice-guest-tool");
+    let inputs = [dir.join("pii_mask.c"), wit_file(), tool.clone()];
+    if up_to_date(&output, &inputs) {
+        return Ok(output);
+    }
+    std::fs::create_dir_all(&out_dir)?;
+    let gen_dir = out_dir.join("bindings");
+    run(
+        Command::new(&tool)
+            .args(["c-bindings", "--world", "interceptor", "--wit"])
+            .arg(workspace_root().join("wit"))
+            .arg("--out")
+            .arg(&gen_dir),
+        "sluice-guest-tool c-bindings",
+        "cargo build --workspace --bins",
+    )?;
+    let module = out_dir.join("pii_mask.core.wasm");
+    run(
+        Command::new("python3")
+            .args([
+                "-m",
+                "ziglang",
+                "cc",
+                "-target",
+                "wasm32-wasi",
+                "-mexec-model=reactor",
+                "-O2",
+                "-I",
+            ])
+            .arg(&gen_dir)
+            .arg(dir.join("pii_mask.c"))
+            .arg(gen_dir.join("interceptor.c"))
+            .arg(gen_dir.join("interceptor_component_type.o"))
+            .arg("-o")
+            .arg(&module),
+        "zig cc (python3 -m ziglang)",
+        "pip install --user ziglang",
+    )?;
+    run(
+        Command::new(&tool)
+            .arg("componentize")
+            .arg(&module)
+            .arg("-o")
+            .arg(&output),
+        "sluice-guest-tool componentize",
+        "cargo build --workspace --bins",
+    )?;
+    Ok(output)
+}
+
+/// The Python tenant router, built by componentize-py.
+pub fn python_tenant_router() -> Result<PathBuf> {
+    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = examples().join("python").join("tenant-router");
+    let output = dir.join("target").join("tenant_router.wasm");
+    if up_to_date(&output, &[dir.join("app.py"), wit_file()]) {
+        return Ok(output);
+    }
+    std::fs::create_dir_all(dir.join("target"))?;
+    run(
+        Command::new("componentize-py")
+            .env("PATH", path_with_user_bin())
+            .current_dir(&dir)
+            .arg("-d")
+            .arg(workspace_root().join("wit"))
+            .args(["-w", "router", "componentize", "app", "-o"])
+            .arg(&output),
+        "componentize-py",
+        "pip install --user componentize-py",
+    )?;
+    Ok(output)
+}
+
+/// The JavaScript sticky sink selector, built by componentize-js (`npm ci` first).
+pub fn js_sticky_selector() -> Result<PathBuf> {
+    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = examples().join("js").join("sticky-selector");
+    let output = dir.join("sticky_selector.wasm");
+    if up_to_date(&output, &[dir.join("selector.js"), wit_file()]) {
+        return Ok(output);
+    }
+    if !dir.join("node_modules").is_dir() {
+        run(
+            Command::new("npm")
+                .current_dir(&dir)
+                .args(["ci", "--no-audit", "--no-fund"]),
+            "npm ci",
+            "install Node.js 18+ with npm",
+        )?;
+    }
+    run(
+        Command::new("npm").current_dir(&dir).args(["run", "build"]),
+        "componentize-js (npm run build)",
+        "npm ci in examples/guests/js/sticky-selector",
+    )?;
+    Ok(output)
+}

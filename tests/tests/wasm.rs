@@ -1,0 +1,715 @@
+//! WebAssembly hooks end to end with the real `sluice` binary and guests built from source:
+//! every example guest in a real pipeline, hostile guests (each fault kind and policy), hot
+//! reload with exact event accounting, capabilities, and `sluice wasm test`.
+//!
+//! Inputs with headers come from a TAILDIR source reading files the test writes, with a
+//! `regex_extractor` interceptor turning the first word of each line into a header.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use sluice_integration::{Sluice, guests, read_lines, run_sluice, wait_for};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn write_lines(path: &Path, lines: &[String]) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    for l in lines {
+        writeln!(f, "{l}")?;
+    }
+    Ok(())
+}
+
+/// TAILDIR source `r1` on `logs/*.log` into `channels`, with `first word -> header` extraction.
+fn taildir(dir: &Path, channels: &str, header: &str) -> String {
+    format!(
+        "a1.sources = r1\n\
+         a1.sources.r1.type = TAILDIR\n\
+         a1.sources.r1.channels = {channels}\n\
+         a1.sources.r1.filegroups = f1\n\
+         a1.sources.r1.filegroups.f1 = {}/logs/.*\\\\.log\n\
+         a1.sources.r1.positionFile = {}/pos.json\n\
+         a1.sources.r1.batchSize = 100\n\
+         a1.sources.r1.backoffSleepIncrement = 100\n\
+         a1.sources.r1.maxBackoffSleep = 500\n\
+         a1.sources.r1.interceptors = x w\n\
+         a1.sources.r1.interceptors.x.type = regex_extractor\n\
+         a1.sources.r1.interceptors.x.regex = ^(\\\\w+)\n\
+         a1.sources.r1.interceptors.x.serializers = s\n\
+         a1.sources.r1.interceptors.x.serializers.s.name = {header}\n",
+        dir.display(),
+        dir.display()
+    )
+}
+
+fn seq(total: u64, channels: &str) -> String {
+    format!(
+        "a1.sources = r1\n\
+         a1.sources.r1.type = seq\n\
+         a1.sources.r1.batchSize = 100\n\
+         a1.sources.r1.totalEvents = {total}\n\
+         a1.sources.r1.channels = {channels}\n\
+         a1.sources.r1.backoffSleepIncrement = 100\n\
+         a1.sources.r1.maxBackoffSleep = 500\n\
+         a1.sources.r1.interceptors = w\n"
+    )
+}
+
+fn memory(name: &str) -> String {
+    format!(
+        "a1.channels.{name}.type = memory\n\
+         a1.channels.{name}.capacity = 100000\n\
+         a1.channels.{name}.transactionCapacity = 1000\n\
+         a1.channels.{name}.keep-alive = 0\n"
+    )
+}
+
+fn file_roll(name: &str, channel: &str, dir: &Path) -> String {
+    format!(
+        "a1.sinks.{name}.type = file_roll\n\
+         a1.sinks.{name}.channel = {channel}\n\
+         a1.sinks.{name}.sink.directory = {}\n\
+         a1.sinks.{name}.sink.rollInterval = 0\n\
+         a1.sinks.{name}.sink.batchSize = 100\n\
+         a1.sinks.{name}.sink.serializer = header_and_text\n",
+        dir.display()
+    )
+}
+
+/// `w` as a wasm interceptor of r1 with extra keys.
+fn wasm_interceptor(path: &Path, keys: &[(&str, &str)]) -> String {
+    let mut s = format!(
+        "a1.sources.r1.interceptors.w.type = wasm\na1.sources.r1.interceptors.w.path = {}\n",
+        path.display()
+    );
+    for (k, v) in keys {
+        s.push_str(&format!("a1.sources.r1.interceptors.w.{k} = {v}\n"));
+    }
+    s
+}
+
+/// One-channel, one-sink pipeline: `source` → c1 → file_roll into `out`.
+fn simple(source: &str, extra: &str, out: &Path) -> String {
+    format!(
+        "{source}{extra}a1.channels = c1\n{}a1.sinks = k1\n{}",
+        memory("c1"),
+        file_roll("k1", "c1", out)
+    )
+}
+
+/// Bodies of file_roll lines written with header_and_text: `{k=v, ...} body`.
+fn parse_line(line: &str) -> (BTreeMap<String, String>, String) {
+    let mut headers = BTreeMap::new();
+    let Some(rest) = line.strip_prefix('{') else {
+        return (headers, line.to_string());
+    };
+    let Some((h, body)) = rest.split_once("} ") else {
+        return (headers, line.to_string());
+    };
+    for kv in h.split(", ") {
+        if let Some((k, v)) = kv.split_once('=') {
+            headers.insert(k.to_string(), v.to_string());
+        }
+    }
+    (headers, body.to_string())
+}
+
+fn wait_count(dir: &Path, n: usize) -> Result<Vec<String>> {
+    wait_for(&format!("{n} lines in {}", dir.display()), WAIT, || {
+        let v = read_lines(dir);
+        (v.len() >= n).then_some(v)
+    })
+}
+
+fn wait_counter(agent: &Sluice, comp: &str, name: &str, at_least: u64) -> Result<u64> {
+    wait_for(&format!("{comp} {name} >= {at_least}"), WAIT, || {
+        agent.counter(comp, name).ok().filter(|v| *v >= at_least)
+    })
+    .with_context(|| {
+        format!(
+            "metrics: {:?}\nlog:\n{}",
+            agent.metrics().ok(),
+            agent.log_text()
+        )
+    })
+}
+
+const LEVELS: [&str; 5] = ["DEBUG", "INFO", "WARN", "TRACE", "ERROR"];
+
+#[test]
+fn rust_drop_by_level_filters_in_a_real_pipeline() -> Result<()> {
+    let wasm = guests::rust("drop-by-level", None)?;
+    let tmp = tempfile::tempdir()?;
+    std::fs::create_dir_all(tmp.path().join("logs"))?;
+    let lines: Vec<String> = (0..1000)
+        .map(|i| format!("{} event {i}", LEVELS[i % 5]))
+        .collect();
+    write_lines(&tmp.path().join("logs/app.log"), &lines)?;
+    let out = tmp.path().join("out");
+    let conf = simple(
+        &taildir(tmp.path(), "c1", "lvl"),
+        &wasm_interceptor(&wasm, &[("config.min-level", "info")]),
+        &out,
+    );
+    let agent = Sluice::start(tmp.path(), "a", &conf, &[])?;
+    let got = wait_count(&out, 600)?;
+    wait_counter(&agent, "WASM.r1.w", "DroppedByLevel", 400)?;
+    std::thread::sleep(Duration::from_millis(500));
+    let got: Vec<String> = read_lines(&out).iter().map(|l| parse_line(l).1).collect();
+    let want: Vec<String> = lines
+        .iter()
+        .filter(|l| !l.starts_with("DEBUG") && !l.starts_with("TRACE"))
+        .cloned()
+        .collect();
+    ensure!(got == want, "kept {} lines, want {}", got.len(), want.len());
+    ensure!(agent.counter("WASM.r1.w", "DroppedByLevel")? == 400);
+    ensure!(agent.counter("WASM.r1.w", "EventInCount")? == 1000);
+    ensure!(agent.counter("WASM.r1.w", "EventOutCount")? == 600);
+    ensure!(agent.counter("WASM.r1.w", "FaultCount")? == 0);
+    ensure!(agent.counter("SOURCE.r1", "InterceptorDroppedCount")? == 400);
+    Ok(())
+}
+
+#[test]
+fn c_pii_mask_transforms_in_a_real_pipeline() -> Result<()> {
+    let wasm = guests::c_pii_mask()?;
+    let tmp = tempfile::tempdir()?;
+    std::fs::create_dir_all(tmp.path().join("logs"))?;
+    let lines: Vec<String> = (0..300)
+        .map(|i| match i % 3 {
+            0 => format!(
+                "user{i} signed in as bob.smith{i}@example.com from 10.0.0.{}",
+                i % 250
+            ),
+            1 => format!("card 4111 1111 1111 {:04} charged", i),
+            _ => format!("plain line {i}"),
+        })
+        .collect();
+    write_lines(&tmp.path().join("logs/app.log"), &lines)?;
+    let out = tmp.path().join("out");
+    let conf = simple(
+        &taildir(tmp.path(), "c1", "first"),
+        &wasm_interceptor(&wasm, &[]),
+        &out,
+    );
+    let agent = Sluice::start(tmp.path(), "a", &conf, &[])?;
+    wait_count(&out, 300)?;
+    let got: Vec<(BTreeMap<String, String>, String)> =
+        read_lines(&out).iter().map(|l| parse_line(l)).collect();
+    ensure!(got.len() == 300, "{} lines", got.len());
+    for (i, (headers, body)) in got.iter().enumerate() {
+        match i % 3 {
+            0 => {
+                ensure!(
+                    !body.contains('@') || body.contains("***@"),
+                    "email not masked: {body}"
+                );
+                ensure!(body.contains("***@example.com"), "line {i}: {body}");
+                ensure!(
+                    headers.get("pii-masked").map(String::as_str) == Some("1"),
+                    "{headers:?}"
+                );
+            }
+            1 => {
+                ensure!(
+                    body.contains("**** **** **** ****"),
+                    "card not masked: {body}"
+                );
+                ensure!(headers.get("pii-masked").map(String::as_str) == Some("1"));
+            }
+            _ => {
+                ensure!(body == &lines[i], "untouched line changed: {body}");
+                ensure!(!headers.contains_key("pii-masked"));
+            }
+        }
+    }
+    ensure!(agent.counter("WASM.r1.w", "MaskedEvents")? == 200);
+    Ok(())
+}
+
+/// Two channels c1 → `d1`, c2 → `d2`; r1 routes with the router guest at `wasm`.
+fn router_pipeline(tmp: &Path, wasm: &Path) -> Result<(Sluice, PathBuf, PathBuf, Vec<String>)> {
+    std::fs::create_dir_all(tmp.join("logs"))?;
+    let tenants = ["acme", "globex", "initech", "both"];
+    let lines: Vec<String> = (0..400)
+        .map(|i| format!("{} request {i}", tenants[i % 4]))
+        .collect();
+    write_lines(&tmp.join("logs/app.log"), &lines)?;
+    let (d1, d2) = (tmp.join("d1"), tmp.join("d2"));
+    let conf = format!(
+        "{}a1.sources.r1.interceptors = x\n\
+         a1.sources.r1.selector.type = wasm\n\
+         a1.sources.r1.selector.path = {}\n\
+         a1.sources.r1.selector.config.route.acme = 0\n\
+         a1.sources.r1.selector.config.route.globex = 1\n\
+         a1.sources.r1.selector.config.route.both = 0 1\n\
+         a1.sources.r1.selector.config.default =\n\
+         a1.channels = c1 c2\n{}{}a1.sinks = k1 k2\n{}{}",
+        taildir(tmp, "c1 c2", "tenant"),
+        wasm.display(),
+        memory("c1"),
+        memory("c2"),
+        file_roll("k1", "c1", &d1),
+        file_roll("k2", "c2", &d2)
+    );
+    let agent = Sluice::start(tmp, "a", &conf, &[])?;
+    Ok((agent, d1, d2, lines))
+}
+
+fn check_routed(agent: &Sluice, d1: &Path, d2: &Path, lines: &[String]) -> Result<()> {
+    wait_count(d1, 200)?;
+    wait_count(d2, 200)?;
+    wait_counter(agent, "WASM.r1.selector", "EventInCount", 400)?;
+    std::thread::sleep(Duration::from_millis(300));
+    let bodies =
+        |d: &Path| -> Vec<String> { read_lines(d).iter().map(|l| parse_line(l).1).collect() };
+    let want = |t: &[&str]| -> Vec<String> {
+        lines
+            .iter()
+            .filter(|l| t.iter().any(|t| l.starts_with(&format!("{t} "))))
+            .cloned()
+            .collect()
+    };
+    ensure!(
+        bodies(d1) == want(&["acme", "both"]),
+        "c1 got the wrong events"
+    );
+    ensure!(
+        bodies(d2) == want(&["globex", "both"]),
+        "c2 got the wrong events"
+    );
+    ensure!(
+        agent.counter("WASM.r1.selector", "EventOutCount")? == 300,
+        "initech is dropped"
+    );
+    ensure!(agent.counter("WASM.r1.selector", "FaultCount")? == 0);
+    Ok(())
+}
+
+#[test]
+fn python_tenant_router_routes_in_a_real_pipeline() -> Result<()> {
+    let wasm = guests::python_tenant_router()?;
+    let tmp = tempfile::tempdir()?;
+    let (agent, d1, d2, lines) = router_pipeline(tmp.path(), &wasm)?;
+    check_routed(&agent, &d1, &d2, &lines)?;
+    ensure!(agent.counter("WASM.r1.selector", "UnknownTenant")? == 100);
+    Ok(())
+}
+
+#[test]
+fn rust_header_router_routes_in_a_real_pipeline() -> Result<()> {
+    let wasm = guests::rust("header-router", None)?;
+    let tmp = tempfile::tempdir()?;
+    let (agent, d1, d2, lines) = router_pipeline(tmp.path(), &wasm)?;
+    check_routed(&agent, &d1, &d2, &lines)
+}
+
+fn fnv1a(data: &[u8]) -> u32 {
+    data.iter().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// Sink group g1 (k1 → `d1`, k2 → `d2`, one channel) with the selector guest at `wasm`.
+fn check_sticky(wasm: &Path) -> Result<Sluice> {
+    let tmp = tempfile::tempdir()?;
+    std::fs::create_dir_all(tmp.path().join("logs"))?;
+    let keys: Vec<String> = (0..10).map(|k| format!("user{k}")).collect();
+    let lines: Vec<String> = (0..500)
+        .map(|i| format!("{} click {i}", keys[i % 10]))
+        .collect();
+    write_lines(&tmp.path().join("logs/app.log"), &lines)?;
+    let (d1, d2) = (tmp.path().join("d1"), tmp.path().join("d2"));
+    let conf = format!(
+        "{}a1.sources.r1.interceptors = x\n\
+         a1.channels = c1\n{}a1.sinks = k1 k2\n{}{}\
+         a1.sinkgroups = g1\n\
+         a1.sinkgroups.g1.sinks = k1 k2\n\
+         a1.sinkgroups.g1.processor.type = wasm\n\
+         a1.sinkgroups.g1.processor.path = {}\n\
+         a1.sinkgroups.g1.processor.config.header = key\n\
+         a1.sinkgroups.g1.processor.config.sinks = 2\n",
+        taildir(tmp.path(), "c1", "key"),
+        memory("c1"),
+        file_roll("k1", "c1", &d1),
+        file_roll("k2", "c1", &d2),
+        wasm.display()
+    );
+    let agent = Sluice::start(tmp.path(), "a", &conf, &[])?;
+    wait_for("500 events over both sinks", WAIT, || {
+        (read_lines(&d1).len() + read_lines(&d2).len() >= 500).then_some(())
+    })?;
+    std::thread::sleep(Duration::from_millis(300));
+    let mut seen = BTreeSet::new();
+    for (sink, dir) in [(0u32, &d1), (1u32, &d2)] {
+        for line in read_lines(dir) {
+            let (headers, body) = parse_line(&line);
+            let key = headers.get("key").context("no key header")?;
+            ensure!(
+                fnv1a(key.as_bytes()) % 2 == sink,
+                "{key} went to sink {sink}"
+            );
+            ensure!(seen.insert(body.clone()), "duplicate {body}");
+        }
+    }
+    ensure!(seen.len() == 500, "{} distinct events", seen.len());
+    ensure!(
+        agent.counter("SINK.k1", "EventDrainSuccessCount")?
+            + agent.counter("SINK.k2", "EventDrainSuccessCount")?
+            == 500
+    );
+    ensure!(agent.counter("WASM.g1.processor", "FaultCount")? == 0);
+    drop(tmp);
+    Ok(agent)
+}
+
+#[test]
+fn js_sticky_selector_selects_sinks_in_a_real_pipeline() -> Result<()> {
+    let wasm = guests::js_sticky_selector()?;
+    check_sticky(&wasm).map(drop)
+}
+
+#[test]
+fn rust_sticky_selector_selects_sinks_in_a_real_pipeline() -> Result<()> {
+    let wasm = guests::rust("sticky-selector", None)?;
+    check_sticky(&wasm).map(drop)
+}
+
+/// A seq pipeline of `total` events through the hostile guest in `mode`.
+fn hostile(
+    mode: &str,
+    total: u64,
+    keys: &[(&str, &str)],
+) -> Result<(Sluice, PathBuf, tempfile::TempDir)> {
+    let wasm = guests::rust("hostile", None)?;
+    let tmp = tempfile::tempdir()?;
+    let out = tmp.path().join("out");
+    let mut k = vec![("config.mode", mode)];
+    k.extend_from_slice(keys);
+    let conf = simple(&seq(total, "c1"), &wasm_interceptor(&wasm, &k), &out);
+    let agent = Sluice::start(tmp.path(), "a", &conf, &[])?;
+    Ok((agent, out, tmp))
+}
+
+fn alive(agent: &mut Sluice) -> Result<()> {
+    ensure!(
+        agent.child.try_wait()?.is_none(),
+        "the agent exited:\n{}",
+        agent.log_text()
+    );
+    agent.metrics().map(drop)
+}
+
+#[test]
+fn infinite_loop_times_out_and_batches_drop() -> Result<()> {
+    let (mut agent, out, _tmp) = hostile(
+        "loop",
+        1000,
+        &[("limits.timeout", "50"), ("on-error", "drop")],
+    )?;
+    wait_counter(&agent, "WASM.r1.w", "TimeoutCount", 10)?;
+    wait_counter(&agent, "SOURCE.r1", "EventAcceptedCount", 1000)?;
+    alive(&mut agent)?;
+    ensure!(agent.counter("WASM.r1.w", "BatchDroppedCount")? == 10);
+    ensure!(
+        agent.counter("WASM.r1.w", "InstantiateCount")? >= 10,
+        "instance recreated after each fault"
+    );
+    ensure!(read_lines(&out).is_empty());
+    ensure!(agent.log_text().contains("Wasm guest fault.") && agent.log_text().contains("r1.w"));
+    Ok(())
+}
+
+#[test]
+fn memory_bomb_hits_the_limit_and_batches_pass() -> Result<()> {
+    let (mut agent, out, _tmp) = hostile(
+        "bomb",
+        1000,
+        &[("limits.memory", "16m"), ("on-error", "pass")],
+    )?;
+    let got = wait_count(&out, 1000)?;
+    ensure!(got.len() == 1000);
+    alive(&mut agent)?;
+    ensure!(agent.counter("WASM.r1.w", "MemoryLimitCount")? == 10);
+    ensure!(agent.counter("WASM.r1.w", "BatchPassedCount")? == 10);
+    Ok(())
+}
+
+#[test]
+fn trap_in_init_fails_batches_until_fixed_and_loses_nothing() -> Result<()> {
+    let (mut agent, out, _tmp) = hostile("init-trap", 500, &[("on-error", "fail")])?;
+    wait_counter(&agent, "WASM.r1.w", "InitFailureCount", 2)?;
+    wait_counter(&agent, "SOURCE.r1", "GenericProcessingFail", 2)?;
+    alive(&mut agent)?;
+    ensure!(read_lines(&out).is_empty());
+    ensure!(agent.counter("SOURCE.r1", "EventAcceptedCount")? == 0);
+    Ok(())
+}
+
+#[test]
+fn trap_mid_batch_drops_exactly_the_poisoned_batches() -> Result<()> {
+    let (mut agent, out, _tmp) = hostile("poison", 10_000, &[("on-error", "drop")])?;
+    wait_counter(&agent, "SOURCE.r1", "EventAcceptedCount", 10_000)?;
+    let got = wait_count(&out, 9000)?;
+    std::thread::sleep(Duration::from_millis(300));
+    alive(&mut agent)?;
+    let nums: BTreeSet<u64> = got
+        .iter()
+        .filter_map(|l| parse_line(l).1.parse().ok())
+        .collect();
+    let want: BTreeSet<u64> = (0..10_000u64).filter(|n| n % 1000 / 100 != 5).collect();
+    ensure!(
+        got.len() == 9000 && nums == want,
+        "delivered {} events",
+        got.len()
+    );
+    ensure!(agent.counter("WASM.r1.w", "TrapCount")? == 10);
+    ensure!(agent.counter("WASM.r1.w", "BatchDroppedCount")? == 10);
+    Ok(())
+}
+
+#[test]
+fn bad_verdicts_are_a_fault_and_fail_the_batch() -> Result<()> {
+    let (mut agent, out, _tmp) = hostile("bad-verdicts", 300, &[("on-error", "fail")])?;
+    wait_counter(&agent, "WASM.r1.w", "BadReturnCount", 3)?;
+    alive(&mut agent)?;
+    ensure!(read_lines(&out).is_empty());
+    ensure!(agent.counter("SOURCE.r1", "EventAcceptedCount")? == 0);
+    ensure!(agent.log_text().contains("verdicts for 100 events"));
+    Ok(())
+}
+
+#[test]
+fn out_of_range_route_is_a_fault() -> Result<()> {
+    let wasm = guests::rust("header-router", None)?;
+    let tmp = tempfile::tempdir()?;
+    let out = tmp.path().join("out");
+    let conf = format!(
+        "{}a1.sources.r1.interceptors =\n\
+         a1.sources.r1.selector.type = wasm\n\
+         a1.sources.r1.selector.path = {}\n\
+         a1.sources.r1.selector.config.mode = out-of-range\n\
+         a1.sources.r1.selector.on-error = drop\n\
+         a1.channels = c1\n{}a1.sinks = k1\n{}",
+        seq(1000, "c1"),
+        wasm.display(),
+        memory("c1"),
+        file_roll("k1", "c1", &out)
+    );
+    let mut agent = Sluice::start(tmp.path(), "a", &conf, &[])?;
+    wait_counter(&agent, "WASM.r1.selector", "BadReturnCount", 10)?;
+    wait_counter(&agent, "SOURCE.r1", "EventAcceptedCount", 1000)?;
+    alive(&mut agent)?;
+    ensure!(read_lines(&out).is_empty());
+    ensure!(agent.log_text().contains("the source has 1 channels"));
+    Ok(())
+}
+
+#[test]
+fn guest_without_grants_cannot_open_files_or_read_the_clock() -> Result<()> {
+    let secret_dir = tempfile::tempdir()?;
+    let secret = secret_dir.path().join("secret.txt");
+    std::fs::write(&secret, "top secret")?;
+    let probe = secret.display().to_string();
+    let (_agent, out, _tmp) = hostile("probe", 100, &[("config.probe-path", &probe)])?;
+    let got = wait_count(&out, 100)?;
+    let (headers, _) = parse_line(&got[0]);
+    ensure!(
+        headers
+            .get("probe")
+            .is_some_and(|p| p.starts_with("denied:")),
+        "the guest read the file: {headers:?}"
+    );
+    ensure!(
+        headers.get("clock").map(String::as_str) == Some("0"),
+        "{headers:?}"
+    );
+
+    let dir = secret_dir.path().display().to_string();
+    let (_agent, out, _tmp) = hostile(
+        "probe",
+        100,
+        &[
+            ("config.probe-path", &probe),
+            ("grant.fs", &dir),
+            ("grant.clock", "true"),
+        ],
+    )?;
+    let got = wait_count(&out, 100)?;
+    let (headers, _) = parse_line(&got[0]);
+    ensure!(
+        headers.get("probe").map(String::as_str) == Some("read:10"),
+        "{headers:?}"
+    );
+    ensure!(
+        headers
+            .get("clock")
+            .and_then(|c| c.parse::<u64>().ok())
+            .is_some_and(|c| c > 1_600_000_000),
+        "{headers:?}"
+    );
+    Ok(())
+}
+
+/// Replaces `dst` the way deployment tools do: write a temporary file, then rename over.
+fn install(src: &Path, dst: &Path) -> Result<()> {
+    let tmp = dst.with_extension("tmp");
+    std::fs::copy(src, &tmp)?;
+    std::fs::rename(&tmp, dst)?;
+    Ok(())
+}
+
+#[test]
+fn hot_reload_swaps_between_batches_with_exact_accounting() -> Result<()> {
+    let v1 = guests::rust("tagger", Some("v1"))?;
+    let v2 = guests::rust("tagger", Some("v2"))?;
+    let tmp = tempfile::tempdir()?;
+    let logs = tmp.path().join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let guest = tmp.path().join("guest.wasm");
+    install(&v1, &guest)?;
+    let out = tmp.path().join("out");
+    let conf = simple(
+        &taildir(tmp.path(), "c1", "first").replace("interceptors = x w", "interceptors = w"),
+        &wasm_interceptor(&guest, &[]),
+        &out,
+    );
+    let agent = Sluice::start(tmp.path(), "a", &conf, &[])?;
+    let log = logs.join("app.log");
+    let total = 6000u64;
+    let mut next = 0u64;
+    let mut write = |n: u64| -> Result<()> {
+        let lines: Vec<String> = (next..next + n).map(|i| format!("e {i}")).collect();
+        next += n;
+        write_lines(&log, &lines)
+    };
+    for _ in 0..10 {
+        write(200)?;
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    wait_count(&out, 1000)?;
+    // A broken file leaves v1 running.
+    std::fs::write(logs.join("../broken.wasm"), b"not a component")?;
+    install(&tmp.path().join("broken.wasm"), &guest)?;
+    wait_counter(&agent, "WASM.r1.w", "ReloadFailureCount", 1)?;
+    for _ in 0..10 {
+        write(200)?;
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    install(&v2, &guest)?;
+    for _ in 0..10 {
+        write(200)?;
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    wait_counter(&agent, "WASM.r1.w", "ReloadCount", 1)?;
+    let got = wait_count(&out, total as usize)?;
+    std::thread::sleep(Duration::from_millis(500));
+    let got = if got.len() as u64 == total {
+        got
+    } else {
+        read_lines(&out)
+    };
+    ensure!(
+        got.len() as u64 == total,
+        "{} events for {total} written",
+        got.len()
+    );
+    let mut seen = BTreeSet::new();
+    let mut versions = Vec::new();
+    for line in &got {
+        let (headers, body) = parse_line(line);
+        ensure!(seen.insert(body.clone()), "processed twice: {body}");
+        versions.push(headers.get("guest-version").cloned().unwrap_or_default());
+    }
+    let first_v2 = versions
+        .iter()
+        .position(|v| v == "v2")
+        .context("v2 never ran")?;
+    ensure!(
+        first_v2 >= 2000,
+        "v2 ran before it was installed (at {first_v2})"
+    );
+    ensure!(
+        versions[..first_v2].iter().all(|v| v == "v1"),
+        "events before the swap not all v1"
+    );
+    ensure!(
+        versions[first_v2..].iter().all(|v| v == "v2"),
+        "v1 ran again after the swap"
+    );
+    ensure!(agent.counter("WASM.r1.w", "ReloadCount")? == 1);
+    ensure!(agent.counter("WASM.r1.w", "FaultCount")? == 0);
+    ensure!(agent.counter("WASM.r1.w", "EventOutCount")? == total);
+    ensure!(
+        agent
+            .log_text()
+            .contains("Wasm guest reload failed; the running version stays.")
+    );
+    Ok(())
+}
+
+#[test]
+fn wrong_world_is_a_start_error_naming_the_guest() -> Result<()> {
+    let wasm = guests::rust("header-router", None)?;
+    let tmp = tempfile::tempdir()?;
+    let conf = simple(
+        &seq(10, "c1"),
+        &wasm_interceptor(&wasm, &[]),
+        &tmp.path().join("out"),
+    );
+    let conf_path = tmp.path().join("a.conf");
+    std::fs::write(&conf_path, conf)?;
+    let result = Sluice::start_file(tmp.path(), "a", &conf_path, &[]);
+    let log = std::fs::read_to_string(tmp.path().join("a.log")).unwrap_or_default();
+    ensure!(
+        result.is_err(),
+        "the agent started with a router as an interceptor"
+    );
+    ensure!(
+        log.contains("r1.w") && log.contains("`interceptor` world"),
+        "log:\n{log}"
+    );
+    Ok(())
+}
+
+#[test]
+fn wasm_test_command_prints_verdicts() -> Result<()> {
+    let wasm = guests::rust("drop-by-level", None)?;
+    let tmp = tempfile::tempdir()?;
+    let input = tmp.path().join("events.jsonl");
+    std::fs::write(
+        &input,
+        "{\"headers\": {\"level\": \"debug\"}, \"body\": \"noisy\"}\n\"WARN disk\"\n{\"body\": \"plain\"}\n",
+    )?;
+    let wasm_s = wasm.display().to_string();
+    let input_s = input.display().to_string();
+    let (code, stdout, stderr) = run_sluice(&[
+        "wasm",
+        "test",
+        &wasm_s,
+        "--world",
+        "interceptor",
+        "--input",
+        &input_s,
+        "--config",
+        "min-level=info",
+    ])?;
+    ensure!(code == 0, "exit {code}: {stderr}");
+    let verdicts: Vec<String> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| v["verdict"].as_str().unwrap_or_default().to_string())
+        .collect();
+    ensure!(verdicts == ["drop", "keep", "keep"], "{stdout}");
+    ensure!(
+        stderr.contains("3 events: 2 kept/routed, 1 dropped"),
+        "{stderr}"
+    );
+    Ok(())
+}
