@@ -14,6 +14,7 @@ use crate::config::{AgentConfig, ChannelKind, SinkConfig, SinkKind, SourceConfig
 use crate::interceptors::InterceptorChain;
 use crate::metrics::{ComponentType, Registry, SinkCounters, SourceCounters};
 use crate::sinks::avro::AvroSink;
+use crate::sources::avro::AvroSource;
 use crate::sinks::file_roll::FileRollSink;
 use crate::sinks::group::{DefaultProcessor, SinkProcessor};
 use crate::sinks::hdfs::HdfsSink;
@@ -21,7 +22,6 @@ use crate::sinks::logger::LoggerSink;
 use crate::sinks::null::NullSink;
 use crate::sinks::runner::SinkRunner;
 use crate::sinks::{Sink, SinkSlot};
-use crate::sources::avro::AvroSource;
 use crate::sources::seq::SeqSource;
 use crate::sources::stress::StressSource;
 use crate::sources::taildir::TaildirSource;
@@ -151,8 +151,7 @@ impl Agent {
                     component: format!("source {}", s.name),
                     message: e.to_string(),
                 })?;
-                self.sources
-                    .insert(s.name.clone(), RunningSource::Driven(Box::new(src)));
+                self.sources.insert(s.name.clone(), RunningSource::Driven(Box::new(src)));
                 return Ok(());
             }
             SourceKind::Seq(c) => (Box::new(SeqSource::new(c.clone())), c.poll.clone()),
@@ -167,18 +166,16 @@ impl Agent {
         };
         let runner = SourceRunner::start(&s.name, source, processor, poll)
             .map_err(|e| spawn_err(&s.name, e))?;
-        self.sources
-            .insert(s.name.clone(), RunningSource::Polled(runner));
+        self.sources.insert(s.name.clone(), RunningSource::Polled(runner));
         Ok(())
     }
 
     fn slot(&self, k: &SinkConfig) -> Result<SinkSlot, BuildError> {
         let counters = SinkCounters::new();
         let (sink, batch): (Box<dyn Sink>, usize) = match &k.kind {
-            SinkKind::Avro(c) => (
-                Box::new(AvroSink::new(&k.name, c.clone(), counters.clone())),
-                c.batch_size,
-            ),
+            SinkKind::Avro(c) => {
+                (Box::new(AvroSink::new(&k.name, c.clone(), counters.clone())), c.batch_size)
+            }
             SinkKind::Logger(c) => (Box::new(LoggerSink::new(&k.name, c)), c.batch_size),
             SinkKind::Null(c) => (Box::new(NullSink), c.batch_size),
             SinkKind::FileRoll(c) => (
@@ -190,8 +187,7 @@ impl Agent {
                 c.batch_size,
             ),
         };
-        let slot =
-            SinkSlot::with_counters(&k.name, sink, self.channel(&k.channel)?, batch, counters);
+        let slot = SinkSlot::with_counters(&k.name, sink, self.channel(&k.channel)?, batch, counters);
         self.registry
             .register(ComponentType::Sink, &k.name, slot.counters.clone());
         Ok(slot)

@@ -99,22 +99,8 @@ fn main() -> ExitCode {
     init_logging();
     match Cli::parse().command {
         Command::Check { name, conf_file } => check(&name, &conf_file),
-        Command::Send {
-            host,
-            port,
-            file,
-            header_file,
-            batch_size,
-            deflate,
-        } => {
-            match send(
-                &host,
-                port,
-                file.as_deref(),
-                header_file.as_deref(),
-                batch_size,
-                deflate,
-            ) {
+        Command::Send { host, port, file, header_file, batch_size, deflate } => {
+            match send(&host, port, file.as_deref(), header_file.as_deref(), batch_size, deflate) {
                 Ok(n) => {
                     eprintln!("sluice send: {n} events sent to {host}:{port}");
                     ExitCode::SUCCESS
@@ -184,10 +170,7 @@ fn send(
             .map_err(|e| format!("cannot read header file {}: {e}", p.display()))?
             .lines()
             .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-            .filter_map(|l| {
-                l.split_once('=')
-                    .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-            })
+            .filter_map(|l| l.split_once('=').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
             .collect(),
         None => Headers::new(),
     };

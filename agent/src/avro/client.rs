@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use super::framing::{read_frame, write_frame};
 use super::protocol::{
-    HandshakeRequest, Match, PROTOCOL_JSON, ProtocolError, Status, protocol_hash, read_bool,
-    read_error, read_handshake_response, read_meta, read_status, write_empty_meta, write_event,
-    write_events, write_handshake_request, write_string,
+    HandshakeRequest, Match, PROTOCOL_JSON, ProtocolError, Status, protocol_hash,
+    read_bool, read_error, read_handshake_response, read_meta, read_status, write_empty_meta,
+    write_event, write_events, write_handshake_request, write_string,
 };
 use super::transport::{self, Reader, Writer};
 use crate::event::Event;
@@ -62,14 +62,7 @@ pub struct RpcClient {
 impl RpcClient {
     pub fn new(config: ClientConfig) -> Self {
         let peer = format!("{}:{}", config.host, config.port);
-        Self {
-            config,
-            peer,
-            conn: None,
-            serial: 0,
-            server_hash: None,
-            send_protocol: false,
-        }
+        Self { config, peer, conn: None, serial: 0, server_hash: None, send_protocol: false }
     }
 
     pub fn peer(&self) -> &str {
@@ -92,17 +85,11 @@ impl RpcClient {
     }
 
     fn io_err(&self, e: impl std::fmt::Display) -> RpcError {
-        RpcError::Io {
-            peer: self.peer.clone(),
-            message: e.to_string(),
-        }
+        RpcError::Io { peer: self.peer.clone(), message: e.to_string() }
     }
 
     fn proto_err(&self, e: ProtocolError) -> RpcError {
-        RpcError::Protocol {
-            peer: self.peer.clone(),
-            message: e.0,
-        }
+        RpcError::Protocol { peer: self.peer.clone(), message: e.0 }
     }
 
     /// Opens the TCP connection if needed (the handshake rides on the next request).
@@ -112,10 +99,7 @@ impl RpcClient {
         }
         let addrs: Vec<SocketAddr> = (self.config.host.as_str(), self.config.port)
             .to_socket_addrs()
-            .map_err(|e| RpcError::Connect {
-                peer: self.peer.clone(),
-                message: e.to_string(),
-            })?
+            .map_err(|e| RpcError::Connect { peer: self.peer.clone(), message: e.to_string() })?
             .collect();
         let mut last = String::from("no address");
         for addr in addrs {
@@ -140,10 +124,7 @@ impl RpcClient {
                 Err(e) => last = e.to_string(),
             }
         }
-        Err(RpcError::Connect {
-            peer: self.peer.clone(),
-            message: last,
-        })
+        Err(RpcError::Connect { peer: self.peer.clone(), message: last })
     }
 
     /// Sends `appendBatch(events)`; `Ok` only when the server answered OK.
@@ -230,18 +211,12 @@ impl RpcClient {
             let is_error = read_bool(&mut r).map_err(|e| self.proto_err(e))?;
             if is_error {
                 let message = read_error(&mut r).map_err(|e| self.proto_err(e))?;
-                return Err(RpcError::Remote {
-                    peer: self.peer.clone(),
-                    message,
-                });
+                return Err(RpcError::Remote { peer: self.peer.clone(), message });
             }
             let status = read_status(&mut r).map_err(|e| self.proto_err(e))?;
             return match status {
                 Status::Ok => Ok(()),
-                s => Err(RpcError::Refused {
-                    peer: self.peer.clone(),
-                    status: s,
-                }),
+                s => Err(RpcError::Refused { peer: self.peer.clone(), status: s }),
             };
         }
         Err(RpcError::Protocol {

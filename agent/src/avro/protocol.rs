@@ -148,24 +148,15 @@ pub fn read_handshake_request(r: &mut &[u8]) -> Result<HandshakeRequest, Protoco
     })
 }
 
-pub fn write_handshake_request(
-    out: &mut Vec<u8>,
-    h: &HandshakeRequest,
-) -> Result<(), ProtocolError> {
+pub fn write_handshake_request(out: &mut Vec<u8>, h: &HandshakeRequest) -> Result<(), ProtocolError> {
     let proto = match &h.client_protocol {
         Some(p) => Value::Union(1, Box::new(Value::String(p.clone()))),
         None => Value::Union(0, Box::new(Value::Null)),
     };
     let v = Value::Record(vec![
-        (
-            "clientHash".into(),
-            Value::Fixed(16, h.client_hash.to_vec()),
-        ),
+        ("clientHash".into(), Value::Fixed(16, h.client_hash.to_vec())),
         ("clientProtocol".into(), proto),
-        (
-            "serverHash".into(),
-            Value::Fixed(16, h.server_hash.to_vec()),
-        ),
+        ("serverHash".into(), Value::Fixed(16, h.server_hash.to_vec())),
         ("meta".into(), Value::Union(0, Box::new(Value::Null))),
     ]);
     write(out, &SCHEMAS.handshake_request, v)
@@ -188,10 +179,7 @@ pub fn read_handshake_response(r: &mut &[u8]) -> Result<HandshakeResponse, Proto
     })
 }
 
-pub fn write_handshake_response(
-    out: &mut Vec<u8>,
-    h: &HandshakeResponse,
-) -> Result<(), ProtocolError> {
+pub fn write_handshake_response(out: &mut Vec<u8>, h: &HandshakeResponse) -> Result<(), ProtocolError> {
     let m = match h.matched {
         Match::Both => (0, "BOTH"),
         Match::Client => (1, "CLIENT"),
@@ -264,19 +252,12 @@ pub fn read_error(r: &mut &[u8]) -> Result<String, ProtocolError> {
 }
 
 pub fn write_error(out: &mut Vec<u8>, message: &str) -> Result<(), ProtocolError> {
-    write(
-        out,
-        &SCHEMAS.error,
-        Value::Union(0, Box::new(Value::String(message.to_string()))),
-    )
+    write(out, &SCHEMAS.error, Value::Union(0, Box::new(Value::String(message.to_string()))))
 }
 
 fn event_value(e: &Event) -> Value {
-    let headers: HashMap<String, Value> = e
-        .headers
-        .iter()
-        .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
-        .collect();
+    let headers: HashMap<String, Value> =
+        e.headers.iter().map(|(k, v)| (k.to_string(), Value::String(v.to_string()))).collect();
     Value::Record(vec![
         ("headers".into(), Value::Map(headers)),
         ("body".into(), Value::Bytes(e.body.to_vec())),
@@ -306,19 +287,13 @@ fn value_event(v: Value) -> Result<Event, ProtocolError> {
 }
 
 pub fn write_events(out: &mut Vec<u8>, events: &[Event]) -> Result<(), ProtocolError> {
-    write(
-        out,
-        &SCHEMAS.events,
-        Value::Array(events.iter().map(event_value).collect()),
-    )
+    write(out, &SCHEMAS.events, Value::Array(events.iter().map(event_value).collect()))
 }
 
 pub fn read_events(r: &mut &[u8]) -> Result<Vec<Event>, ProtocolError> {
     match read(&SCHEMAS.events, r)? {
         Value::Array(items) => items.into_iter().map(value_event).collect(),
-        other => Err(ProtocolError(format!(
-            "expected an array of events, got {other:?}"
-        ))),
+        other => Err(ProtocolError(format!("expected an array of events, got {other:?}"))),
     }
 }
 
@@ -386,11 +361,7 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for junk in [
-            &b""[..],
-            b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01",
-            b"\x02\x10abc",
-        ] {
+        for junk in [&b""[..], b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", b"\x02\x10abc"] {
             assert!(read_events(&mut &junk[..]).is_err() || junk.is_empty());
             let _ = read_handshake_request(&mut &junk[..]);
         }

@@ -73,10 +73,7 @@ pub enum InterceptorKind {
 
 const TYPES: &[(&[&str], &str)] = &[
     (
-        &[
-            "regex_extractor",
-            "org.apache.flume.interceptor.RegexExtractorInterceptor$Builder",
-        ],
+        &["regex_extractor", "org.apache.flume.interceptor.RegexExtractorInterceptor$Builder"],
         "regex_extractor",
     ),
     (

@@ -79,28 +79,17 @@ impl SinkSlot {
         batch_size: usize,
         counters: Arc<SinkCounters>,
     ) -> Self {
-        Self {
-            name: name.to_string(),
-            sink,
-            channel,
-            batch_size,
-            counters,
-            started: false,
-        }
+        Self { name: name.to_string(), sink, channel, batch_size, counters, started: false }
     }
 
     /// One Flume `process()`: take, deliver, commit or roll back.
     pub fn process(&mut self, wait: Duration) -> Result<SinkStatus, SinkError> {
         if !self.started {
             if let Err(e) = self.sink.start() {
-                self.counters
-                    .connection_failed
-                    .fetch_add(1, Ordering::Relaxed);
+                self.counters.connection_failed.fetch_add(1, Ordering::Relaxed);
                 return Err(e);
             }
-            self.counters
-                .connection_created
-                .fetch_add(1, Ordering::Relaxed);
+            self.counters.connection_created.fetch_add(1, Ordering::Relaxed);
             self.started = true;
         }
         let c = &self.counters;

@@ -67,14 +67,12 @@ fn parse_rules(p: &Props) -> Result<Vec<IpRule>, ConfigError> {
         if kind != "ip" {
             return Err(p.error(
                 "ipFilterRules",
-                format!(
-                    "rule `{def}`: only `ip` rules are supported (host-name rules need reverse DNS)"
-                ),
+                format!("rule `{def}`: only `ip` rules are supported (host-name rules need reverse DNS)"),
             ));
         }
         let re = format!("^{}$", regex::escape(pattern).replace(r"\*", ".*"));
-        let pattern =
-            Regex::new(&re).map_err(|e| p.error("ipFilterRules", format!("rule `{def}`: {e}")))?;
+        let pattern = Regex::new(&re)
+            .map_err(|e| p.error("ipFilterRules", format!("rule `{def}`: {e}")))?;
         rules.push(IpRule { allow, pattern });
     }
     Ok(rules)
@@ -93,19 +91,11 @@ impl AvroSourceConfig {
                 "TLS is not supported by sluice's avro source yet; terminate TLS in front of it",
             ));
         }
-        let ip_rules = if p.bool("ipFilter", false)? {
-            Some(parse_rules(p)?)
-        } else {
-            None
-        };
+        let ip_rules = if p.bool("ipFilter", false)? { Some(parse_rules(p)?) } else { None };
         Ok(Self {
             bind: p.required("bind")?,
             port: p.parse("port", 0u16, "a TCP port number").and_then(|v| {
-                if p.get("port").is_none() {
-                    Err(p.error("port", "is required"))
-                } else {
-                    Ok(v)
-                }
+                if p.get("port").is_none() { Err(p.error("port", "is required")) } else { Ok(v) }
             })?,
             threads: p.usize("threads", 0)?,
             deflate,
@@ -115,14 +105,9 @@ impl AvroSourceConfig {
     }
 
     fn allowed(&self, ip: IpAddr) -> bool {
-        let Some(rules) = &self.ip_rules else {
-            return true;
-        };
+        let Some(rules) = &self.ip_rules else { return true };
         let s = ip.to_string();
-        rules
-            .iter()
-            .find(|r| r.pattern.is_match(&s))
-            .is_none_or(|r| r.allow)
+        rules.iter().find(|r| r.pattern.is_match(&s)).is_none_or(|r| r.allow)
     }
 }
 
@@ -150,13 +135,7 @@ pub struct AvroSource {
 
 impl AvroSource {
     pub fn new(name: &str, config: AvroSourceConfig) -> Self {
-        Self {
-            name: name.to_string(),
-            config,
-            shared: None,
-            acceptor: None,
-            local_addr: None,
-        }
+        Self { name: name.to_string(), config, shared: None, acceptor: None, local_addr: None }
     }
 }
 
@@ -167,9 +146,7 @@ impl EventDrivenSource for AvroSource {
             source_name: self.name.clone(),
             message: format!("cannot listen on {addr}: {e}"),
         })?;
-        let setup = listener
-            .set_nonblocking(true)
-            .and_then(|_| listener.local_addr());
+        let setup = listener.set_nonblocking(true).and_then(|_| listener.local_addr());
         let local = setup.map_err(|e| SourceError::Other {
             source_name: self.name.clone(),
             message: format!("listener on {addr}: {e}"),
@@ -245,11 +222,7 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
                     shared.sockets.lock().insert(id, clone);
                 }
                 shared.active.fetch_add(1, Ordering::SeqCst);
-                shared
-                    .processor
-                    .counters()
-                    .open_connection
-                    .fetch_add(1, Ordering::Relaxed);
+                shared.processor.counters().open_connection.fetch_add(1, Ordering::Relaxed);
                 let s = shared.clone();
                 let spawned = std::thread::Builder::new()
                     .name(format!("avro-conn-{}", shared.name))
@@ -268,11 +241,7 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
                     tracing::error!(source = %shared.name, error = %e, "Cannot start a connection thread.");
                     shared.sockets.lock().remove(&id);
                     shared.active.fetch_sub(1, Ordering::SeqCst);
-                    shared
-                        .processor
-                        .counters()
-                        .open_connection
-                        .fetch_sub(1, Ordering::Relaxed);
+                    shared.processor.counters().open_connection.fetch_sub(1, Ordering::Relaxed);
                 }
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
@@ -307,11 +276,7 @@ fn serve(shared: &Shared, stream: &TcpStream) -> Result<(), String> {
 }
 
 /// Builds the response to one request payload.
-fn respond(
-    shared: &Shared,
-    payload: &[u8],
-    established: &mut bool,
-) -> Result<Vec<u8>, ProtocolError> {
+fn respond(shared: &Shared, payload: &[u8], established: &mut bool) -> Result<Vec<u8>, ProtocolError> {
     let mut r = payload;
     let mut out = Vec::with_capacity(64);
     if !*established {
