@@ -19,6 +19,7 @@ use crate::metrics::{
 use crate::selectors::{ChannelSelector, SelectorConfig};
 use crate::tenants::TenantRouter;
 use crate::sinks::avro::AvroSink;
+use crate::sources::avro::AvroSource;
 use crate::sinks::file_roll::FileRollSink;
 use crate::sinks::group::{DefaultProcessor, SinkProcessor};
 use crate::sinks::hdfs::HdfsSink;
@@ -27,7 +28,6 @@ use crate::sinks::logger::LoggerSink;
 use crate::sinks::null::NullSink;
 use crate::sinks::runner::SinkRunner;
 use crate::sinks::{Sink, SinkSlot};
-use crate::sources::avro::AvroSource;
 use crate::sources::kafka::KafkaSource;
 use crate::sources::seq::SeqSource;
 use crate::sources::stress::StressSource;
@@ -182,8 +182,7 @@ impl Agent {
                     component: format!("source {}", s.name),
                     message: e.to_string(),
                 })?;
-                self.sources
-                    .insert(s.name.clone(), RunningSource::Driven(Box::new(src)));
+                self.sources.insert(s.name.clone(), RunningSource::Driven(Box::new(src)));
                 return Ok(());
             }
             SourceKind::Kafka(c) => {
@@ -210,8 +209,7 @@ impl Agent {
         };
         let runner = SourceRunner::start(&s.name, source, processor, poll)
             .map_err(|e| spawn_err(&s.name, e))?;
-        self.sources
-            .insert(s.name.clone(), RunningSource::Polled(runner));
+        self.sources.insert(s.name.clone(), RunningSource::Polled(runner));
         Ok(())
     }
 

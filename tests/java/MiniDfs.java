@@ -9,13 +9,25 @@
 //   restart-datanode  both
 //   read-seq <path>   prints `RECORD <key> <value class> <value bytes in hex>` for every
 //                     record of a SequenceFile, read with Hadoop's SequenceFile.Reader
+//   read-avro <path>  prints `RECORD <schema name> <headers k=v;... in hex> <body in hex>`
+//                     for every record of an Avro container file, read with Apache Avro's
+//                     DataFileStream (the library Flume and avro-tools use)
 // End of input (the test process exited) shuts the cluster down.
 import java.io.BufferedReader;
 import java.io.File;
 import java.io.InputStreamReader;
 import java.nio.charset.StandardCharsets;
 
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
 import java.util.HexFormat;
+import java.util.Map;
+import java.util.TreeMap;
+
+import org.apache.avro.file.DataFileStream;
+import org.apache.avro.generic.GenericDatumReader;
+import org.apache.avro.generic.GenericRecord;
+import org.apache.hadoop.fs.FSDataInputStream;
 
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileSystem;
@@ -65,6 +77,12 @@ public class MiniDfs {
         continue;
       }
       try {
+        if (cmd.startsWith("read-avro ")) {
+          readAvro(cluster.getFileSystem(), cmd.substring("read-avro ".length()));
+          System.out.println("DONE " + cmd);
+          System.out.flush();
+          continue;
+        }
         if (cmd.startsWith("read-seq ")) {
           readSequenceFile(cluster.getFileSystem(), cmd.substring("read-seq ".length()));
           System.out.println("DONE " + cmd);
@@ -99,6 +117,31 @@ public class MiniDfs {
     }
     cluster.shutdown(true);
     System.exit(0);
+  }
+
+  static void readAvro(FileSystem fs, String path) throws Exception {
+    HexFormat hex = HexFormat.of();
+    try (FSDataInputStream in = fs.open(new Path(path));
+        DataFileStream<GenericRecord> r =
+            new DataFileStream<>(in, new GenericDatumReader<GenericRecord>())) {
+      String name = r.getSchema().getFullName();
+      for (GenericRecord rec : r) {
+        Map<String, String> headers = new TreeMap<>();
+        for (Map.Entry<?, ?> e : ((Map<?, ?>) rec.get("headers")).entrySet()) {
+          headers.put(e.getKey().toString(), e.getValue().toString());
+        }
+        StringBuilder h = new StringBuilder();
+        for (Map.Entry<String, String> e : headers.entrySet()) {
+          h.append(e.getKey()).append('=').append(e.getValue()).append(';');
+        }
+        ByteBuffer body = (ByteBuffer) rec.get("body");
+        byte[] bytes = new byte[body.remaining()];
+        body.get(bytes);
+        System.out.println("RECORD " + name + " "
+            + hex.formatHex(h.toString().getBytes(StandardCharsets.UTF_8)) + " "
+            + hex.formatHex(bytes));
+      }
+    }
   }
 
   static void readSequenceFile(FileSystem fs, String path) throws Exception {

@@ -33,7 +33,6 @@ log4j.appender.stderr.layout.ConversionPattern=%d %p %c{1}: %m%n
 
 /// The jars MiniDfs.java runs on.
 pub fn minicluster_lib() -> Result<PathBuf> {
-    let home = maven::cache_dir(&format!("minidfs-{HADOOP_VERSION}"))?;
     let deps = [
         format!("org.apache.hadoop:hadoop-client-minicluster:{HADOOP_VERSION}"),
         format!("org.apache.hadoop:hadoop-client-api:{HADOOP_VERSION}"),
@@ -41,8 +40,13 @@ pub fn minicluster_lib() -> Result<PathBuf> {
         // MiniDFSCluster's shaded jar leaves these to the test classpath.
         "junit:junit:4.13.2".to_string(),
         "org.slf4j:slf4j-reload4j:1.7.36".to_string(),
+        // Reads avro_event files back as Flume and avro-tools do.
+        "org.apache.avro:avro:1.11.0".to_string(),
     ];
     let deps: Vec<&str> = deps.iter().map(String::as_str).collect();
+    // The directory names the dependency list, so changing it fetches afresh.
+    let tag = fnv(&deps.join(" ")) as u32;
+    let home = maven::cache_dir(&format!("minidfs-{HADOOP_VERSION}-{tag:08x}"))?;
     maven::fetch(&home, &deps)
 }
 
@@ -74,11 +78,16 @@ pub fn flume_hdfs_jars() -> Result<Vec<PathBuf>> {
     Ok(jars.to_vec())
 }
 
+/// FNV-1a, to name cache directories after their inputs.
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
 /// Compiles MiniDfs.java into `<cache>/classes-<hash>` unless already there.
 fn compile_main(lib: &Path) -> Result<PathBuf> {
-    let hash = MAIN_SOURCE.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
+    let hash = fnv(MAIN_SOURCE);
     let home = lib.parent().context("the jar directory has no parent")?;
     let classes = home.join(format!("classes-{hash:016x}"));
     if classes.join("MiniDfs.class").is_file() {
@@ -117,6 +126,9 @@ fn compile_main(lib: &Path) -> Result<PathBuf> {
     }
     Ok(classes)
 }
+
+/// One Avro record as Java read it: schema full name, sorted headers, body.
+pub type AvroRecord = (String, Vec<(String, String)>, Vec<u8>);
 
 /// A running MiniDFSCluster.
 pub struct MiniDfs {
@@ -281,6 +293,34 @@ impl MiniDfs {
                 .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16))
                 .collect::<Result<Vec<u8>, _>>()?;
             records.push((key.parse()?, class.to_string(), value));
+        }
+        Ok(records)
+    }
+
+    /// `(schema full name, headers, body)` of every record of an Avro container file, read by
+    /// Apache Avro's Java `DataFileStream` in the cluster's JVM.
+    pub fn read_avro_file(&self, path: &str) -> Result<Vec<AvroRecord>> {
+        let unhex = |hex: &str| {
+            (0..hex.len() / 2)
+                .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16))
+                .collect::<Result<Vec<u8>, _>>()
+        };
+        let mut records = Vec::new();
+        for line in self.command_output(&format!("read-avro {path}"))? {
+            let Some(rest) = line.strip_prefix("RECORD ") else {
+                continue;
+            };
+            let parts: Vec<&str> = rest.split(' ').collect();
+            let [name, headers, body] = parts[..] else {
+                bail!("unexpected line from read-avro: {line}");
+            };
+            let headers = String::from_utf8(unhex(headers)?)?;
+            let headers = headers
+                .split(';')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            records.push((name.to_string(), headers, unhex(body)?));
         }
         Ok(records)
     }

@@ -426,14 +426,23 @@ fn text_gzip_and_avro_event_files_read_back() -> Result<()> {
     let av = dfs.list("/formats/avro")?;
     assert_eq!(av.len(), 3, "{av:?}");
     let mut all = Vec::new();
+    let mut java = Vec::new();
     for (p, _) in &av {
         all.extend(avro_events(&dfs.read(p)?)?);
+        java.extend(dfs.read_avro_file(p)?);
     }
     let want: Vec<HeadersAndBody> = expected
         .iter()
         .map(|b| (vec![("dc".to_string(), "eu-1".to_string())], b.clone()))
         .collect();
     assert_eq!(all, want);
+    // Apache Avro's Java reader (Flume's, avro-tools') reads the same events.
+    let java: Vec<HeadersAndBody> = java
+        .into_iter()
+        .filter(|(name, _, _)| name == "Event")
+        .map(|(_, h, b)| (h, String::from_utf8_lossy(&b).into_owned()))
+        .collect();
+    assert_eq!(java, want);
     Ok(())
 }
 

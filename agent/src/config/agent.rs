@@ -9,13 +9,13 @@ use crate::channels::file::FileChannelConfig;
 use crate::channels::memory::MemoryChannelConfig;
 use crate::interceptors::InterceptorKind;
 use crate::selectors::SelectorConfig;
-use crate::sinks::avro::AvroSinkConfig;
 use crate::sinks::file_roll::FileRollConfig;
 use crate::sinks::group::ProcessorConfig;
 use crate::sinks::hdfs::config::HdfsConfig;
 use crate::sinks::kafka::KafkaSinkConfig;
 use crate::sinks::logger::LoggerConfig;
 use crate::sinks::null::NullConfig;
+use crate::sinks::avro::AvroSinkConfig;
 use crate::sources::avro::AvroSourceConfig;
 use crate::sources::kafka::KafkaSourceConfig;
 use crate::sources::seq::SeqConfig;
@@ -125,10 +125,7 @@ const CHANNEL_TYPES: &[(&[&str], &str)] = &[
         &["memory", "org.apache.flume.channel.MemoryChannel"],
         "memory",
     ),
-    (
-        &["file", "org.apache.flume.channel.file.FileChannel"],
-        "file",
-    ),
+    (&["file", "org.apache.flume.channel.file.FileChannel"], "file"),
 ];
 
 const SINK_TYPES: &[(&[&str], &str)] = &[
@@ -140,10 +137,7 @@ const SINK_TYPES: &[(&[&str], &str)] = &[
         &["file_roll", "org.apache.flume.sink.RollingFileSink"],
         "file_roll",
     ),
-    (
-        &["hdfs", "org.apache.flume.sink.hdfs.HDFSEventSink"],
-        "hdfs",
-    ),
+    (&["hdfs", "org.apache.flume.sink.hdfs.HDFSEventSink"], "hdfs"),
 ];
 
 impl AgentConfig {

@@ -55,12 +55,9 @@ impl AvroSinkConfig {
             None
         };
         let port = p.required("port")?;
-        let port: u16 = port.parse().map_err(|_| {
-            p.error(
-                "port",
-                format!("invalid value `{port}`; expected a TCP port"),
-            )
-        })?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| p.error("port", format!("invalid value `{port}`; expected a TCP port")))?;
         Ok(Self {
             client: ClientConfig {
                 host: p.required("hostname")?,
@@ -86,42 +83,25 @@ pub struct AvroSink {
 impl AvroSink {
     pub fn new(name: &str, config: AvroSinkConfig, counters: Arc<SinkCounters>) -> Self {
         let client = RpcClient::new(config.client.clone());
-        Self {
-            name: name.to_string(),
-            config,
-            client,
-            counters,
-        }
+        Self { name: name.to_string(), config, client, counters }
     }
 
     fn ensure_connected(&mut self) -> Result<(), SinkError> {
         let reset = !self.config.reset_interval.is_zero()
-            && self
-                .client
-                .connection_age()
-                .is_some_and(|a| a >= self.config.reset_interval);
+            && self.client.connection_age().is_some_and(|a| a >= self.config.reset_interval);
         if reset {
             self.client.close();
-            self.counters
-                .connection_closed
-                .fetch_add(1, Ordering::Relaxed);
+            self.counters.connection_closed.fetch_add(1, Ordering::Relaxed);
         }
         if !self.client.is_connected() {
             match self.client.connect() {
                 Ok(()) => {
-                    self.counters
-                        .connection_created
-                        .fetch_add(1, Ordering::Relaxed);
+                    self.counters.connection_created.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(sink = %self.name, peer = %self.client.peer(), "Avro sink connected.");
                 }
                 Err(e) => {
-                    self.counters
-                        .connection_failed
-                        .fetch_add(1, Ordering::Relaxed);
-                    return Err(SinkError::Delivery {
-                        sink: self.name.clone(),
-                        message: e.to_string(),
-                    });
+                    self.counters.connection_failed.fetch_add(1, Ordering::Relaxed);
+                    return Err(SinkError::Delivery { sink: self.name.clone(), message: e.to_string() });
                 }
             }
         }
@@ -134,23 +114,16 @@ impl Sink for AvroSink {
         self.ensure_connected()?;
         self.client.append_batch(events).map_err(|e| {
             if !self.client.is_connected() {
-                self.counters
-                    .connection_closed
-                    .fetch_add(1, Ordering::Relaxed);
+                self.counters.connection_closed.fetch_add(1, Ordering::Relaxed);
             }
-            SinkError::Delivery {
-                sink: self.name.clone(),
-                message: e.to_string(),
-            }
+            SinkError::Delivery { sink: self.name.clone(), message: e.to_string() }
         })
     }
 
     fn stop(&mut self) {
         if self.client.is_connected() {
             self.client.close();
-            self.counters
-                .connection_closed
-                .fetch_add(1, Ordering::Relaxed);
+            self.counters.connection_closed.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

@@ -49,13 +49,7 @@ impl FileRollConfig {
             "sink.serializer",
             false,
             &[
-                (
-                    &[
-                        "TEXT",
-                        "org.apache.flume.serialization.BodyTextEventSerializer$Builder",
-                    ],
-                    false,
-                ),
+                (&["TEXT", "org.apache.flume.serialization.BodyTextEventSerializer$Builder"], false),
                 (
                     &[
                         "header_and_text",

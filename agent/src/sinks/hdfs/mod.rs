@@ -610,11 +610,15 @@ impl HdfsSink {
         let local_now = self.config.use_local_timestamp.then(|| now_millis() as i64);
         let mut key = String::new();
         let mut last: Option<(String, String)> = None;
+        let constant = self.config.path.is_literal() && self.config.file_prefix.is_literal();
         for e in events {
-            let (dir, prefix) = self.bucket(e, local_now)?;
-            if last.as_ref().is_none_or(|(d, p)| *d != dir || *p != prefix) {
-                key = format!("{dir}\u{0}{prefix}");
-                last = Some((dir, prefix));
+            // A path and prefix without escapes are the same for every event.
+            if last.is_none() || !constant {
+                let (dir, prefix) = self.bucket(e, local_now)?;
+                if last.as_ref().is_none_or(|(d, p)| *d != dir || *p != prefix) {
+                    key = format!("{dir}\u{0}{prefix}");
+                    last = Some((dir, prefix));
+                }
             }
             if !self.open.contains_key(&key) {
                 let (d, p) = last.clone().unwrap_or_default();
@@ -715,9 +719,10 @@ impl Sink for HdfsSink {
                 tracing::error!(sink = %self.name, error = %e, "Flushing a file at stop failed.");
             }
         }
-        // Bounded: each attempt is bounded by hdfs.callTimeout, and at most three rounds.
+        // Bounded: at most three rounds, none started after two call timeouts have passed.
+        let deadline = Instant::now() + 2 * self.config.call_timeout;
         for _ in 0..3 {
-            if self.closing.is_empty() {
+            if self.closing.is_empty() || Instant::now() >= deadline {
                 break;
             }
             let mut i = 0;
