@@ -1,12 +1,9 @@
 //! `org.apache.flume.source.kafka.KafkaSource`: consumes Kafka topics in a consumer group.
 //!
-//! Delivery contract (at least once, duplicates bounded by one batch per rebalance or crash):
-//! - One `process` reads up to `batchSize` records or for `batchDurationMillis` and hands them
-//!   to the channel processor; only after that returned `Ok` are the next offsets committed.
-//!   Auto-commit and auto offset store are off. The commit is sent asynchronously and its
-//!   result is collected while the next batch is read; before that next batch goes to the
-//!   channel, whatever is still uncommitted is committed synchronously. So at any moment at
-//!   most one batch is in the channel with its offsets uncommitted.
+//! Delivery contract (at least once, duplicates bounded by one batch per rebalance):
+//! - One `process` reads up to `batchSize` records or for `batchDurationMillis`, hands them to
+//!   the channel processor, and only after that returned `Ok` commits the next offsets
+//!   synchronously. Auto-commit and auto offset store are off.
 //! - A batch the channel refused is kept and retried as is (no re-read), so a full channel
 //!   neither loses nor duplicates records.
 //! - Offsets of a batch that reached the channel but whose commit failed (broker down) are kept
@@ -175,20 +172,6 @@ impl SourceContext {
     }
 }
 
-impl SourceContext {
-    /// Sends every open offset without waiting for the result.
-    fn commit_async(&self, consumer: &BaseConsumer<Self>) {
-        let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), offset) in self.uncommitted.lock().iter() {
-            let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset));
-        }
-        if tpl.count() > 0 && consumer.commit(&tpl, CommitMode::Async).is_err() {
-            // Not even queued (e.g. no coordinator yet): the next `process` commits synchronously.
-            self.counters.commit_fail.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
 impl ClientContext for SourceContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
         self.log.log(level, fac, message);
@@ -200,30 +183,6 @@ impl ClientContext for SourceContext {
 }
 
 impl ConsumerContext for SourceContext {
-    fn commit_callback(
-        &self,
-        result: rdkafka::error::KafkaResult<()>,
-        offsets: &TopicPartitionList,
-    ) {
-        if let Err(e) = result {
-            self.counters.commit_fail.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(source = %self.log.component, error = %e,
-                "Asynchronous offset commit failed; the next batch commits synchronously first.");
-            return;
-        }
-        let mut open = self.uncommitted.lock();
-        for e in offsets.elements() {
-            let Offset::Offset(done) = e.offset() else {
-                continue;
-            };
-            let key = (e.topic().to_string(), e.partition());
-            // Only what this commit covered: a newer batch's offset stays open.
-            if open.get(&key).is_some_and(|o| *o <= done) {
-                open.remove(&key);
-            }
-        }
-    }
-
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(tpl) => {
@@ -446,8 +405,7 @@ impl KafkaSource {
         while batch.events.len() < self.config.batch_size {
             let polled = consumer.poll(deadline.saturating_duration_since(Instant::now()));
             let stop = match polled {
-                // `None` also follows a served commit or rebalance event: go on until the deadline.
-                None => Instant::now() >= deadline,
+                None => true,
                 Some(Err(e)) => {
                     self.counters.consume_error.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(source = %self.name, error = %e, "Kafka consumer error.");
@@ -546,10 +504,7 @@ impl PollableSource for KafkaSource {
                 *next = (*next).max(offset + 1);
             }
         }
-        // Sent without waiting: its result comes back through `commit_callback` while the next
-        // batch is read. `process` commits synchronously whatever is still open before it
-        // puts the next batch, so at most this one batch is in the channel uncommitted.
-        ctx.commit_async(consumer);
+        ctx.commit(consumer, None);
         Ok(PollStatus::Ready)
     }
 
