@@ -158,7 +158,7 @@ fn rust_drop_by_level_filters_in_a_real_pipeline() -> Result<()> {
         &out,
     );
     let agent = Sluice::start(tmp.path(), "a", &conf, &[])?;
-    let got = wait_count(&out, 600)?;
+    wait_count(&out, 600)?;
     wait_counter(&agent, "WASM.r1.w", "DroppedByLevel", 400)?;
     std::thread::sleep(Duration::from_millis(500));
     let got: Vec<String> = read_lines(&out).iter().map(|l| parse_line(l).1).collect();
