@@ -53,7 +53,14 @@ pub fn rust(name: &str, tag: Option<&str>) -> Result<PathBuf> {
     let target = dir.join("target");
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(&dir)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "-p", name])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            name,
+        ])
         .env("SLUICE_TAG", tag.unwrap_or("v0"));
     run(
         &mut cmd,
