@@ -233,6 +233,8 @@ impl Verdicts {
         self.codes.push(KEEP);
     }
 
+    // `keep` / `drop` / `replace` mirror the WIT verdicts; this is not `Drop::drop`.
+    #[allow(clippy::should_implement_trait)]
     pub fn drop(&mut self) {
         self.codes.push(DROP);
         self.changed = true;

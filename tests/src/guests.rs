@@ -45,14 +45,12 @@ fn path_with_user_bin() -> String {
 }
 
 /// Builds the Rust guest crate `name` (a member of examples/guests/rust) for wasm32-wasip2.
-/// `tag` sets `SLUICE_TAG` and a separate target folder (the reload test's two versions).
+/// `tag` sets `SLUICE_TAG` (the reload test's two versions); a tagged build is copied to
+/// `target/tagged/<name>-<tag>.wasm` so the next tag's build does not overwrite it.
 pub fn rust(name: &str, tag: Option<&str>) -> Result<PathBuf> {
     let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     let dir = examples().join("rust");
-    let target = match tag {
-        Some(t) => dir.join(format!("target-{t}")),
-        None => dir.join("target"),
-    };
+    let target = dir.join("target");
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(&dir)
         .args([
@@ -63,11 +61,7 @@ pub fn rust(name: &str, tag: Option<&str>) -> Result<PathBuf> {
             "-p",
             name,
         ])
-        .arg("--target-dir")
-        .arg(&target);
-    if let Some(t) = tag {
-        cmd.env("SLUICE_TAG", t);
-    }
+        .env("SLUICE_TAG", tag.unwrap_or("v0"));
     run(
         &mut cmd,
         &format!("cargo build of guest {name}"),
@@ -79,7 +73,13 @@ pub fn rust(name: &str, tag: Option<&str>) -> Result<PathBuf> {
     if !wasm.is_file() {
         bail!("{} was not produced", wasm.display());
     }
-    Ok(wasm)
+    let Some(tag) = tag else {
+        return Ok(wasm);
+    };
+    let tagged = target.join("tagged").join(format!("{name}-{tag}.wasm"));
+    std::fs::create_dir_all(target.join("tagged"))?;
+    std::fs::copy(&wasm, &tagged)?;
+    Ok(tagged)
 }
 
 fn newest(paths: &[PathBuf]) -> Option<SystemTime> {
@@ -135,6 +135,7 @@ pub fn c_pii_mask() -> Result<PathBuf> {
                 "wasm32-wasi",
                 "-mexec-model=reactor",
                 "-O2",
+                "-s",
                 "-I",
             ])
             .arg(&gen_dir)

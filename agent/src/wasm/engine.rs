@@ -89,13 +89,13 @@ impl Runtime {
             return Ok((c.clone(), digest));
         }
         let cached = self.disk_path(&digest);
-        let component = match cached.as_deref().and_then(|p| self.from_disk(p)) {
+        let component = match cached.as_deref().and_then(|p| self.load_cached(p)) {
             Some(c) => c,
             None => {
                 let c = Component::new(&self.engine, &bytes)
                     .map_err(|e| format!("{} is not a valid component: {e:#}", path.display()))?;
                 if let Some(p) = cached.as_deref() {
-                    to_disk(&c, p);
+                    store_cached(&c, p);
                 }
                 c
             }
@@ -128,11 +128,11 @@ impl Runtime {
         Some(dir.join(format!("{:016x}-{hex}.cwasm", engine.finish())))
     }
 
-    fn from_disk(&self, path: &Path) -> Option<Component> {
+    fn load_cached(&self, path: &Path) -> Option<Component> {
         if !path.is_file() {
             return None;
         }
-        // SAFETY: the file was written by `to_disk` from `Component::serialize` of an engine
+        // SAFETY: the file was written by `store_cached` from `Component::serialize` of an engine
         // with the same compatibility hash (in its name), in a folder only the agent's user
         // writes (module docs); wasmtime still checks its header and engine settings.
         #[allow(unsafe_code)]
@@ -148,7 +148,7 @@ impl Runtime {
     }
 }
 
-fn to_disk(component: &Component, path: &Path) {
+fn store_cached(component: &Component, path: &Path) {
     let write = || -> Result<(), String> {
         let bytes = component.serialize().map_err(|e| e.to_string())?;
         if let Some(dir) = path.parent() {

@@ -307,6 +307,21 @@ impl Maker {
                 )
             })?;
         // Check the world now so a wrong component is a config-time error, not a fault.
+        let exports: &[&str] = match self.hook {
+            Hook::Interceptor => &["init", "intercept"],
+            Hook::Router => &["init", "route"],
+            Hook::SinkSelector => &["init", "select"],
+        };
+        if let Some(missing) = exports
+            .iter()
+            .find(|e| component.get_export_index(None, e).is_none())
+        {
+            return Err(format!(
+                "does not implement the `{}` world of sluice:pipeline@0.1.0 (no `{missing}` \
+                 export)",
+                self.hook.world()
+            ));
+        }
         let world_ok = match self.hook {
             Hook::Interceptor => {
                 bindings::interceptor::InterceptorPre::new(pre.clone()).map(|_| ())

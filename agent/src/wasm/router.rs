@@ -59,6 +59,9 @@ pub fn validate(events: usize, channels: usize, masks: &[u64]) -> Result<(), Str
 pub fn split(events: Vec<Event>, channels: usize, masks: &[u64]) -> Routed {
     let mut routed = Routed::new(channels);
     for (e, &mask) in events.into_iter().zip(masks) {
+        if mask == 0 {
+            continue;
+        }
         let last = 63 - mask.leading_zeros() as usize;
         for ch in 0..channels {
             if mask & (1 << ch) != 0 {
@@ -131,8 +134,8 @@ mod tests {
         assert!(validate(2, 2, &[1]).is_err());
         assert!(validate(1, 2, &[4]).is_err());
         let ev = |s: &str| Event::new(s.to_string());
-        let r = split(vec![ev("a"), ev("b"), ev("c")], 2, &[1, 3, 0]);
+        let r = split(vec![ev("a"), ev("b"), ev("c"), ev("d")], 2, &[1, 3, 0, 2]);
         assert_eq!(r.required[0], vec![ev("a"), ev("b")]);
-        assert_eq!(r.required[1], vec![ev("b")]);
+        assert_eq!(r.required[1], vec![ev("b"), ev("d")]);
     }
 }

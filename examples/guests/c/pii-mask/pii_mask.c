@@ -5,7 +5,7 @@
 //
 // Build (what the tests do, see tests/src/guests.rs):
 //   sluice-guest-tool c-bindings --wit ../../../../wit --world interceptor --out target/bindings
-//   python3 -m ziglang cc -target wasm32-wasi -mexec-model=reactor -O2 -I target/bindings \
+//   python3 -m ziglang cc -target wasm32-wasi -mexec-model=reactor -O2 -s -I target/bindings \
 //       pii_mask.c target/bindings/interceptor.c \
 //       target/bindings/interceptor_component_type.o -o target/pii_mask.core.wasm
 //   sluice-guest-tool componentize target/pii_mask.core.wasm -o target/pii_mask.wasm
