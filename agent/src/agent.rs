@@ -17,9 +17,7 @@ use crate::metrics::{
     SourceCounters,
 };
 use crate::selectors::{ChannelSelector, SelectorConfig};
-use crate::tenants::TenantRouter;
 use crate::sinks::avro::AvroSink;
-use crate::sources::avro::AvroSource;
 use crate::sinks::file_roll::FileRollSink;
 use crate::sinks::group::{DefaultProcessor, SinkProcessor};
 use crate::sinks::hdfs::HdfsSink;
@@ -28,11 +26,13 @@ use crate::sinks::logger::LoggerSink;
 use crate::sinks::null::NullSink;
 use crate::sinks::runner::SinkRunner;
 use crate::sinks::{Sink, SinkSlot};
+use crate::sources::avro::AvroSource;
 use crate::sources::kafka::KafkaSource;
 use crate::sources::seq::SeqSource;
 use crate::sources::stress::StressSource;
 use crate::sources::taildir::TaildirSource;
 use crate::sources::{EventDrivenSource, PollConfig, PollableSource, SourceRunner};
+use crate::tenants::TenantRouter;
 use crate::wasm::Scope;
 
 #[derive(Debug, thiserror::Error)]
@@ -158,17 +158,18 @@ impl Agent {
             .register(ComponentType::Source, &s.name, counters.clone());
         let selector: Box<dyn ChannelSelector> = match (&s.selector, &self.config.tenants) {
             (SelectorConfig::Tenant, Some(t)) => Box::new(
-                TenantRouter::new(t, &s.channels, &self.registry).map_err(|message| BuildError {
-                    component: format!("source {}", s.name),
-                    message,
+                TenantRouter::new(t, &s.channels, &self.registry).map_err(|message| {
+                    BuildError {
+                        component: format!("source {}", s.name),
+                        message,
+                    }
                 })?,
             ),
             (other, _) => other
                 .build(&Scope::new(format!("{}.selector", s.name), &self.registry))
                 .map_err(guest_err)?,
         };
-        let processor =
-            Arc::new(ChannelProcessor::new(
+        let processor = Arc::new(ChannelProcessor::new(
             &s.name,
             interceptors,
             selector,
@@ -182,7 +183,8 @@ impl Agent {
                     component: format!("source {}", s.name),
                     message: e.to_string(),
                 })?;
-                self.sources.insert(s.name.clone(), RunningSource::Driven(Box::new(src)));
+                self.sources
+                    .insert(s.name.clone(), RunningSource::Driven(Box::new(src)));
                 return Ok(());
             }
             SourceKind::Kafka(c) => {
@@ -209,7 +211,8 @@ impl Agent {
         };
         let runner = SourceRunner::start(&s.name, source, processor, poll)
             .map_err(|e| spawn_err(&s.name, e))?;
-        self.sources.insert(s.name.clone(), RunningSource::Polled(runner));
+        self.sources
+            .insert(s.name.clone(), RunningSource::Polled(runner));
         Ok(())
     }
 
@@ -217,9 +220,10 @@ impl Agent {
         let counters = SinkCounters::new();
         let mut extra: Option<Arc<KafkaSinkCounters>> = None;
         let (sink, batch): (Box<dyn Sink>, usize) = match &k.kind {
-            SinkKind::Avro(c) => {
-                (Box::new(AvroSink::new(&k.name, c.clone(), counters.clone())), c.batch_size)
-            }
+            SinkKind::Avro(c) => (
+                Box::new(AvroSink::new(&k.name, c.clone(), counters.clone())),
+                c.batch_size,
+            ),
             SinkKind::Kafka(c) => {
                 let kafka = KafkaSinkCounters::new();
                 extra = Some(kafka.clone());
@@ -239,7 +243,8 @@ impl Agent {
                 c.batch_size,
             ),
         };
-        let slot = SinkSlot::with_counters(&k.name, sink, self.channel(&k.channel)?, batch, counters);
+        let slot =
+            SinkSlot::with_counters(&k.name, sink, self.channel(&k.channel)?, batch, counters);
         match extra {
             Some(kafka) => self.registry.register(
                 ComponentType::Sink,
@@ -309,10 +314,12 @@ impl Agent {
             old.sources.iter().map(|s| (s.name.clone(), &s.raw)),
             new.sources.iter().map(|s| (s.name.clone(), &s.raw)),
         );
-        let tenants_changed = old.tenants.as_ref().map(|t| &t.raw) != new.tenants.as_ref().map(|t| &t.raw);
+        let tenants_changed =
+            old.tenants.as_ref().map(|t| &t.raw) != new.tenants.as_ref().map(|t| &t.raw);
         for s in old.sources.iter().chain(&new.sources) {
             let by_tenant = matches!(s.selector, SelectorConfig::Tenant);
-            if s.channels.iter().any(|c| changed_channels.contains(c)) || (by_tenant && tenants_changed)
+            if s.channels.iter().any(|c| changed_channels.contains(c))
+                || (by_tenant && tenants_changed)
             {
                 changed_sources.insert(s.name.clone());
             }

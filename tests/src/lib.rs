@@ -4,8 +4,8 @@
 pub mod bench;
 pub mod flume;
 pub mod flume_taildir;
-pub mod hdfs;
 pub mod guests;
+pub mod hdfs;
 pub mod http;
 pub mod kafka;
 pub mod maven;

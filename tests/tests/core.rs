@@ -333,7 +333,10 @@ fn config_errors_name_file_line_and_key() -> Result<()> {
         err.contains(&format!("{path}:8: a1.sinks.k1.type: unknown sink type")),
         "{err}"
     );
-    ensure!(err.contains("accepted: ") && err.contains("logger, null, file_roll"), "{err}");
+    ensure!(
+        err.contains("accepted: ") && err.contains("logger, null, file_roll"),
+        "{err}"
+    );
 
     let (code, _out, err) = run_sluice(&["agent", "-n", "a1", "-f", &path])?;
     ensure!(

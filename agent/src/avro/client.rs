@@ -124,8 +124,12 @@ impl RpcClient {
             return Ok(());
         }
         if let (Some(t), None) = (&self.config.tls, &self.tls) {
-            let cfg = super::tls::client_config(t.ca.as_deref(), t.trust_all)
-                .map_err(|e| RpcError::Connect { peer: self.peer.clone(), message: e.to_string() })?;
+            let cfg = super::tls::client_config(t.ca.as_deref(), t.trust_all).map_err(|e| {
+                RpcError::Connect {
+                    peer: self.peer.clone(),
+                    message: e.to_string(),
+                }
+            })?;
             self.tls = Some(cfg);
         }
         let addrs: Vec<SocketAddr> = (self.config.host.as_str(), self.config.port)

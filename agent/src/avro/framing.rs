@@ -39,7 +39,9 @@ pub fn read_frame(r: &mut impl Read, max_bytes: usize) -> Result<Frame, FrameErr
     let count = read_i32(r)?;
     // Every buffer costs at least its 4-byte length, so the count is bounded by the maximum.
     if count < 0 || count as usize > max_bytes / 4 + 1 {
-        return Err(FrameError::Invalid(format!("buffer count {count} out of range")));
+        return Err(FrameError::Invalid(format!(
+            "buffer count {count} out of range"
+        )));
     }
     let mut payload = Vec::new();
     for _ in 0..count {
@@ -83,7 +85,13 @@ mod tests {
         let mut buf = Vec::new();
         write_frame(&mut buf, 7, b"hello")?;
         let f = read_frame(&mut &buf[..], 100)?;
-        assert_eq!(f, Frame { serial: 7, payload: b"hello".to_vec() });
+        assert_eq!(
+            f,
+            Frame {
+                serial: 7,
+                payload: b"hello".to_vec()
+            }
+        );
         // Two buffers concatenate.
         let mut two = Vec::new();
         for v in [3i32, 2, 2] {
@@ -103,24 +111,39 @@ mod tests {
         for v in [1i32, i32::MAX] {
             huge_count.extend_from_slice(&v.to_be_bytes());
         }
-        assert!(matches!(read_frame(&mut &huge_count[..], 1 << 20), Err(FrameError::Invalid(_))));
+        assert!(matches!(
+            read_frame(&mut &huge_count[..], 1 << 20),
+            Err(FrameError::Invalid(_))
+        ));
         let mut huge_len = Vec::new();
         for v in [1i32, 1, i32::MAX] {
             huge_len.extend_from_slice(&v.to_be_bytes());
         }
-        assert!(matches!(read_frame(&mut &huge_len[..], 1 << 20), Err(FrameError::Invalid(_))));
+        assert!(matches!(
+            read_frame(&mut &huge_len[..], 1 << 20),
+            Err(FrameError::Invalid(_))
+        ));
         let mut neg = Vec::new();
         for v in [1i32, 1, -5] {
             neg.extend_from_slice(&v.to_be_bytes());
         }
-        assert!(matches!(read_frame(&mut &neg[..], 1 << 20), Err(FrameError::Invalid(_))));
+        assert!(matches!(
+            read_frame(&mut &neg[..], 1 << 20),
+            Err(FrameError::Invalid(_))
+        ));
     }
 
     #[test]
     fn truncated_and_closed() {
-        assert!(matches!(read_frame(&mut &[][..], 10), Err(FrameError::Closed)));
+        assert!(matches!(
+            read_frame(&mut &[][..], 10),
+            Err(FrameError::Closed)
+        ));
         let trunc = [0u8, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 9, b'x'];
-        assert!(matches!(read_frame(&mut &trunc[..], 100), Err(FrameError::Io(_))));
+        assert!(matches!(
+            read_frame(&mut &trunc[..], 100),
+            Err(FrameError::Io(_))
+        ));
     }
 }
 

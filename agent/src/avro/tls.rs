@@ -28,7 +28,10 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsFileError> {
-    let e = |message: String| TlsFileError { path: path.to_path_buf(), message };
+    let e = |message: String| TlsFileError {
+        path: path.to_path_buf(),
+        message,
+    };
     let certs: Vec<_> = CertificateDer::pem_file_iter(path)
         .map_err(|x| e(format!("cannot read PEM certificates: {x}")))?
         .collect::<Result<_, _>>()
@@ -49,15 +52,24 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsFi
     let config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .and_then(|b| b.with_no_client_auth().with_single_cert(chain, key_der))
-        .map_err(|x| TlsFileError { path: cert.to_path_buf(), message: x.to_string() })?;
+        .map_err(|x| TlsFileError {
+            path: cert.to_path_buf(),
+            message: x.to_string(),
+        })?;
     Ok(Arc::new(config))
 }
 
 /// A client configuration trusting the PEM CA file, or anything with `trust_all`.
-pub fn client_config(ca: Option<&Path>, trust_all: bool) -> Result<Arc<ClientConfig>, TlsFileError> {
+pub fn client_config(
+    ca: Option<&Path>,
+    trust_all: bool,
+) -> Result<Arc<ClientConfig>, TlsFileError> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|x| TlsFileError { path: PathBuf::new(), message: x.to_string() })?;
+        .map_err(|x| TlsFileError {
+            path: PathBuf::new(),
+            message: x.to_string(),
+        })?;
     let config = if trust_all {
         let algs = provider().signature_verification_algorithms;
         builder
@@ -171,7 +183,10 @@ where
 pub fn accept(config: &Arc<ServerConfig>, r: Reader, w: Writer) -> io::Result<(Reader, Writer)> {
     let conn = rustls::ServerConnection::new(config.clone()).map_err(io::Error::other)?;
     let shared = Arc::new(Mutex::new(rustls::StreamOwned::new(conn, Duplex { r, w })));
-    Ok((Box::new(TlsReader(shared.clone())), Box::new(TlsWriter(shared))))
+    Ok((
+        Box::new(TlsReader(shared.clone())),
+        Box::new(TlsWriter(shared)),
+    ))
 }
 
 /// Wraps the streams of an outgoing connection to `host` in TLS.
@@ -181,11 +196,18 @@ pub fn connect(
     r: Reader,
     w: Writer,
 ) -> io::Result<(Reader, Writer)> {
-    let name = ServerName::try_from(host.to_string())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("server name {host}: {e}")))?;
+    let name = ServerName::try_from(host.to_string()).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("server name {host}: {e}"),
+        )
+    })?;
     let conn = rustls::ClientConnection::new(config.clone(), name).map_err(io::Error::other)?;
     let shared = Arc::new(Mutex::new(rustls::StreamOwned::new(conn, Duplex { r, w })));
-    Ok((Box::new(TlsReader(shared.clone())), Box::new(TlsWriter(shared))))
+    Ok((
+        Box::new(TlsReader(shared.clone())),
+        Box::new(TlsWriter(shared)),
+    ))
 }
 
 #[cfg(test)]
@@ -241,7 +263,10 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let bad = dir.path().join("bad.pem");
         std::fs::write(&bad, "not a certificate")?;
-        let err = server_config(&bad, &bad).err().map(|e| e.to_string()).unwrap_or_default();
+        let err = server_config(&bad, &bad)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("bad.pem"), "{err}");
         Ok(())
     }

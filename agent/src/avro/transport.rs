@@ -66,7 +66,12 @@ impl<R: Read> Read for InflateReader<R> {
             let status = self
                 .z
                 .decompress(&self.buf[self.pos..self.len], dst, FlushDecompress::None)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("corrupt deflate stream: {e}")))?;
+                .map_err(|e| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("corrupt deflate stream: {e}"),
+                    )
+                })?;
             let consumed = (self.z.total_in() - in0) as usize;
             let produced = (self.z.total_out() - out0) as usize;
             self.pos += consumed;
@@ -85,11 +90,17 @@ impl<R: Read> Read for InflateReader<R> {
                 self.len = 0;
             }
             if self.len == self.buf.len() {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "deflate stream stalled"));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "deflate stream stalled",
+                ));
             }
             let n = self.inner.read(&mut self.buf[self.len..])?;
             if n == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "deflate stream ended early"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "deflate stream ended early",
+                ));
             }
             self.len += n;
         }

@@ -9,19 +9,19 @@ use crate::channels::file::FileChannelConfig;
 use crate::channels::memory::MemoryChannelConfig;
 use crate::interceptors::InterceptorKind;
 use crate::selectors::SelectorConfig;
+use crate::sinks::avro::AvroSinkConfig;
 use crate::sinks::file_roll::FileRollConfig;
 use crate::sinks::group::ProcessorConfig;
 use crate::sinks::hdfs::config::HdfsConfig;
 use crate::sinks::kafka::KafkaSinkConfig;
 use crate::sinks::logger::LoggerConfig;
 use crate::sinks::null::NullConfig;
-use crate::sinks::avro::AvroSinkConfig;
 use crate::sources::avro::AvroSourceConfig;
 use crate::sources::kafka::KafkaSourceConfig;
 use crate::sources::seq::SeqConfig;
 use crate::sources::stress::StressConfig;
-use crate::tenants::TenantsConfig;
 use crate::sources::taildir::TaildirConfig;
+use crate::tenants::TenantsConfig;
 
 #[derive(Clone, Debug)]
 pub enum SourceKind {
@@ -125,7 +125,10 @@ const CHANNEL_TYPES: &[(&[&str], &str)] = &[
         &["memory", "org.apache.flume.channel.MemoryChannel"],
         "memory",
     ),
-    (&["file", "org.apache.flume.channel.file.FileChannel"], "file"),
+    (
+        &["file", "org.apache.flume.channel.file.FileChannel"],
+        "file",
+    ),
 ];
 
 const SINK_TYPES: &[(&[&str], &str)] = &[
@@ -137,7 +140,10 @@ const SINK_TYPES: &[(&[&str], &str)] = &[
         &["file_roll", "org.apache.flume.sink.RollingFileSink"],
         "file_roll",
     ),
-    (&["hdfs", "org.apache.flume.sink.hdfs.HDFSEventSink"], "hdfs"),
+    (
+        &["hdfs", "org.apache.flume.sink.hdfs.HDFSEventSink"],
+        "hdfs",
+    ),
 ];
 
 impl AgentConfig {
@@ -213,19 +219,30 @@ impl AgentConfig {
         let tenants = if tenant_names.is_empty() {
             None
         } else {
-            b.collect(TenantsConfig::from_props(&top.sub("tenants."), &tenant_names))
+            b.collect(TenantsConfig::from_props(
+                &top.sub("tenants."),
+                &tenant_names,
+            ))
         };
         if let Some(t) = &tenants {
             for tc in &t.tenants {
-                for c in tc.channels.iter().filter(|c| !known_channels.contains(c.as_str())) {
-                    b.errors.push(top.sub(&format!("tenants.{}.", tc.name)).error(
-                        "channels",
-                        format!("channel `{c}` is not listed in {agent}.channels"),
-                    ));
+                for c in tc
+                    .channels
+                    .iter()
+                    .filter(|c| !known_channels.contains(c.as_str()))
+                {
+                    b.errors
+                        .push(top.sub(&format!("tenants.{}.", tc.name)).error(
+                            "channels",
+                            format!("channel `{c}` is not listed in {agent}.channels"),
+                        ));
                 }
             }
         }
-        for s in sources.iter().filter(|s| matches!(s.selector, SelectorConfig::Tenant)) {
+        for s in sources
+            .iter()
+            .filter(|s| matches!(s.selector, SelectorConfig::Tenant))
+        {
             let sp = top.sub(&format!("sources.{}.", s.name));
             match &tenants {
                 None => b.errors.push(sp.error(
@@ -237,7 +254,10 @@ impl AgentConfig {
                         for c in tc.channels.iter().filter(|c| !s.channels.contains(c)) {
                             b.errors.push(sp.error(
                                 "channels",
-                                format!("tenant `{}` writes to `{c}`, which is not in this list", tc.name),
+                                format!(
+                                    "tenant `{}` writes to `{c}`, which is not in this list",
+                                    tc.name
+                                ),
                             ));
                         }
                     }

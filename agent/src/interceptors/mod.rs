@@ -77,7 +77,10 @@ pub enum InterceptorKind {
 const TYPES: &[(&[&str], &str)] = &[
     (&["wasm"], "wasm"),
     (
-        &["regex_extractor", "org.apache.flume.interceptor.RegexExtractorInterceptor$Builder"],
+        &[
+            "regex_extractor",
+            "org.apache.flume.interceptor.RegexExtractorInterceptor$Builder",
+        ],
         "regex_extractor",
     ),
     (

@@ -43,7 +43,9 @@ struct Unbuilt;
 
 impl ChannelSelector for Unbuilt {
     fn route(&self, _events: Vec<Event>) -> Result<Routed, SelectorError> {
-        Err(SelectorError("this selector must be built by the agent".into()))
+        Err(SelectorError(
+            "this selector must be built by the agent".into(),
+        ))
     }
 }
 

@@ -36,7 +36,10 @@ impl AvroSinkConfig {
         }
         let tls = if p.bool("ssl", false)? {
             let trust_all = p.bool("trust-all-certs", false)?;
-            let ca = p.get("ssl.ca").filter(|v| !v.is_empty()).map(std::path::PathBuf::from);
+            let ca = p
+                .get("ssl.ca")
+                .filter(|v| !v.is_empty())
+                .map(std::path::PathBuf::from);
             if ca.is_none() && !trust_all {
                 let hint = if p.get("truststore").is_some() {
                     "; sluice reads PEM, not Java truststores: export the CA with `keytool \
@@ -46,7 +49,9 @@ impl AvroSinkConfig {
                 };
                 return Err(p.error(
                     "ssl.ca",
-                    format!("ssl = true needs ssl.ca (a PEM CA file) or trust-all-certs = true{hint}"),
+                    format!(
+                        "ssl = true needs ssl.ca (a PEM CA file) or trust-all-certs = true{hint}"
+                    ),
                 ));
             }
             p.claim("truststore");
@@ -55,9 +60,12 @@ impl AvroSinkConfig {
             None
         };
         let port = p.required("port")?;
-        let port: u16 = port
-            .parse()
-            .map_err(|_| p.error("port", format!("invalid value `{port}`; expected a TCP port")))?;
+        let port: u16 = port.parse().map_err(|_| {
+            p.error(
+                "port",
+                format!("invalid value `{port}`; expected a TCP port"),
+            )
+        })?;
         Ok(Self {
             client: ClientConfig {
                 host: p.required("hostname")?,
@@ -83,25 +91,42 @@ pub struct AvroSink {
 impl AvroSink {
     pub fn new(name: &str, config: AvroSinkConfig, counters: Arc<SinkCounters>) -> Self {
         let client = RpcClient::new(config.client.clone());
-        Self { name: name.to_string(), config, client, counters }
+        Self {
+            name: name.to_string(),
+            config,
+            client,
+            counters,
+        }
     }
 
     fn ensure_connected(&mut self) -> Result<(), SinkError> {
         let reset = !self.config.reset_interval.is_zero()
-            && self.client.connection_age().is_some_and(|a| a >= self.config.reset_interval);
+            && self
+                .client
+                .connection_age()
+                .is_some_and(|a| a >= self.config.reset_interval);
         if reset {
             self.client.close();
-            self.counters.connection_closed.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .connection_closed
+                .fetch_add(1, Ordering::Relaxed);
         }
         if !self.client.is_connected() {
             match self.client.connect() {
                 Ok(()) => {
-                    self.counters.connection_created.fetch_add(1, Ordering::Relaxed);
+                    self.counters
+                        .connection_created
+                        .fetch_add(1, Ordering::Relaxed);
                     tracing::info!(sink = %self.name, peer = %self.client.peer(), "Avro sink connected.");
                 }
                 Err(e) => {
-                    self.counters.connection_failed.fetch_add(1, Ordering::Relaxed);
-                    return Err(SinkError::Delivery { sink: self.name.clone(), message: e.to_string() });
+                    self.counters
+                        .connection_failed
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Err(SinkError::Delivery {
+                        sink: self.name.clone(),
+                        message: e.to_string(),
+                    });
                 }
             }
         }
@@ -114,16 +139,23 @@ impl Sink for AvroSink {
         self.ensure_connected()?;
         self.client.append_batch(events).map_err(|e| {
             if !self.client.is_connected() {
-                self.counters.connection_closed.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .connection_closed
+                    .fetch_add(1, Ordering::Relaxed);
             }
-            SinkError::Delivery { sink: self.name.clone(), message: e.to_string() }
+            SinkError::Delivery {
+                sink: self.name.clone(),
+                message: e.to_string(),
+            }
         })
     }
 
     fn stop(&mut self) {
         if self.client.is_connected() {
             self.client.close();
-            self.counters.connection_closed.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .connection_closed
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 }

@@ -49,7 +49,13 @@ impl FileRollConfig {
             "sink.serializer",
             false,
             &[
-                (&["TEXT", "org.apache.flume.serialization.BodyTextEventSerializer$Builder"], false),
+                (
+                    &[
+                        "TEXT",
+                        "org.apache.flume.serialization.BodyTextEventSerializer$Builder",
+                    ],
+                    false,
+                ),
                 (
                     &[
                         "header_and_text",

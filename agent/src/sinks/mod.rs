@@ -80,17 +80,28 @@ impl SinkSlot {
         batch_size: usize,
         counters: Arc<SinkCounters>,
     ) -> Self {
-        Self { name: name.to_string(), sink, channel, batch_size, counters, started: false }
+        Self {
+            name: name.to_string(),
+            sink,
+            channel,
+            batch_size,
+            counters,
+            started: false,
+        }
     }
 
     /// Starts the sink on first use.
     pub fn ensure_started(&mut self) -> Result<(), SinkError> {
         if !self.started {
             if let Err(e) = self.sink.start() {
-                self.counters.connection_failed.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .connection_failed
+                    .fetch_add(1, Ordering::Relaxed);
                 return Err(e);
             }
-            self.counters.connection_created.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .connection_created
+                .fetch_add(1, Ordering::Relaxed);
             self.started = true;
         }
         Ok(())

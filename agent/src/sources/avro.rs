@@ -108,11 +108,20 @@ impl AvroSourceConfig {
                 ""
             };
             let need = |key: &str| {
-                p.get(key).filter(|v| !v.is_empty()).map(std::path::PathBuf::from).ok_or_else(|| {
-                    p.error(key, format!("ssl = true needs {key} (a PEM file){keystore_hint}"))
-                })
+                p.get(key)
+                    .filter(|v| !v.is_empty())
+                    .map(std::path::PathBuf::from)
+                    .ok_or_else(|| {
+                        p.error(
+                            key,
+                            format!("ssl = true needs {key} (a PEM file){keystore_hint}"),
+                        )
+                    })
             };
-            let tls = TlsFiles { certificate: need("ssl.certificate")?, key: need("ssl.key")? };
+            let tls = TlsFiles {
+                certificate: need("ssl.certificate")?,
+                key: need("ssl.key")?,
+            };
             p.claim("keystore");
             Some(tls)
         } else {
@@ -191,9 +200,14 @@ impl AvroSource {
 impl EventDrivenSource for AvroSource {
     fn start(&mut self, processor: Arc<ChannelProcessor>) -> Result<(), SourceError> {
         let tls = match &self.config.tls {
-            Some(t) => Some(crate::avro::tls::server_config(&t.certificate, &t.key).map_err(|e| {
-                SourceError::Other { source_name: self.name.clone(), message: format!("ssl: {e}") }
-            })?),
+            Some(t) => Some(
+                crate::avro::tls::server_config(&t.certificate, &t.key).map_err(|e| {
+                    SourceError::Other {
+                        source_name: self.name.clone(),
+                        message: format!("ssl: {e}"),
+                    }
+                })?,
+            ),
             None => None,
         };
         let addr = format!("{}:{}", self.config.bind, self.config.port);

@@ -252,7 +252,9 @@ impl TenantRouter {
                         .map(|i| {
                             let scope =
                                 Scope::new(format!("tenant.{}.{}", t.name, i.name), registry);
-                            i.kind.build(&scope).map_err(|e| format!("tenant `{}`: {e}", t.name))
+                            i.kind
+                                .build(&scope)
+                                .map_err(|e| format!("tenant `{}`: {e}", t.name))
                         })
                         .collect::<Result<Vec<_>, _>>()?,
                 ),
