@@ -31,10 +31,6 @@ use crate::{free_port, http, parse_counter, wait_for};
 pub const FLUME_VERSION: &str = "1.11.0";
 /// log4j2 as in Flume 1.11.0's binary distribution (`log4j.version` in flume-parent).
 const LOG4J_VERSION: &str = "2.18.0";
-/// Pinned so the fetch does not depend on Maven's default plugin version.
-const DEPENDENCY_PLUGIN_VERSION: &str = "3.6.1";
-const INSTALL_HINT: &str = "install them with `apt-get install -y openjdk-17-jdk-headless maven` \
-                            (scripts/test does this)";
 
 /// `~/.cache/sluice-tests/flume-1.11.0` (or `$SLUICE_FLUME_HOME`).
 pub fn flume_home() -> Result<PathBuf> {
@@ -50,148 +46,26 @@ pub fn flume_home() -> Result<PathBuf> {
         .join(format!("flume-{FLUME_VERSION}")))
 }
 
-/// Fails with the install command when `tool` cannot be run.
-fn require_tool(tool: &str, version_arg: &str) -> Result<()> {
-    match Command::new(tool)
-        .arg(version_arg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-    {
-        Ok(s) if s.success() => Ok(()),
-        Ok(s) => bail!(
-            "`{tool} {version_arg}` failed ({s}); the Flume fixture needs java and mvn: {INSTALL_HINT}"
-        ),
-        Err(e) => {
-            bail!("cannot run `{tool}` ({e}); the Flume fixture needs java and mvn: {INSTALL_HINT}")
-        }
-    }
-}
-
-fn pom() -> String {
-    let log4j: String = [
+/// Makes sure Flume's jars (flume-ng-node plus the log4j2 backend it only has in test scope)
+/// are in `flume_home()/lib`, fetching them with `mvn` if not, and that `java` runs. Returns the
+/// `lib/` directory.
+pub fn ensure_flume() -> Result<PathBuf> {
+    let mut deps = vec![("org.apache.flume", "flume-ng-node", FLUME_VERSION)];
+    for a in [
         "log4j-api",
         "log4j-core",
         "log4j-slf4j-impl",
         "log4j-1.2-api",
         "log4j-jcl",
-    ]
-    .iter()
-    .map(|a| {
-        format!(
-            "    <dependency><groupId>org.apache.logging.log4j</groupId>\
-                 <artifactId>{a}</artifactId><version>{LOG4J_VERSION}</version></dependency>\n"
-        )
-    })
-    .collect();
-    format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?>
-<!-- Written by sluice-integration (tests/src/flume.rs): the runtime classpath of Flume. -->
-<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <modelVersion>4.0.0</modelVersion>
-  <groupId>sluice.tests</groupId>
-  <artifactId>flume-runtime</artifactId>
-  <version>{FLUME_VERSION}</version>
-  <packaging>pom</packaging>
-  <dependencies>
-    <dependency><groupId>org.apache.flume</groupId><artifactId>flume-ng-node</artifactId><version>{FLUME_VERSION}</version></dependency>
-{log4j}  </dependencies>
-  <build>
-    <plugins>
-      <plugin>
-        <groupId>org.apache.maven.plugins</groupId>
-        <artifactId>maven-dependency-plugin</artifactId>
-        <version>{DEPENDENCY_PLUGIN_VERSION}</version>
-      </plugin>
-    </plugins>
-  </build>
-</project>
-"#
+    ] {
+        deps.push(("org.apache.logging.log4j", a, LOG4J_VERSION));
+    }
+    crate::maven::ensure_classpath(
+        &flume_home()?,
+        &crate::maven::pom("flume-runtime", &deps),
+        "flume-ng-node-",
+        "the Flume fixture",
     )
-}
-
-/// True when `lib/.complete` exists and every jar it lists is present.
-fn lib_complete(lib: &Path) -> bool {
-    let Ok(manifest) = std::fs::read_to_string(lib.join(".complete")) else {
-        return false;
-    };
-    let mut jars = manifest.lines().filter(|l| !l.is_empty()).peekable();
-    jars.peek().is_some() && jars.all(|j| lib.join(j).is_file())
-}
-
-/// Makes sure Flume's jars are in `flume_home()/lib` (fetching them with `mvn` if not) and
-/// that `java` runs. Returns the `lib/` directory.
-pub fn ensure_flume() -> Result<PathBuf> {
-    // Tests of one binary run on several threads; one fetch per process at a time (the
-    // staging directory is named after the process).
-    static FETCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = FETCH
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    require_tool("java", "-version")?;
-    let home = flume_home()?;
-    let lib = home.join("lib");
-    if lib_complete(&lib) {
-        return Ok(lib);
-    }
-    require_tool("mvn", "-v")?;
-    std::fs::create_dir_all(&home).with_context(|| format!("cannot create {}", home.display()))?;
-    let pom_path = home.join("pom.xml");
-    std::fs::write(&pom_path, pom())
-        .with_context(|| format!("cannot write {}", pom_path.display()))?;
-    let staging = home.join(format!("lib.tmp-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&staging);
-    let started = std::time::Instant::now();
-    let out = Command::new("mvn")
-        .args(["-q", "-B", "-f"])
-        .arg(&pom_path)
-        .args(["dependency:copy-dependencies", "-DincludeScope=runtime"])
-        .arg(format!("-DoutputDirectory={}", staging.display()))
-        .current_dir(&home)
-        .stdin(Stdio::null())
-        .output()
-        .context("cannot run mvn")?;
-    if !out.status.success() {
-        let _ = std::fs::remove_dir_all(&staging);
-        bail!(
-            "mvn could not fetch org.apache.flume:flume-ng-node:{FLUME_VERSION} ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let mut jars: Vec<String> = std::fs::read_dir(&staging)?
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".jar"))
-        .collect();
-    jars.sort();
-    if !jars.iter().any(|j| j.starts_with("flume-ng-node-")) {
-        bail!(
-            "mvn finished but {} has no flume-ng-node jar",
-            staging.display()
-        );
-    }
-    std::fs::write(staging.join(".complete"), jars.join("\n") + "\n")?;
-    // A leftover incomplete lib/ (an interrupted older layout) is replaced; a complete one
-    // means another process won the race, and its copy is as good as ours.
-    if lib.exists() && !lib_complete(&lib) {
-        std::fs::remove_dir_all(&lib)
-            .with_context(|| format!("cannot remove {}", lib.display()))?;
-    }
-    if std::fs::rename(&staging, &lib).is_err() {
-        let _ = std::fs::remove_dir_all(&staging);
-        if !lib_complete(&lib) {
-            bail!("cannot move the Flume jars into {}", lib.display());
-        }
-    }
-    eprintln!(
-        "Fetched Apache Flume {FLUME_VERSION}: {} jars into {} in {:.1?}.",
-        jars.len(),
-        lib.display(),
-        started.elapsed()
-    );
-    Ok(lib)
 }
 
 /// Flume plus its Kafka source and sink (`flume-kafka-source`, `flume-ng-kafka-sink` and the
