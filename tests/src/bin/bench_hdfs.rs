@@ -21,6 +21,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use sluice_integration::bench::{cpu_seconds, row};
 use sluice_integration::flume::{FLUME_VERSION, Flume, FlumeOptions};
 use sluice_integration::hdfs::{HADOOP_VERSION, MiniDfs, flume_hdfs_jars};
 use sluice_integration::{Sluice, peak_rss_kib, sluice_bin};
@@ -113,21 +114,6 @@ struct Sample {
     cpu_cores: f64,
 }
 
-/// user + system CPU seconds of `pid` so far (/proc/<pid>/stat, USER_HZ = 100 on Linux).
-fn cpu_seconds(pid: u32) -> Result<f64> {
-    let path = format!("/proc/{pid}/stat");
-    let stat = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .context("malformed /proc stat")?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| -> Result<f64> {
-        Ok(fields.get(i).context("short /proc stat")?.parse::<u64>()? as f64)
-    };
-    Ok((ticks(11)? + ticks(12)?) / 100.0)
-}
-
 fn measure(name: &str, pid: u32, args: &Args, drained: &dyn Fn() -> Result<u64>) -> Result<Sample> {
     eprintln!("{name}: pid {pid}, warming up {:?}.", args.warmup);
     std::thread::sleep(args.warmup);
@@ -181,19 +167,6 @@ fn run_flume(dir: &Path, dfs: &MiniDfs, args: &Args) -> Result<Sample> {
     }
     flume.kill()?;
     Ok(sample)
-}
-
-fn row(label: &str, sluice: Option<f64>, flume: Option<f64>, fmt: fn(f64) -> String) {
-    let ratio = match (sluice, flume) {
-        (Some(s), Some(f)) if f > 0.0 => format!("{:.2}x", s / f),
-        _ => "-".into(),
-    };
-    let cell = |v: Option<f64>| v.map_or_else(|| "-".into(), fmt);
-    println!(
-        "{label:<20}{:>16}{:>16}{ratio:>14}",
-        cell(sluice),
-        cell(flume)
-    );
 }
 
 fn main() -> std::process::ExitCode {

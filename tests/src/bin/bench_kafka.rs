@@ -28,6 +28,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use sluice_integration::bench::{cpu_seconds, thousands};
 use sluice_integration::flume::{FLUME_VERSION, Flume, FlumeOptions, ensure_flume_kafka};
 use sluice_integration::kafka::{KAFKA_VERSION, KafkaBroker};
 use sluice_integration::{Sluice, peak_rss_kib, sluice_bin};
@@ -88,21 +89,6 @@ struct Sample {
     mb_per_s: f64,
     rss_mib: f64,
     cpu_cores: f64,
-}
-
-/// user + system CPU seconds of `pid` so far (/proc/<pid>/stat, USER_HZ = 100 on Linux).
-fn cpu_seconds(pid: u32) -> Result<f64> {
-    let path = format!("/proc/{pid}/stat");
-    let stat = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .context("malformed /proc stat")?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| -> Result<f64> {
-        Ok(fields.get(i).context("short /proc stat")?.parse::<u64>()? as f64)
-    };
-    Ok((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 fn source_conf(bootstrap: &str, group: &str, batch: usize) -> String {
@@ -263,18 +249,6 @@ fn row(label: &str, s: Option<f64>, f: Option<f64>, fmt: fn(f64) -> String) {
     };
     let cell = |v: Option<f64>| v.map_or_else(|| "-".into(), fmt);
     println!("{label:<22}{:>16}{:>16}{ratio:>14}", cell(s), cell(f));
-}
-
-fn thousands(v: f64) -> String {
-    let digits = format!("{v:.0}");
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn table(title: &str, s: Option<Sample>, f: Option<Sample>) {

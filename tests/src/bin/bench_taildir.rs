@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use sluice_integration::bench::cpu_seconds;
 use sluice_integration::flume::{FLUME_VERSION, Flume, FlumeOptions};
 use sluice_integration::flume_taildir::ensure_flume_taildir;
 use sluice_integration::{Sluice, peak_rss_kib, sluice_bin};
@@ -129,20 +130,6 @@ fn write_files(logs: &Path, a: &Args) -> Result<Vec<PathBuf>> {
         paths.push(path);
     }
     Ok(paths)
-}
-
-/// user + system CPU seconds of `pid` (/proc/<pid>/stat, USER_HZ = 100).
-fn cpu_seconds(pid: u32) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .context("malformed /proc stat")?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| -> Result<f64> {
-        Ok(fields.get(i).context("short /proc stat")?.parse::<u64>()? as f64)
-    };
-    Ok((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 struct Sample {
