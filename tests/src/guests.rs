@@ -60,7 +60,11 @@ pub fn rust(name: &str, tag: Option<&str>) -> Result<PathBuf> {
             "wasm32-wasip2",
             "-p",
             name,
+            // Explicit, so a CARGO_TARGET_DIR set for the workspace (CI caches one) does not
+            // move the guest's output away from where it is looked for below.
+            "--target-dir",
         ])
+        .arg(&target)
         .env("SLUICE_TAG", tag.unwrap_or("v0"));
     run(
         &mut cmd,
