@@ -413,14 +413,23 @@ fn infinite_loop_times_out_and_batches_drop() -> Result<()> {
         1000,
         &[("limits.timeout", "50"), ("on-error", "drop")],
     )?;
-    wait_counter(&agent, "WASM.r1.w", "TimeoutCount", 10)?;
+    wait_counter(&agent, "WASM.r1.w", "TimeoutCount", 3)?;
     wait_counter(&agent, "SOURCE.r1", "EventAcceptedCount", 1000)?;
     alive(&mut agent)?;
     ensure!(agent.counter("WASM.r1.w", "BatchDroppedCount")? == 10);
+    // Three timeouts in a row suspend the guest (limits.suspend-after): the batches after
+    // that are dropped without running it. Every batch either timed out or was suspended.
+    let timeouts = agent.counter("WASM.r1.w", "TimeoutCount")?;
+    let suspended = agent.counter("WASM.r1.w", "SuspendedBatchCount")?;
     ensure!(
-        agent.counter("WASM.r1.w", "InstantiateCount")? >= 10,
+        timeouts + suspended == 10 && suspended > 0,
+        "{timeouts} timeouts + {suspended} suspended batches"
+    );
+    ensure!(
+        agent.counter("WASM.r1.w", "InstantiateCount")? >= timeouts,
         "instance recreated after each fault"
     );
+    ensure!(agent.log_text().contains("Wasm guest suspended"));
     ensure!(read_lines(&out).is_empty());
     ensure!(agent.log_text().contains("Wasm guest fault.") && agent.log_text().contains("r1.w"));
     Ok(())

@@ -5,6 +5,11 @@
 //! [`RETRY`] when instantiation or `init` keeps failing). A call runs with a fresh epoch
 //! deadline; its error is classified into a [`Fault`], counted and logged, and the instance is
 //! dropped so the next batch starts from a clean one.
+//!
+//! A guest that times out `limits.suspend-after` calls in a row is suspended: for a pause
+//! (1 s, doubling up to 60 s) its batches follow `on-error` without running it, so a looping
+//! guest costs its host at most `suspend-after` × `limits.timeout` of CPU per pause instead of
+//! a core. A call that succeeds, or a reload, ends the suspension.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -68,6 +73,8 @@ pub enum Fault {
     Init(String),
     #[error("no live instance (init failed; retrying every {RETRY:?})")]
     Unavailable,
+    #[error("suspended for {0:?} more after repeated timeouts")]
+    Suspended(Duration),
 }
 
 /// `WASM.<name>` metrics.
@@ -85,6 +92,7 @@ pub struct WasmCounters {
     pub policy_failed: AtomicU64,
     pub policy_dropped: AtomicU64,
     pub policy_passed: AtomicU64,
+    pub suspended: AtomicU64,
     pub instantiations: AtomicU64,
     pub instantiate_micros: AtomicU64,
     pub reloads: AtomicU64,
@@ -146,6 +154,7 @@ impl MetricSet for WasmCounters {
             ("BatchFailedCount", c(&self.policy_failed)),
             ("BatchDroppedCount", c(&self.policy_dropped)),
             ("BatchPassedCount", c(&self.policy_passed)),
+            ("SuspendedBatchCount", c(&self.suspended)),
             ("InstantiateCount", c(&self.instantiations)),
             (
                 "InstantiateMicros",
@@ -280,6 +289,20 @@ struct Slot {
     loaded: Arc<Loaded>,
     live: Option<Live>,
     next_retry: Instant,
+    /// Calls in a row that timed out.
+    timeouts_in_row: u32,
+    /// While set and in the future, calls are not made.
+    suspended_until: Option<Instant>,
+    /// The next suspension's length.
+    pause: Duration,
+}
+
+impl Slot {
+    fn resume(&mut self) {
+        self.timeouts_in_row = 0;
+        self.suspended_until = None;
+        self.pause = super::SUSPEND_FIRST;
+    }
 }
 
 /// What a reloader prepared, waiting for the next batch.
@@ -422,14 +445,19 @@ impl Maker {
 
     fn count(&self, fault: &Fault) {
         let c = &self.counters;
-        c.faults.fetch_add(1, Ordering::Relaxed);
         let specific = match fault {
+            // Not a new fault: the consequence of earlier timeouts.
+            Fault::Suspended(_) => {
+                c.suspended.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
             Fault::Trap(_) => &c.traps,
             Fault::Timeout(_) => &c.timeouts,
             Fault::Memory(_) => &c.memory,
             Fault::BadReturn(_) => &c.bad_returns,
             Fault::Init(_) | Fault::Unavailable => &c.init_failures,
         };
+        c.faults.fetch_add(1, Ordering::Relaxed);
         specific.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -502,6 +530,9 @@ impl Guest {
                 loaded,
                 live,
                 next_retry: Instant::now() + RETRY,
+                timeouts_in_row: 0,
+                suspended_until: None,
+                pause: super::SUSPEND_FIRST,
             }),
             pending,
             _reloader: reloader,
@@ -530,6 +561,16 @@ impl Guest {
         if let Some((loaded, live)) = self.pending.lock().take() {
             slot.loaded = loaded;
             slot.live = Some(live);
+            slot.resume();
+        }
+        if let Some(until) = slot.suspended_until {
+            let now = Instant::now();
+            if now < until {
+                let fault = Fault::Suspended(until - now);
+                self.maker.count(&fault);
+                return Err(fault);
+            }
+            slot.suspended_until = None;
         }
         if slot.live.is_none() {
             let now = Instant::now();
@@ -551,11 +592,30 @@ impl Guest {
         live.store.set_epoch_deadline(self.maker.deadline_ticks());
         live.store.data_mut().limiter.hit = false;
         let fault = match f(&mut live.store, &live.exports) {
-            Ok(Ok(v)) => return Ok(v),
+            Ok(Ok(v)) => {
+                if slot.timeouts_in_row > 0 {
+                    slot.resume();
+                }
+                return Ok(v);
+            }
             Ok(Err(msg)) => Fault::BadReturn(msg),
             Err(e) => classify(&e, &live.store, &self.maker.config),
         };
         slot.live = None;
+        if matches!(fault, Fault::Timeout(_)) {
+            slot.timeouts_in_row += 1;
+            let limit = self.maker.config.suspend_after;
+            if limit > 0 && slot.timeouts_in_row >= limit {
+                let pause = slot.pause;
+                slot.suspended_until = Some(Instant::now() + pause);
+                slot.pause = (pause * 2).min(super::SUSPEND_MAX);
+                tracing::warn!(guest = %self.maker.name, timeouts = slot.timeouts_in_row,
+                    pause = ?pause, on_error = ?self.maker.config.on_error,
+                    "Wasm guest suspended after repeated timeouts; its batches follow on-error.");
+            }
+        } else {
+            slot.timeouts_in_row = 0;
+        }
         // Recreate right away (outside the retry pause) so one bad batch costs one batch.
         slot.next_retry = Instant::now();
         Err(self.fault(fault))

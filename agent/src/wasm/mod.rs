@@ -98,7 +98,17 @@ pub struct WasmConfig {
     pub grant_fs: Option<PathBuf>,
     /// `grant.clock`: real wall and monotonic clocks (default false: clocks read zero).
     pub grant_clock: bool,
+    /// `limits.suspend-after`: timeouts in a row after which the guest is suspended (its
+    /// batches follow `on-error` without running it) for a pause that starts at
+    /// [`SUSPEND_FIRST`] and doubles up to [`SUSPEND_MAX`]; 0 = never (default 3).
+    pub suspend_after: u32,
 }
+
+pub const DEFAULT_SUSPEND_AFTER: u32 = 3;
+/// First suspension of a guest that keeps timing out.
+pub const SUSPEND_FIRST: Duration = Duration::from_secs(1);
+/// Longest suspension (a reload or a successful call ends it sooner).
+pub const SUSPEND_MAX: Duration = Duration::from_secs(60);
 
 pub const DEFAULT_MEMORY: u64 = 64 << 20;
 pub const DEFAULT_TIMEOUT_MS: u64 = 1000;
@@ -150,6 +160,11 @@ impl WasmConfig {
             reload: p.bool("reload", true)?,
             grant_fs,
             grant_clock: p.bool("grant.clock", false)?,
+            suspend_after: p.parse(
+                "limits.suspend-after",
+                DEFAULT_SUSPEND_AFTER,
+                "a number of timeouts (0 = never suspend)",
+            )?,
         })
     }
 }
@@ -195,6 +210,7 @@ mod tests {
         assert_eq!(c.timeout, Duration::from_millis(50));
         assert_eq!(c.memory, DEFAULT_MEMORY);
         assert!(c.reload && !c.grant_clock && c.grant_fs.is_none());
+        assert_eq!(c.suspend_after, DEFAULT_SUSPEND_AFTER);
         let bad = Props::from_pairs(&[("path", "f.wasm"), ("on-error", "explode")]);
         assert!(WasmConfig::from_props(&bad).is_err());
         Ok(())

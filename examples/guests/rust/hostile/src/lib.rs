@@ -6,6 +6,8 @@
 //! - `poison`: panics on a batch holding an event whose body is a number ending in `500`
 //!   (with a `seq` source: one batch in every thousand events);
 //! - `bad-verdicts`: returns one verdict too few;
+//! - `check`: the isolation probe of the tenant tests: tags every event with `checked-by` =
+//!   `config.expect` and panics if an event's `tenant` header is anything else;
 //! - `probe`: tries to read the file `config.probe-path` and the clock at init, and tags every
 //!   event with `probe` (`read:<bytes>` or `denied:<error>`) and `clock` (seconds since 1970).
 
@@ -13,6 +15,7 @@ use sluice_guest::{Batch, Config, Interceptor, Level, Verdicts, log};
 
 pub struct Hostile {
     mode: String,
+    expect: String,
     probe: String,
     clock: String,
 }
@@ -40,7 +43,13 @@ impl Interceptor for Hostile {
                 &format!("probe {path}: {probe}, clock {clock}"),
             );
         }
-        Ok(Self { mode, probe, clock })
+        let expect = config.get("expect").unwrap_or("").to_string();
+        Ok(Self {
+            mode,
+            expect,
+            probe,
+            clock,
+        })
     }
 
     fn intercept(&mut self, batch: &Batch<'_>, out: &mut Verdicts) {
@@ -74,6 +83,20 @@ impl Interceptor for Hostile {
                     out.drop();
                 }
             }
+            "check" => {
+                for e in batch.iter() {
+                    let tenant = e.header("tenant").unwrap_or("");
+                    if tenant != self.expect {
+                        panic!(
+                            "guest of tenant {} got an event of tenant {tenant}",
+                            self.expect
+                        );
+                    }
+                    let mut r = e.to_owned();
+                    r.set_header("checked-by", &self.expect);
+                    out.replace(&r);
+                }
+            }
             "probe" => {
                 for e in batch.iter() {
                     let mut r = e.to_owned();
@@ -92,3 +115,37 @@ impl Interceptor for Hostile {
 }
 
 sluice_guest::export!(interceptor: Hostile);
+
+#[cfg(test)]
+mod tests {
+    use sluice_guest::testing::{Outcome, config, event, intercept};
+
+    use super::*;
+
+    #[test]
+    fn check_tags_its_own_tenant() -> Result<(), String> {
+        let out = intercept::<Hostile>(
+            &config(&[("mode", "check"), ("expect", "C")]),
+            &[event("x", &[("tenant", "C")])],
+        )?;
+        assert_eq!(
+            out,
+            vec![Outcome::Replace(event(
+                "x",
+                &[("checked-by", "C"), ("tenant", "C")]
+            ))]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn check_traps_on_a_foreign_tenant() {
+        let foreign = std::panic::catch_unwind(|| {
+            intercept::<Hostile>(
+                &config(&[("mode", "check"), ("expect", "C")]),
+                &[event("x", &[("tenant", "A")])],
+            )
+        });
+        assert!(foreign.is_err());
+    }
+}
