@@ -18,7 +18,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use sluice_integration::{Sluice, free_port, guests, read_lines, wait_for};
+use sluice_integration::{
+    Sluice, free_port, guests, read_lines, run_sluice, wait_for, workspace_root,
+};
 
 const WAIT: Duration = Duration::from_secs(180);
 const C_EVENTS: u64 = 100_000;
@@ -286,5 +288,132 @@ fn looping_flooding_and_normal_tenants_stay_isolated() -> Result<()> {
         shared.as_secs_f64(),
         shared.as_secs_f64() / alone.as_secs_f64().max(1e-3)
     );
+    Ok(())
+}
+
+/// `sluice send`s `lines` to the collector with the headers in `headers` (`key=value`).
+fn send(dir: &Path, port: u16, name: &str, headers: &str, lines: &[String]) -> Result<()> {
+    let file = dir.join(format!("{name}.txt"));
+    let header_file = dir.join(format!("{name}.headers"));
+    std::fs::write(&file, lines.join("\n") + "\n")?;
+    std::fs::write(&header_file, headers)?;
+    let port = port.to_string();
+    let (code, out, err) = run_sluice(&[
+        "send",
+        "-H",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-F",
+        &file.to_string_lossy(),
+        "-R",
+        &header_file.to_string_lossy(),
+    ])?;
+    ensure!(code == 0, "sluice send {name}: {code}\n{out}\n{err}");
+    Ok(())
+}
+
+fn wait_lines(dir: &Path, n: usize) -> Result<Vec<String>> {
+    wait_for(&format!("{n} lines in {}", dir.display()), WAIT, || {
+        let v = read_lines(dir);
+        (v.len() >= n).then_some(v)
+    })
+}
+
+/// examples/tenants/collector.conf as shipped (only its port, output folder and guest folder
+/// rewritten): web's Rust guest, payments' C guest and search's Python router each see and
+/// shape only their tenant's events; an unknown tenant is rejected and counted.
+#[test]
+fn example_collector_runs_guests_in_three_languages() -> Result<()> {
+    guests::rust("drop-by-level", None)?;
+    guests::c_pii_mask()?;
+    guests::python_tenant_router()?;
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path();
+    let out = dir.join("out");
+    let port = free_port()?;
+    let example = workspace_root().join("examples/tenants/collector.conf");
+    let shipped = std::fs::read_to_string(&example)?;
+    let conf = shipped
+        .replace("port = 41414", &format!("port = {port}"))
+        .replace(
+            "= ../guests/",
+            &format!("= {}/", workspace_root().join("examples/guests").display()),
+        )
+        .replace("= sluice-out/", &format!("= {}/", out.display()));
+    ensure!(conf != shipped && !conf.contains("../guests"));
+    let collector = Sluice::start(dir, "collector", &conf, &[])?;
+    // The source listens once every tenant's guest is compiled and initialised.
+    wait_for("the collector's Avro source", WAIT, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    })
+    .with_context(|| collector.log_text())?;
+
+    let levels = ["INFO", "DEBUG", "WARN", "TRACE", "ERROR"];
+    let web: Vec<String> = (0..500)
+        .map(|i| format!("{} request {i}", levels[i % 5]))
+        .collect();
+    send(dir, port, "web", "tenant=web\n", &web).with_context(|| collector.log_text())?;
+    let payments: Vec<String> = (0..300)
+        .map(|i| format!("payment {i} by carol{i}@example.com card 4111 1111 1111 {i:04}"))
+        .collect();
+    send(dir, port, "payments", "tenant=payments\n", &payments)
+        .with_context(|| collector.log_text())?;
+    let queries: Vec<String> = (0..200).map(|i| format!("query {i}")).collect();
+    send(dir, port, "search", "tenant=search\n", &queries).with_context(|| collector.log_text())?;
+    let audits: Vec<String> = (0..50).map(|i| format!("admin action {i}")).collect();
+    send(dir, port, "audit", "tenant=search\nkind=audit\n", &audits)
+        .with_context(|| collector.log_text())?;
+    let strays: Vec<String> = (0..20).map(|i| format!("stray {i}")).collect();
+    send(dir, port, "stray", "tenant=nobody\n", &strays).with_context(|| collector.log_text())?;
+
+    let got = wait_lines(&out.join("web"), 300)?;
+    ensure!(got.len() == 300, "web: {} lines", got.len());
+    for l in &got {
+        ensure!(l.contains("tenant=web"), "web got {l}");
+        ensure!(
+            !l.contains("DEBUG") && !l.contains("TRACE"),
+            "web's guest let {l} through"
+        );
+    }
+    let got = wait_lines(&out.join("payments"), 300)?;
+    ensure!(got.len() == 300, "payments: {} lines", got.len());
+    for l in &got {
+        ensure!(l.contains("tenant=payments"), "payments got {l}");
+        ensure!(
+            l.contains("***@example.com") && l.contains("**** **** **** ****"),
+            "payments' guest did not mask {l}"
+        );
+        ensure!(!l.contains("carol"), "payments' guest leaked {l}");
+    }
+    let got = wait_lines(&out.join("search"), 200)?;
+    ensure!(got.len() == 200, "search: {} lines", got.len());
+    ensure!(
+        got.iter()
+            .all(|l| l.contains("tenant=search") && l.contains("query"))
+    );
+    let got = wait_lines(&out.join("search-audit"), 50)?;
+    ensure!(got.len() == 50, "search-audit: {} lines", got.len());
+    ensure!(
+        got.iter()
+            .all(|l| l.contains("kind=audit") && l.contains("admin action"))
+    );
+
+    ensure!(collector.counter("TENANT._unknown", "EventDroppedCount")? == 20);
+    ensure!(collector.counter("TENANT.web", "EventReceivedCount")? == 500);
+    ensure!(collector.counter("TENANT.web", "InterceptorDroppedCount")? == 200);
+    ensure!(collector.counter("TENANT.payments", "EventRoutedCount")? == 300);
+    ensure!(collector.counter("TENANT.search", "EventRoutedCount")? == 250);
+    for guest in [
+        "tenant.web.lvl",
+        "tenant.payments.pii",
+        "tenant.search.selector",
+    ] {
+        ensure!(
+            collector.counter(&format!("WASM.{guest}"), "FaultCount")? == 0,
+            "{guest} faulted:\n{}",
+            collector.log_text()
+        );
+    }
     Ok(())
 }
