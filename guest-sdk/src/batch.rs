@@ -95,6 +95,19 @@ impl<'a> Event<'a> {
         std::str::from_utf8(self.body).ok()
     }
 
+    /// An owned copy of the headers only (empty body), to change and hand to
+    /// [`Verdicts::set_headers`] without copying the body.
+    pub fn headers_owned(&self) -> OwnedEvent {
+        OwnedEvent {
+            headers: self
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: Vec::new(),
+        }
+    }
+
     pub fn to_owned(&self) -> OwnedEvent {
         OwnedEvent {
             headers: self
@@ -184,6 +197,15 @@ pub struct BatchBuf {
 impl BatchBuf {
     pub fn push(&mut self, e: &OwnedEvent) {
         self.bodies.extend_from_slice(&e.body);
+        self.end_event(e);
+    }
+
+    /// Pushes `e`'s headers with an empty body.
+    pub fn push_headers(&mut self, e: &OwnedEvent) {
+        self.end_event(e);
+    }
+
+    fn end_event(&mut self, e: &OwnedEvent) {
         self.body_ends.push(self.bodies.len() as u32);
         let mut sorted: Vec<&(String, String)> = e.headers.iter().collect();
         sorted.sort();
@@ -211,6 +233,7 @@ impl BatchBuf {
 const KEEP: u8 = 0;
 const DROP: u8 = 1;
 const REPLACE: u8 = 2;
+const SET_HEADERS: u8 = 3;
 
 /// An interceptor's answer: one verdict per event, in order. When every verdict is `keep`
 /// nothing but an empty list goes back to the host.
@@ -244,6 +267,16 @@ impl Verdicts {
         self.codes.push(REPLACE);
         self.changed = true;
         self.replacements.push(event);
+    }
+
+    /// Gives the event new headers (all of them: `event.headers` replaces the old set) and
+    /// keeps its body, which is not sent back. `event.body` is ignored. The cheap way to tag or
+    /// enrich events, and the only way to change an event whose body was cut by the host's
+    /// `body-prefix`.
+    pub fn set_headers(&mut self, event: &OwnedEvent) {
+        self.codes.push(SET_HEADERS);
+        self.changed = true;
+        self.replacements.push_headers(event);
     }
 
     pub fn len(&self) -> usize {

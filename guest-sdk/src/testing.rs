@@ -113,9 +113,19 @@ pub fn intercept_with<T: Interceptor>(
     let mut next = 0;
     Ok(codes
         .iter()
-        .map(|c| match c {
+        .enumerate()
+        .map(|(i, c)| match c {
             0 => Outcome::Keep,
             1 => Outcome::Drop,
+            3 => {
+                // What the host makes of it: the new headers on the event's own body.
+                let headers = repl.get(next).map(|e| e.to_owned().headers);
+                next += 1;
+                Outcome::Replace(OwnedEvent {
+                    headers: headers.unwrap_or_default(),
+                    body: events[i].body.clone(),
+                })
+            }
             _ => {
                 let e = repl.get(next).map(|e| e.to_owned()).unwrap_or_default();
                 next += 1;

@@ -726,3 +726,40 @@ fn wasm_test_command_prints_verdicts() -> Result<()> {
     );
     Ok(())
 }
+
+/// `body-prefix` cuts what the guest sees, never what is delivered: the tagger's set-headers
+/// verdicts (headers only) keep each event's whole body; a guest that replaces a cut event
+/// whole is refused (bad return) instead of truncating it.
+#[test]
+fn body_prefix_cuts_what_the_guest_sees_not_what_is_delivered() -> Result<()> {
+    let tagger = guests::rust("tagger", None)?;
+    let tmp = tempfile::tempdir()?;
+    let out = tmp.path().join("out");
+    let conf = simple(
+        &seq(1000, "c1"),
+        &wasm_interceptor(&tagger, &[("body-prefix", "1")]),
+        &out,
+    );
+    let agent = Sluice::start(tmp.path(), "a", &conf, &[])?;
+    let got = wait_count(&out, 1000)?;
+    let mut bodies = BTreeSet::new();
+    for line in &got {
+        let (headers, body) = parse_line(line);
+        ensure!(
+            headers.get("guest-version").map(String::as_str) == Some("v0"),
+            "{line}"
+        );
+        bodies.insert(body.parse::<u64>()?);
+    }
+    ensure!(bodies.len() == 1000 && bodies.iter().copied().eq(0..1000));
+    ensure!(agent.counter("WASM.r1.w", "FaultCount")? == 0);
+
+    // The probe mode replaces every event whole (`to_owned` + `replace`).
+    let (agent, out, _tmp) = hostile("probe", 300, &[("body-prefix", "1"), ("on-error", "drop")])?;
+    wait_counter(&agent, "WASM.r1.w", "BadReturnCount", 1)?;
+    wait_counter(&agent, "SOURCE.r1", "EventAcceptedCount", 300)?;
+    // Batches whose events are all one digit long (0-9) are not cut and may be replaced.
+    ensure!(read_lines(&out).iter().all(|l| parse_line(l).1.len() == 1));
+    ensure!(agent.log_text().contains("cannot be replaced whole"));
+    Ok(())
+}

@@ -98,6 +98,7 @@ pub struct WasmCounters {
     pub reloads: AtomicU64,
     pub reload_failures: AtomicU64,
     pub reload_millis: AtomicU64,
+    pub reload_swap_millis: AtomicU64,
     pub start_time: AtomicU64,
     guest_counters: Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -165,6 +166,10 @@ impl MetricSet for WasmCounters {
             (
                 "ReloadMillis",
                 Value::Gauge(self.reload_millis.load(Ordering::Relaxed)),
+            ),
+            (
+                "ReloadSwapMillis",
+                Value::Gauge(self.reload_swap_millis.load(Ordering::Relaxed)),
             ),
             (
                 "StartTime",
@@ -306,7 +311,8 @@ impl Slot {
 }
 
 /// What a reloader prepared, waiting for the next batch.
-type Pending = Arc<Mutex<Option<(Arc<Loaded>, Live)>>>;
+/// The new version, its instance, and when the file change was noticed.
+type Pending = Arc<Mutex<Option<(Arc<Loaded>, Live, Instant)>>>;
 
 /// Everything needed to make instances, shared with the reloader thread.
 struct Maker {
@@ -558,9 +564,13 @@ impl Guest {
         f: impl FnOnce(&mut Store<HostState>, &Exports) -> wasmtime::Result<Result<T, String>>,
     ) -> Result<T, Fault> {
         let mut slot = self.slot.lock();
-        if let Some((loaded, live)) = self.pending.lock().take() {
+        if let Some((loaded, live, noticed)) = self.pending.lock().take() {
             slot.loaded = loaded;
             slot.live = Some(live);
+            self.maker
+                .counters
+                .reload_swap_millis
+                .store(noticed.elapsed().as_millis() as u64, Ordering::Relaxed);
             slot.resume();
         }
         if let Some(until) = slot.suspended_until {
@@ -677,6 +687,7 @@ fn reload_loop(
     rx: &std::sync::mpsc::Receiver<()>,
 ) {
     while rx.recv().is_ok() {
+        let noticed = Instant::now();
         // Let the writer finish: coalesce the burst of events one copy or build makes.
         std::thread::sleep(Duration::from_millis(50));
         while rx.try_recv().is_ok() {}
@@ -697,7 +708,7 @@ fn reload_loop(
         match maker.instantiate(&loaded) {
             Ok(live) => {
                 current = loaded.digest;
-                *pending.lock() = Some((loaded, live));
+                *pending.lock() = Some((loaded, live, noticed));
                 let ms = started.elapsed().as_millis() as u64;
                 maker.counters.reloads.fetch_add(1, Ordering::Relaxed);
                 maker.counters.reload_millis.store(ms, Ordering::Relaxed);

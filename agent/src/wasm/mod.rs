@@ -102,6 +102,10 @@ pub struct WasmConfig {
     /// batches follow `on-error` without running it) for a pause that starts at
     /// [`SUSPEND_FIRST`] and doubles up to [`SUSPEND_MAX`]; 0 = never (default 3).
     pub suspend_after: u32,
+    /// `body-prefix`: send the guest at most this many bytes of each body (default: all).
+    /// Headers always go in full. An interceptor may not `replace` an event whose body was
+    /// cut (that would lose the rest); it can keep, drop or `set-headers` it.
+    pub body_prefix: Option<usize>,
 }
 
 pub const DEFAULT_SUSPEND_AFTER: u32 = 3;
@@ -165,6 +169,15 @@ impl WasmConfig {
                 DEFAULT_SUSPEND_AFTER,
                 "a number of timeouts (0 = never suspend)",
             )?,
+            body_prefix: match p.get("body-prefix").filter(|v| !v.trim().is_empty()) {
+                None => None,
+                Some(v) => Some(v.trim().parse::<usize>().map_err(|_| {
+                    p.error(
+                        "body-prefix",
+                        format!("invalid value `{v}`; expected a number of bytes"),
+                    )
+                })?),
+            },
         })
     }
 }
@@ -211,6 +224,11 @@ mod tests {
         assert_eq!(c.memory, DEFAULT_MEMORY);
         assert!(c.reload && !c.grant_clock && c.grant_fs.is_none());
         assert_eq!(c.suspend_after, DEFAULT_SUSPEND_AFTER);
+        assert_eq!(c.body_prefix, None);
+        let p = Props::from_pairs(&[("path", "f.wasm"), ("body-prefix", "16")]);
+        assert_eq!(WasmConfig::from_props(&p)?.body_prefix, Some(16));
+        let bad = Props::from_pairs(&[("path", "f.wasm"), ("body-prefix", "-1")]);
+        assert!(WasmConfig::from_props(&bad).is_err());
         let bad = Props::from_pairs(&[("path", "f.wasm"), ("on-error", "explode")]);
         assert!(WasmConfig::from_props(&bad).is_err());
         Ok(())

@@ -82,7 +82,8 @@ impl ChannelSelector for WasmRouter {
         c.batches.fetch_add(1, Ordering::Relaxed);
         c.events_in
             .fetch_add(events.len() as u64, Ordering::Relaxed);
-        let batch = codec::encode(&events).map_err(SelectorError)?;
+        let batch =
+            codec::encode(&events, self.guest.config().body_prefix).map_err(SelectorError)?;
         let (n, channels) = (events.len(), self.channels);
         let result = self.guest.call(|store, exports| {
             let Exports::Router(x) = exports else {

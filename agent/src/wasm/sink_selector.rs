@@ -115,7 +115,7 @@ impl SinkProcessor for WasmSinkProcessor {
         c.batches.fetch_add(1, Ordering::Relaxed);
         c.events_in.fetch_add(n as u64, Ordering::Relaxed);
         let sinks = self.slots.len();
-        let batch = match codec::encode(tx.events()) {
+        let batch = match codec::encode(tx.events(), self.guest.config().body_prefix) {
             Ok(b) => b,
             Err(e) => {
                 tx.rollback();

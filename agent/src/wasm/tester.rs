@@ -99,7 +99,12 @@ pub fn run(
     let mut index = 0usize;
     let (mut kept, mut dropped, mut replaced) = (0usize, 0usize, 0usize);
     for chunk in events.chunks(plan.batch.max(1)) {
-        let batch = codec::encode(chunk).map_err(TestError::Input)?;
+        let batch = codec::encode(chunk, config.body_prefix).map_err(TestError::Input)?;
+        let cut = |i: usize| {
+            config
+                .body_prefix
+                .is_some_and(|p| chunk.get(i).is_some_and(|e| e.body.len() > p))
+        };
         let n = chunk.len();
         match plan.hook {
             Hook::Interceptor => {
@@ -109,7 +114,7 @@ pub fn run(
                     };
                     let v = x.call_intercept(&mut *store, &batch)?;
                     Ok(codec::decode(v.replacements).and_then(|r| {
-                        interceptor::validate(n, &v.codes, r.len())?;
+                        interceptor::validate(n, &v.codes, r.len(), cut)?;
                         Ok((v.codes, r))
                     }))
                 })?;
@@ -124,6 +129,16 @@ pub fn run(
                         1 => {
                             dropped += 1;
                             serde_json::json!({"index": index, "verdict": "drop"})
+                        }
+                        3 => {
+                            replaced += 1;
+                            let r = repl.next().map(|r| {
+                                event_json(&Event {
+                                    headers: r.headers,
+                                    body: e.body.clone(),
+                                })
+                            });
+                            serde_json::json!({"index": index, "verdict": "set-headers", "event": r})
                         }
                         _ => {
                             replaced += 1;

@@ -32,6 +32,7 @@ static void buf_reserve(buf_t *b, size_t extra) {
 }
 
 static void buf_push(buf_t *b, const uint8_t *data, size_t n) {
+  if (n == 0) return;
   buf_reserve(b, n);
   memcpy(b->ptr + b->len, data, n);
   b->len += n;
@@ -63,39 +64,41 @@ static int is_local_char(uint8_t c) {
          c == '_' || c == '-' || c == '+';
 }
 
-// Writes the masked body into `out`; returns how many things were masked.
+// Returns how many things were masked in `s`; when that is not 0, `out` holds the masked body.
+// One pass that copies nothing until it finds something to mask, then copies whole runs: the
+// common event (no PII) costs one read of its bytes.
 static int mask(const uint8_t *s, size_t n, buf_t *out) {
   int masked = 0;
-  size_t i = 0;
-  while (i < n) {
-    // A card number: dddd dddd dddd dddd, not glued to other digits.
-    if (i + 19 <= n && (i == 0 || !is_digit(s[i - 1]))) {
+  size_t run = 0;  // start of the input not yet copied to `out`
+  for (size_t i = 0; i < n; i++) {
+    uint8_t c = s[i];
+    if (is_digit(c)) {
+      // A card number: dddd dddd dddd dddd, not glued to other digits.
+      if (i + 19 > n || (i > 0 && is_digit(s[i - 1]))) continue;
       int ok = 1;
-      for (size_t k = 0; k < 19 && ok; k++) {
+      for (size_t k = 1; k < 19 && ok; k++) {
         ok = (k % 5 == 4) ? s[i + k] == ' ' : is_digit(s[i + k]);
       }
       if (ok && (i + 19 == n || !is_digit(s[i + 19]))) {
+        buf_push(out, s + run, i - run);
         buf_push(out, (const uint8_t *)"**** **** **** ****", 19);
-        i += 19;
+        i += 18;
+        run = i + 1;
         masked++;
-        continue;
       }
-    }
-    // An e-mail: the local part before '@' becomes "***".
-    if (s[i] == '@' && i + 1 < n && is_local_char(s[i + 1])) {
-      size_t start = out->len;
-      while (start > 0 && is_local_char(out->ptr[start - 1])) start--;
-      if (start < out->len) {
-        out->len = start;
+    } else if (c == '@' && i + 1 < n && is_local_char(s[i + 1])) {
+      // An e-mail: the local part before '@' becomes "***".
+      size_t start = i;
+      while (start > run && is_local_char(s[start - 1])) start--;
+      if (start < i) {
+        buf_push(out, s + run, start - run);
         buf_push(out, (const uint8_t *)"***@", 4);
-        i++;
+        run = i + 1;
         masked++;
-        continue;
       }
     }
-    buf_push(out, s + i, 1);
-    i++;
   }
+  if (masked) buf_push(out, s + run, n - run);
   return masked;
 }
 

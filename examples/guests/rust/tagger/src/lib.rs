@@ -17,9 +17,10 @@ impl Interceptor for Tagger {
 
     fn intercept(&mut self, batch: &Batch<'_>, out: &mut Verdicts) {
         for e in batch.iter() {
-            let mut r = e.to_owned();
+            // Headers only: the body stays on the host side.
+            let mut r = e.headers_owned();
             r.set_header("guest-version", TAG);
-            out.replace(&r);
+            out.set_headers(&r);
         }
     }
 }
