@@ -93,11 +93,12 @@ impl KafkaSinkConfig {
         apply_passthrough(p, "kafka.producer.", ClientKind::Producer, &mut client)?;
         client.set("bootstrap.servers", servers);
         set_default(&mut client, "acks", "1");
-        // The sink waits for every batch's acknowledgements before taking the next, so
-        // librdkafka's default 5 ms linger would only add 5 ms to every batch. 0, as in the
-        // Java producer Flume 1.11 ships, unless the config says otherwise.
+        // The sink enqueues a whole batch at once and waits for its acknowledgements before
+        // taking the next. librdkafka's default 5 ms linger adds 5 ms to every batch; 0 sends
+        // each batch as many small requests. 1 ms gathers the batch into few requests
+        // (bench_kafka, batch 1000: 124 k events/s at 5 ms, 174 k at 0, 323 k at 1).
         if client.get("queue.buffering.max.ms").is_none() {
-            set_default(&mut client, "linger.ms", "0");
+            set_default(&mut client, "linger.ms", "1");
         }
         set_default(
             &mut client,
@@ -471,7 +472,7 @@ mod tests {
         assert_eq!(c.map(|c| c.topic.as_str()), Some(DEFAULT_TOPIC));
         assert_eq!(c.map(|c| c.batch_size), Some(100));
         assert_eq!(c.and_then(|c| c.client.0.get("acks")), Some("1"));
-        assert_eq!(c.and_then(|c| c.client.0.get("linger.ms")), Some("0"));
+        assert_eq!(c.and_then(|c| c.client.0.get("linger.ms")), Some("1"));
         assert_eq!(c.map(|c| c.allow_topic_override), Some(true));
         let p = Props::from_pairs(&[
             ("kafka.bootstrap.servers", "127.0.0.1:9092"),

@@ -10,6 +10,7 @@
 //!   --body BYTES    record / event body size                       (default 256)
 //!   --batch N       batchSize / flumeBatchSize / transactionCapacity (default 1000)
 //!   --only NAME     run only `sluice` or `flume`
+//!   --producer K=V  extra kafka.producer.K = V for both sinks (repeatable)
 //! ```
 //!
 //! - **source**: `KafkaSource -> memory -> null`. The topic (4 partitions) is filled with
@@ -40,6 +41,8 @@ struct Args {
     body: usize,
     batch: usize,
     only: Option<String>,
+    /// `--producer KEY=VALUE`: extra `kafka.producer.*` keys for both agents' sinks.
+    producer: Vec<(String, String)>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -50,6 +53,7 @@ fn parse_args() -> Result<Args> {
         body: 256,
         batch: 1000,
         only: None,
+        producer: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -67,10 +71,17 @@ fn parse_args() -> Result<Args> {
                 }
                 args.only = Some(v);
             }
+            "--producer" => {
+                let v = value()?;
+                let (k, val) = v
+                    .split_once('=')
+                    .with_context(|| format!("--producer takes KEY=VALUE, not `{v}`"))?;
+                args.producer.push((k.to_string(), val.to_string()));
+            }
             "-h" | "--help" => {
                 println!(
                     "bench_kafka [--records N] [--warmup SECS] [--window SECS] [--body BYTES] \
-                     [--batch N] [--only sluice|flume]"
+                     [--batch N] [--only sluice|flume] [--producer KEY=VALUE]..."
                 );
                 std::process::exit(0);
             }
@@ -357,7 +368,10 @@ fn bench() -> Result<()> {
     for who in &whos {
         let topic = format!("bench-out-{who}");
         broker.create_topic(&topic, 4)?;
-        let conf = sink_conf(&broker.bootstrap, &topic, args.body, args.batch);
+        let mut conf = sink_conf(&broker.bootstrap, &topic, args.body, args.batch);
+        for (k, v) in &args.producer {
+            conf.push_str(&format!("a1.sinks.k1.kafka.producer.{k} = {v}\n"));
+        }
         let mut agent = Agent::start(who, "sink", dir.path(), &conf)?;
         let sample = measure_window(agent.pid(), &args, &|| agent.taken())?;
         agent.alive()?;
