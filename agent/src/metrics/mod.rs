@@ -374,7 +374,17 @@ impl prometheus_client::collector::Collector for PromCollector {
             let help = format!("Flume {} {k}", t.flume_name());
             let mut me = encoder.encode_descriptor(&family, &help, None, kind)?;
             for (component, v) in members {
-                let labels = [("component", component.as_str())];
+                // Per-tenant series also carry `tenant`: the tenant's own counters and its
+                // guests' (`WASM.tenant.<t>.<hook>`).
+                let tenant = match t {
+                    ComponentType::Tenant => Some(component.as_str()),
+                    _ => component
+                        .strip_prefix("tenant.")
+                        .and_then(|r| r.split_once('.'))
+                        .map(|(t, _)| t),
+                };
+                let mut labels = vec![("component", component.as_str())];
+                labels.extend(tenant.map(|t| ("tenant", t)));
                 let fe = me.encode_family(&labels)?;
                 match v {
                     Value::Counter(n) => ConstCounter::new(n).encode(fe)?,
@@ -409,6 +419,32 @@ mod tests {
         );
         assert!(
             text.contains("sluice_channel_channel_size{component=\"c1\"} 25"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn tenant_series_carry_a_tenant_label() {
+        let reg = Registry::new();
+        let t = crate::tenants::TenantCounters::new();
+        t.quota_hits.store(3, Ordering::Relaxed);
+        reg.register(ComponentType::Tenant, "acme", t);
+        reg.register(
+            ComponentType::Wasm,
+            "tenant.acme.g",
+            crate::wasm::WasmCounters::new(),
+        );
+        let text = reg.prometheus_text();
+        assert!(
+            text.contains(
+                "sluice_tenant_quota_hit_count_total{component=\"acme\",tenant=\"acme\"} 3"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "sluice_wasm_fault_count_total{component=\"tenant.acme.g\",tenant=\"acme\"} 0"
+            ),
             "{text}"
         );
     }
