@@ -660,6 +660,20 @@ fn hot_reload_swaps_between_batches_with_exact_accounting() -> Result<()> {
             .log_text()
             .contains("Wasm guest reload failed; the running version stays.")
     );
+    // Written in place (no rename) also reloads, once the writer has closed the file.
+    std::fs::copy(&v1, &guest)?;
+    wait_counter(&agent, "WASM.r1.w", "ReloadCount", 2)?;
+    write(10)?;
+    let got = wait_count(&out, total as usize + 10)?;
+    ensure!(
+        got[total as usize..].iter().all(|l| parse_line(l)
+            .0
+            .get("guest-version")
+            .map(String::as_str)
+            == Some("v1")),
+        "after the in-place copy of v1: {:?}",
+        &got[total as usize..]
+    );
     Ok(())
 }
 

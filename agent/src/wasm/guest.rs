@@ -29,6 +29,10 @@ use crate::metrics::{MetricSet, Value, now_millis};
 
 /// Shortest wait between two attempts to recreate an instance whose init keeps failing.
 pub const RETRY: Duration = Duration::from_secs(1);
+
+/// How long a reload waits for a file that is still being written (no rename onto it, no
+/// close by its writer yet).
+const SETTLE: Duration = Duration::from_millis(50);
 /// Guest-defined counters per guest (further names are ignored, with one warning).
 const MAX_GUEST_COUNTERS: usize = 64;
 
@@ -655,17 +659,27 @@ impl Reloader {
             .filter(|d| !d.as_os_str().is_empty())
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
         let file_name = path.file_name().map(|n| n.to_os_string());
-        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        // `true` when the event says the file is whole: renamed onto (an atomic install) or
+        // closed by a writer.
+        let (tx, rx) = std::sync::mpsc::channel::<bool>();
         let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-            if let Ok(ev) = ev
-                && ev
-                    .paths
-                    .iter()
-                    .any(|p| p.file_name() == file_name.as_deref())
-                && !matches!(ev.kind, notify::EventKind::Access(_))
+            use notify::EventKind;
+            use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+            let Ok(ev) = ev else { return };
+            if !ev
+                .paths
+                .iter()
+                .any(|p| p.file_name() == file_name.as_deref())
             {
-                let _ = tx.send(());
+                return;
             }
+            let complete = match ev.kind {
+                EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both))
+                | EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+                EventKind::Access(_) => return,
+                _ => false,
+            };
+            let _ = tx.send(complete);
         })
         .map_err(|e| e.to_string())?;
         watcher
@@ -684,12 +698,21 @@ fn reload_loop(
     maker: &Maker,
     pending: &Pending,
     mut current: Digest16,
-    rx: &std::sync::mpsc::Receiver<()>,
+    rx: &std::sync::mpsc::Receiver<bool>,
 ) {
-    while rx.recv().is_ok() {
+    use std::sync::mpsc::RecvTimeoutError;
+    while let Ok(mut complete) = rx.recv() {
         let noticed = Instant::now();
-        // Let the writer finish: coalesce the burst of events one copy or build makes.
-        std::thread::sleep(Duration::from_millis(50));
+        // Unless the file is known to be whole (renamed over, or its writer closed it), give
+        // the writer up to SETTLE to finish, coalescing the burst of events one copy makes.
+        let settle_until = noticed + SETTLE;
+        while !complete {
+            match rx.recv_timeout(settle_until.saturating_duration_since(Instant::now())) {
+                Ok(c) => complete = c,
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
         while rx.try_recv().is_ok() {}
         let started = Instant::now();
         let loaded = match maker.load() {

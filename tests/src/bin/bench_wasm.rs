@@ -285,8 +285,8 @@ fn bench() -> Result<()> {
     for (what, (observed, swap, compile)) in [("cached", warm), ("cold compile", cold)] {
         println!(
             "hot reload (Rust tagger, {what}): file change -> swap {swap} ms in the agent \
-             (50 ms write-settle + compile/instantiate/init {compile} ms + wait for the next \
-             batch); {observed:.0} ms observed through /metrics polling"
+             (renamed over, so no write-settle wait; compile/instantiate/init {compile} ms + wait \
+             for the next batch); {observed:.0} ms observed through /metrics polling"
         );
     }
     Ok(())
