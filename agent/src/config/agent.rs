@@ -216,6 +216,11 @@ impl AgentConfig {
                 }
             }
         }
+        for n in tenant_names.iter().filter(|n| n.contains('.')) {
+            // A dot would make `a1.tenants.<name>.*` keys ambiguous.
+            b.errors
+                .push(top.error("tenants", format!("tenant name `{n}` may not contain `.`")));
+        }
         let tenants = if tenant_names.is_empty() {
             None
         } else {

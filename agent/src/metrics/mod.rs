@@ -378,10 +378,12 @@ impl prometheus_client::collector::Collector for PromCollector {
                 // guests' (`WASM.tenant.<t>.<hook>`).
                 let tenant = match t {
                     ComponentType::Tenant => Some(component.as_str()),
-                    _ => component
+                    // Tenant names hold no dot (checked at config load).
+                    ComponentType::Wasm => component
                         .strip_prefix("tenant.")
                         .and_then(|r| r.split_once('.'))
                         .map(|(t, _)| t),
+                    _ => None,
                 };
                 let mut labels = vec![("component", component.as_str())];
                 labels.extend(tenant.map(|t| ("tenant", t)));

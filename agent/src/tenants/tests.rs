@@ -154,3 +154,20 @@ fn config_errors_name_the_key() {
         "{e}"
     );
 }
+
+#[test]
+fn dotted_tenant_names_are_a_config_error() {
+    let text = "a1.sources = r1\na1.channels = c\na1.sinks = k\n\
+                a1.sources.r1.type = seq\na1.sources.r1.channels = c\n\
+                a1.sources.r1.selector.type = tenant\n\
+                a1.channels.c.type = memory\na1.sinks.k.type = null\na1.sinks.k.channel = c\n\
+                a1.tenants = eu.acme\n";
+    let err = AgentConfig::from_properties(&Properties::parse(Path::new("t.conf"), text), "a1")
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("a1.tenants") && err.contains("eu.acme"),
+        "{err}"
+    );
+}

@@ -607,7 +607,7 @@ impl Guest {
         live.store.data_mut().limiter.hit = false;
         let fault = match f(&mut live.store, &live.exports) {
             Ok(Ok(v)) => {
-                if slot.timeouts_in_row > 0 {
+                if slot.timeouts_in_row > 0 || slot.pause != super::SUSPEND_FIRST {
                     slot.resume();
                 }
                 return Ok(v);
@@ -617,7 +617,7 @@ impl Guest {
         };
         slot.live = None;
         if matches!(fault, Fault::Timeout(_)) {
-            slot.timeouts_in_row += 1;
+            slot.timeouts_in_row = slot.timeouts_in_row.saturating_add(1);
             let limit = self.maker.config.suspend_after;
             if limit > 0 && slot.timeouts_in_row >= limit {
                 let pause = slot.pause;
@@ -666,15 +666,16 @@ impl Reloader {
             use notify::EventKind;
             use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
             let Ok(ev) = ev else { return };
-            if !ev
-                .paths
-                .iter()
-                .any(|p| p.file_name() == file_name.as_deref())
-            {
+            let ours = |p: &PathBuf| p.file_name() == file_name.as_deref();
+            if !ev.paths.iter().any(ours) {
                 return;
             }
             let complete = match ev.kind {
-                EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both))
+                // A rename's destination is the last path; renamed away is not complete.
+                EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => {
+                    ev.paths.last().is_some_and(ours)
+                }
+                EventKind::Modify(ModifyKind::Name(RenameMode::To))
                 | EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
                 EventKind::Access(_) => return,
                 _ => false,
