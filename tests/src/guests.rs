@@ -210,3 +210,12 @@ pub fn js_sticky_selector() -> Result<PathBuf> {
     )?;
     Ok(output)
 }
+
+/// Installs a guest the recommended way: copy next to `dst`, then rename over it (a hot reload
+/// sees one complete file).
+pub fn install(src: &Path, dst: &Path) -> Result<()> {
+    let tmp = dst.with_extension("tmp");
+    std::fs::copy(src, &tmp)?;
+    std::fs::rename(&tmp, dst)?;
+    Ok(())
+}

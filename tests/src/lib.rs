@@ -254,6 +254,14 @@ pub fn run_sluice(args: &[&str]) -> Result<(i32, String, String)> {
     ))
 }
 
+/// Waits until `dir` holds at least `n` lines (see [`read_lines`]); returns them.
+pub fn wait_lines(dir: &Path, n: usize, timeout: Duration) -> Result<Vec<String>> {
+    wait_for(&format!("{n} lines in {}", dir.display()), timeout, || {
+        let v = read_lines(dir);
+        (v.len() >= n).then_some(v)
+    })
+}
+
 /// Every line of every file in `dir` (sorted by file name), for file_roll output.
 pub fn read_lines(dir: &Path) -> Vec<String> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)

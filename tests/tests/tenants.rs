@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use sluice_integration::{
-    Sluice, free_port, guests, read_lines, run_sluice, wait_for, workspace_root,
+    Sluice, free_port, guests, read_lines, run_sluice, wait_for, wait_lines, workspace_root,
 };
 
 const WAIT: Duration = Duration::from_secs(180);
@@ -171,13 +171,6 @@ fn exactly_once(mut v: Vec<u64>, total: u64, who: &str) -> Result<()> {
     Ok(())
 }
 
-fn install(src: &Path, dst: &Path) -> Result<()> {
-    let tmp = dst.with_extension("tmp");
-    std::fs::copy(src, &tmp)?;
-    std::fs::rename(&tmp, dst)?;
-    Ok(())
-}
-
 /// Runs C alone or beside A and a flooding B; returns C's time to deliver everything.
 fn run(with_others: bool, hostile: &Path, fixed: &Path) -> Result<Duration> {
     let tmp = tempfile::tempdir()?;
@@ -186,7 +179,7 @@ fn run(with_others: bool, hostile: &Path, fixed: &Path) -> Result<Duration> {
         a: dir.join("guest-A.wasm"),
         hostile: hostile.to_path_buf(),
     };
-    install(hostile, &g.a)?;
+    guests::install(hostile, &g.a)?;
     let port = free_port()?;
     let collector = Sluice::start(dir, "collector", &collector(port, dir, &g), &[])?;
     let mut senders = Vec::new();
@@ -247,7 +240,7 @@ fn run(with_others: bool, hostile: &Path, fixed: &Path) -> Result<Duration> {
 
     // Per-tenant hot reload: A's guest is fixed; only A's guest reloads, and A's next sender's
     // events all arrive through it, exactly once.
-    install(fixed, &g.a)?;
+    guests::install(fixed, &g.a)?;
     wait_for("A's guest reload", WAIT, || {
         collector
             .counter("WASM.tenant.A.g", "ReloadCount")
@@ -320,13 +313,6 @@ fn send(dir: &Path, port: u16, name: &str, headers: &str, lines: &[String]) -> R
     Ok(())
 }
 
-fn wait_lines(dir: &Path, n: usize) -> Result<Vec<String>> {
-    wait_for(&format!("{n} lines in {}", dir.display()), WAIT, || {
-        let v = read_lines(dir);
-        (v.len() >= n).then_some(v)
-    })
-}
-
 /// examples/tenants/collector.conf as shipped (only its port, output folder and guest folder
 /// rewritten): web's Rust guest, payments' C guest and search's Python router each see and
 /// shape only their tenant's events; an unknown tenant is rejected and counted.
@@ -374,7 +360,7 @@ fn example_collector_runs_guests_in_three_languages() -> Result<()> {
     let strays: Vec<String> = (0..20).map(|i| format!("stray {i}")).collect();
     send(dir, port, "stray", "tenant=nobody\n", &strays).with_context(|| collector.log_text())?;
 
-    let got = wait_lines(&out.join("web"), 300)?;
+    let got = wait_lines(&out.join("web"), 300, WAIT)?;
     ensure!(got.len() == 300, "web: {} lines", got.len());
     for l in &got {
         ensure!(l.contains("tenant=web"), "web got {l}");
@@ -383,7 +369,7 @@ fn example_collector_runs_guests_in_three_languages() -> Result<()> {
             "web's guest let {l} through"
         );
     }
-    let got = wait_lines(&out.join("payments"), 300)?;
+    let got = wait_lines(&out.join("payments"), 300, WAIT)?;
     ensure!(got.len() == 300, "payments: {} lines", got.len());
     for l in &got {
         ensure!(l.contains("tenant=payments"), "payments got {l}");
@@ -393,13 +379,13 @@ fn example_collector_runs_guests_in_three_languages() -> Result<()> {
         );
         ensure!(!l.contains("carol"), "payments' guest leaked {l}");
     }
-    let got = wait_lines(&out.join("search"), 200)?;
+    let got = wait_lines(&out.join("search"), 200, WAIT)?;
     ensure!(got.len() == 200, "search: {} lines", got.len());
     ensure!(
         got.iter()
             .all(|l| l.contains("tenant=search") && l.contains("query"))
     );
-    let got = wait_lines(&out.join("search-audit"), 50)?;
+    let got = wait_lines(&out.join("search-audit"), 50, WAIT)?;
     ensure!(got.len() == 50, "search-audit: {} lines", got.len());
     ensure!(
         got.iter()

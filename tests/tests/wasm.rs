@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use sluice_integration::{Sluice, guests, read_lines, run_sluice, wait_for};
+use sluice_integration::{Sluice, guests, read_lines, run_sluice, wait_for, wait_lines};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -121,10 +121,7 @@ fn parse_line(line: &str) -> (BTreeMap<String, String>, String) {
 }
 
 fn wait_count(dir: &Path, n: usize) -> Result<Vec<String>> {
-    wait_for(&format!("{n} lines in {}", dir.display()), WAIT, || {
-        let v = read_lines(dir);
-        (v.len() >= n).then_some(v)
-    })
+    wait_lines(dir, n, WAIT)
 }
 
 fn wait_counter(agent: &Sluice, comp: &str, name: &str, at_least: u64) -> Result<u64> {
@@ -567,13 +564,6 @@ fn guest_without_grants_cannot_open_files_or_read_the_clock() -> Result<()> {
 }
 
 /// Replaces `dst` the way deployment tools do: write a temporary file, then rename over.
-fn install(src: &Path, dst: &Path) -> Result<()> {
-    let tmp = dst.with_extension("tmp");
-    std::fs::copy(src, &tmp)?;
-    std::fs::rename(&tmp, dst)?;
-    Ok(())
-}
-
 #[test]
 fn hot_reload_swaps_between_batches_with_exact_accounting() -> Result<()> {
     let v1 = guests::rust("tagger", Some("v1"))?;
@@ -582,7 +572,7 @@ fn hot_reload_swaps_between_batches_with_exact_accounting() -> Result<()> {
     let logs = tmp.path().join("logs");
     std::fs::create_dir_all(&logs)?;
     let guest = tmp.path().join("guest.wasm");
-    install(&v1, &guest)?;
+    guests::install(&v1, &guest)?;
     let out = tmp.path().join("out");
     let conf = simple(
         &taildir(tmp.path(), "c1", "first").replace("interceptors = x w", "interceptors = w"),
@@ -605,13 +595,13 @@ fn hot_reload_swaps_between_batches_with_exact_accounting() -> Result<()> {
     wait_count(&out, 1000)?;
     // A broken file leaves v1 running.
     std::fs::write(logs.join("../broken.wasm"), b"not a component")?;
-    install(&tmp.path().join("broken.wasm"), &guest)?;
+    guests::install(&tmp.path().join("broken.wasm"), &guest)?;
     wait_counter(&agent, "WASM.r1.w", "ReloadFailureCount", 1)?;
     for _ in 0..10 {
         write(200)?;
         std::thread::sleep(Duration::from_millis(30));
     }
-    install(&v2, &guest)?;
+    guests::install(&v2, &guest)?;
     for _ in 0..10 {
         write(200)?;
         std::thread::sleep(Duration::from_millis(30));
