@@ -1,11 +1,15 @@
 //! `org.apache.flume.sink.kafka.KafkaSink`: publishes each taken batch to Kafka.
 //!
-//! A batch is sent in full, then `deliver` waits for the delivery report of every record (acks
-//! per `kafka.producer.acks`, Flume's default `1`). It returns `Ok` only when all were
-//! acknowledged, so the take commits only then; any retriable failure (broker down, leader
-//! moving, unknown topic, timeout after `message.timeout.ms`) fails the whole batch, which
-//! rolls back and is retried after the runner's backoff. Records that reached Kafka before the
-//! failure are sent again: at least once, duplicates bounded by the batch.
+//! A batch is sent in full, then its delivery reports are awaited (acks per
+//! `kafka.producer.acks`, Flume's default `1`); its take commits only when every record was
+//! acknowledged. Up to `inFlightBatches` batches (default 8) are sent before the oldest one is
+//! awaited, each in its own take transaction, so the producer never idles while a batch waits
+//! for its acknowledgements (Flume's sink waits after every batch). Any retriable failure
+//! (broker down, leader moving, unknown topic, timeout after `message.timeout.ms`) fails that
+//! batch, which rolls back and is retried after the runner's backoff; batches in flight beside
+//! it commit or roll back on their own. Records that reached Kafka before a failure are sent
+//! again: at least once, duplicates bounded by the failed batches, order across batches not
+//! kept after a failure.
 //!
 //! Records Kafka can never accept (larger than `message.max.bytes` / the broker's limit,
 //! an invalid topic name, a partition the topic does not have) are dropped with an error log
@@ -21,6 +25,7 @@
 //! `useFlumeEventFormat`.
 
 use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -40,6 +45,8 @@ use crate::metrics::KafkaSinkCounters;
 
 /// Flume's `DEFAULT_TOPIC`.
 pub const DEFAULT_TOPIC: &str = "default-flume-topic";
+/// Default `inFlightBatches`.
+pub const DEFAULT_IN_FLIGHT: usize = 8;
 /// sluice's default `message.timeout.ms` (Java's `delivery.timeout.ms` is 120 s, librdkafka's
 /// 300 s): a batch waits at most this long before it rolls back, which also bounds shutdown.
 const DEFAULT_MESSAGE_TIMEOUT_MS: u64 = 30_000;
@@ -68,6 +75,9 @@ pub struct KafkaSinkConfig {
     pub header_map: Vec<(String, String)>,
     /// How long `deliver` waits for the batch's reports (`message.timeout.ms` + 5 s).
     pub wait: Duration,
+    /// `inFlightBatches` (sluice, default 8): batches sent before the oldest one's
+    /// acknowledgements are awaited; each is its own take transaction.
+    pub in_flight: usize,
 }
 
 impl KafkaSinkConfig {
@@ -141,25 +151,30 @@ impl KafkaSinkConfig {
                 .map(str::to_string),
             header_map,
             wait: Duration::from_millis(timeout_ms) + Duration::from_secs(5),
+            in_flight: p.positive_usize("inFlightBatches", DEFAULT_IN_FLIGHT)?,
         })
     }
 }
 
-/// Delivery reports of the batch in flight.
+/// Delivery reports of one batch in flight.
 #[derive(Default)]
 struct Reports {
-    /// Incremented per batch; reports of an abandoned batch are ignored.
+    /// The batch's ticket; reports of a batch no longer listed (abandoned) are ignored.
     generation: u64,
+    /// Records handed to librdkafka.
+    sent: usize,
     acked: usize,
     dropped: usize,
     failed: usize,
     /// The first retriable failure of the batch.
     failure: Option<String>,
+    started: Option<Instant>,
 }
 
 struct SinkContext {
     log: LogContext,
-    reports: Mutex<Reports>,
+    /// The batches in flight, oldest first.
+    reports: Mutex<VecDeque<Reports>>,
 }
 
 impl ClientContext for SinkContext {
@@ -192,10 +207,10 @@ impl ProducerContext for SinkContext {
     type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
-        let mut r = self.reports.lock();
-        if opaque as u64 != r.generation {
+        let mut reports = self.reports.lock();
+        let Some(r) = reports.iter_mut().find(|r| r.generation == opaque as u64) else {
             return;
-        }
+        };
         match result {
             Ok(_) => r.acked += 1,
             Err((e, m)) if permanent(e.rdkafka_error_code()) => {
@@ -292,7 +307,7 @@ impl Sink for KafkaSink {
             log: LogContext {
                 component: format!("sink {}", self.name),
             },
-            reports: Mutex::new(Reports::default()),
+            reports: Mutex::new(VecDeque::new()),
         };
         let producer: BaseProducer<SinkContext> = self
             .config
@@ -306,10 +321,28 @@ impl Sink for KafkaSink {
     }
 
     fn deliver(&mut self, events: &[Event]) -> Result<(), SinkError> {
+        let ticket = self.send(events)?;
+        self.finish(ticket)
+    }
+
+    fn pipeline_depth(&self) -> usize {
+        self.config.in_flight
+    }
+
+    fn send(&mut self, events: &[Event]) -> Result<u64, SinkError> {
         let Some(producer) = self.producer.take() else {
             return Err(self.err("the Kafka producer is not running".into()));
         };
         let result = self.send_batch(&producer, events);
+        self.producer = Some(producer);
+        result
+    }
+
+    fn finish(&mut self, ticket: u64) -> Result<(), SinkError> {
+        let Some(producer) = self.producer.take() else {
+            return Err(self.err("the Kafka producer is not running".into()));
+        };
+        let result = self.wait_batch(&producer, ticket);
         self.producer = Some(producer);
         result
     }
@@ -328,17 +361,41 @@ impl KafkaSink {
         &mut self,
         producer: &BaseProducer<SinkContext>,
         events: &[Event],
-    ) -> Result<(), SinkError> {
-        let started = Instant::now();
+    ) -> Result<u64, SinkError> {
         self.generation += 1;
-        let opaque = self.generation as usize;
-        {
-            let mut r = producer.context().reports.lock();
-            *r = Reports {
-                generation: self.generation,
-                ..Reports::default()
-            };
+        let generation = self.generation;
+        let opaque = generation as usize;
+        producer.context().reports.lock().push_back(Reports {
+            generation,
+            started: Some(Instant::now()),
+            ..Reports::default()
+        });
+        let result = self.send_records(producer, events, opaque);
+        let mut reports = producer.context().reports.lock();
+        match result {
+            Ok((sent, refused)) => {
+                if let Some(r) = reports.iter_mut().find(|r| r.generation == generation) {
+                    r.sent = sent;
+                    r.dropped += refused;
+                }
+                Ok(generation)
+            }
+            Err(e) => {
+                // Abandoned: its records may still be acknowledged, the batch is retried whole.
+                reports.retain(|r| r.generation != generation);
+                Err(e)
+            }
         }
+    }
+
+    /// Hands every record of the batch to librdkafka; returns how many it took and how many
+    /// it refused for good.
+    fn send_records(
+        &mut self,
+        producer: &BaseProducer<SinkContext>,
+        events: &[Event],
+        opaque: usize,
+    ) -> Result<(usize, usize), SinkError> {
         let mut sent = 0usize;
         let mut refused = 0usize;
         for e in events {
@@ -423,39 +480,62 @@ impl KafkaSink {
                 }
             }
         }
+        Ok((sent, refused))
+    }
+
+    /// Waits for the delivery reports of batch `generation`.
+    fn wait_batch(
+        &mut self,
+        producer: &BaseProducer<SinkContext>,
+        generation: u64,
+    ) -> Result<(), SinkError> {
         let deadline = Instant::now() + self.config.wait;
-        loop {
+        let finished = loop {
             let done = {
-                let r = producer.context().reports.lock();
-                r.acked + r.dropped + r.failed >= sent
+                let mut reports = producer.context().reports.lock();
+                match reports.iter().position(|r| r.generation == generation) {
+                    None => return Err(self.fail(format!("unknown Kafka batch {generation}"))),
+                    Some(i) => {
+                        let r = &reports[i];
+                        if r.acked + r.dropped + r.failed >= r.sent {
+                            reports.remove(i)
+                        } else {
+                            None
+                        }
+                    }
+                }
             };
-            if done {
-                break;
+            if let Some(r) = done {
+                break r;
             }
             if Instant::now() >= deadline {
+                producer
+                    .context()
+                    .reports
+                    .lock()
+                    .retain(|r| r.generation != generation);
                 return Err(self.fail(format!(
-                    "{sent} records were not acknowledged within {:?}",
+                    "records were not acknowledged within {:?}",
                     self.config.wait
                 )));
             }
             // rdkafka's `poll` returns only when its timeout ends: keep it short.
             producer.poll(Duration::from_millis(1));
-        }
-        let (failure, dropped) = {
-            let r = producer.context().reports.lock();
-            (r.failure.clone(), r.dropped + refused)
         };
+        let dropped = finished.dropped;
         if dropped > 0 {
             self.counters
                 .dropped
                 .fetch_add(dropped as u64, Ordering::Relaxed);
         }
-        if let Some(f) = failure {
+        if let Some(f) = finished.failure {
             return Err(self.fail(format!("delivery failed: {f}; the batch will be retried")));
         }
-        self.counters
-            .event_send_timer
-            .fetch_add(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        if let Some(started) = finished.started {
+            self.counters
+                .event_send_timer
+                .fetch_add(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        }
         Ok(())
     }
 }

@@ -11,6 +11,9 @@
 //!   --batch N       batchSize / flumeBatchSize / transactionCapacity (default 1000)
 //!   --only NAME     run only `sluice` or `flume`
 //!   --producer K=V  extra kafka.producer.K = V for both sinks (repeatable)
+//!   --consumer K=V  extra kafka.consumer.K = V for both sources (repeatable)
+//!   --sink K=V      extra sink key K = V for both sinks, e.g. inFlightBatches=1 (repeatable)
+//!   --scenario S    run only `source` or `sink`
 //! ```
 //!
 //! - **source**: `KafkaSource -> memory -> null`. The topic (4 partitions) is filled with
@@ -43,6 +46,11 @@ struct Args {
     only: Option<String>,
     /// `--producer KEY=VALUE`: extra `kafka.producer.*` keys for both agents' sinks.
     producer: Vec<(String, String)>,
+    /// `--consumer KEY=VALUE`: extra `kafka.consumer.*` keys for both agents' sources.
+    consumer: Vec<(String, String)>,
+    /// `--sink KEY=VALUE`: extra `a1.sinks.k1.*` keys.
+    sink: Vec<(String, String)>,
+    scenario: Option<String>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -54,6 +62,9 @@ fn parse_args() -> Result<Args> {
         batch: 1000,
         only: None,
         producer: Vec::new(),
+        consumer: Vec::new(),
+        sink: Vec::new(),
+        scenario: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -71,17 +82,30 @@ fn parse_args() -> Result<Args> {
                 }
                 args.only = Some(v);
             }
-            "--producer" => {
+            "--producer" | "--consumer" | "--sink" => {
                 let v = value()?;
                 let (k, val) = v
                     .split_once('=')
-                    .with_context(|| format!("--producer takes KEY=VALUE, not `{v}`"))?;
-                args.producer.push((k.to_string(), val.to_string()));
+                    .with_context(|| format!("{flag} takes KEY=VALUE, not `{v}`"))?;
+                let list = match flag.as_str() {
+                    "--producer" => &mut args.producer,
+                    "--consumer" => &mut args.consumer,
+                    _ => &mut args.sink,
+                };
+                list.push((k.to_string(), val.to_string()));
+            }
+            "--scenario" => {
+                let v = value()?;
+                if v != "source" && v != "sink" {
+                    bail!("--scenario takes `source` or `sink`, not `{v}`");
+                }
+                args.scenario = Some(v);
             }
             "-h" | "--help" => {
                 println!(
                     "bench_kafka [--records N] [--warmup SECS] [--window SECS] [--body BYTES] \
-                     [--batch N] [--only sluice|flume] [--producer KEY=VALUE]..."
+                     [--batch N] [--only sluice|flume] [--producer KEY=VALUE]... \
+                     [--consumer KEY=VALUE]... [--sink KEY=VALUE]... [--scenario source|sink]"
                 );
                 std::process::exit(0);
             }
@@ -333,18 +357,28 @@ fn bench() -> Result<()> {
     );
     eprintln!("Broker up in {:.1?}.", started.elapsed());
 
+    let scenario = |s: &str| args.scenario.as_deref().is_none_or(|only| only == s);
     // Source: fill the topic once, each agent drains it in its own group.
+    let source_whos: &[&str] = if scenario("source") { &whos } else { &[] };
     broker.create_topic("bench-in", 4)?;
     let t = Instant::now();
-    broker.produce_bulk("bench-in", args.records, args.body)?;
+    let records = if source_whos.is_empty() {
+        1
+    } else {
+        args.records
+    };
+    broker.produce_bulk("bench-in", records, args.body)?;
     eprintln!(
         "Filled bench-in with {} records in {:.1?}.",
-        args.records,
+        records,
         t.elapsed()
     );
     let mut src = (None, None);
-    for who in &whos {
-        let conf = source_conf(&broker.bootstrap, &format!("bench-{who}"), args.batch);
+    for who in source_whos {
+        let mut conf = source_conf(&broker.bootstrap, &format!("bench-{who}"), args.batch);
+        for (k, v) in &args.consumer {
+            conf.push_str(&format!("a1.sources.r1.kafka.consumer.{k} = {v}\n"));
+        }
         let mut agent = Agent::start(who, "source", dir.path(), &conf)?;
         let sample = measure_drain(who, agent.pid(), &args, &|| agent.taken())?;
         agent.alive()?;
@@ -365,12 +399,16 @@ fn bench() -> Result<()> {
 
     // Sink: generator -> memory -> Kafka, each to its own topic.
     let mut sink = (None, None);
-    for who in &whos {
+    let sink_whos: &[&str] = if scenario("sink") { &whos } else { &[] };
+    for who in sink_whos {
         let topic = format!("bench-out-{who}");
         broker.create_topic(&topic, 4)?;
         let mut conf = sink_conf(&broker.bootstrap, &topic, args.body, args.batch);
         for (k, v) in &args.producer {
             conf.push_str(&format!("a1.sinks.k1.kafka.producer.{k} = {v}\n"));
+        }
+        for (k, v) in &args.sink {
+            conf.push_str(&format!("a1.sinks.k1.{k} = {v}\n"));
         }
         let mut agent = Agent::start(who, "sink", dir.path(), &conf)?;
         let sample = measure_window(agent.pid(), &args, &|| agent.taken())?;
