@@ -30,10 +30,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext};
 
 use super::{Sink, SinkError};
@@ -57,6 +57,8 @@ pub struct KafkaSinkConfig {
     pub client: ClientProps,
     /// `kafka.topic` (default `default-flume-topic`), may contain `%{header}`.
     pub topic: String,
+    /// Whether `topic` contains `%{`.
+    pub topic_has_escapes: bool,
     /// `flumeBatchSize` (default 100).
     pub batch_size: usize,
     /// `useFlumeEventFormat` (default false).
@@ -135,6 +137,7 @@ impl KafkaSinkConfig {
             .collect();
         Ok(Self {
             client: ClientProps(client),
+            topic_has_escapes: topic.contains("%{"),
             topic,
             batch_size,
             flume_format: p.bool("useFlumeEventFormat", false)?,
@@ -175,6 +178,8 @@ struct SinkContext {
     log: LogContext,
     /// The batches in flight, oldest first.
     reports: Mutex<VecDeque<Reports>>,
+    /// Signalled when a batch has all its reports (they arrive on librdkafka's poll thread).
+    complete: Condvar,
 }
 
 impl ClientContext for SinkContext {
@@ -228,6 +233,9 @@ impl ProducerContext for SinkContext {
                 }
             }
         }
+        if r.sent > 0 && r.acked + r.dropped + r.failed >= r.sent {
+            self.complete.notify_all();
+        }
     }
 }
 
@@ -235,7 +243,7 @@ pub struct KafkaSink {
     name: String,
     config: KafkaSinkConfig,
     counters: Arc<KafkaSinkCounters>,
-    producer: Option<BaseProducer<SinkContext>>,
+    producer: Option<ThreadedProducer<SinkContext>>,
     generation: u64,
     buf: Vec<u8>,
 }
@@ -274,7 +282,7 @@ fn topic_for<'a>(config: &'a KafkaSinkConfig, e: &'a Event) -> Cow<'a, str> {
     {
         return Cow::Borrowed(t);
     }
-    if !config.topic.contains("%{") {
+    if !config.topic_has_escapes {
         return Cow::Borrowed(&config.topic);
     }
     Cow::Owned(substitute(&config.topic, e))
@@ -308,8 +316,9 @@ impl Sink for KafkaSink {
                 component: format!("sink {}", self.name),
             },
             reports: Mutex::new(VecDeque::new()),
+            complete: Condvar::new(),
         };
-        let producer: BaseProducer<SinkContext> = self
+        let producer: ThreadedProducer<SinkContext> = self
             .config
             .client
             .0
@@ -359,7 +368,7 @@ impl Sink for KafkaSink {
 impl KafkaSink {
     fn send_batch(
         &mut self,
-        producer: &BaseProducer<SinkContext>,
+        producer: &ThreadedProducer<SinkContext>,
         events: &[Event],
     ) -> Result<u64, SinkError> {
         self.generation += 1;
@@ -392,7 +401,7 @@ impl KafkaSink {
     /// it refused for good.
     fn send_records(
         &mut self,
-        producer: &BaseProducer<SinkContext>,
+        producer: &ThreadedProducer<SinkContext>,
         events: &[Event],
         opaque: usize,
     ) -> Result<(usize, usize), SinkError> {
@@ -451,7 +460,8 @@ impl KafkaSink {
                 }
                 record = record.headers(hs);
             }
-            let deadline = Instant::now() + self.config.wait;
+            // Read the clock only when librdkafka's queue is full, not once per record.
+            let mut deadline = None;
             loop {
                 match producer.send(record) {
                     Ok(()) => {
@@ -460,10 +470,12 @@ impl KafkaSink {
                     }
                     Err((err, back))
                         if err.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull)
-                            && Instant::now() < deadline =>
+                            && Instant::now()
+                                < *deadline
+                                    .get_or_insert_with(|| Instant::now() + self.config.wait) =>
                     {
                         record = back;
-                        producer.poll(Duration::from_millis(1));
+                        std::thread::sleep(Duration::from_millis(1));
                     }
                     Err((err, _)) if permanent(err.rdkafka_error_code()) => {
                         refused += 1;
@@ -486,42 +498,34 @@ impl KafkaSink {
     /// Waits for the delivery reports of batch `generation`.
     fn wait_batch(
         &mut self,
-        producer: &BaseProducer<SinkContext>,
+        producer: &ThreadedProducer<SinkContext>,
         generation: u64,
     ) -> Result<(), SinkError> {
         let deadline = Instant::now() + self.config.wait;
+        let ctx = producer.context();
+        let mut reports = ctx.reports.lock();
         let finished = loop {
-            let done = {
-                let mut reports = producer.context().reports.lock();
-                match reports.iter().position(|r| r.generation == generation) {
-                    None => return Err(self.fail(format!("unknown Kafka batch {generation}"))),
-                    Some(i) => {
-                        let r = &reports[i];
-                        if r.acked + r.dropped + r.failed >= r.sent {
-                            reports.remove(i)
-                        } else {
-                            None
-                        }
-                    }
-                }
+            let Some(i) = reports.iter().position(|r| r.generation == generation) else {
+                drop(reports);
+                return Err(self.fail(format!("unknown Kafka batch {generation}")));
             };
-            if let Some(r) = done {
-                break r;
+            let r = &reports[i];
+            if r.acked + r.dropped + r.failed >= r.sent {
+                if let Some(r) = reports.remove(i) {
+                    break r;
+                }
             }
             if Instant::now() >= deadline {
-                producer
-                    .context()
-                    .reports
-                    .lock()
-                    .retain(|r| r.generation != generation);
+                reports.retain(|r| r.generation != generation);
+                drop(reports);
                 return Err(self.fail(format!(
                     "records were not acknowledged within {:?}",
                     self.config.wait
                 )));
             }
-            // rdkafka's `poll` returns only when its timeout ends: keep it short.
-            producer.poll(Duration::from_millis(1));
+            ctx.complete.wait_until(&mut reports, deadline);
         };
+        drop(reports);
         let dropped = finished.dropped;
         if dropped > 0 {
             self.counters
