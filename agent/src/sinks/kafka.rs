@@ -510,10 +510,10 @@ impl KafkaSink {
                 return Err(self.fail(format!("unknown Kafka batch {generation}")));
             };
             let r = &reports[i];
-            if r.acked + r.dropped + r.failed >= r.sent {
-                if let Some(r) = reports.remove(i) {
-                    break r;
-                }
+            if r.acked + r.dropped + r.failed >= r.sent
+                && let Some(r) = reports.remove(i)
+            {
+                break r;
             }
             if Instant::now() >= deadline {
                 reports.retain(|r| r.generation != generation);
