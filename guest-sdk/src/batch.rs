@@ -45,6 +45,7 @@ impl<'a> Batch<'a> {
         }
     }
 
+    #[inline]
     pub fn len(&self) -> usize {
         self.body_ends.len()
     }
@@ -54,6 +55,7 @@ impl<'a> Batch<'a> {
     }
 
     /// Event `i`; out-of-range offsets (a host bug) read as empty.
+    #[inline]
     pub fn get(&self, i: usize) -> Option<Event<'a>> {
         let end = *self.body_ends.get(i)? as usize;
         let start = if i == 0 {
@@ -73,8 +75,50 @@ impl<'a> Batch<'a> {
         })
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = Event<'a>> + '_ {
-        (0..self.len()).filter_map(|i| self.get(i))
+    /// The events in order (reads each offset once).
+    #[inline]
+    pub fn iter(&self) -> Events<'a> {
+        Events {
+            batch: *self,
+            i: 0,
+            body_start: 0,
+            header_start: 0,
+        }
+    }
+}
+
+/// Iterator over a [`Batch`]'s events.
+pub struct Events<'a> {
+    batch: Batch<'a>,
+    i: usize,
+    body_start: usize,
+    header_start: usize,
+}
+
+impl<'a> Iterator for Events<'a> {
+    type Item = Event<'a>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Event<'a>> {
+        let b = &self.batch;
+        let end = *b.body_ends.get(self.i)? as usize;
+        let hend = b
+            .header_ends
+            .get(self.i)
+            .map_or(self.header_start, |e| *e as usize);
+        let event = Event {
+            body: b.bodies.get(self.body_start..end).unwrap_or_default(),
+            headers: Headers(b.headers.get(self.header_start..hend).unwrap_or_default()),
+        };
+        self.i += 1;
+        self.body_start = end;
+        self.header_start = hend;
+        Some(event)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.batch.len().saturating_sub(self.i);
+        (n, Some(n))
     }
 }
 
@@ -86,6 +130,7 @@ pub struct Event<'a> {
 }
 
 impl<'a> Event<'a> {
+    #[inline]
     pub fn header(&self, key: &str) -> Option<&'a str> {
         self.headers.get(key)
     }
@@ -125,7 +170,11 @@ impl<'a> Event<'a> {
 pub struct Headers<'a>(&'a [u8]);
 
 impl<'a> Headers<'a> {
+    #[inline]
     pub fn get(&self, key: &str) -> Option<&'a str> {
+        if self.0.is_empty() {
+            return None;
+        }
         self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
     }
 
@@ -236,10 +285,12 @@ const REPLACE: u8 = 2;
 const SET_HEADERS: u8 = 3;
 
 /// An interceptor's answer: one verdict per event, in order. When every verdict is `keep`
-/// nothing but an empty list goes back to the host.
+/// nothing but an empty list goes back to the host, and nothing is written per event.
 #[derive(Clone, Debug, Default)]
 pub struct Verdicts {
     codes: Vec<u8>,
+    /// Verdicts given while all were `keep` (not written to `codes` until one is not).
+    kept: usize,
     changed: bool,
     replacements: BatchBuf,
 }
@@ -252,20 +303,33 @@ impl Verdicts {
         }
     }
 
+    #[inline(always)]
     pub fn keep(&mut self) {
-        self.codes.push(KEEP);
+        if self.changed {
+            self.codes.push(KEEP);
+        } else {
+            self.kept += 1;
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, code: u8) {
+        if !self.changed {
+            self.codes.resize(self.kept, KEEP);
+            self.changed = true;
+        }
+        self.codes.push(code);
     }
 
     // `keep` / `drop` / `replace` mirror the WIT verdicts; this is not `Drop::drop`.
     #[allow(clippy::should_implement_trait)]
+    #[inline]
     pub fn drop(&mut self) {
-        self.codes.push(DROP);
-        self.changed = true;
+        self.push(DROP);
     }
 
     pub fn replace(&mut self, event: &OwnedEvent) {
-        self.codes.push(REPLACE);
-        self.changed = true;
+        self.push(REPLACE);
         self.replacements.push(event);
     }
 
@@ -274,17 +338,20 @@ impl Verdicts {
     /// enrich events, and the only way to change an event whose body was cut by the host's
     /// `body-prefix`.
     pub fn set_headers(&mut self, event: &OwnedEvent) {
-        self.codes.push(SET_HEADERS);
-        self.changed = true;
+        self.push(SET_HEADERS);
         self.replacements.push_headers(event);
     }
 
     pub fn len(&self) -> usize {
-        self.codes.len()
+        if self.changed {
+            self.codes.len()
+        } else {
+            self.kept
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.codes.is_empty()
+        self.len() == 0
     }
 
     /// The wire form: codes (empty when all kept) and the replacement batch.

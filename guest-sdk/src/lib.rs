@@ -37,7 +37,7 @@ mod batch;
 mod host;
 pub mod testing;
 
-pub use batch::{Batch, Config, Event, Headers, OwnedEvent, Verdicts};
+pub use batch::{Batch, Config, Event, Events, Headers, OwnedEvent, Verdicts};
 pub use host::{Level, counter_add, log};
 
 /// Per-event keep / drop / replace.

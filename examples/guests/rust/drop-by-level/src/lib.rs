@@ -8,15 +8,26 @@ use sluice_guest::{Batch, Config, Interceptor, Verdicts, counter_add};
 
 const LEVELS: [&str; 5] = ["trace", "debug", "info", "warn", "error"];
 
-fn rank(word: &str) -> Option<usize> {
-    let word = word.trim_end_matches(':');
+/// Whether `b` can start a level word: most bodies are decided on their first byte.
+#[inline(always)]
+fn level_initial(b: u8) -> bool {
+    matches!(b | 0x20, b't' | b'd' | b'i' | b'w' | b'e' | b'f')
+}
+
+/// The rank of a level word (`warning` = warn, `fatal` = error; a trailing `:` is ignored),
+/// compared as ASCII bytes without case: this runs once per event.
+#[inline(always)]
+fn rank(word: &[u8]) -> Option<usize> {
+    let word = word.strip_suffix(b":").unwrap_or(word);
     LEVELS
         .iter()
-        .position(|l| l.eq_ignore_ascii_case(word))
-        .or(match word {
-            w if w.eq_ignore_ascii_case("warning") => Some(3),
-            w if w.eq_ignore_ascii_case("fatal") => Some(4),
-            _ => None,
+        .position(|l| l.as_bytes().eq_ignore_ascii_case(word))
+        .or(if word.eq_ignore_ascii_case(b"warning") {
+            Some(3)
+        } else if word.eq_ignore_ascii_case(b"fatal") {
+            Some(4)
+        } else {
+            None
         })
 }
 
@@ -30,7 +41,8 @@ impl Interceptor for DropByLevel {
         let min = config.get("min-level").unwrap_or("info");
         Ok(Self {
             header: config.get("header").unwrap_or("level").to_string(),
-            min: rank(min).ok_or_else(|| format!("config.min-level: unknown level `{min}`"))?,
+            min: rank(min.as_bytes())
+                .ok_or_else(|| format!("config.min-level: unknown level `{min}`"))?,
         })
     }
 
@@ -38,13 +50,14 @@ impl Interceptor for DropByLevel {
         let mut dropped = 0;
         for e in batch.iter() {
             let level = match e.header(&self.header) {
-                Some(h) => rank(h),
+                Some(h) => rank(h.as_bytes()),
+                None if !e.body.first().is_some_and(|b| level_initial(*b)) => None,
                 None => {
                     // A level word is at most 8 bytes ("warning:"): look no further, so the
                     // cost per event does not grow with the body.
                     let head = &e.body[..e.body.len().min(9)];
-                    let first = head.split(|b| *b == b' ').next().unwrap_or_default();
-                    std::str::from_utf8(first).ok().and_then(rank)
+                    let end = head.iter().position(|b| *b == b' ').unwrap_or(head.len());
+                    rank(&head[..end])
                 }
             };
             if level.is_some_and(|l| l < self.min) {
