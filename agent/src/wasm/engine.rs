@@ -33,6 +33,34 @@ use super::guest::HostState;
 /// Epoch tick: the resolution of `limits.timeout`.
 pub const TICK: Duration = Duration::from_millis(5);
 
+/// Compiled functions by Cranelift's key, kept in memory for the agent's lifetime (the
+/// compiled-component cache covers restarts). Bounded: emptied when it passes 64 MiB.
+#[derive(Debug, Default)]
+struct FunctionCache {
+    entries: Mutex<(HashMap<Vec<u8>, Arc<[u8]>>, usize)>,
+}
+
+const FUNCTION_CACHE_BYTES: usize = 64 << 20;
+
+impl wasmtime::CacheStore for FunctionCache {
+    fn get(&self, key: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
+        let value = self.entries.lock().0.get(key).cloned()?;
+        Some(std::borrow::Cow::Owned(value.to_vec()))
+    }
+
+    fn insert(&self, key: &[u8], value: Vec<u8>) -> bool {
+        let mut entries = self.entries.lock();
+        let (map, bytes) = &mut *entries;
+        if *bytes + key.len() + value.len() > FUNCTION_CACHE_BYTES {
+            map.clear();
+            *bytes = 0;
+        }
+        *bytes += key.len() + value.len();
+        map.insert(key.to_vec(), Arc::from(value));
+        true
+    }
+}
+
 /// A compiled component's identity: digest of the file's bytes.
 pub type Digest16 = [u8; 16];
 
@@ -61,6 +89,11 @@ impl Runtime {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
+        // Cranelift's per-function cache: a reload of an edited guest recompiles only the
+        // functions that changed (the SDK, std and most of the guest's own code do not).
+        config
+            .enable_incremental_compilation(Arc::new(FunctionCache::default()))
+            .map_err(|e| format!("cannot enable incremental compilation: {e:#}"))?;
         if std::env::var_os("SLUICE_WASM_PERFMAP").is_some() {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }

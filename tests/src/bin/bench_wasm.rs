@@ -6,8 +6,9 @@
 //!   of a filter), and the Rust `tagger` that replaces every event (the worst case);
 //! - `stress -> wasm router -> memory -> null` with the Python tenant router and
 //!   `stress -> memory -> wasm sink selector -> null` with the JavaScript sticky selector;
-//! - hot reload swap latency (file renamed over → new version running) and instantiate+init
-//!   time per guest, from the guests' `WASM.*` metrics.
+//! - hot reload swap latency (file renamed over → new version running) for a version already
+//!   compiled, a first compile, and an edit of the latter (Cranelift's function cache), and
+//!   instantiate+init time per guest, from the guests' `WASM.*` metrics.
 //!
 //! ```text
 //! cargo build --release --workspace --bins
@@ -144,16 +145,17 @@ fn measure(dir: &Path, name: &str, args: &Args, hook: &Hook<'_>, metric: &str) -
     })
 }
 
-/// Renames v2 over the running v1 and times until the agent reports the reload. Returns the
-/// latency observed from outside (includes the metrics polling), the agent's own file-change
-/// to swap time (`ReloadSwapMillis`) and its compile+instantiate+init time (`ReloadMillis`).
+/// Starts the agent on `v1`, then renames each of `next` over the guest file in turn. For each:
+/// the latency observed from outside (includes the metrics polling), the agent's own
+/// file-change to swap time (`ReloadSwapMillis`) and its compile+instantiate+init time
+/// (`ReloadMillis`).
 fn swap_latency(
     dir: &Path,
     args: &Args,
     v1: &Path,
-    v2: &Path,
+    next: &[&Path],
     slug: &str,
-) -> Result<(f64, u64, u64)> {
+) -> Result<Vec<(f64, u64, u64)>> {
     let run_dir = dir.join(slug);
     std::fs::create_dir_all(&run_dir)?;
     let guest = run_dir.join("guest.wasm");
@@ -165,23 +167,25 @@ fn swap_latency(
         &[],
     )?;
     std::thread::sleep(args.warmup);
-    let tmp = run_dir.join("guest.wasm.tmp");
-    std::fs::copy(v2, &tmp)?;
-    let t0 = Instant::now();
-    std::fs::rename(&tmp, &guest)?;
-    wait_for("the reload", Duration::from_secs(60), || {
-        (sluice.counter("WASM.r1.w", "ReloadCount").ok()? >= 1).then_some(())
-    })?;
-    let observed = t0.elapsed().as_secs_f64() * 1000.0;
-    // The swap happens at the next batch after the reload is ready.
-    let swap = wait_for("the swap", Duration::from_secs(10), || {
-        sluice
-            .counter("WASM.r1.w", "ReloadSwapMillis")
-            .ok()
-            .filter(|v| *v > 0)
-    })?;
-    let compile_init = sluice.counter("WASM.r1.w", "ReloadMillis")?;
-    Ok((observed, swap, compile_init))
+    let mut out = Vec::new();
+    for (n, version) in next.iter().enumerate() {
+        let tmp = run_dir.join("guest.wasm.tmp");
+        std::fs::copy(version, &tmp)?;
+        let t0 = Instant::now();
+        std::fs::rename(&tmp, &guest)?;
+        wait_for("the reload", Duration::from_secs(60), || {
+            (sluice.counter("WASM.r1.w", "ReloadCount").ok()? > n as u64).then_some(())
+        })?;
+        let observed = t0.elapsed().as_secs_f64() * 1000.0;
+        // The swap happens at the next batch after the reload is ready (a batch takes well
+        // under a millisecond here).
+        std::thread::sleep(Duration::from_millis(200));
+        let swap = sluice.counter("WASM.r1.w", "ReloadSwapMillis")?;
+        let compile_init = sluice.counter("WASM.r1.w", "ReloadMillis")?;
+        out.push((observed, swap, compile_init));
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    Ok(out)
 }
 
 fn main() -> std::process::ExitCode {
@@ -202,9 +206,13 @@ fn bench() -> Result<()> {
     let rust_filter = guests::rust("drop-by-level", None)?;
     let tagger_v1: PathBuf = guests::rust("tagger", Some("v1"))?;
     let tagger_v2: PathBuf = guests::rust("tagger", Some("v2"))?;
-    // A version no cache has seen (its tag differs every run): a reload that really compiles.
-    let cold_tag = format!("cold{}", std::process::id());
-    let tagger_cold: PathBuf = guests::rust("tagger", Some(&cold_tag))?;
+    // Versions no cache has seen (their tags differ every run): reloads that really compile.
+    // The second differs from the first only in its tag's text (same length), like an edit of
+    // a constant: Cranelift's function cache, filled by the first, serves most of it.
+    let tagger_cold: PathBuf =
+        guests::rust("tagger", Some(&format!("a{:08}", std::process::id())))?;
+    let tagger_edit: PathBuf =
+        guests::rust("tagger", Some(&format!("b{:08}", std::process::id())))?;
     let c_mask = guests::c_pii_mask()?;
     let py_router = guests::python_tenant_router()?;
     let js_selector = guests::js_sticky_selector()?;
@@ -249,8 +257,13 @@ fn bench() -> Result<()> {
         let slug: String = name.chars().filter(char::is_ascii_alphanumeric).collect();
         results.push((name, measure(dir.path(), &slug, &args, hook, metric)?));
     }
-    let warm = swap_latency(dir.path(), &args, &tagger_v1, &tagger_v2, "reload-warm")?;
-    let cold = swap_latency(dir.path(), &args, &tagger_v1, &tagger_cold, "reload-cold")?;
+    let reloads = swap_latency(
+        dir.path(),
+        &args,
+        &tagger_v1,
+        &[&tagger_v2, &tagger_cold, &tagger_edit],
+        "reload",
+    )?;
 
     println!(
         "bench_wasm: stress -> [hook] -> memory -> null, {}-byte bodies, batch {}, warm-up {} s, \
@@ -282,7 +295,12 @@ fn bench() -> Result<()> {
             s.events_per_s, ratio
         );
     }
-    for (what, (observed, swap, compile)) in [("cached", warm), ("cold compile", cold)] {
+    let kinds = [
+        "cached",
+        "cold compile",
+        "cold compile of an edited constant",
+    ];
+    for (what, (observed, swap, compile)) in kinds.into_iter().zip(reloads) {
         println!(
             "hot reload (Rust tagger, {what}): file change -> swap {swap} ms in the agent \
              (renamed over, so no write-settle wait; compile/instantiate/init {compile} ms + wait \
