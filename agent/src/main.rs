@@ -13,9 +13,9 @@ use sluice::config::AgentConfig;
 use sluice::metrics::Registry;
 use sluice::metrics::http::MetricsServer;
 
-/// Events are allocated on source threads and freed on sink threads; glibc's allocator spent
-/// a third of the Kafka source's time in `malloc`/`free` on that pattern (perf), mimalloc's
-/// per-thread heaps with delayed remote frees do not.
+/// Events are allocated on source threads and freed on sink threads. On that pattern glibc's
+/// `malloc`/`free` took over a quarter of the Kafka source's perf samples; mimalloc's
+/// per-thread heaps with delayed remote frees do not (bench_kafka source: 258 k -> 380 k/s).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
