@@ -169,7 +169,20 @@ impl SinkSlot {
             c.batch_complete.fetch_add(1, Ordering::Relaxed);
         }
         c.event_drain_attempt.fetch_add(n, Ordering::Relaxed);
-        if let Err(e) = self.sink.deliver(tx.events()) {
+        let delivered = self.sink.deliver(tx.events());
+        self.settle(tx, delivered)?;
+        Ok(SinkStatus::Ready)
+    }
+
+    /// Commits the take of a delivered batch, or rolls it back when delivery failed.
+    fn settle(
+        &self,
+        tx: TakeTransaction<'_>,
+        delivered: Result<(), SinkError>,
+    ) -> Result<(), SinkError> {
+        let c = &self.counters;
+        let n = tx.len() as u64;
+        if let Err(e) = delivered {
             c.event_write_fail.fetch_add(1, Ordering::Relaxed);
             tx.rollback();
             return Err(e);
@@ -179,7 +192,7 @@ impl SinkSlot {
             source: e,
         })?;
         c.event_drain_success.fetch_add(n, Ordering::Relaxed);
-        Ok(SinkStatus::Ready)
+        Ok(())
     }
 
     /// [`Self::process`] for a sink with several batches in flight: each batch is its own take
@@ -260,19 +273,8 @@ impl SinkSlot {
 
     /// Waits for one pipelined batch and commits or rolls back its take.
     fn finish(&mut self, tx: TakeTransaction<'_>, ticket: u64) -> Result<(), SinkError> {
-        let c = &self.counters;
-        let n = tx.len() as u64;
-        if let Err(e) = self.sink.finish(ticket) {
-            c.event_write_fail.fetch_add(1, Ordering::Relaxed);
-            tx.rollback();
-            return Err(e);
-        }
-        tx.commit().map_err(|e| SinkError::Channel {
-            sink: self.name.clone(),
-            source: e,
-        })?;
-        c.event_drain_success.fetch_add(n, Ordering::Relaxed);
-        Ok(())
+        let delivered = self.sink.finish(ticket);
+        self.settle(tx, delivered)
     }
 
     pub fn stop(&mut self) {
