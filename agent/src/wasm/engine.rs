@@ -37,26 +37,31 @@ pub const TICK: Duration = Duration::from_millis(5);
 /// compiled-component cache covers restarts). Bounded: emptied when it passes 64 MiB.
 #[derive(Debug, Default)]
 struct FunctionCache {
-    entries: Mutex<(HashMap<Vec<u8>, Arc<[u8]>>, usize)>,
+    entries: Mutex<FunctionEntries>,
+}
+
+#[derive(Debug, Default)]
+struct FunctionEntries {
+    map: HashMap<Vec<u8>, Vec<u8>>,
+    bytes: usize,
 }
 
 const FUNCTION_CACHE_BYTES: usize = 64 << 20;
 
 impl wasmtime::CacheStore for FunctionCache {
     fn get(&self, key: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
-        let value = self.entries.lock().0.get(key).cloned()?;
-        Some(std::borrow::Cow::Owned(value.to_vec()))
+        let value = self.entries.lock().map.get(key)?.clone();
+        Some(std::borrow::Cow::Owned(value))
     }
 
     fn insert(&self, key: &[u8], value: Vec<u8>) -> bool {
-        let mut entries = self.entries.lock();
-        let (map, bytes) = &mut *entries;
-        if *bytes + key.len() + value.len() > FUNCTION_CACHE_BYTES {
-            map.clear();
-            *bytes = 0;
+        let mut e = self.entries.lock();
+        if e.bytes + key.len() + value.len() > FUNCTION_CACHE_BYTES {
+            e.map.clear();
+            e.bytes = 0;
         }
-        *bytes += key.len() + value.len();
-        map.insert(key.to_vec(), Arc::from(value));
+        e.bytes += key.len() + value.len();
+        e.map.insert(key.to_vec(), value);
         true
     }
 }
