@@ -170,12 +170,20 @@ impl<'a> Event<'a> {
 pub struct Headers<'a>(&'a [u8]);
 
 impl<'a> Headers<'a> {
+    /// The value of header `key`. Keys are compared as bytes and only the matching value is
+    /// checked for UTF-8: this runs per event.
     #[inline]
     pub fn get(&self, key: &str) -> Option<&'a str> {
-        if self.0.is_empty() {
-            return None;
+        let mut buf = self.0;
+        while !buf.is_empty() {
+            let (k, rest) = take_bytes(buf)?;
+            let (v, rest) = take_bytes(rest)?;
+            if k == key.as_bytes() {
+                return std::str::from_utf8(v).ok();
+            }
+            buf = rest;
         }
-        self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+        None
     }
 
     pub fn iter(&self) -> HeaderIter<'a> {
@@ -184,6 +192,13 @@ impl<'a> Headers<'a> {
 }
 
 pub struct HeaderIter<'a>(&'a [u8]);
+
+#[inline]
+fn take_bytes(buf: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (len, rest) = buf.split_first_chunk::<4>()?;
+    let len = u32::from_le_bytes(*len) as usize;
+    Some((rest.get(..len)?, rest.get(len..)?))
+}
 
 fn take_str(buf: &[u8]) -> Option<(&str, &[u8])> {
     let (len, rest) = buf.split_first_chunk::<4>()?;
