@@ -140,6 +140,10 @@ struct SourceContext {
     counters: Arc<KafkaSourceCounters>,
     /// Next offsets of batches that are in the channel but not yet committed.
     uncommitted: Mutex<BTreeMap<Partition, i64>>,
+    /// Held for a whole commit (collect, commit, clear), so the committer thread's commit and
+    /// a revocation's commit-then-forget never interleave: a commit cannot reach the broker
+    /// for a partition after its revocation handed it on.
+    committing: Mutex<()>,
     /// Partitions revoked since `process` last looked (shared with [`KafkaSource`]).
     revoked: Arc<Mutex<Vec<Partition>>>,
 }
@@ -147,6 +151,12 @@ struct SourceContext {
 impl SourceContext {
     /// Commits `offsets` synchronously; on failure they stay in `uncommitted`.
     fn commit(&self, consumer: &BaseConsumer<Self>, only: Option<&[Partition]>) {
+        let _serial = self.committing.lock();
+        self.commit_locked(consumer, only);
+    }
+
+    /// [`Self::commit`] for a caller that holds `committing`.
+    fn commit_locked(&self, consumer: &BaseConsumer<Self>, only: Option<&[Partition]>) {
         // Collected under the lock, committed without it. The runner thread adds entries only
         // while no commit is in flight, and a rebalance (inside its `poll`) only removes them.
         let mut tpl = TopicPartitionList::new();
@@ -210,12 +220,14 @@ impl ConsumerContext for SourceContext {
                 );
                 // Last chance to commit what is in the channel; afterwards the partition's new
                 // owner starts from the committed offset.
-                self.commit(consumer, Some(&parts));
+                let serial = self.committing.lock();
+                self.commit_locked(consumer, Some(&parts));
                 let mut pending = self.uncommitted.lock();
                 for p in &parts {
                     pending.remove(p);
                 }
                 drop(pending);
+                drop(serial);
                 self.revoked.lock().extend(parts);
             }
             Rebalance::Assign(tpl) => {
@@ -514,6 +526,7 @@ impl PollableSource for KafkaSource {
             },
             counters: self.counters.clone(),
             uncommitted: Mutex::new(BTreeMap::new()),
+            committing: Mutex::new(()),
             revoked: self.revoked.clone(),
         };
         let consumer: BaseConsumer<SourceContext> = self
