@@ -164,8 +164,10 @@ impl KafkaSinkConfig {
 struct Reports {
     /// The batch's ticket; reports of a batch no longer listed (abandoned) are ignored.
     generation: u64,
-    /// Records handed to librdkafka.
+    /// Records handed to librdkafka (the batch is complete when each was reported).
     sent: usize,
+    /// Records librdkafka refused to take for good (dropped, never reported).
+    refused: usize,
     acked: usize,
     dropped: usize,
     failed: usize,
@@ -385,7 +387,7 @@ impl KafkaSink {
             Ok((sent, refused)) => {
                 if let Some(r) = reports.iter_mut().find(|r| r.generation == generation) {
                     r.sent = sent;
-                    r.dropped += refused;
+                    r.refused = refused;
                 }
                 Ok(generation)
             }
@@ -526,7 +528,7 @@ impl KafkaSink {
             ctx.complete.wait_until(&mut reports, deadline);
         };
         drop(reports);
-        let dropped = finished.dropped;
+        let dropped = finished.dropped + finished.refused;
         if dropped > 0 {
             self.counters
                 .dropped
