@@ -109,3 +109,15 @@ pub fn thousands(v: f64) -> String {
     }
     out
 }
+
+/// A bench binary's `main`: runs `bench`, and on error prints `<name>: <error chain>` and exits
+/// with a failure.
+pub fn main(name: &str, bench: fn() -> Result<()>) -> std::process::ExitCode {
+    match bench() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -112,13 +112,7 @@ fn run_flume(dir: &Path, a: &Args) -> Result<Sample> {
 }
 
 fn main() -> std::process::ExitCode {
-    match bench() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench_avro: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    sluice_integration::bench::main("bench_avro", bench)
 }
 
 fn bench() -> Result<()> {

@@ -153,13 +153,7 @@ fn run_flume(dir: &Path, conf: &str, args: &Args) -> Result<Sample> {
 }
 
 fn main() -> std::process::ExitCode {
-    match bench() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench_core: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    sluice_integration::bench::main("bench_core", bench)
 }
 
 fn bench() -> Result<()> {

@@ -272,13 +272,7 @@ fn replay(dir: &Path, args: &Args) -> Result<[(u64, u64); 2]> {
 }
 
 fn main() -> std::process::ExitCode {
-    match bench() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench_file_channel: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    sluice_integration::bench::main("bench_file_channel", bench)
 }
 
 fn bench() -> Result<()> {

@@ -170,13 +170,7 @@ fn run_flume(dir: &Path, dfs: &MiniDfs, args: &Args) -> Result<Sample> {
 }
 
 fn main() -> std::process::ExitCode {
-    match bench() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench_hdfs: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    sluice_integration::bench::main("bench_hdfs", bench)
 }
 
 fn bench() -> Result<()> {

@@ -323,13 +323,7 @@ fn table(title: &str, s: Option<Sample>, f: Option<Sample>) {
 }
 
 fn main() -> std::process::ExitCode {
-    match bench() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench_kafka: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    sluice_integration::bench::main("bench_kafka", bench)
 }
 
 fn bench() -> Result<()> {

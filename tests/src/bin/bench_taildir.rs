@@ -346,11 +346,5 @@ fn bench() -> Result<()> {
 }
 
 fn main() -> std::process::ExitCode {
-    match bench() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench_taildir: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    sluice_integration::bench::main("bench_taildir", bench)
 }

@@ -189,13 +189,7 @@ fn swap_latency(
 }
 
 fn main() -> std::process::ExitCode {
-    match bench() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench_wasm: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    sluice_integration::bench::main("bench_wasm", bench)
 }
 
 fn bench() -> Result<()> {

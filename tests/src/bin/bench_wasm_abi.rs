@@ -202,13 +202,7 @@ impl NaiveHost {
 }
 
 fn main() -> std::process::ExitCode {
-    match bench() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench_wasm_abi: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    sluice_integration::bench::main("bench_wasm_abi", bench)
 }
 
 fn bench() -> Result<()> {
