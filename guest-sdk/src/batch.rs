@@ -155,12 +155,8 @@ impl<'a> Event<'a> {
 
     pub fn to_owned(&self) -> OwnedEvent {
         OwnedEvent {
-            headers: self
-                .headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
             body: self.body.to_vec(),
+            ..self.headers_owned()
         }
     }
 }
