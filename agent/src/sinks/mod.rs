@@ -242,9 +242,7 @@ impl SinkSlot {
             match self.sink.send(tx.events()) {
                 Ok(ticket) => in_flight.push_back((tx, ticket)),
                 Err(e) => {
-                    c.event_write_fail.fetch_add(1, Ordering::Relaxed);
-                    tx.rollback();
-                    result = Err(e);
+                    result = self.settle(tx, Err(e)).map(|()| SinkStatus::Ready);
                     break;
                 }
             }
