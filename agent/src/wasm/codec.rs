@@ -32,18 +32,20 @@ pub fn encode_into(
     body_prefix: Option<usize>,
     b: &mut Batch,
 ) -> Result<(), String> {
-    let cut = |e: &Event| body_prefix.map_or(e.body.len(), |p| e.body.len().min(p));
-    let body_len: usize = events.iter().map(cut).sum();
-    let header_len: usize = events
-        .iter()
-        .map(|e| e.headers.byte_len() + 8 * e.headers.len())
-        .sum();
+    let limit = body_prefix.unwrap_or(usize::MAX);
+    let mut body_len = 0usize;
+    let mut header_len = 0usize;
+    for e in events {
+        body_len += e.body.len().min(limit);
+        if !e.headers.is_empty() {
+            header_len += e.headers.byte_len() + 8 * e.headers.len();
+        }
+    }
     if body_len > u32::MAX as usize || header_len > u32::MAX as usize {
         return Err("batch larger than 4 GiB".into());
     }
-    for v in [&mut b.bodies, &mut b.headers] {
-        v.clear();
-    }
+    b.bodies.clear();
+    b.headers.clear();
     b.body_ends.clear();
     b.header_ends.clear();
     b.bodies.reserve(body_len);
@@ -51,8 +53,15 @@ pub fn encode_into(
     b.body_ends.reserve(events.len());
     b.header_ends.reserve(events.len());
     for e in events {
-        b.bodies.extend_from_slice(&e.body[..cut(e)]);
+        let body = &e.body[..e.body.len().min(limit)];
+        b.bodies.extend_from_slice(body);
         b.body_ends.push(b.bodies.len() as u32);
+    }
+    if header_len == 0 {
+        b.header_ends.resize(events.len(), 0);
+        return Ok(());
+    }
+    for e in events {
         for (k, v) in e.headers.iter() {
             b.headers.extend_from_slice(&(k.len() as u32).to_le_bytes());
             b.headers.extend_from_slice(k.as_bytes());
