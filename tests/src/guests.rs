@@ -104,16 +104,27 @@ fn wit_file() -> PathBuf {
     workspace_root().join("wit").join("pipeline.wit")
 }
 
-/// The C PII-masking interceptor: bindings from `sluice-guest-tool c-bindings`, compiled by
-/// Zig (`python3 -m ziglang cc`) for wasm32-wasi, turned into a component by
-/// `sluice-guest-tool componentize`.
+/// The C PII-masking interceptor (`examples/guests/c/pii-mask`).
 pub fn c_pii_mask() -> Result<PathBuf> {
+    c_interceptor("pii-mask", "pii_mask")
+}
+
+/// The C drop-by-level filter (`examples/guests/c/drop-by-level`).
+pub fn c_drop_by_level() -> Result<PathBuf> {
+    c_interceptor("drop-by-level", "drop_by_level")
+}
+
+/// A C interceptor `examples/guests/c/<dir>/<stem>.c`: bindings from `sluice-guest-tool
+/// c-bindings`, compiled by Zig (`python3 -m ziglang cc`) for wasm32-wasi, turned into a
+/// component by `sluice-guest-tool componentize`.
+fn c_interceptor(dir: &str, stem: &str) -> Result<PathBuf> {
     let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = examples().join("c").join("pii-mask");
+    let dir = examples().join("c").join(dir);
     let out_dir = dir.join("target");
-    let output = out_dir.join("pii_mask.wasm");
+    let output = out_dir.join(format!("{stem}.wasm"));
+    let source = dir.join(format!("{stem}.c"));
     let tool = sluice_bin()?.with_file_name("sluice-guest-tool");
-    let inputs = [dir.join("pii_mask.c"), wit_file(), tool.clone()];
+    let inputs = [source.clone(), wit_file(), tool.clone()];
     if up_to_date(&output, &inputs) {
         return Ok(output);
     }
@@ -128,7 +139,7 @@ pub fn c_pii_mask() -> Result<PathBuf> {
         "sluice-guest-tool c-bindings",
         "cargo build --workspace --bins",
     )?;
-    let module = out_dir.join("pii_mask.core.wasm");
+    let module = out_dir.join(format!("{stem}.core.wasm"));
     run(
         Command::new("python3")
             .args([
@@ -139,11 +150,12 @@ pub fn c_pii_mask() -> Result<PathBuf> {
                 "wasm32-wasi",
                 "-mexec-model=reactor",
                 "-O2",
+                "-msimd128",
                 "-s",
                 "-I",
             ])
             .arg(&gen_dir)
-            .arg(dir.join("pii_mask.c"))
+            .arg(&source)
             .arg(gen_dir.join("interceptor.c"))
             .arg(gen_dir.join("interceptor_component_type.o"))
             .arg("-o")

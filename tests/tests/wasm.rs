@@ -141,7 +141,17 @@ const LEVELS: [&str; 5] = ["DEBUG", "INFO", "WARN", "TRACE", "ERROR"];
 
 #[test]
 fn rust_drop_by_level_filters_in_a_real_pipeline() -> Result<()> {
-    let wasm = guests::rust("drop-by-level", None)?;
+    drop_by_level_filters(&guests::rust("drop-by-level", None)?)
+}
+
+#[test]
+fn c_drop_by_level_filters_in_a_real_pipeline() -> Result<()> {
+    drop_by_level_filters(&guests::c_drop_by_level()?)
+}
+
+/// The drop-by-level guest at `wasm` (Rust or C) behind a TAILDIR source: DEBUG and TRACE
+/// lines dropped and counted, the rest delivered in order.
+fn drop_by_level_filters(wasm: &Path) -> Result<()> {
     let tmp = tempfile::tempdir()?;
     std::fs::create_dir_all(tmp.path().join("logs"))?;
     let lines: Vec<String> = (0..1000)
@@ -151,7 +161,7 @@ fn rust_drop_by_level_filters_in_a_real_pipeline() -> Result<()> {
     let out = tmp.path().join("out");
     let conf = simple(
         &taildir(tmp.path(), "c1", "lvl"),
-        &wasm_interceptor(&wasm, &[("config.min-level", "info")]),
+        &wasm_interceptor(wasm, &[("config.min-level", "info")]),
         &out,
     );
     let agent = Sluice::start(tmp.path(), "a", &conf, &[])?;

@@ -1,4 +1,5 @@
-//! The flat batch format of `wit/pipeline.wit` (`record batch`), host side.
+//! The flat batch format of `wit/pipeline.wit` (`record batch`): decoding the events a guest
+//! returns. (Batches going in are written straight into guest memory, see `lower.rs`.)
 //!
 //! Bodies are concatenated into one buffer with an end offset per event; headers are encoded
 //! per event as `u32le key-len, key, u32le value-len, value` entries (in key order) into a second
@@ -9,69 +10,6 @@ use bytes::Bytes;
 
 use super::bindings::Batch;
 use crate::event::{Event, Headers};
-
-/// Encodes events (bodies cut to `body_prefix` bytes when set); fails only when the batch
-/// exceeds 4 GiB (offsets are u32).
-pub fn encode(events: &[Event], body_prefix: Option<usize>) -> Result<Batch, String> {
-    let mut b = Batch {
-        bodies: Vec::new(),
-        body_ends: Vec::new(),
-        headers: Vec::new(),
-        header_ends: Vec::new(),
-    };
-    encode_into(events, body_prefix, &mut b)?;
-    Ok(b)
-}
-
-/// Encodes events into `b`, reusing its buffers. With `body_prefix`, at most that many bytes
-/// of each body are sent (`body-prefix`): a guest that decides on headers or a body's first
-/// word does not pay for copying whole bodies in. (The hooks encode into a fresh batch per
-/// call: a reused one measured slower, see interceptor.rs.)
-pub fn encode_into(
-    events: &[Event],
-    body_prefix: Option<usize>,
-    b: &mut Batch,
-) -> Result<(), String> {
-    let limit = body_prefix.unwrap_or(usize::MAX);
-    let mut body_len = 0usize;
-    let mut header_len = 0usize;
-    for e in events {
-        body_len += e.body.len().min(limit);
-        if !e.headers.is_empty() {
-            header_len += e.headers.byte_len() + 8 * e.headers.len();
-        }
-    }
-    if body_len > u32::MAX as usize || header_len > u32::MAX as usize {
-        return Err("batch larger than 4 GiB".into());
-    }
-    b.bodies.clear();
-    b.headers.clear();
-    b.body_ends.clear();
-    b.header_ends.clear();
-    b.bodies.reserve(body_len);
-    b.headers.reserve(header_len);
-    b.body_ends.reserve(events.len());
-    b.header_ends.reserve(events.len());
-    for e in events {
-        let body = &e.body[..e.body.len().min(limit)];
-        b.bodies.extend_from_slice(body);
-        b.body_ends.push(b.bodies.len() as u32);
-    }
-    if header_len == 0 {
-        b.header_ends.resize(events.len(), 0);
-        return Ok(());
-    }
-    for e in events {
-        for (k, v) in e.headers.iter() {
-            b.headers.extend_from_slice(&(k.len() as u32).to_le_bytes());
-            b.headers.extend_from_slice(k.as_bytes());
-            b.headers.extend_from_slice(&(v.len() as u32).to_le_bytes());
-            b.headers.extend_from_slice(v.as_bytes());
-        }
-        b.header_ends.push(b.headers.len() as u32);
-    }
-    Ok(())
-}
 
 /// Decodes a batch a guest returned; bodies share one buffer (no copy per event).
 pub fn decode(b: Batch) -> Result<Vec<Event>, String> {
@@ -129,29 +67,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn round_trip() -> Result<(), String> {
+    fn decodes_events_sharing_one_body_buffer() -> Result<(), String> {
+        let mut headers = Vec::new();
+        for part in ["host", "h1", "level", "warn"] {
+            headers.extend_from_slice(&(part.len() as u32).to_le_bytes());
+            headers.extend_from_slice(part.as_bytes());
+        }
+        let header_len = headers.len() as u32;
+        let b = Batch {
+            bodies: b"hellox".to_vec(),
+            body_ends: vec![5, 5, 6],
+            headers,
+            header_ends: vec![header_len, header_len, header_len],
+        };
         let mut a = Event::new("hello");
         a.headers.insert("level", "warn");
         a.headers.insert("host", "h1");
-        let events = vec![a, Event::new(""), Event::new("x")];
-        let b = encode(&events, None)?;
-        assert_eq!(b.body_ends, vec![5, 5, 6]);
-        assert_eq!(decode(b)?, events);
-        Ok(())
-    }
-
-    #[test]
-    fn prefix_cuts_bodies_and_buffers_are_reused() -> Result<(), String> {
-        let events = vec![Event::new("hello world"), Event::new("hi")];
-        let mut b = encode(&[Event::new("x".repeat(1000))], None)?;
-        let cap = b.bodies.capacity();
-        encode_into(&events, Some(5), &mut b)?;
-        assert_eq!(b.bodies, b"hellohi");
-        assert_eq!(b.body_ends, vec![5, 7]);
-        assert_eq!(b.bodies.capacity(), cap);
-        encode_into(&events, Some(0), &mut b)?;
-        assert!(b.bodies.is_empty());
-        assert_eq!(b.body_ends, vec![0, 0]);
+        assert_eq!(decode(b)?, vec![a, Event::new(""), Event::new("x")]);
         Ok(())
     }
 

@@ -25,6 +25,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use super::WasmConfig;
 use super::bindings::{self, Level};
 use super::engine::{Digest16, Runtime, TICK};
+use super::lower::BatchFn;
 use crate::metrics::{MetricSet, Value, now_millis};
 
 /// Shortest wait between two attempts to recreate an instance whose init keeps failing.
@@ -275,17 +276,11 @@ impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
     }
 }
 
-/// The typed exports of a live instance.
-pub enum Exports {
-    Interceptor(bindings::interceptor::Interceptor),
-    Router(bindings::router::Router),
-    SinkSelector(bindings::sink_selector::SinkSelector),
-}
-
-/// A running instance: its store and exports.
+/// A running instance: its store and its batch function (called with events lowered straight
+/// into guest memory).
 pub struct Live {
     pub store: Store<HostState>,
-    pub exports: Exports,
+    pub batch: BatchFn,
 }
 
 /// A compiled, linked version of the guest file.
@@ -408,8 +403,8 @@ impl Maker {
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(self.deadline_ticks());
         let init = Self::init_result(self.hook, &mut store, &loaded.pre, &self.config);
-        let exports = match init {
-            Ok(Ok(exports)) => exports,
+        let batch = match init {
+            Ok(Ok(batch)) => batch,
             Ok(Err(msg)) => return Err(Fault::Init(msg)),
             Err(e) => {
                 return Err(Fault::Init(classify(&e, &store, &self.config).to_string()));
@@ -419,7 +414,7 @@ impl Maker {
         self.counters
             .instantiate_micros
             .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        Ok(Live { store, exports })
+        Ok(Live { store, batch })
     }
 
     fn init_result(
@@ -427,26 +422,27 @@ impl Maker {
         store: &mut Store<HostState>,
         pre: &InstancePre<HostState>,
         config: &WasmConfig,
-    ) -> wasmtime::Result<Result<Exports, String>> {
+    ) -> wasmtime::Result<Result<BatchFn, String>> {
         let config = &config.config;
         let instance = pre.instantiate(&mut *store)?;
-        Ok(match hook {
+        let init = match hook {
             Hook::Interceptor => {
                 let e = bindings::interceptor::Interceptor::new(&mut *store, &instance)?;
                 e.call_init(&mut *store, config)?
-                    .map(|()| Exports::Interceptor(e))
             }
             Hook::Router => {
                 let e = bindings::router::Router::new(&mut *store, &instance)?;
                 e.call_init(&mut *store, config)?
-                    .map(|()| Exports::Router(e))
             }
             Hook::SinkSelector => {
                 let e = bindings::sink_selector::SinkSelector::new(&mut *store, &instance)?;
                 e.call_init(&mut *store, config)?
-                    .map(|()| Exports::SinkSelector(e))
             }
-        })
+        };
+        if let Err(msg) = init {
+            return Ok(Err(msg));
+        }
+        Ok(Ok(BatchFn::new(&mut *store, &instance, hook)?))
     }
 
     fn deadline_ticks(&self) -> u64 {
@@ -565,7 +561,7 @@ impl Guest {
     /// logged and drops the instance; the caller applies `on-error`.
     pub fn call<T>(
         &self,
-        f: impl FnOnce(&mut Store<HostState>, &Exports) -> wasmtime::Result<Result<T, String>>,
+        f: impl FnOnce(&mut Store<HostState>, BatchFn) -> wasmtime::Result<Result<T, String>>,
     ) -> Result<T, Fault> {
         let mut slot = self.slot.lock();
         if let Some((loaded, live, noticed)) = self.pending.lock().take() {
@@ -605,7 +601,7 @@ impl Guest {
         };
         live.store.set_epoch_deadline(self.maker.deadline_ticks());
         live.store.data_mut().limiter.hit = false;
-        let fault = match f(&mut live.store, &live.exports) {
+        let fault = match f(&mut live.store, live.batch) {
             Ok(Ok(v)) => {
                 if slot.timeouts_in_row > 0 || slot.pause != super::SUSPEND_FIRST {
                     slot.resume();

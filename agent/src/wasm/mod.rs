@@ -25,6 +25,7 @@ pub mod codec;
 pub mod engine;
 pub mod guest;
 pub mod interceptor;
+pub mod lower;
 pub mod router;
 pub mod sink_selector;
 pub mod tester;

@@ -8,8 +8,9 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::guest::{Exports, Guest, GuestError, Hook, WasmCounters};
-use super::{OnError, WasmConfig, codec};
+use super::guest::{Guest, GuestError, Hook, WasmCounters};
+use super::lower::BatchRef;
+use super::{OnError, WasmConfig};
 use crate::event::Event;
 use crate::selectors::{ChannelSelector, Routed, SelectorError};
 
@@ -83,13 +84,10 @@ impl ChannelSelector for WasmRouter {
         c.events_in
             .fetch_add(events.len() as u64, Ordering::Relaxed);
         let batch =
-            codec::encode(&events, self.guest.config().body_prefix).map_err(SelectorError)?;
+            BatchRef::new(&events, self.guest.config().body_prefix).map_err(SelectorError)?;
         let (n, channels) = (events.len(), self.channels);
-        let result = self.guest.call(|store, exports| {
-            let Exports::Router(x) = exports else {
-                return Ok(Err("not a router".into()));
-            };
-            let masks = x.call_route(&mut *store, &batch)?;
+        let result = self.guest.call(|store, f| {
+            let masks = f.route(store, batch)?;
             Ok(validate(n, channels, &masks).map(|()| masks))
         });
         match result {

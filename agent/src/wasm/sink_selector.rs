@@ -11,8 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::guest::{Exports, Guest, GuestError, Hook, WasmCounters};
-use super::{OnError, WasmConfig, codec};
+use super::guest::{Guest, GuestError, Hook, WasmCounters};
+use super::lower::BatchRef;
+use super::{OnError, WasmConfig};
 use crate::channels::{ChannelRef, TakeTransaction};
 use crate::event::Event;
 use crate::sinks::group::SinkProcessor;
@@ -115,18 +116,15 @@ impl SinkProcessor for WasmSinkProcessor {
         c.batches.fetch_add(1, Ordering::Relaxed);
         c.events_in.fetch_add(n as u64, Ordering::Relaxed);
         let sinks = self.slots.len();
-        let batch = match codec::encode(tx.events(), self.guest.config().body_prefix) {
+        let batch = match BatchRef::new(tx.events(), self.guest.config().body_prefix) {
             Ok(b) => b,
             Err(e) => {
                 tx.rollback();
                 return Err(self.group_err(e));
             }
         };
-        let result = self.guest.call(|store, exports| {
-            let Exports::SinkSelector(x) = exports else {
-                return Ok(Err("not a sink selector".into()));
-            };
-            let choice = x.call_select(&mut *store, &batch)?;
+        let result = self.guest.call(|store, f| {
+            let choice = f.select(store, batch)?;
             Ok(validate(n, sinks, &choice).map(|()| choice))
         });
         let choice = match result {

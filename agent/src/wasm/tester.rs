@@ -5,7 +5,8 @@ use std::io::{BufRead, Write};
 use std::path::Path;
 use std::time::Instant;
 
-use super::guest::{Exports, Guest, Hook};
+use super::guest::{Guest, Hook};
+use super::lower::BatchRef;
 use super::{WasmConfig, codec, interceptor, router, sink_selector};
 use crate::event::{Event, Headers};
 
@@ -99,7 +100,7 @@ pub fn run(
     let mut index = 0usize;
     let (mut kept, mut dropped, mut replaced) = (0usize, 0usize, 0usize);
     for chunk in events.chunks(plan.batch.max(1)) {
-        let batch = codec::encode(chunk, config.body_prefix).map_err(TestError::Input)?;
+        let batch = BatchRef::new(chunk, config.body_prefix).map_err(TestError::Input)?;
         let cut = |i: usize| {
             config
                 .body_prefix
@@ -108,11 +109,8 @@ pub fn run(
         let n = chunk.len();
         match plan.hook {
             Hook::Interceptor => {
-                let (codes, repl) = guest.call(|store, exports| {
-                    let Exports::Interceptor(x) = exports else {
-                        return Ok(Err("not an interceptor".into()));
-                    };
-                    let v = x.call_intercept(&mut *store, &batch)?;
+                let (codes, repl) = guest.call(|store, f| {
+                    let v = f.intercept(store, batch)?;
                     Ok(codec::decode(v.replacements).and_then(|r| {
                         interceptor::validate(n, &v.codes, r.len(), cut)?;
                         Ok((v.codes, r))
@@ -152,11 +150,8 @@ pub fn run(
             }
             Hook::Router => {
                 let targets = plan.targets;
-                let masks = guest.call(|store, exports| {
-                    let Exports::Router(x) = exports else {
-                        return Ok(Err("not a router".into()));
-                    };
-                    let m = x.call_route(&mut *store, &batch)?;
+                let masks = guest.call(|store, f| {
+                    let m = f.route(store, batch)?;
                     Ok(router::validate(n, targets, &m).map(|()| m))
                 })?;
                 for m in masks {
@@ -176,11 +171,8 @@ pub fn run(
             }
             Hook::SinkSelector => {
                 let targets = plan.targets;
-                let choice = guest.call(|store, exports| {
-                    let Exports::SinkSelector(x) = exports else {
-                        return Ok(Err("not a sink selector".into()));
-                    };
-                    let c = x.call_select(&mut *store, &batch)?;
+                let choice = guest.call(|store, f| {
+                    let c = f.select(store, batch)?;
                     Ok(sink_selector::validate(n, targets, &c).map(|()| c))
                 })?;
                 for s in choice {

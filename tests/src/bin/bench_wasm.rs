@@ -1,9 +1,10 @@
 //! WebAssembly hook benchmark on the release `sluice` binary, every pipeline in the same run:
 //!
 //! - `stress -> memory -> null` with no interceptor (the baseline);
-//! - the same with a wasm interceptor: the Rust `drop-by-level` filter and the C `pii-mask`
-//!   transform (stress bodies carry no level and no PII: every event is kept, the common case
-//!   of a filter), and the Rust `tagger` that replaces every event (the worst case);
+//! - the same with a wasm interceptor: the `drop-by-level` filter in Rust and in C, and the C
+//!   `pii-mask` transform, which reads every body byte (stress bodies carry no level and no
+//!   PII: every event is kept, the common case of a filter), and the Rust `tagger` that
+//!   replaces every event (the worst case);
 //! - `stress -> wasm router -> memory -> null` with the Python tenant router and
 //!   `stress -> memory -> wasm sink selector -> null` with the JavaScript sticky selector;
 //! - hot reload swap latency (file renamed over → new version running) for a version already
@@ -207,6 +208,7 @@ fn bench() -> Result<()> {
         guests::rust("tagger", Some(&format!("a{:08}", std::process::id())))?;
     let tagger_edit: PathBuf =
         guests::rust("tagger", Some(&format!("b{:08}", std::process::id())))?;
+    let c_filter = guests::c_drop_by_level()?;
     let c_mask = guests::c_pii_mask()?;
     let py_router = guests::python_tenant_router()?;
     let js_selector = guests::js_sticky_selector()?;
@@ -222,6 +224,16 @@ fn bench() -> Result<()> {
         (
             "  same, body-prefix 16",
             Hook::Interceptor(&rust_filter, Some(16)),
+            "WASM.r1.w",
+        ),
+        (
+            "C drop-by-level",
+            Hook::Interceptor(&c_filter, None),
+            "WASM.r1.w",
+        ),
+        (
+            "  same, body-prefix 16",
+            Hook::Interceptor(&c_filter, Some(16)),
             "WASM.r1.w",
         ),
         ("C pii-mask", Hook::Interceptor(&c_mask, None), "WASM.r1.w"),
@@ -247,8 +259,9 @@ fn bench() -> Result<()> {
         ),
     ];
     let mut results = Vec::new();
-    for (name, hook, metric) in &cases {
+    for (i, (name, hook, metric)) in cases.iter().enumerate() {
         let slug: String = name.chars().filter(char::is_ascii_alphanumeric).collect();
+        let slug = format!("{i}-{slug}");
         results.push((name, measure(dir.path(), &slug, &args, hook, metric)?));
     }
     let reloads = swap_latency(

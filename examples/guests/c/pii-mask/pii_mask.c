@@ -5,8 +5,8 @@
 //
 // Build (what the tests do, see tests/src/guests.rs):
 //   sluice-guest-tool c-bindings --wit ../../../../wit --world interceptor --out target/bindings
-//   python3 -m ziglang cc -target wasm32-wasi -mexec-model=reactor -O2 -s -I target/bindings \
-//       pii_mask.c target/bindings/interceptor.c \
+//   python3 -m ziglang cc -target wasm32-wasi -mexec-model=reactor -O2 -msimd128 -s \
+//       -I target/bindings pii_mask.c target/bindings/interceptor.c \
 //       target/bindings/interceptor_component_type.o -o target/pii_mask.core.wasm
 //   sluice-guest-tool componentize target/pii_mask.core.wasm -o target/pii_mask.wasm
 
@@ -15,6 +15,10 @@
 #include <string.h>
 
 #include "interceptor.h"
+
+#ifdef __wasm_simd128__
+#include <wasm_simd128.h>
+#endif
 
 // A growable byte buffer.
 typedef struct {
@@ -64,13 +68,31 @@ static int is_local_char(uint8_t c) {
          c == '_' || c == '-' || c == '+';
 }
 
+// The first index at or after `i` whose byte is in '0'..'@' (digits, '@' and a few
+// punctuation marks), or `n`: only such a byte can start something to mask. With wasm SIMD
+// (-msimd128) it looks at 16 bytes per step, so a body without digits or '@' is skipped at a
+// fraction of a byte-by-byte loop's cost.
+static size_t skip(const uint8_t *s, size_t i, size_t n) {
+#ifdef __wasm_simd128__
+  const v128_t base = wasm_i8x16_splat(0x30), span = wasm_i8x16_splat(0x11);
+  while (i + 16 <= n) {
+    v128_t d = wasm_i8x16_sub(wasm_v128_load(s + i), base);
+    uint32_t hits = wasm_i8x16_bitmask(wasm_u8x16_lt(d, span));
+    if (hits) return i + __builtin_ctz(hits);
+    i += 16;
+  }
+#endif
+  while (i < n && (uint8_t)(s[i] - 0x30) > 0x10) i++;
+  return i;
+}
+
 // Returns how many things were masked in `s`; when that is not 0, `out` holds the masked body.
 // One pass that copies nothing until it finds something to mask, then copies whole runs: the
 // common event (no PII) costs one read of its bytes.
 static int mask(const uint8_t *s, size_t n, buf_t *out) {
   int masked = 0;
   size_t run = 0;  // start of the input not yet copied to `out`
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = skip(s, 0, n); i < n; i = skip(s, i + 1, n)) {
     uint8_t c = s[i];
     if (is_digit(c)) {
       // A card number: dddd dddd dddd dddd, not glued to other digits.
