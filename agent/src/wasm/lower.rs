@@ -22,7 +22,9 @@ use std::mem::MaybeUninit;
 use wasmtime::component::__internal::{
     CanonicalAbiInfo, InstanceType, InterfaceType, LowerContext, typecheck_record,
 };
-use wasmtime::component::{ComponentType, Func, Instance, Lower, TypedFunc};
+use wasmtime::component::{
+    ComponentNamedList, ComponentType, Func, Instance, Lift, Lower, TypedFunc,
+};
 use wasmtime::{Store, ValRaw};
 
 use super::bindings::Verdicts;
@@ -234,10 +236,8 @@ impl BatchFn {
         store: &mut Store<T>,
         batch: BatchRef<'_>,
     ) -> wasmtime::Result<Verdicts> {
-        self.check(Hook::Interceptor)?;
-        // SAFETY: `new` checked this function against exactly these types.
-        let f = unsafe { TypedFunc::<(BatchRef<'_>,), (Verdicts,)>::new_unchecked(self.func) };
-        Ok(f.call(store, (batch,))?.0)
+        // SAFETY: `new` checked an interceptor's function against (BatchRef,) -> (Verdicts,).
+        unsafe { self.call(Hook::Interceptor, store, batch) }
     }
 
     /// `route(events)`: a channel mask per event.
@@ -246,10 +246,8 @@ impl BatchFn {
         store: &mut Store<T>,
         batch: BatchRef<'_>,
     ) -> wasmtime::Result<Vec<u64>> {
-        self.check(Hook::Router)?;
-        // SAFETY: as in `intercept`.
-        let f = unsafe { TypedFunc::<(BatchRef<'_>,), (Vec<u64>,)>::new_unchecked(self.func) };
-        Ok(f.call(store, (batch,))?.0)
+        // SAFETY: `new` checked a router's function against (BatchRef,) -> (Vec<u64>,).
+        unsafe { self.call(Hook::Router, store, batch) }
     }
 
     /// `select(events)`: a sink index per event.
@@ -258,9 +256,27 @@ impl BatchFn {
         store: &mut Store<T>,
         batch: BatchRef<'_>,
     ) -> wasmtime::Result<Vec<u32>> {
-        self.check(Hook::SinkSelector)?;
-        // SAFETY: as in `intercept`.
-        let f = unsafe { TypedFunc::<(BatchRef<'_>,), (Vec<u32>,)>::new_unchecked(self.func) };
+        // SAFETY: `new` checked a sink selector's function against (BatchRef,) -> (Vec<u32>,).
+        unsafe { self.call(Hook::SinkSelector, store, batch) }
+    }
+
+    /// Calls the function as `(BatchRef,) -> (R,)` if it belongs to a `want` guest.
+    ///
+    /// # Safety
+    /// `R` must be the result type `new` checked for `want`.
+    unsafe fn call<T, R>(
+        &self,
+        want: Hook,
+        store: &mut Store<T>,
+        batch: BatchRef<'_>,
+    ) -> wasmtime::Result<R>
+    where
+        (R,): ComponentNamedList + Lift + Send + Sync + 'static,
+    {
+        self.check(want)?;
+        // SAFETY: the function was type-checked with these parameter types and, by this
+        // function's contract, this result type.
+        let f = unsafe { TypedFunc::<(BatchRef<'_>,), (R,)>::new_unchecked(self.func) };
         Ok(f.call(store, (batch,))?.0)
     }
 
