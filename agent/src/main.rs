@@ -341,13 +341,22 @@ fn run_agent(
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
+        // The first signal starts a drain; a second one while it runs exits at once (status
+        // 130, as a shell reports an interrupted program). Order matters: the conditional exit
+        // must see the flag as the first signal left it.
+        let installed = signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())
+            .and_then(|_| signal_hook::flag::register(sig, stop.clone()));
+        if let Err(e) = installed {
             eprintln!("sluice: cannot install signal handler: {e}");
             return ExitCode::from(1);
         }
     }
 
-    let mut last_text = std::fs::read_to_string(file).unwrap_or_default();
+    // The text of the config the agent runs; a reload that fails to build is retried at the
+    // next poll even if the file did not change again (a full disk, a port in use, a guest
+    // file still being written can all go away).
+    let mut applied_text = std::fs::read_to_string(file).unwrap_or_default();
+    let mut rejected_text: Option<String> = None;
     let mut agent = match Agent::start(config, registry) {
         Ok(a) => a,
         Err(e) => {
@@ -356,8 +365,13 @@ fn run_agent(
         }
     };
     let mut next_check = reload.map(|r| Instant::now() + r);
+    let mut failed: Vec<(String, String)> = Vec::new();
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(100));
+        failed = agent.failures();
+        if !failed.is_empty() {
+            break;
+        }
         let (Some(at), Some(every)) = (next_check, reload) else {
             continue;
         };
@@ -373,35 +387,51 @@ fn run_agent(
                 continue;
             }
         };
-        if text == last_text {
+        if text == applied_text || rejected_text.as_ref() == Some(&text) {
             continue;
         }
-        last_text = text;
         match AgentConfig::load(file, name) {
             Ok(new) => {
                 for w in &new.warnings {
                     tracing::warn!("{w}");
                 }
-                if let Err(e) = agent.reload(new) {
-                    tracing::error!(error = %e, "Reload failed to start a component.");
+                match agent.reload(new) {
+                    Ok(()) => applied_text = text,
+                    Err(e) => tracing::error!(error = %e,
+                        "Reload failed; the running pipeline is unchanged and the reload is \
+                         retried at the next check."),
                 }
             }
             Err(errors) => {
+                // Parsing and validation read only the file: the same text fails the same way.
+                rejected_text = Some(text);
                 tracing::error!(
                     "Rejected the changed configuration; the running one is kept:\n{errors}"
                 );
             }
         }
     }
-    tracing::info!(drain = ?drain, "Stopping: sources stopped, draining sinks.");
-    let left = agent.shutdown(drain);
+    // The drain clock starts when the signal arrives, not when sources have stopped.
+    let deadline = Instant::now() + drain;
+    for (component, why) in &failed {
+        tracing::error!(component = %component, reason = %why,
+            "A component stopped unexpectedly; stopping the agent.");
+    }
+    tracing::info!(drain = ?drain, "Stopping: sources stopping, draining sinks.");
+    let left = agent.shutdown(deadline);
     for (channel, n) in &left {
         if *n > 0 {
             tracing::warn!(channel = %channel, events = n, "Events left in channel at shutdown.");
+        } else {
+            tracing::info!(channel = %channel, "Channel empty at shutdown.");
         }
     }
     tracing::info!("Agent stopped.");
-    ExitCode::SUCCESS
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -146,7 +146,35 @@ const SINK_TYPES: &[(&[&str], &str)] = &[
     ),
 ];
 
+impl ChannelKind {
+    /// The directories a durable channel holds (locks) while open.
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        match self {
+            Self::Memory(_) => Vec::new(),
+            Self::File(c) => std::iter::once(&c.checkpoint_dir)
+                .chain(&c.backup_checkpoint_dir)
+                .chain(&c.data_dirs)
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
 impl AgentConfig {
+    /// A config with no components: what an agent runs before its first config is applied.
+    pub fn empty(agent: &str, file: &Path) -> Self {
+        Self {
+            agent: agent.to_string(),
+            file: file.to_path_buf(),
+            sources: Vec::new(),
+            channels: Vec::new(),
+            sinks: Vec::new(),
+            sinkgroups: Vec::new(),
+            tenants: None,
+            warnings: Vec::new(),
+        }
+    }
+
     pub fn load(path: &Path, agent: &str) -> Result<Self, ConfigErrors> {
         let props = Properties::load(path)?;
         Self::from_properties(&props, agent)

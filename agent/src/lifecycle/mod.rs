@@ -5,6 +5,17 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
+/// The message of a thread's panic payload (`panic!("...")` gives a `&str` or a `String`).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_string()
+    }
+}
+
 /// A stop flag whose waits wake up as soon as stop is requested.
 #[derive(Clone, Default)]
 pub struct StopSignal(Arc<(Mutex<bool>, Condvar)>);

@@ -279,6 +279,15 @@ impl Registry {
         self.components.lock().remove(&(kind, name.to_string()));
     }
 
+    /// Every registered component's metrics.
+    pub fn entries(&self) -> Vec<(ComponentType, String, Arc<dyn MetricSet>)> {
+        self.components
+            .lock()
+            .iter()
+            .map(|((t, n), s)| (*t, n.clone(), s.clone()))
+            .collect()
+    }
+
     pub fn snapshot(&self) -> Vec<ComponentSnapshot> {
         let comps: Vec<_> = self
             .components

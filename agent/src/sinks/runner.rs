@@ -60,22 +60,61 @@ impl SinkRunner {
         &self.name
     }
 
-    /// Lets the runner finish once its channel is empty, or stops it at `deadline`.
-    pub fn drain_until(mut self, deadline: Instant) {
+    /// Lets the runner finish once its channels are empty (see [`Self::finish_by`]).
+    pub fn begin_drain(&self) {
         self.drain.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            while !t.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            self.stop.stop();
-            if t.join().is_err() {
-                tracing::error!(sink = %self.name, "Sink thread panicked.");
-            }
+    }
+
+    /// Waits until the runner finished (after [`Self::begin_drain`]) or `deadline`, then
+    /// stops it and waits at most `grace` more. A runner still busy then (a delivery its peer
+    /// does not answer) is left behind: its batch was not committed, so it stays in the
+    /// channel. Returns whether the runner finished.
+    pub fn finish_by(mut self, deadline: Instant, grace: Duration) -> bool {
+        let Some(t) = self.thread.take() else {
+            return true;
+        };
+        while !t.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.stop.stop();
+        let until = Instant::now() + grace;
+        while !t.is_finished() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if !t.is_finished() {
+            return false;
+        }
+        if let Err(panic) = t.join() {
+            tracing::error!(sink = %self.name, reason = %crate::lifecycle::panic_message(&panic),
+                "Sink thread panicked.");
+        }
+        true
+    }
+
+    /// Stops the runner and waits for its current batch to settle.
+    pub fn stop_now(mut self) {
+        self.stop.stop();
+        if let Some(t) = self.thread.take()
+            && let Err(panic) = t.join()
+        {
+            tracing::error!(sink = %self.name, reason = %crate::lifecycle::panic_message(&panic),
+                "Sink thread panicked.");
         }
     }
 
-    pub fn stop(self) {
-        self.stop.stop();
+    /// If the thread ended without being asked to (a panic), why; reported once.
+    pub fn failure(&mut self) -> Option<String> {
+        if self.stop.is_stopped() || !self.thread.as_ref().is_some_and(|t| t.is_finished()) {
+            return None;
+        }
+        let t = self.thread.take()?;
+        Some(match t.join() {
+            Err(panic) => format!(
+                "its thread panicked: {}",
+                crate::lifecycle::panic_message(&panic)
+            ),
+            Ok(()) => "its thread ended".to_string(),
+        })
     }
 }
 

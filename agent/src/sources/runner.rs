@@ -20,17 +20,16 @@ impl SourceRunner {
         mut source: Box<dyn PollableSource>,
         processor: Arc<ChannelProcessor>,
         poll: PollConfig,
-    ) -> std::io::Result<Self> {
+    ) -> Result<Self, SourceError> {
+        // Started here, not on the thread: a source that cannot start (bad credentials, a
+        // missing directory) is an error its caller sees and can roll back.
+        source.start()?;
         let stop = StopSignal::new();
         let s = stop.clone();
         let n = name.to_string();
         let thread = std::thread::Builder::new()
             .name(format!("source-{name}"))
             .spawn(move || {
-                if let Err(e) = source.start() {
-                    tracing::error!(source = %n, error = %e, "Source failed to start.");
-                    return;
-                }
                 let mut backoff = Backoff::new(poll.backoff_increment, poll.max_backoff);
                 while !s.is_stopped() {
                     match source.process(&processor) {
@@ -58,6 +57,10 @@ impl SourceRunner {
                 }
                 source.stop();
                 processor.counters().stopped();
+            })
+            .map_err(|e| SourceError::Other {
+                source_name: name.to_string(),
+                message: format!("cannot start thread: {e}"),
             })?;
         Ok(Self {
             name: name.to_string(),
@@ -73,6 +76,21 @@ impl SourceRunner {
     /// Asks the source to stop after its current batch.
     pub fn signal_stop(&self) {
         self.stop.stop();
+    }
+
+    /// If the thread ended without being asked to (a panic), why; reported once.
+    pub fn failure(&mut self) -> Option<String> {
+        if self.stop.is_stopped() || !self.thread.as_ref().is_some_and(|t| t.is_finished()) {
+            return None;
+        }
+        let t = self.thread.take()?;
+        Some(match t.join() {
+            Err(panic) => format!(
+                "its thread panicked: {}",
+                crate::lifecycle::panic_message(&panic)
+            ),
+            Ok(()) => "its thread ended".to_string(),
+        })
     }
 
     pub fn join(mut self) {

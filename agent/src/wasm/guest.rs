@@ -105,6 +105,9 @@ pub struct WasmCounters {
     pub reload_millis: AtomicU64,
     pub reload_swap_millis: AtomicU64,
     pub start_time: AtomicU64,
+    /// `host.log` lines refused by the rate limit ([`super::guest_log`]).
+    pub log_suppressed: AtomicU64,
+    log_bucket: Mutex<super::guest_log::LogBucket>,
     guest_counters: Mutex<BTreeMap<&'static str, u64>>,
 }
 
@@ -180,6 +183,7 @@ impl MetricSet for WasmCounters {
                 "StartTime",
                 Value::Gauge(self.start_time.load(Ordering::Relaxed)),
             ),
+            ("LogSuppressedCount", c(&self.log_suppressed)),
         ];
         for (k, n) in self.guest_counters.lock().iter() {
             v.push((k, Value::Counter(*n)));
@@ -240,7 +244,26 @@ impl bindings::interceptor::sluice::pipeline::types::Host for HostState {}
 
 impl bindings::host::Host for HostState {
     fn log(&mut self, level: Level, message: String) {
+        use super::guest_log::{Verdict, clip};
         let guest = &*self.guest;
+        let verdict = self
+            .counters
+            .log_bucket
+            .lock()
+            .admit(std::time::Instant::now());
+        match verdict {
+            Verdict::Suppress => {
+                self.counters.log_suppressed.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Verdict::Write { suppressed } if suppressed > 0 => tracing::warn!(
+                guest,
+                suppressed,
+                "Guest log lines were suppressed by the rate limit."
+            ),
+            Verdict::Write { .. } => {}
+        }
+        let message = clip(&message);
         match level {
             Level::Trace => tracing::trace!(guest, "{message}"),
             Level::Debug => tracing::debug!(guest, "{message}"),

@@ -24,6 +24,7 @@ pub mod bindings;
 pub mod codec;
 pub mod engine;
 pub mod guest;
+pub mod guest_log;
 pub mod interceptor;
 pub mod lower;
 pub mod router;

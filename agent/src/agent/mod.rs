@@ -1,0 +1,897 @@
+//! The running agent: builds components from an [`AgentConfig`], starts them in Flume's order
+//! (channels, then sinks, then sources), reloads a changed config transactionally, watches its
+//! component threads, and shuts down within a deadline.
+//!
+//! Reload (and start, which is a reload from the empty config) follows [`ConfigDiff`]:
+//! 1. *Prepare*, touching nothing that runs: open every added or changed channel (except a
+//!    durable one that reuses the directories of a channel it replaces: it can only open once
+//!    that one is closed), build the interceptors, selectors and sink processors (WebAssembly
+//!    guests compile and `init` here) of every added or changed source and sink runner. A
+//!    failure drops what was prepared and leaves the pipeline as it was.
+//! 2. *Swap*: stop the old sources and runners being replaced, open the deferred durable
+//!    channels, start the new runners, then the new sources, move the events of replaced
+//!    memory channels into their successors, close what was removed.
+//! 3. A failure during the swap *rolls back*: new components stop, events they put into new
+//!    channels go back to the old ones, old durable channels reopen (replaying their files),
+//!    old runners and sources restart. Nothing committed is dropped either way.
+//!
+//! Metrics: each component registers its counters (its own, its WebAssembly guests', its
+//! tenants', its group's member sinks') on a private registry while it is built; they are
+//! published to the agent's registry when the swap succeeds and unpublished when the
+//! component stops for good.
+
+pub mod diff;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub use diff::{ConfigDiff, RunnerKey};
+
+use crate::channels::file::FileChannel;
+use crate::channels::memory::MemoryChannel;
+use crate::channels::processor::ChannelProcessor;
+use crate::channels::{Channel, ChannelRef, PutTransaction, TakeTransaction};
+use crate::config::{AgentConfig, ChannelKind, SinkConfig, SinkKind, SourceConfig, SourceKind};
+use crate::interceptors::InterceptorChain;
+use crate::metrics::{
+    Combined, ComponentType, KafkaSinkCounters, KafkaSourceCounters, Registry, SinkCounters,
+    SourceCounters,
+};
+use crate::selectors::{ChannelSelector, SelectorConfig};
+use crate::sinks::avro::AvroSink;
+use crate::sinks::file_roll::FileRollSink;
+use crate::sinks::group::{DefaultProcessor, SinkProcessor};
+use crate::sinks::hdfs::HdfsSink;
+use crate::sinks::kafka::KafkaSink;
+use crate::sinks::logger::LoggerSink;
+use crate::sinks::null::NullSink;
+use crate::sinks::runner::SinkRunner;
+use crate::sinks::{Sink, SinkSlot};
+use crate::sources::avro::AvroSource;
+use crate::sources::kafka::KafkaSource;
+use crate::sources::seq::SeqSource;
+use crate::sources::stress::StressSource;
+use crate::sources::taildir::TaildirSource;
+use crate::sources::{EventDrivenSource, PollableSource, SourceRunner};
+use crate::tenants::TenantRouter;
+use crate::wasm::Scope;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{component}: {message}")]
+pub struct BuildError {
+    pub component: String,
+    pub message: String,
+}
+
+impl BuildError {
+    fn new(component: impl Into<String>, message: impl std::fmt::Display) -> Self {
+        Self {
+            component: component.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// The metrics a component registered while it was built: a private registry, and the keys
+/// it held once published to the agent's.
+type MetricKeys = Vec<(ComponentType, String)>;
+
+/// A running source: polled by a runner thread, or driving itself.
+enum RunningSource {
+    Polled(SourceRunner),
+    Driven(Box<dyn EventDrivenSource>),
+}
+
+impl RunningSource {
+    fn stop(self) {
+        match self {
+            Self::Polled(r) => r.join(),
+            Self::Driven(mut s) => s.stop(),
+        }
+    }
+
+    /// Why the source stopped working on its own (its thread panicked), if it did.
+    fn failure(&mut self) -> Option<String> {
+        match self {
+            Self::Polled(r) => r.failure(),
+            Self::Driven(_) => None,
+        }
+    }
+}
+
+struct RunningChannel {
+    channel: ChannelRef,
+    kind: ChannelKind,
+    metrics: MetricKeys,
+}
+
+struct Running<T> {
+    unit: T,
+    metrics: MetricKeys,
+}
+
+/// A source whose hooks are built; the source itself is made and started in the swap, after
+/// the one it replaces stopped (it may reuse its port, position file or consumer group).
+struct PreparedSource {
+    config: SourceConfig,
+    processor: Arc<ChannelProcessor>,
+    staged: Arc<Registry>,
+}
+
+struct PreparedRunner {
+    name: String,
+    processor: Box<dyn SinkProcessor>,
+    staged: Arc<Registry>,
+}
+
+struct PreparedChannel {
+    channel: ChannelRef,
+    kind: ChannelKind,
+    staged: Arc<Registry>,
+}
+
+pub struct Agent {
+    registry: Arc<Registry>,
+    config: AgentConfig,
+    channels: BTreeMap<String, RunningChannel>,
+    sources: BTreeMap<String, Running<RunningSource>>,
+    runners: BTreeMap<RunnerKey, Running<SinkRunner>>,
+}
+
+/// Copies a private registry's entries into the agent's; returns their keys.
+fn publish(registry: &Registry, staged: &Registry) -> MetricKeys {
+    let mut keys = Vec::new();
+    for (kind, name, set) in staged.entries() {
+        registry.register(kind, &name, set);
+        keys.push((kind, name));
+    }
+    keys
+}
+
+fn unpublish(registry: &Registry, keys: &MetricKeys) {
+    for (kind, name) in keys {
+        registry.unregister(*kind, name);
+    }
+}
+
+impl Agent {
+    pub fn start(config: AgentConfig, registry: Arc<Registry>) -> Result<Self, BuildError> {
+        let mut agent = Self {
+            registry,
+            config: AgentConfig::empty(&config.agent, &config.file),
+            channels: BTreeMap::new(),
+            sources: BTreeMap::new(),
+            runners: BTreeMap::new(),
+        };
+        let (sources, channels, sinks) = (
+            config.sources.len(),
+            config.channels.len(),
+            config.sinks.len(),
+        );
+        let name = config.agent.clone();
+        agent.apply(config)?;
+        tracing::info!(agent = %name, sources, channels, sinks, "Agent started.");
+        Ok(agent)
+    }
+
+    pub fn config(&self) -> &AgentConfig {
+        &self.config
+    }
+
+    /// Applies a new configuration: only the components whose keys (or whose channels)
+    /// changed restart, and only once everything new could be built. On error the running
+    /// pipeline is as it was before the call; nothing committed is lost.
+    pub fn reload(&mut self, new: AgentConfig) -> Result<(), BuildError> {
+        let diff = ConfigDiff::between(&self.config, &new);
+        if diff.is_quiet() {
+            tracing::info!("Configuration unchanged after reload.");
+            self.config = new;
+            return Ok(());
+        }
+        tracing::info!(
+            channels = ?diff.channels.starting().chain(&diff.channels.removed).collect::<Vec<_>>(),
+            sources = ?diff.sources.starting().chain(&diff.sources.removed).collect::<Vec<_>>(),
+            sinks = ?diff.runners.starting().chain(&diff.runners.removed)
+                .map(ToString::to_string).collect::<Vec<_>>(),
+            "Reloading changed components."
+        );
+        self.apply(new)
+    }
+
+    fn apply(&mut self, new: AgentConfig) -> Result<(), BuildError> {
+        let old = std::mem::replace(&mut self.config, new.clone());
+        let diff = ConfigDiff::between(&old, &new);
+        let prepared = match self.prepare(&old, &new, &diff) {
+            Ok(p) => p,
+            Err(e) => {
+                self.config = old;
+                return Err(e);
+            }
+        };
+        match self.swap(&old, &new, &diff, prepared) {
+            Ok(()) => Ok(()),
+            Err((e, swapped)) => {
+                tracing::error!(error = %e,
+                    "Reload failed while swapping components; restoring the previous ones.");
+                self.roll_back(&old, &new, &diff, swapped);
+                self.config = old;
+                Err(e)
+            }
+        }
+    }
+
+    /// Phase 1: builds what can be built while the old pipeline runs.
+    fn prepare(
+        &self,
+        old: &AgentConfig,
+        new: &AgentConfig,
+        diff: &ConfigDiff,
+    ) -> Result<Prepared, BuildError> {
+        let mut p = Prepared::default();
+        // Directories held by durable channels that stop in this reload.
+        let held: Vec<PathBuf> = diff
+            .channels
+            .stopping()
+            .filter_map(|n| self.channels.get(n))
+            .flat_map(|c| c.kind.dirs())
+            .collect();
+        for name in diff.channels.starting() {
+            let Some(c) = new.channels.iter().find(|c| &c.name == name) else {
+                continue;
+            };
+            if c.kind.dirs().iter().any(|d| held.contains(d)) {
+                p.deferred_channels.push(name.clone());
+                continue;
+            }
+            match open_channel(name, &c.kind) {
+                Ok(ch) => {
+                    p.channels.insert(name.clone(), ch);
+                }
+                Err(e) => {
+                    p.discard();
+                    return Err(e);
+                }
+            }
+        }
+        let view = self.channel_view(&p.channels);
+        for name in diff.sources.starting() {
+            let Some(s) = new.sources.iter().find(|s| &s.name == name) else {
+                continue;
+            };
+            if s.channels.iter().any(|c| p.deferred_channels.contains(c)) {
+                p.deferred_sources.push(name.clone());
+                continue;
+            }
+            match build_source_hooks(s, new, &view) {
+                Ok(ps) => p.sources.push(ps),
+                Err(e) => {
+                    p.discard();
+                    return Err(e);
+                }
+            }
+        }
+        for key in diff.runners.starting() {
+            let reads = diff::runner_units(new)
+                .get(key)
+                .map(|u| u.channels.clone())
+                .unwrap_or_default();
+            if reads.iter().any(|c| p.deferred_channels.contains(c)) {
+                p.deferred_runners.push(key.clone());
+                continue;
+            }
+            match build_runner(new, key, &view) {
+                Ok(r) => p.runners.push((key.clone(), r)),
+                Err(e) => {
+                    p.discard();
+                    return Err(e);
+                }
+            }
+        }
+        let _ = old;
+        Ok(p)
+    }
+
+    /// The channels the new config's components read: prepared ones, else running ones.
+    fn channel_view(
+        &self,
+        prepared: &BTreeMap<String, PreparedChannel>,
+    ) -> BTreeMap<String, ChannelRef> {
+        let mut view: BTreeMap<String, ChannelRef> = self
+            .channels
+            .iter()
+            .map(|(n, c)| (n.clone(), c.channel.clone()))
+            .collect();
+        for (n, c) in prepared {
+            view.insert(n.clone(), c.channel.clone());
+        }
+        view
+    }
+
+    /// Phase 2: stops what is replaced and starts what was prepared. On error returns what was
+    /// done so far, for [`Self::roll_back`].
+    fn swap(
+        &mut self,
+        old: &AgentConfig,
+        new: &AgentConfig,
+        diff: &ConfigDiff,
+        mut p: Prepared,
+    ) -> Result<(), (BuildError, Swapped)> {
+        let mut done = Swapped::default();
+        for name in diff.sources.stopping() {
+            if let Some(r) = self.sources.remove(name) {
+                r.unit.stop();
+                done.stopped_sources.push((name.clone(), r.metrics));
+            }
+        }
+        for key in diff.runners.stopping() {
+            if let Some(r) = self.runners.remove(key) {
+                r.unit.stop_now();
+                done.stopped_runners.push((key.clone(), r.metrics));
+            }
+        }
+        // Durable channels that are replaced or removed close now; memory ones stay open
+        // (holding their events) until the new pipeline runs.
+        let stopping: Vec<String> = diff.channels.stopping().cloned().collect();
+        for name in &stopping {
+            let durable = self
+                .channels
+                .get(name)
+                .is_some_and(|c| c.channel.is_durable());
+            if durable && let Some(c) = self.channels.remove(name) {
+                c.channel.close();
+                done.closed_durable.push((name.clone(), c));
+            }
+        }
+        for name in std::mem::take(&mut p.deferred_channels) {
+            let Some(c) = new.channels.iter().find(|c| c.name == name) else {
+                continue;
+            };
+            match open_channel(&name, &c.kind) {
+                Ok(ch) => {
+                    p.channels.insert(name, ch);
+                }
+                Err(e) => {
+                    p.discard();
+                    return Err((e, done));
+                }
+            }
+        }
+        // From here the new channels are live: what new components put into them must go
+        // back to the old channels if the swap fails.
+        let view = {
+            let mut v: BTreeMap<String, ChannelRef> = self
+                .channels
+                .iter()
+                .filter(|(n, _)| !stopping.contains(n))
+                .map(|(n, c)| (n.clone(), c.channel.clone()))
+                .collect();
+            for (n, c) in &p.channels {
+                v.insert(n.clone(), c.channel.clone());
+            }
+            v
+        };
+        done.new_channels = std::mem::take(&mut p.channels);
+        for name in std::mem::take(&mut p.deferred_sources) {
+            let Some(s) = new.sources.iter().find(|s| s.name == name) else {
+                continue;
+            };
+            match build_source_hooks(s, new, &view) {
+                Ok(ps) => p.sources.push(ps),
+                Err(e) => {
+                    p.discard();
+                    return Err((e, done));
+                }
+            }
+        }
+        for key in std::mem::take(&mut p.deferred_runners) {
+            match build_runner(new, &key, &view) {
+                Ok(r) => p.runners.push((key, r)),
+                Err(e) => {
+                    p.discard();
+                    return Err((e, done));
+                }
+            }
+        }
+        for (key, r) in std::mem::take(&mut p.runners) {
+            match SinkRunner::start(&r.name, r.processor) {
+                Ok(runner) => done.started_runners.push((key, runner, r.staged)),
+                Err(e) => {
+                    p.discard();
+                    return Err((BuildError::new(key.to_string(), e), done));
+                }
+            }
+        }
+        for ps in std::mem::take(&mut p.sources) {
+            let name = ps.config.name.clone();
+            match start_source(ps.config.clone(), ps.processor, &ps.staged) {
+                Ok(running) => done.started_sources.push((name, running, ps.staged)),
+                Err(e) => {
+                    p.discard();
+                    return Err((e, done));
+                }
+            }
+        }
+        // Success: publish metrics, move memory events, retire what is gone.
+        for (name, keys) in &done.stopped_sources {
+            unpublish(&self.registry, keys);
+            let _ = name;
+        }
+        for (_, keys) in &done.stopped_runners {
+            unpublish(&self.registry, keys);
+        }
+        for (name, c) in std::mem::take(&mut done.closed_durable) {
+            unpublish(&self.registry, &c.metrics);
+            if !diff.channels.changed.contains(&name) && c.channel.size() > 0 {
+                tracing::warn!(channel = %name, events = c.channel.size(),
+                    "A removed file channel kept its events on disk; add it back to drain them.");
+            }
+        }
+        let mut new_channels = std::mem::take(&mut done.new_channels);
+        for name in &stopping {
+            let Some(c) = self.channels.remove(name) else {
+                continue;
+            };
+            unpublish(&self.registry, &c.metrics);
+            let successor = new_channels.get(name).map(|n| n.channel.clone());
+            retire_memory_channel(name, c.channel.as_ref(), successor.as_deref());
+        }
+        for (name, c) in std::mem::take(&mut new_channels) {
+            let metrics = publish(&self.registry, &c.staged);
+            self.channels.insert(
+                name,
+                RunningChannel {
+                    channel: c.channel,
+                    kind: c.kind,
+                    metrics,
+                },
+            );
+        }
+        for (key, unit, staged) in std::mem::take(&mut done.started_runners) {
+            let metrics = publish(&self.registry, &staged);
+            self.runners.insert(key, Running { unit, metrics });
+        }
+        for (name, unit, staged) in std::mem::take(&mut done.started_sources) {
+            let metrics = publish(&self.registry, &staged);
+            self.sources.insert(name, Running { unit, metrics });
+        }
+        let _ = old;
+        Ok(())
+    }
+
+    /// Undoes a failed swap: the new components stop, the old ones come back.
+    fn roll_back(
+        &mut self,
+        old: &AgentConfig,
+        _new: &AgentConfig,
+        diff: &ConfigDiff,
+        mut done: Swapped,
+    ) {
+        for (_, s, _) in std::mem::take(&mut done.started_sources) {
+            s.stop();
+        }
+        for (_, r, _) in std::mem::take(&mut done.started_runners) {
+            r.stop_now();
+        }
+        // Events new sources put into new channels go back where the old sources would have
+        // put them; new channels close.
+        for (name, c) in std::mem::take(&mut done.new_channels) {
+            if let Some(old_ch) = self.channels.get(&name) {
+                let moved = transfer(c.channel.as_ref(), old_ch.channel.as_ref());
+                if moved > 0 {
+                    tracing::info!(channel = %name, events = moved,
+                        "Moved events back to the previous channel.");
+                }
+            }
+            c.channel.close();
+        }
+        for (name, c) in std::mem::take(&mut done.closed_durable) {
+            match open_channel(&name, &c.kind) {
+                Ok(reopened) => {
+                    let metrics = publish(&self.registry, &reopened.staged);
+                    self.channels.insert(
+                        name,
+                        RunningChannel {
+                            channel: reopened.channel,
+                            kind: reopened.kind,
+                            metrics,
+                        },
+                    );
+                }
+                Err(e) => tracing::error!(error = %e,
+                    "Cannot reopen the previous channel after a failed reload; its events stay \
+                     on disk for the next start."),
+            }
+        }
+        let view: BTreeMap<String, ChannelRef> = self
+            .channels
+            .iter()
+            .map(|(n, c)| (n.clone(), c.channel.clone()))
+            .collect();
+        for (key, _) in std::mem::take(&mut done.stopped_runners) {
+            let restarted = build_runner(old, &key, &view).and_then(|r| {
+                SinkRunner::start(&r.name, r.processor)
+                    .map(|unit| (unit, r.staged))
+                    .map_err(|e| BuildError::new(key.to_string(), e))
+            });
+            match restarted {
+                Ok((unit, staged)) => {
+                    let metrics = publish(&self.registry, &staged);
+                    self.runners.insert(key, Running { unit, metrics });
+                }
+                Err(e) => tracing::error!(error = %e,
+                    "Cannot restart the previous sink runner after a failed reload."),
+            }
+        }
+        for (name, _) in std::mem::take(&mut done.stopped_sources) {
+            let Some(s) = old.sources.iter().find(|s| s.name == name) else {
+                continue;
+            };
+            let restarted = build_source_hooks(s, old, &view).and_then(|ps| {
+                start_source(ps.config, ps.processor, &ps.staged).map(|u| (u, ps.staged))
+            });
+            match restarted {
+                Ok((unit, staged)) => {
+                    let metrics = publish(&self.registry, &staged);
+                    self.sources.insert(name, Running { unit, metrics });
+                }
+                Err(e) => tracing::error!(error = %e,
+                    "Cannot restart the previous source after a failed reload."),
+            }
+        }
+        let _ = diff;
+    }
+
+    /// Components whose thread ended on its own (a panic): `(component, reason)`.
+    pub fn failures(&mut self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (name, s) in &mut self.sources {
+            if let Some(why) = s.unit.failure() {
+                out.push((format!("source {name}"), why));
+            }
+        }
+        for (key, r) in &mut self.runners {
+            if let Some(why) = r.unit.failure() {
+                out.push((key.to_string(), why));
+            }
+        }
+        out
+    }
+
+    /// Stops sources, lets sinks drain until `deadline`, then closes channels, so that the
+    /// whole shutdown ends by `deadline` plus a short grace, whatever the sinks' peers do.
+    /// Returns the events left per channel.
+    pub fn shutdown(mut self, deadline: Instant) -> Vec<(String, usize)> {
+        // Sources stop in parallel; one blocked on a full channel ends its wait while the
+        // sinks keep draining.
+        let sources: Vec<_> = std::mem::take(&mut self.sources)
+            .into_iter()
+            .map(|(name, s)| {
+                let stop = move || s.unit.stop();
+                (name, spawn_stop("source", stop))
+            })
+            .collect();
+        for (name, stopper) in sources {
+            if !finish_by(stopper, deadline) {
+                tracing::warn!(source = %name, "Source did not stop before the drain deadline.");
+            }
+        }
+        let runners: Vec<_> = std::mem::take(&mut self.runners).into_iter().collect();
+        for (_, r) in &runners {
+            r.unit.begin_drain();
+        }
+        for (key, r) in runners {
+            if !r.unit.finish_by(deadline, GRACE) {
+                tracing::warn!(sink = %key,
+                    "Sink runner still busy at the drain deadline; its batch stays in the channel.");
+            }
+        }
+        let mut left = Vec::new();
+        for (name, c) in std::mem::take(&mut self.channels) {
+            c.channel.close();
+            left.push((name, c.channel.size()));
+        }
+        left
+    }
+}
+
+/// How long a stop waits past the deadline for a thread that was told to stop.
+const GRACE: Duration = Duration::from_millis(500);
+
+fn spawn_stop(what: &str, f: impl FnOnce() + Send + 'static) -> Option<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("stop-{what}"))
+        .spawn(f)
+        .ok()
+}
+
+/// Waits for `t` until `deadline`; a thread still running then is left behind.
+fn finish_by(t: Option<JoinHandle<()>>, deadline: Instant) -> bool {
+    let Some(t) = t else {
+        return false;
+    };
+    while !t.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if t.is_finished() {
+        let _ = t.join();
+        true
+    } else {
+        false
+    }
+}
+
+/// What [`Agent::prepare`] built.
+#[derive(Default)]
+struct Prepared {
+    channels: BTreeMap<String, PreparedChannel>,
+    deferred_channels: Vec<String>,
+    sources: Vec<PreparedSource>,
+    deferred_sources: Vec<String>,
+    runners: Vec<(RunnerKey, PreparedRunner)>,
+    deferred_runners: Vec<RunnerKey>,
+}
+
+impl Prepared {
+    /// Drops what was built; prepared channels (still empty) close and release their files.
+    fn discard(&mut self) {
+        self.sources.clear();
+        self.runners.clear();
+        for (_, c) in std::mem::take(&mut self.channels) {
+            c.channel.close();
+        }
+    }
+}
+
+/// What a swap did before it failed.
+#[derive(Default)]
+struct Swapped {
+    stopped_sources: Vec<(String, MetricKeys)>,
+    stopped_runners: Vec<(RunnerKey, MetricKeys)>,
+    closed_durable: Vec<(String, RunningChannel)>,
+    new_channels: BTreeMap<String, PreparedChannel>,
+    started_runners: Vec<(RunnerKey, SinkRunner, Arc<Registry>)>,
+    started_sources: Vec<(String, RunningSource, Arc<Registry>)>,
+}
+
+fn open_channel(name: &str, kind: &ChannelKind) -> Result<PreparedChannel, BuildError> {
+    let channel: ChannelRef = match kind {
+        ChannelKind::Memory(c) => Arc::new(MemoryChannel::new(name, c.clone())),
+        ChannelKind::File(c) => Arc::new(
+            FileChannel::open(name, c.clone())
+                .map_err(|e| BuildError::new(format!("channel {name}"), e))?,
+        ),
+    };
+    let staged = Registry::new();
+    staged.register(ComponentType::Channel, name, channel.metric_set());
+    Ok(PreparedChannel {
+        channel,
+        kind: kind.clone(),
+        staged,
+    })
+}
+
+/// Moves a replaced memory channel's events to its successor (if any) and closes it; what does
+/// not fit is discarded with a warning (a reload that shrinks a memory channel).
+fn retire_memory_channel(name: &str, old: &dyn Channel, successor: Option<&dyn Channel>) {
+    old.close();
+    if old.is_durable() {
+        return;
+    }
+    let moved = successor.map_or(0, |s| transfer(old, s));
+    let lost = old.size();
+    if moved > 0 {
+        tracing::info!(channel = %name, events = moved, "Moved events to the reconfigured channel.");
+    }
+    if lost > 0 {
+        tracing::warn!(channel = %name, events = lost,
+            "Events left in a removed or too small channel were discarded.");
+    }
+}
+
+fn lookup(view: &BTreeMap<String, ChannelRef>, name: &str) -> Result<ChannelRef, BuildError> {
+    view.get(name)
+        .cloned()
+        .ok_or_else(|| BuildError::new(format!("channel {name}"), "not running"))
+}
+
+/// Builds a source's interceptors, selector and channel processor (guests compile here).
+fn build_source_hooks(
+    s: &SourceConfig,
+    config: &AgentConfig,
+    view: &BTreeMap<String, ChannelRef>,
+) -> Result<PreparedSource, BuildError> {
+    let staged = Registry::new();
+    let component = format!("source {}", s.name);
+    let channels = s
+        .channels
+        .iter()
+        .map(|c| lookup(view, c))
+        .collect::<Result<Vec<_>, _>>()?;
+    let interceptors = s
+        .interceptors
+        .iter()
+        .map(|i| {
+            let scope = Scope::new(format!("{}.{}", s.name, i.name), &staged);
+            i.kind
+                .build(&scope)
+                .map_err(|e| BuildError::new(&component, e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let counters = SourceCounters::new();
+    staged.register(ComponentType::Source, &s.name, counters.clone());
+    let selector: Box<dyn ChannelSelector> = match (&s.selector, &config.tenants) {
+        (SelectorConfig::Tenant, Some(t)) => Box::new(
+            TenantRouter::new(t, &s.channels, &staged)
+                .map_err(|e| BuildError::new(&component, e))?,
+        ),
+        (other, _) => other
+            .build(&Scope::new(format!("{}.selector", s.name), &staged))
+            .map_err(|e| BuildError::new(&component, e))?,
+    };
+    let processor = Arc::new(ChannelProcessor::new(
+        &s.name,
+        InterceptorChain::new(interceptors),
+        selector,
+        channels,
+        counters,
+    ));
+    Ok(PreparedSource {
+        config: s.clone(),
+        processor,
+        staged,
+    })
+}
+
+/// Makes the source itself and starts it.
+fn start_source(
+    s: SourceConfig,
+    processor: Arc<ChannelProcessor>,
+    staged: &Arc<Registry>,
+) -> Result<RunningSource, BuildError> {
+    let component = format!("source {}", s.name);
+    let (source, poll): (Box<dyn PollableSource>, _) = match &s.kind {
+        SourceKind::Avro(c) => {
+            let mut src = AvroSource::new(&s.name, c.clone());
+            src.start(processor)
+                .map_err(|e| BuildError::new(&component, e))?;
+            return Ok(RunningSource::Driven(Box::new(src)));
+        }
+        SourceKind::Kafka(c) => {
+            let kafka = KafkaSourceCounters::new();
+            let counters = processor.counters().clone();
+            staged.register(
+                ComponentType::Source,
+                &s.name,
+                Arc::new(Combined(counters, kafka.clone())),
+            );
+            (
+                Box::new(KafkaSource::new(&s.name, c.clone(), kafka)),
+                c.poll.clone(),
+            )
+        }
+        SourceKind::Seq(c) => (Box::new(SeqSource::new(c.clone())), c.poll.clone()),
+        SourceKind::Stress(c) => (Box::new(StressSource::new(c.clone())), c.poll.clone()),
+        SourceKind::Taildir(c) => {
+            let source = TaildirSource::new(&s.name, c.clone())
+                .map_err(|e| BuildError::new(&component, e))?;
+            (Box::new(source), c.poll.clone())
+        }
+    };
+    SourceRunner::start(&s.name, source, processor, poll)
+        .map(RunningSource::Polled)
+        .map_err(|e| BuildError::new(&component, e))
+}
+
+fn build_slot(
+    k: &SinkConfig,
+    view: &BTreeMap<String, ChannelRef>,
+    staged: &Registry,
+) -> Result<SinkSlot, BuildError> {
+    let counters = SinkCounters::new();
+    let mut extra: Option<Arc<KafkaSinkCounters>> = None;
+    let (sink, batch): (Box<dyn Sink>, usize) = match &k.kind {
+        SinkKind::Avro(c) => (
+            Box::new(AvroSink::new(&k.name, c.clone(), counters.clone())),
+            c.batch_size,
+        ),
+        SinkKind::Kafka(c) => {
+            let kafka = KafkaSinkCounters::new();
+            extra = Some(kafka.clone());
+            (
+                Box::new(KafkaSink::new(&k.name, c.clone(), kafka)),
+                c.batch_size,
+            )
+        }
+        SinkKind::Logger(c) => (Box::new(LoggerSink::new(&k.name, c)), c.batch_size),
+        SinkKind::Null(c) => (Box::new(NullSink), c.batch_size),
+        SinkKind::FileRoll(c) => (
+            Box::new(FileRollSink::new(&k.name, c.clone())),
+            c.batch_size,
+        ),
+        SinkKind::Hdfs(c) => (
+            Box::new(HdfsSink::new(&k.name, (**c).clone(), counters.clone())),
+            c.batch_size,
+        ),
+    };
+    let slot = SinkSlot::with_counters(&k.name, sink, lookup(view, &k.channel)?, batch, counters);
+    match extra {
+        Some(kafka) => staged.register(
+            ComponentType::Sink,
+            &k.name,
+            Arc::new(Combined(slot.counters.clone(), kafka)),
+        ),
+        None => staged.register(ComponentType::Sink, &k.name, slot.counters.clone()),
+    }
+    Ok(slot)
+}
+
+/// Builds a sink runner's processor (a group's selector guest compiles here), not started.
+fn build_runner(
+    config: &AgentConfig,
+    key: &RunnerKey,
+    view: &BTreeMap<String, ChannelRef>,
+) -> Result<PreparedRunner, BuildError> {
+    let staged = Registry::new();
+    let sink = |n: &str| {
+        config
+            .sinks
+            .iter()
+            .find(|k| k.name == n)
+            .ok_or_else(|| BuildError::new(format!("sink {n}"), "not configured"))
+    };
+    let (name, processor): (String, Box<dyn SinkProcessor>) = match key {
+        RunnerKey::Sink(n) => (
+            n.clone(),
+            Box::new(DefaultProcessor::new(build_slot(sink(n)?, view, &staged)?)),
+        ),
+        RunnerKey::Group(g) => {
+            let Some(gc) = config.sinkgroups.iter().find(|x| &x.name == g) else {
+                return Err(BuildError::new(format!("sinkgroup {g}"), "not configured"));
+            };
+            let slots = gc
+                .sinks
+                .iter()
+                .map(|n| sink(n).and_then(|k| build_slot(k, view, &staged)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let scope = Scope::new(format!("{g}.processor"), &staged);
+            let processor = gc
+                .processor
+                .build(g, slots, &scope)
+                .map_err(|e| BuildError::new(format!("sinkgroup {g}"), e))?;
+            (g.clone(), processor)
+        }
+    };
+    Ok(PreparedRunner {
+        name,
+        processor,
+        staged,
+    })
+}
+
+/// Moves every event from `from` to `to` in transactions; returns how many moved.
+fn transfer(from: &dyn Channel, to: &dyn Channel) -> usize {
+    let mut moved = 0;
+    let batch = from.transaction_capacity().min(to.transaction_capacity());
+    loop {
+        let Ok(take) = TakeTransaction::begin(from, batch, Duration::ZERO) else {
+            break;
+        };
+        if take.is_empty() {
+            break;
+        }
+        let put = PutTransaction::with_events(to, take.events().to_vec());
+        match put.and_then(|p| p.commit()) {
+            Ok(()) => {
+                moved += take.len();
+                if take.commit().is_err() {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    moved
+}
