@@ -355,8 +355,8 @@ fn run_agent(
     // The text of the config the agent runs; a reload that fails to build is retried at the
     // next poll even if the file did not change again (a full disk, a port in use, a guest
     // file still being written can all go away).
-    let mut applied_text = std::fs::read_to_string(file).unwrap_or_default();
-    let mut rejected_text: Option<String> = None;
+    let mut applied_text = std::fs::read(file).unwrap_or_default();
+    let mut rejected_text: Option<Vec<u8>> = None;
     let mut agent = match Agent::start(config, registry) {
         Ok(a) => a,
         Err(e) => {
@@ -379,7 +379,7 @@ fn run_agent(
             continue;
         }
         next_check = Some(Instant::now() + every);
-        let text = match std::fs::read_to_string(file) {
+        let text = match std::fs::read(file) {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(file = %file.display(), error = %e,

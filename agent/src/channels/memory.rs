@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use super::{Channel, ChannelError, Reservation, TakeTicket};
-use crate::config::{ConfigError, Props};
+use crate::config::{ConfigError, MAX_BATCH, MAX_SECONDS, Props};
 use crate::event::Event;
 use crate::metrics::ChannelCounters;
 
@@ -32,19 +32,19 @@ pub struct MemoryChannelConfig {
 
 impl MemoryChannelConfig {
     pub fn from_props(p: &Props) -> Result<Self, ConfigError> {
-        let capacity = p.positive_usize("capacity", 100)?;
-        let transaction_capacity = p.positive_usize("transactionCapacity", 100)?;
+        let capacity = p.int("capacity", 100, 1..=1_000_000_000)?;
+        let transaction_capacity = p.int("transactionCapacity", 100, 1..=MAX_BATCH)?;
         if transaction_capacity > capacity {
             return Err(p.error(
                 "transactionCapacity",
                 format!("{transaction_capacity} exceeds capacity {capacity}"),
             ));
         }
-        let buffer_pct = p.u64("byteCapacityBufferPercentage", 20)?;
+        let buffer_pct = p.int("byteCapacityBufferPercentage", 20u64, 0..=99)?;
         if buffer_pct >= 100 {
             return Err(p.error("byteCapacityBufferPercentage", "must be below 100"));
         }
-        let byte_capacity = p.u64("byteCapacity", default_byte_capacity())?;
+        let byte_capacity = p.int("byteCapacity", default_byte_capacity(), 0..=u64::MAX)?;
         let byte_capacity = if byte_capacity == 0 {
             u64::MAX
         } else {
@@ -54,7 +54,7 @@ impl MemoryChannelConfig {
             capacity,
             transaction_capacity,
             byte_capacity,
-            keep_alive: p.seconds("keep-alive", 3)?,
+            keep_alive: p.seconds("keep-alive", 3, 0..=MAX_SECONDS)?,
         })
     }
 }

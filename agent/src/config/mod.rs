@@ -11,6 +11,7 @@ mod properties;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::str::FromStr;
@@ -22,11 +23,28 @@ pub use agent::{
 };
 pub use properties::{Entry, Properties};
 
+/// Largest batch any source or sink takes (`batchSize`, `transactionCapacity`, ...): a batch is
+/// held in memory whole, so this bounds one batch's allocation.
+pub const MAX_BATCH: usize = 1_000_000;
+/// Longest timeout or interval in milliseconds (one day); longer values overflow no clock but
+/// are certainly typos.
+pub const MAX_MILLIS: u64 = 86_400_000;
+/// Longest timeout or interval in seconds (one day).
+pub const MAX_SECONDS: u64 = 86_400;
+/// Longest roll interval in seconds (31 days).
+pub const MAX_ROLL_SECONDS: u64 = 31 * 86_400;
+
 /// A user-caused configuration problem, located in the file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     #[error("{}: cannot read config file: {message}", file.display())]
     Io { file: PathBuf, message: String },
+    #[error("{}:{line}: {message}", file.display())]
+    Encoding {
+        file: PathBuf,
+        line: usize,
+        message: String,
+    },
     #[error("{}:{line}: {key}: {message}", file.display())]
     Invalid {
         file: PathBuf,
@@ -171,28 +189,48 @@ impl Props {
         }
     }
 
-    pub fn u64(&self, key: &str, default: u64) -> Result<u64, ConfigError> {
-        self.parse(key, default, "a non-negative integer")
-    }
-
-    pub fn positive(&self, key: &str, default: u64) -> Result<u64, ConfigError> {
-        let v = self.u64(key, default)?;
-        if v == 0 {
-            return Err(self.error(key, "must be greater than 0"));
+    /// An integer in `range` (inclusive); the error names the range. Every numeric key goes
+    /// through here (or [`Self::millis`] / [`Self::seconds`]), so each has a stated range that
+    /// `sluice check` enforces and docs/configuration.md lists.
+    pub fn int<T>(&self, key: &str, default: T, range: RangeInclusive<T>) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + fmt::Display + Copy,
+    {
+        let (min, max) = (*range.start(), *range.end());
+        match self.get(key) {
+            None | Some("") => Ok(default),
+            Some(v) => match v.parse::<T>() {
+                Ok(n) if range.contains(&n) => Ok(n),
+                Ok(_) => Err(self.error(
+                    key,
+                    format!("`{v}` is out of range; accepted: {min} to {max}"),
+                )),
+                Err(_) => Err(self.error(
+                    key,
+                    format!("invalid value `{v}`; expected an integer from {min} to {max}"),
+                )),
+            },
         }
-        Ok(v)
     }
 
-    pub fn usize(&self, key: &str, default: usize) -> Result<usize, ConfigError> {
-        self.parse(key, default, "a non-negative integer")
+    /// A duration in milliseconds, in `range_ms`.
+    pub fn millis(
+        &self,
+        key: &str,
+        default_ms: u64,
+        range_ms: RangeInclusive<u64>,
+    ) -> Result<Duration, ConfigError> {
+        Ok(Duration::from_millis(self.int(key, default_ms, range_ms)?))
     }
 
-    pub fn positive_usize(&self, key: &str, default: usize) -> Result<usize, ConfigError> {
-        let v = self.usize(key, default)?;
-        if v == 0 {
-            return Err(self.error(key, "must be greater than 0"));
-        }
-        Ok(v)
+    /// A duration in seconds, in `range_s`.
+    pub fn seconds(
+        &self,
+        key: &str,
+        default_s: u64,
+        range_s: RangeInclusive<u64>,
+    ) -> Result<Duration, ConfigError> {
+        Ok(Duration::from_secs(self.int(key, default_s, range_s)?))
     }
 
     /// `true` or `false` (any case). Flume reads any other word as false; sluice rejects it.
@@ -203,14 +241,6 @@ impl Props {
             Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
             Some(v) => Err(self.error(key, format!("invalid value `{v}`; accepted: true, false"))),
         }
-    }
-
-    pub fn millis(&self, key: &str, default_ms: u64) -> Result<Duration, ConfigError> {
-        Ok(Duration::from_millis(self.u64(key, default_ms)?))
-    }
-
-    pub fn seconds(&self, key: &str, default_s: u64) -> Result<Duration, ConfigError> {
-        Ok(Duration::from_secs(self.u64(key, default_s)?))
     }
 
     /// A whitespace-separated list.

@@ -25,11 +25,11 @@ pub struct Properties {
 
 impl Properties {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+        let bytes = std::fs::read(path).map_err(|e| ConfigError::Io {
             file: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        Ok(Self::parse(path, &text))
+        Ok(Self::parse(path, &decode(path, &bytes)?))
     }
 
     pub fn parse(file: &Path, text: &str) -> Self {
@@ -199,5 +199,57 @@ mod tests {
         );
         let keys: Vec<_> = p.with_prefix("a.").map(|(k, _)| k).collect();
         assert_eq!(keys, vec!["x", "y"]);
+    }
+}
+
+/// The file's text: UTF-8, except that a comment line may hold any bytes (read as ISO-8859-1,
+/// as Java's `Properties.load(InputStream)` reads every line). A key or value that is not
+/// UTF-8 is an error naming its line: sluice will not guess what a value meant.
+pub fn decode(file: &Path, bytes: &[u8]) -> Result<String, ConfigError> {
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return Ok(text.to_string());
+    }
+    let mut text = String::with_capacity(bytes.len());
+    for (idx, line) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
+        match std::str::from_utf8(line) {
+            Ok(l) => text.push_str(l),
+            Err(e) => {
+                let start = line.iter().position(|b| !b" \t\x0c".contains(b));
+                let comment = start.is_some_and(|i| line[i] == b'#' || line[i] == b'!');
+                if !comment {
+                    return Err(ConfigError::Encoding {
+                        file: file.to_path_buf(),
+                        line: idx + 1,
+                        message: format!(
+                            "byte 0x{:02x} at column {} is not UTF-8; save the file as UTF-8 \
+                             (or write the character as \\uXXXX)",
+                            line[e.valid_up_to()],
+                            e.valid_up_to() + 1
+                        ),
+                    });
+                }
+                text.extend(line.iter().map(|&b| char::from(b)));
+            }
+        }
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod decode_tests {
+    use super::*;
+
+    #[test]
+    fn comments_may_hold_latin1_and_values_may_not() {
+        let f = Path::new("f.conf");
+        let ok = decode(f, b"a = 1\n  # caf\xe9\n! \xff\nb = 2\n");
+        assert_eq!(ok.ok().as_deref(), Some("a = 1\n  # caf\u{e9}\n! \u{ff}\nb = 2\n"));
+        match decode(f, b"a = 1\nb = caf\xe9\n") {
+            Err(ConfigError::Encoding { line, message, .. }) => {
+                assert_eq!(line, 2);
+                assert!(message.contains("0xe9") && message.contains("column 8"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

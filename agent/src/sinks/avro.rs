@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::{Sink, SinkError};
 use crate::avro::client::{ClientConfig, RpcClient, TlsClient};
-use crate::config::{ConfigError, Props};
+use crate::config::{ConfigError, MAX_BATCH, MAX_MILLIS, MAX_SECONDS, Props};
 use crate::event::Event;
 use crate::metrics::SinkCounters;
 
@@ -30,7 +30,7 @@ impl AvroSinkConfig {
             false,
             &[(&["none"], false), (&["deflate"], true)],
         )?;
-        let level = p.u64("compression-level", 6)?;
+        let level = p.int("compression-level", 6u64, 0..=9)?;
         if level > 9 {
             return Err(p.error("compression-level", "must be between 0 and 9"));
         }
@@ -70,13 +70,13 @@ impl AvroSinkConfig {
             client: ClientConfig {
                 host: p.required("hostname")?,
                 port,
-                connect_timeout: p.millis("connect-timeout", 20_000)?,
-                request_timeout: p.millis("request-timeout", 20_000)?,
+                connect_timeout: p.millis("connect-timeout", 20_000, 1000..=MAX_MILLIS)?,
+                request_timeout: p.millis("request-timeout", 20_000, 1000..=MAX_MILLIS)?,
                 deflate: deflate.then_some(level as u32),
                 tls,
             },
-            batch_size: p.positive_usize("batch-size", 100)?,
-            reset_interval: p.seconds("reset-connection-interval", 0)?,
+            batch_size: p.int("batch-size", 100, 1..=MAX_BATCH)?,
+            reset_interval: p.seconds("reset-connection-interval", 0, 0..=MAX_SECONDS)?,
         })
     }
 }

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::{Sink, SinkError};
-use crate::config::{ConfigError, Props};
+use crate::config::{ConfigError, MAX_ROLL_SECONDS, Props};
 use crate::event::Event;
 use crate::metrics::now_millis;
 
@@ -67,7 +67,7 @@ impl FileRollConfig {
         )?;
         Ok(Self {
             directory: PathBuf::from(p.required("sink.directory")?),
-            roll_interval: p.seconds("sink.rollInterval", 30)?,
+            roll_interval: p.seconds("sink.rollInterval", 30, 0..=MAX_ROLL_SECONDS)?,
             prefix: p.string("sink.pathManager.prefix", ""),
             extension: p.string("sink.pathManager.extension", ""),
             append_newline: p.bool("sink.serializer.appendNewline", true)?,

@@ -38,7 +38,7 @@ use rdkafka::{ClientConfig, ClientContext};
 
 use super::{Sink, SinkError};
 use crate::avro::protocol::write_event;
-use crate::config::{ConfigError, Props};
+use crate::config::{ConfigError, MAX_BATCH, Props};
 use crate::event::Event;
 use crate::kafka::{ClientKind, ClientProps, LogContext, apply_passthrough, check, set_default};
 use crate::metrics::KafkaSinkCounters;
@@ -95,8 +95,8 @@ impl KafkaSinkConfig {
             _ => DEFAULT_TOPIC.to_string(),
         };
         let batch_size = match p.get("flumeBatchSize") {
-            Some(_) => p.positive_usize("flumeBatchSize", 100)?,
-            None => p.positive_usize("batchSize", 100)?,
+            Some(_) => p.int("flumeBatchSize", 100, 1..=MAX_BATCH)?,
+            None => p.int("batchSize", 100, 1..=MAX_BATCH)?,
         };
         let mut client = ClientConfig::new();
         if let Some(acks) = p.get("requiredAcks").filter(|v| !v.is_empty()) {
@@ -154,7 +154,7 @@ impl KafkaSinkConfig {
                 .map(str::to_string),
             header_map,
             wait: Duration::from_millis(timeout_ms) + Duration::from_secs(5),
-            in_flight: p.positive_usize("inFlightBatches", DEFAULT_IN_FLIGHT)?,
+            in_flight: p.int("inFlightBatches", DEFAULT_IN_FLIGHT, 1..=1024)?,
         })
     }
 }

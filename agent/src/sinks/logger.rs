@@ -18,7 +18,7 @@ pub struct LoggerConfig {
 impl LoggerConfig {
     pub fn from_props(p: &Props) -> Result<Self, ConfigError> {
         Ok(Self {
-            max_bytes: p.usize("maxBytesToLog", 16)?,
+            max_bytes: p.int("maxBytesToLog", 16, 0..=1 << 20)?,
             batch_size: super::batch_size(p, "batchSize")?,
         })
     }

@@ -289,7 +289,7 @@ pub fn batch_size(
     p: &crate::config::Props,
     key: &str,
 ) -> Result<usize, crate::config::ConfigError> {
-    p.positive_usize(key, 100)
+    p.int(key, 100, 1..=crate::config::MAX_BATCH)
 }
 
 #[cfg(test)]

@@ -85,7 +85,7 @@ impl SinkRunner {
             return false;
         }
         if let Err(panic) = t.join() {
-            tracing::error!(sink = %self.name, reason = %crate::lifecycle::panic_message(&panic),
+            tracing::error!(sink = %self.name, reason = %crate::lifecycle::panic_message(&*panic),
                 "Sink thread panicked.");
         }
         true
@@ -97,7 +97,7 @@ impl SinkRunner {
         if let Some(t) = self.thread.take()
             && let Err(panic) = t.join()
         {
-            tracing::error!(sink = %self.name, reason = %crate::lifecycle::panic_message(&panic),
+            tracing::error!(sink = %self.name, reason = %crate::lifecycle::panic_message(&*panic),
                 "Sink thread panicked.");
         }
     }
@@ -111,7 +111,7 @@ impl SinkRunner {
         Some(match t.join() {
             Err(panic) => format!(
                 "its thread panicked: {}",
-                crate::lifecycle::panic_message(&panic)
+                crate::lifecycle::panic_message(&*panic)
             ),
             Ok(()) => "its thread ended".to_string(),
         })

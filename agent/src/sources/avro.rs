@@ -27,7 +27,7 @@ use crate::avro::protocol::{
 };
 use crate::avro::transport;
 use crate::channels::processor::ChannelProcessor;
-use crate::config::{ConfigError, Props};
+use crate::config::{ConfigError, MAX_BATCH, Props};
 
 #[derive(Clone, Debug)]
 pub struct IpRule {
@@ -141,11 +141,11 @@ impl AvroSourceConfig {
                     Ok(v)
                 }
             })?,
-            threads: p.usize("threads", 0)?,
+            threads: p.int("threads", 0, 0..=10_000)?,
             deflate,
             ip_rules,
-            max_message_bytes: p.positive_usize("max-message-bytes", 64 << 20)?,
-            max_batch_events: p.positive_usize("max-batch-events", 100_000)?,
+            max_message_bytes: p.int("max-message-bytes", 64 << 20, 1..=1 << 30)?,
+            max_batch_events: p.int("max-batch-events", 100_000, 1..=MAX_BATCH)?,
             tls,
         })
     }

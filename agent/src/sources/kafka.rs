@@ -37,7 +37,7 @@ use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use super::{PollConfig, PollStatus, PollableSource, SourceError};
 use crate::avro::protocol::read_event;
 use crate::channels::processor::ChannelProcessor;
-use crate::config::{ConfigError, Props};
+use crate::config::{ConfigError, MAX_BATCH, MAX_MILLIS, Props};
 use crate::event::{Event, Headers};
 use crate::kafka::{ClientKind, ClientProps, LogContext, apply_passthrough, check, set_default};
 use crate::metrics::KafkaSourceCounters;
@@ -122,8 +122,8 @@ impl KafkaSourceConfig {
         Ok(Self {
             client: ClientProps(client),
             subscription,
-            batch_size: p.positive_usize("batchSize", 1000)?,
-            batch_duration: p.millis("batchDurationMillis", 1000)?,
+            batch_size: p.int("batchSize", 1000, 1..=MAX_BATCH)?,
+            batch_duration: p.millis("batchDurationMillis", 1000, 1..=MAX_MILLIS)?,
             flume_format: p.bool("useFlumeEventFormat", false)?,
             set_topic_header: p.bool("setTopicHeader", true)?,
             topic_header: p.string("topicHeader", "topic"),

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::channels::processor::{ChannelProcessor, ProcessError};
-use crate::config::{ConfigError, Props};
+use crate::config::{ConfigError, MAX_MILLIS, Props};
 
 pub use runner::SourceRunner;
 
@@ -66,8 +66,8 @@ pub struct PollConfig {
 impl PollConfig {
     pub fn from_props(p: &Props) -> Result<Self, ConfigError> {
         Ok(Self {
-            backoff_increment: p.millis("backoffSleepIncrement", 1000)?,
-            max_backoff: p.millis("maxBackoffSleep", 5000)?,
+            backoff_increment: p.millis("backoffSleepIncrement", 1000, 0..=MAX_MILLIS)?,
+            max_backoff: p.millis("maxBackoffSleep", 5000, 0..=MAX_MILLIS)?,
         })
     }
 }

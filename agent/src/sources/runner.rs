@@ -87,7 +87,7 @@ impl SourceRunner {
         Some(match t.join() {
             Err(panic) => format!(
                 "its thread panicked: {}",
-                crate::lifecycle::panic_message(&panic)
+                crate::lifecycle::panic_message(&*panic)
             ),
             Ok(()) => "its thread ended".to_string(),
         })
@@ -108,6 +108,100 @@ impl Drop for SourceRunner {
         self.stop.stop();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::channels::ChannelRef;
+    use crate::channels::memory::{MemoryChannel, MemoryChannelConfig};
+    use crate::config::Props;
+    use crate::interceptors::InterceptorChain;
+    use crate::metrics::SourceCounters;
+    use crate::selectors::SelectorConfig;
+
+    struct Panics;
+
+    impl PollableSource for Panics {
+        fn process(&mut self, _: &ChannelProcessor) -> Result<PollStatus, SourceError> {
+            panic!("boom in the source");
+        }
+    }
+
+    struct FailsToStart;
+
+    impl PollableSource for FailsToStart {
+        fn start(&mut self) -> Result<(), SourceError> {
+            Err(SourceError::Other {
+                source_name: "r1".into(),
+                message: "no such directory".into(),
+            })
+        }
+        fn process(&mut self, _: &ChannelProcessor) -> Result<PollStatus, SourceError> {
+            Ok(PollStatus::Backoff)
+        }
+    }
+
+    fn processor() -> Arc<ChannelProcessor> {
+        let channel: ChannelRef = Arc::new(MemoryChannel::new(
+            "c1",
+            MemoryChannelConfig {
+                capacity: 10,
+                transaction_capacity: 10,
+                byte_capacity: u64::MAX,
+                keep_alive: Duration::ZERO,
+            },
+        ));
+        let selector = match SelectorConfig::from_props(&Props::from_pairs(&[]), &["c1".into()])
+            .map(|s| s.build(&crate::wasm::Scope::detached("test")))
+        {
+            Ok(Ok(s)) => s,
+            _ => panic!("replicating selector"),
+        };
+        Arc::new(ChannelProcessor::new(
+            "r1",
+            InterceptorChain::default(),
+            selector,
+            vec![channel],
+            SourceCounters::new(),
+        ))
+    }
+
+    #[test]
+    fn a_panicking_source_is_reported_once_with_its_message() {
+        let poll = PollConfig {
+            backoff_increment: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(1),
+        };
+        let mut runner = match SourceRunner::start("r1", Box::new(Panics), processor(), poll) {
+            Ok(r) => r,
+            Err(e) => panic!("{e}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let why = loop {
+            if let Some(why) = runner.failure() {
+                break why;
+            }
+            assert!(Instant::now() < deadline, "the panic was not reported");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert!(why.contains("boom in the source"), "{why}");
+        assert_eq!(runner.failure(), None);
+    }
+
+    #[test]
+    fn a_source_that_cannot_start_is_an_error_of_start() {
+        let poll = PollConfig {
+            backoff_increment: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(1),
+        };
+        match SourceRunner::start("r1", Box::new(FailsToStart), processor(), poll) {
+            Ok(_) => panic!("started"),
+            Err(e) => assert!(e.to_string().contains("no such directory"), "{e}"),
         }
     }
 }

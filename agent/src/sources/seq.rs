@@ -3,7 +3,7 @@
 
 use super::{PollConfig, PollStatus, PollableSource, SourceError};
 use crate::channels::processor::ChannelProcessor;
-use crate::config::{ConfigError, Props};
+use crate::config::{ConfigError, MAX_BATCH, Props};
 use crate::event::Event;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,8 +18,8 @@ pub struct SeqConfig {
 impl SeqConfig {
     pub fn from_props(p: &Props) -> Result<Self, ConfigError> {
         Ok(Self {
-            batch_size: p.positive_usize("batchSize", 1)?,
-            total_events: p.u64("totalEvents", u64::MAX)?,
+            batch_size: p.int("batchSize", 1, 1..=MAX_BATCH)?,
+            total_events: p.int("totalEvents", u64::MAX, 0..=u64::MAX)?,
             poll: PollConfig::from_props(p)?,
         })
     }

@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::{PollConfig, PollStatus, PollableSource, SourceError};
 use crate::channels::processor::ChannelProcessor;
-use crate::config::{ConfigError, Props};
+use crate::config::{ConfigError, MAX_BATCH, Props};
 use crate::event::Event;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,18 +26,18 @@ pub struct StressConfig {
 }
 
 fn limit(p: &Props, key: &str) -> Result<Option<u64>, ConfigError> {
-    let v: i64 = p.parse(key, -1, "an integer (-1 for unlimited)")?;
+    let v: i64 = p.int(key, -1i64, -1..=i64::MAX)?;
     Ok(u64::try_from(v).ok())
 }
 
 impl StressConfig {
     pub fn from_props(p: &Props) -> Result<Self, ConfigError> {
         Ok(Self {
-            size: p.usize("size", 500)?,
+            size: p.int("size", 500, 0..=64 << 20)?,
             max_total: limit(p, "maxTotalEvents")?,
             max_successful: limit(p, "maxSuccessfulEvents")?,
-            batch_size: p.positive_usize("batchSize", 1)?,
-            max_per_second: p.u64("maxEventsPerSecond", 0)?,
+            batch_size: p.int("batchSize", 1, 1..=MAX_BATCH)?,
+            max_per_second: p.int("maxEventsPerSecond", 0u64, 0..=1_000_000_000)?,
             poll: PollConfig::from_props(p)?,
         })
     }

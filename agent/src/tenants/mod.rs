@@ -122,8 +122,8 @@ impl TenantsConfig {
                 return Err(qp.error("burst", "must be a positive number of seconds"));
             }
             let quota = QuotaConfig {
-                events_per_second: qp.u64("events-per-second", 0)?,
-                bytes_per_second: qp.u64("bytes-per-second", 0)?,
+                events_per_second: qp.int("events-per-second", 0u64, 0..=1_000_000_000_000)?,
+                bytes_per_second: qp.int("bytes-per-second", 0u64, 0..=1 << 50)?,
                 burst_seconds: burst,
                 policy: qp.choice(
                     "policy",

@@ -140,7 +140,7 @@ impl WasmConfig {
         if memory < 1 << 16 {
             return Err(p.error("limits.memory", "must be at least 64k (one wasm page)"));
         }
-        let timeout = p.millis("limits.timeout", DEFAULT_TIMEOUT_MS)?;
+        let timeout = p.millis("limits.timeout", DEFAULT_TIMEOUT_MS, 1..=60_000)?;
         if timeout.is_zero() {
             return Err(p.error("limits.timeout", "must be greater than 0"));
         }

@@ -70,7 +70,7 @@ use self::checkpoint::{Checkpoint, sync_dir};
 use self::format::{FRAME_HEADER_LEN, PutRecord, SEGMENT_HEADER_LEN, segment_header};
 use self::replay::{Replay, ScanEnd, list_segments};
 use super::{Channel, ChannelError, Reservation, TakeTicket};
-use crate::config::{ConfigError, Props};
+use crate::config::{ConfigError, MAX_BATCH, MAX_MILLIS, MAX_SECONDS, Props};
 use crate::event::Event;
 use crate::lifecycle::StopSignal;
 use crate::metrics::{ChannelCounters, MetricSet, Value};
@@ -156,19 +156,19 @@ impl FileChannelConfig {
                 return Err(p.error("dataDirs", format!("{} is listed twice", d.display())));
             }
         }
-        let capacity = p.positive_usize("capacity", 1_000_000)?;
-        let transaction_capacity = p.positive_usize("transactionCapacity", 10_000)?;
+        let capacity = p.int("capacity", 1_000_000, 1..=1_000_000_000)?;
+        let transaction_capacity = p.int("transactionCapacity", 10_000, 1..=MAX_BATCH)?;
         if transaction_capacity > capacity {
             return Err(p.error(
                 "transactionCapacity",
                 format!("{transaction_capacity} exceeds capacity {capacity}"),
             ));
         }
-        let checkpoint_interval = p.millis("checkpointInterval", 30_000)?;
+        let checkpoint_interval = p.millis("checkpointInterval", 30_000, 1..=MAX_MILLIS)?;
         if checkpoint_interval.is_zero() {
             return Err(p.error("checkpointInterval", "must be greater than 0"));
         }
-        let fsync_interval = p.seconds("fsyncInterval", 5)?;
+        let fsync_interval = p.seconds("fsyncInterval", 5, 1..=MAX_SECONDS)?;
         if fsync_interval.is_zero() {
             return Err(p.error("fsyncInterval", "must be greater than 0"));
         }
@@ -188,12 +188,14 @@ impl FileChannelConfig {
             data_dirs,
             capacity,
             transaction_capacity,
-            max_file_size: p.positive("maxFileSize", MAX_FILE_SIZE)?.min(MAX_FILE_SIZE),
+            max_file_size: p
+                .int("maxFileSize", MAX_FILE_SIZE, 1..=u64::MAX)?
+                .min(MAX_FILE_SIZE),
             minimum_required_space: p
-                .u64("minimumRequiredSpace", 500 * 1024 * 1024)?
+                .int("minimumRequiredSpace", 500 * 1024 * 1024, 0..=1 << 50)?
                 .max(1024 * 1024),
             checkpoint_interval,
-            keep_alive: p.seconds("keep-alive", 3)?,
+            keep_alive: p.seconds("keep-alive", 3, 0..=MAX_SECONDS)?,
             fsync_per_transaction: p.bool("fsyncPerTransaction", true)?,
             fsync_interval,
             checkpoint_on_close: p.bool("checkpointOnClose", true)?,

@@ -11,7 +11,7 @@ mod load_balance;
 use std::time::Duration;
 
 use super::{SinkError, SinkSlot, SinkStatus};
-use crate::config::{ConfigError, Props};
+use crate::config::{ConfigError, MAX_MILLIS, Props};
 use crate::wasm::{GuestError, Scope, WasmConfig};
 
 pub use failover::FailoverProcessor;
@@ -70,7 +70,7 @@ impl ProcessorConfig {
                 for s in sinks {
                     let key = format!("priority.{s}");
                     let prio = match p.get(&key) {
-                        Some(_) => p.parse(&key, 0i64, "an integer")?,
+                        Some(_) => p.int(&key, 0i64, i64::from(i32::MIN)..=i64::from(i32::MAX))?,
                         None => {
                             next -= 1;
                             next
@@ -93,7 +93,7 @@ impl ProcessorConfig {
                 }
                 Ok(Self::Failover {
                     priorities,
-                    max_penalty: p.millis("maxpenalty", 30_000)?,
+                    max_penalty: p.millis("maxpenalty", 30_000, 0..=MAX_MILLIS)?,
                 })
             }
             "load_balance" => {
@@ -108,7 +108,7 @@ impl ProcessorConfig {
                 Ok(Self::LoadBalance {
                     backoff: p.bool("backoff", false)?,
                     selector,
-                    max_timeout: p.millis("selector.maxTimeOut", 30_000)?,
+                    max_timeout: p.millis("selector.maxTimeOut", 30_000, 0..=MAX_MILLIS)?,
                 })
             }
             _ => {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::path::{PathTemplate, RoundUnit, Rounding};
-use crate::config::{ConfigError, Props};
+use crate::config::{ConfigError, MAX_MILLIS, MAX_ROLL_SECONDS, MAX_SECONDS, Props};
 
 /// `hdfs.fileType`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,7 +196,7 @@ impl HdfsConfig {
                     false,
                     &[(&["null"], false), (&["deflate"], true)],
                 )?,
-                sync_interval: p.positive_usize("serializer.syncIntervalBytes", 2_048_000)?,
+                sync_interval: p.int("serializer.syncIntervalBytes", 2_048_000, 1..=1 << 30)?,
             },
         };
         let round = p.bool("hdfs.round", false)?;
@@ -209,7 +209,7 @@ impl HdfsConfig {
                 (&["hour"], RoundUnit::Hour),
             ],
         )?;
-        let value = p.positive("hdfs.roundValue", 1)?;
+        let value = p.int("hdfs.roundValue", 1u64, 1..=86_400)?;
         let max = match unit {
             RoundUnit::Second | RoundUnit::Minute => 60,
             RoundUnit::Hour => 24,
@@ -235,7 +235,7 @@ impl HdfsConfig {
         } else {
             p.string("hdfs.inUseSuffix", ".tmp")
         };
-        let call_timeout = p.millis("hdfs.callTimeout", 30_000)?;
+        let call_timeout = p.millis("hdfs.callTimeout", 30_000, 1..=MAX_MILLIS)?;
         if call_timeout.is_zero() {
             return Err(p.error("hdfs.callTimeout", "must be greater than 0"));
         }
@@ -245,10 +245,10 @@ impl HdfsConfig {
             file_suffix: p.string("hdfs.fileSuffix", ""),
             in_use_prefix: p.string("hdfs.inUsePrefix", ""),
             in_use_suffix,
-            roll_interval: p.seconds("hdfs.rollInterval", 30)?,
-            roll_size: p.u64("hdfs.rollSize", 1024)?,
-            roll_count: p.u64("hdfs.rollCount", 10)?,
-            idle_timeout: p.seconds("hdfs.idleTimeout", 0)?,
+            roll_interval: p.seconds("hdfs.rollInterval", 30, 0..=MAX_ROLL_SECONDS)?,
+            roll_size: p.int("hdfs.rollSize", 1024u64, 0..=1 << 40)?,
+            roll_count: p.int("hdfs.rollCount", 10u64, 0..=1 << 40)?,
+            idle_timeout: p.seconds("hdfs.idleTimeout", 0, 0..=MAX_ROLL_SECONDS)?,
             batch_size: super::super::batch_size(p, "hdfs.batchSize")?,
             file_type,
             codec,
@@ -256,10 +256,10 @@ impl HdfsConfig {
             rounding: round.then_some(Rounding { unit, value }),
             time_zone,
             use_local_timestamp: p.bool("hdfs.useLocalTimeStamp", false)?,
-            close_tries: p.parse("hdfs.closeTries", 0, "a non-negative integer")?,
-            retry_interval: p.seconds("hdfs.retryInterval", 180)?,
+            close_tries: p.int("hdfs.closeTries", 0, 0..=10_000)?,
+            retry_interval: p.seconds("hdfs.retryInterval", 180, 0..=MAX_SECONDS)?,
             call_timeout,
-            max_open_files: p.positive_usize("hdfs.maxOpenFiles", 5000)?,
+            max_open_files: p.int("hdfs.maxOpenFiles", 5000, 1..=1_000_000)?,
             kerberos_principal: p.get("hdfs.kerberosPrincipal").map(str::to_string),
             kerberos_keytab: p.get("hdfs.kerberosKeytab").map(str::to_string),
             user: p

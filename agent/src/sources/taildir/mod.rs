@@ -53,7 +53,7 @@ use tail_file::{FileKey, Line, LineLimits, LongLinePolicy, TailFile, key_of, mti
 
 use super::{PollConfig, PollStatus, PollableSource, SourceError};
 use crate::channels::processor::ChannelProcessor;
-use crate::config::{ConfigError, Props};
+use crate::config::{ConfigError, MAX_BATCH, MAX_MILLIS, Props};
 use crate::event::{Event, Headers};
 use crate::lifecycle::Backoff;
 
@@ -138,15 +138,15 @@ impl TaildirConfig {
             position_file,
             byte_offset_header: p.bool("byteOffsetHeader", false)?,
             skip_to_end: p.bool("skipToEnd", false)?,
-            idle_timeout: p.millis("idleTimeout", 120_000)?,
-            write_pos_interval: p.millis("writePosInterval", 3000)?,
-            batch_size: p.positive_usize("batchSize", 100)?,
-            max_batch_count: p.positive("maxBatchCount", u64::MAX)?,
+            idle_timeout: p.millis("idleTimeout", 120_000, 0..=MAX_MILLIS)?,
+            write_pos_interval: p.millis("writePosInterval", 3000, 0..=MAX_MILLIS)?,
+            batch_size: p.int("batchSize", 100, 1..=MAX_BATCH)?,
+            max_batch_count: p.int("maxBatchCount", u64::MAX, 1..=u64::MAX)?,
             cache_pattern_matching: p.bool("cachePatternMatching", true)?,
             file_header: p.bool("fileHeader", false)?,
             file_header_key: p.string("fileHeaderKey", "file"),
             line_limits: LineLimits {
-                max_len: p.positive_usize("maxLineLength", 1 << 20)?,
+                max_len: p.int("maxLineLength", 1 << 20, 1..=1 << 28)?,
                 policy: p.choice(
                     "longLinePolicy",
                     LongLinePolicy::Split,
@@ -156,7 +156,7 @@ impl TaildirConfig {
                     ],
                 )?,
             },
-            max_open_files: p.positive_usize("maxOpenFiles", 1000)?,
+            max_open_files: p.int("maxOpenFiles", 1000, 1..=1_000_000)?,
             poll: PollConfig::from_props(p)?,
         })
     }
