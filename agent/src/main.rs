@@ -54,11 +54,12 @@ enum Command {
         /// Do not poll the config file for changes.
         #[arg(long)]
         no_reload_conf: bool,
-        /// Seconds between checks of the config file (Flume: 30).
-        #[arg(long, default_value_t = 30)]
+        /// Seconds between checks of the config file (Flume: 30; 1 to 86400).
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
         reload_interval: u64,
-        /// Seconds sinks may keep draining channels after SIGTERM/SIGINT.
-        #[arg(long, default_value_t = 10)]
+        /// Seconds from SIGTERM/SIGINT until the agent exits, sinks draining meanwhile (0 to
+        /// 86400). A second signal exits at once.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=86_400))]
         drain_timeout: u64,
     },
     /// Send a file's lines (or stdin's) as events to an Avro source, like `flume-ng avro-client`.

@@ -442,6 +442,41 @@ fn infinite_loop_times_out_and_batches_drop() -> Result<()> {
     Ok(())
 }
 
+/// A guest that logs a 10 kB line per event: the host writes at most its burst plus its rate,
+/// each line cut to 4 kB, counts the rest, and every event still flows.
+#[test]
+fn a_chatty_guest_is_rate_limited() -> Result<()> {
+    let started = std::time::Instant::now();
+    let (mut agent, out, _tmp) = hostile("chatty", 5000, &[])?;
+    let got = wait_count(&out, 5000)?;
+    ensure!(got.len() == 5000);
+    alive(&mut agent)?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let log = agent.log_text();
+    let written = log.matches("chatty guest line").count();
+    let allowed = 100 + (10.0 * elapsed).ceil() as usize;
+    ensure!(
+        written > 0 && written <= allowed,
+        "{written} guest lines written in {elapsed:.1} s (at most {allowed})"
+    );
+    let suppressed = agent.counter("WASM.r1.w", "LogSuppressedCount")?;
+    ensure!(
+        suppressed as usize + written == 5000,
+        "{suppressed} suppressed + {written} written"
+    );
+    let longest = log
+        .lines()
+        .filter(|l| l.contains("chatty guest line"))
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    ensure!(
+        longest < 4096 + 300,
+        "a guest line of {longest} bytes was written"
+    );
+    Ok(())
+}
+
 #[test]
 fn memory_bomb_hits_the_limit_and_batches_pass() -> Result<()> {
     let (mut agent, out, _tmp) = hostile(

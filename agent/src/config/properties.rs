@@ -243,11 +243,17 @@ mod decode_tests {
     fn comments_may_hold_latin1_and_values_may_not() {
         let f = Path::new("f.conf");
         let ok = decode(f, b"a = 1\n  # caf\xe9\n! \xff\nb = 2\n");
-        assert_eq!(ok.ok().as_deref(), Some("a = 1\n  # caf\u{e9}\n! \u{ff}\nb = 2\n"));
+        assert_eq!(
+            ok.ok().as_deref(),
+            Some("a = 1\n  # caf\u{e9}\n! \u{ff}\nb = 2\n")
+        );
         match decode(f, b"a = 1\nb = caf\xe9\n") {
             Err(ConfigError::Encoding { line, message, .. }) => {
                 assert_eq!(line, 2);
-                assert!(message.contains("0xe9") && message.contains("column 8"), "{message}");
+                assert!(
+                    message.contains("0xe9") && message.contains("column 8"),
+                    "{message}"
+                );
             }
             other => panic!("{other:?}"),
         }

@@ -118,8 +118,8 @@ impl TenantsConfig {
             }
             let qp = tp.sub("quota.");
             let burst: f64 = qp.parse("burst", 1.0, "a number of seconds")?;
-            if !(burst > 0.0 && burst.is_finite()) {
-                return Err(qp.error("burst", "must be a positive number of seconds"));
+            if !(burst > 0.0 && burst <= 3600.0) {
+                return Err(qp.error("burst", "must be greater than 0 and at most 3600 seconds"));
             }
             let quota = QuotaConfig {
                 events_per_second: qp.int("events-per-second", 0u64, 0..=1_000_000_000_000)?,

@@ -137,8 +137,11 @@ impl WasmConfig {
                 )
             })?,
         };
-        if memory < 1 << 16 {
-            return Err(p.error("limits.memory", "must be at least 64k (one wasm page)"));
+        if !(1 << 16..=4 << 30).contains(&memory) {
+            return Err(p.error(
+                "limits.memory",
+                "must be from 64k (one wasm page) to 4g (a 32-bit guest's address space)",
+            ));
         }
         let timeout = p.millis("limits.timeout", DEFAULT_TIMEOUT_MS, 1..=60_000)?;
         if timeout.is_zero() {
@@ -166,11 +169,7 @@ impl WasmConfig {
             reload: p.bool("reload", true)?,
             grant_fs,
             grant_clock: p.bool("grant.clock", false)?,
-            suspend_after: p.parse(
-                "limits.suspend-after",
-                DEFAULT_SUSPEND_AFTER,
-                "a number of timeouts (0 = never suspend)",
-            )?,
+            suspend_after: p.int("limits.suspend-after", DEFAULT_SUSPEND_AFTER, 0..=1_000_000)?,
             body_prefix: match p.get("body-prefix").filter(|v| !v.trim().is_empty()) {
                 None => None,
                 Some(v) => Some(v.trim().parse::<usize>().map_err(|_| {

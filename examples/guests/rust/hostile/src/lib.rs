@@ -9,7 +9,9 @@
 //! - `check`: the isolation probe of the tenant tests: tags every event with `checked-by` =
 //!   `config.expect` and panics if an event's `tenant` header is anything else;
 //! - `probe`: tries to read the file `config.probe-path` and the clock at init, and tags every
-//!   event with `probe` (`read:<bytes>` or `denied:<error>`) and `clock` (seconds since 1970).
+//!   event with `probe` (`read:<bytes>` or `denied:<error>`) and `clock` (seconds since 1970);
+//! - `chatty`: logs one 10 kB line per event (the host's rate limit must hold it back) and
+//!   keeps every event.
 
 use sluice_guest::{Batch, Config, Interceptor, Level, Verdicts, log};
 
@@ -103,6 +105,13 @@ impl Interceptor for Hostile {
                     r.set_header("probe", &self.probe);
                     r.set_header("clock", &self.clock);
                     out.replace(&r);
+                }
+            }
+            "chatty" => {
+                let pad = "x".repeat(10_000);
+                for (i, _) in batch.iter().enumerate() {
+                    log(Level::Warn, &format!("chatty guest line {i} {pad}"));
+                    out.keep();
                 }
             }
             _ => {
