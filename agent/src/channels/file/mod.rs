@@ -552,7 +552,19 @@ impl FileChannel {
         let (seg, path, file, off, alloc_end) = match continued {
             Some((id, path, file, size)) => (id, path, file, size, size),
             None => match create_segment(&config, next_seg, &preallocate, name) {
-                Ok(new) => (next_seg, new.path, new.file, SEGMENT_HEADER_LEN, new.alloc_end),
+                Ok(new) => {
+                    // The newest segment is sealed now: its unused reserve goes back.
+                    if let Some(path) = newest.and_then(|id| segments.get(&id)) {
+                        release_reserve(path, name);
+                    }
+                    (
+                        next_seg,
+                        new.path,
+                        new.file,
+                        SEGMENT_HEADER_LEN,
+                        new.alloc_end,
+                    )
+                }
                 Err((p, e)) => match continuable.and_then(reopen) {
                     // No room for a new segment (disk full): go on past maxFileSize; the first
                     // put that finds space rolls.
@@ -813,6 +825,19 @@ fn allocate(
     }
 }
 
+/// Drops the blocks allocated past the end of a sealed segment (truncating a file to its own
+/// size releases them); best effort.
+fn release_reserve(path: &Path, channel: &str) {
+    let result = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.metadata().and_then(|m| f.set_len(m.len())));
+    if let Err(e) = result {
+        tracing::debug!(channel = %channel, file = %path.display(), error = %e,
+            "Cannot release the take reserve of a sealed segment.");
+    }
+}
+
 /// Free bytes every put needs in each data and checkpoint dir: `minimumRequiredSpace`, the
 /// batch, and the checkpoint that will then hold `live` events (so that checkpoint, which needs
 /// [`checkpoint_space_needed`], always fits once puts stop).
@@ -1047,9 +1072,7 @@ impl Inner {
             .map_err(|(p, e)| self.io_err(format!("cannot create {}: {e}", p.display())))?;
         // The sealed segment's unused reserve goes back to the filesystem (truncating to the
         // same size drops the blocks past the end).
-        if log.alloc_end > log.off
-            && let Err(e) = log.file.set_len(log.off)
-        {
+        if let Err(e) = log.file.set_len(log.off) {
             tracing::debug!(channel = %self.name, file = %log.path.display(), error = %e,
                 "Cannot release the take reserve of a sealed segment.");
         }

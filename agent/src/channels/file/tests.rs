@@ -399,12 +399,19 @@ fn low_disk_space_skips_checkpoints_and_takes_go_on() -> TestResult {
     let cp = cfg.checkpoint_dir.join(checkpoint::CHECKPOINT_FILE);
     let before = std::fs::read(&cp)?;
     ch.set_minimum_required_space(u64::MAX / 2);
-    let err = ch.checkpoint().err().map(|e| e.to_string()).unwrap_or_default();
+    let err = ch
+        .checkpoint()
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     assert!(
         err.contains("checkpoint skipped") && err.contains("minimumRequiredSpace"),
         "{err}"
     );
-    assert_eq!(ch.stats().checkpoint_write_errors.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        ch.stats().checkpoint_write_errors.load(Ordering::Relaxed),
+        1
+    );
     assert_eq!(std::fs::read(&cp)?, before, "the old checkpoint stays");
     assert!(!cfg.checkpoint_dir.join(checkpoint::CHECKPOINT_TMP).exists());
     // Takes are written into the reserve and need no check.
@@ -471,7 +478,7 @@ fn a_sealed_segment_gives_its_reserve_back() -> TestResult {
     let d = dirs()?;
     let mut cfg = config(&d);
     cfg.max_file_size = 4096;
-    let ch = FileChannel::open("c1", cfg)?;
+    let ch = FileChannel::open("c1", cfg.clone())?;
     for i in 0..5 {
         put(&ch, range(i * 100, i * 100 + 100))?;
     }
@@ -479,9 +486,22 @@ fn a_sealed_segment_gives_its_reserve_back() -> TestResult {
     assert!(segs.len() >= 3, "{segs:?}");
     let (active, sealed) = segs.split_last().ok_or("no segment")?;
     for s in sealed {
-        assert!(allocated(s) < TAKE_RESERVE, "{} kept its reserve", s.display());
+        assert!(
+            allocated(s) < TAKE_RESERVE,
+            "{} kept its reserve",
+            s.display()
+        );
     }
     assert!(allocated(active) >= TAKE_RESERVE);
+    ch.close();
+    // A start that cannot continue the newest segment (now past maxFileSize) seals it too.
+    cfg.max_file_size = 2048;
+    let ch = FileChannel::open("c1", cfg)?;
+    assert_eq!(segments(&d).len(), segs.len() + 1);
+    assert!(
+        allocated(active) < TAKE_RESERVE,
+        "the old active segment kept its reserve"
+    );
     assert_eq!(drain(&ch)?, strings(0, 500));
     Ok(())
 }
@@ -500,7 +520,11 @@ fn takes_past_max_file_size_stay_in_the_active_segment_without_room() -> TestRes
         for _ in 0..20 {
             TakeTransaction::begin(&ch, 10, Duration::ZERO)?.commit()?;
         }
-        assert_eq!(segments(&d), segs, "a take started a segment on a full disk");
+        assert_eq!(
+            segments(&d),
+            segs,
+            "a take started a segment on a full disk"
+        );
         // With room again, the next take starts one.
         ch.set_minimum_required_space(1024 * 1024);
         TakeTransaction::begin(&ch, 1, Duration::ZERO)?.commit()?;
