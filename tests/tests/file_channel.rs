@@ -12,6 +12,9 @@
 //!   batch per crash.
 //!
 //! Kill moments come from a seed printed at the start (`SLUICE_CRASH_SEED` replays one).
+//!
+//! `a_full_disk_restarts_drains_and_resumes` puts the channel on a 16 MiB tmpfs that it mounts
+//! (as root) and fills: restarts on the full disk, draining, and puts resuming once space returns.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -282,5 +285,328 @@ fn a_second_agent_on_the_same_directories_refuses_to_start() -> Result<()> {
     );
     // The first agent is unaffected.
     ensure!(counter(&first, "CHANNEL.c1", "Unhealthy")? == 0);
+    Ok(())
+}
+
+/// A tmpfs of `size` mounted by the test on `dir`, unmounted on drop (lazily, so a leftover
+/// process cannot keep it mounted).
+struct Tmpfs {
+    dir: PathBuf,
+}
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Result<Self> {
+        let status = std::fs::read_to_string("/proc/self/status")?;
+        let root = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            == Some("0");
+        ensure!(
+            root,
+            "this test mounts a small tmpfs to fill it up and needs root (CI runs as root): \
+             run it as root"
+        );
+        std::fs::create_dir_all(dir)?;
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .context("cannot run mount")?;
+        ensure!(
+            st.success(),
+            "mount -t tmpfs on {} failed: {st}",
+            dir.display()
+        );
+        Ok(Self {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Bytes free for new data (statvfs f_bavail * f_bsize, via stat(1)).
+    fn free(&self) -> Result<u64> {
+        let out = std::process::Command::new("stat")
+            .args(["-f", "--format=%a %S"])
+            .arg(&self.dir)
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut it = text.split_whitespace().map(str::parse::<u64>);
+        match (it.next(), it.next()) {
+            (Some(Ok(blocks)), Some(Ok(size))) => Ok(blocks * size),
+            _ => bail!("cannot parse `stat -f` output `{text}`"),
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+/// Grows `path` with 64 KiB writes until the filesystem is full.
+fn fill(path: &Path) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    let chunk = vec![b'x'; 64 * 1024];
+    for _ in 0..100_000 {
+        if let Err(e) = f.write_all(&chunk) {
+            ensure!(
+                e.raw_os_error() == Some(28),
+                "filling {} failed otherwise than ENOSPC: {e}",
+                path.display()
+            );
+            return Ok(());
+        }
+    }
+    bail!("{} never filled the disk", path.display())
+}
+
+/// `seq -> file channel [-> file_roll]`, the channel on the tmpfs `fs`, the output in `out`.
+fn full_disk_config(fs: &Path, out: &Path, run: usize, sink: bool, total: Option<u64>) -> String {
+    let total = total.map_or(String::new(), |t| {
+        format!("a1.sources.r1.totalEvents = {t}\n")
+    });
+    let sink = if sink {
+        format!(
+            "\
+a1.sinks = k1
+a1.sinks.k1.type = file_roll
+a1.sinks.k1.channel = c1
+a1.sinks.k1.sink.directory = {}
+a1.sinks.k1.sink.batchSize = {SINK_BATCH}
+a1.sinks.k1.sink.rollInterval = 0
+",
+            out.display()
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "\
+a1.sources = r1
+a1.channels = c1
+a1.sources.r1.type = seq
+a1.sources.r1.batchSize = 1000
+{total}a1.sources.r1.backoffSleepIncrement = 20
+a1.sources.r1.maxBackoffSleep = 200
+a1.sources.r1.channels = c1
+a1.sources.r1.interceptors = i1
+a1.sources.r1.interceptors.i1.type = search_replace
+a1.sources.r1.interceptors.i1.searchPattern = ^
+a1.sources.r1.interceptors.i1.replaceString = r{run}-
+a1.channels.c1.type = file
+a1.channels.c1.checkpointDir = {cp}
+a1.channels.c1.dataDirs = {data}
+a1.channels.c1.capacity = 1000000
+a1.channels.c1.transactionCapacity = 1000
+a1.channels.c1.maxFileSize = 4194304
+a1.channels.c1.checkpointInterval = 500
+a1.channels.c1.minimumRequiredSpace = 1048576
+{sink}",
+        cp = fs.join("checkpoint").display(),
+        data = fs.join("data").display(),
+    )
+}
+
+/// How often each sequence number of run `run` is in the output.
+fn delivered(out: &Path, run: usize) -> Result<HashMap<u64, u32>> {
+    let prefix = format!("r{run}-");
+    let mut seen = HashMap::new();
+    for l in output(out)?.0 {
+        if let Some(n) = l.strip_prefix(&prefix).and_then(|n| n.parse().ok()) {
+            *seen.entry(n).or_default() += 1;
+        }
+    }
+    Ok(seen)
+}
+
+/// The size of `checkpoint.tmp` if one is there.
+fn temp_checkpoint(fs: &Path) -> Option<u64> {
+    std::fs::metadata(fs.join("checkpoint/checkpoint.tmp"))
+        .ok()
+        .map(|m| m.len())
+}
+
+/// Issue 14: a file channel whose checkpoint and data dirs share a filesystem that fills up.
+/// Puts fail, a filler file takes the rest, the agent is killed; restarts on the full disk
+/// must start, skip checkpoints without leaving `checkpoint.tmp` (also when a little space is
+/// freed), drain every committed event through the sink, and resume puts once space returns.
+#[test]
+fn a_full_disk_restarts_drains_and_resumes() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    let out = root.join("out");
+    std::fs::create_dir_all(&out)?;
+    let fs = Tmpfs::mount(&root.join("fs"), "16m")?;
+    let filler = fs.dir.join("filler");
+
+    // Run 0, no sink: fill the channel until puts fail, then fill the rest of the disk.
+    let mut s = Sluice::start(
+        root,
+        "run0",
+        &full_disk_config(&fs.dir, &out, 0, false, None),
+        &[],
+    )?;
+    wait_for(
+        "puts to fail on the filling disk",
+        Duration::from_secs(120),
+        || (s.counter("CHANNEL.c1", "EventPutErrorCount").ok()? > 0).then_some(()),
+    )?;
+    let free_when_puts_stopped = fs.free()?;
+    fill(&filler)?;
+    ensure!(
+        fs.free()? == 0,
+        "the disk is not full: {} bytes free",
+        fs.free()?
+    );
+    // Checkpoints come due on the full disk.
+    std::thread::sleep(Duration::from_millis(1500));
+    let committed = counter(&s, "SOURCE.r1", "EventAcceptedCount")?;
+    let cp_errors = counter(&s, "CHANNEL.c1", "CheckpointWriteErrorCount")?;
+    let run0_tmp = temp_checkpoint(&fs.dir);
+    s.kill9()?;
+    println!(
+        "full disk: {committed} events committed, {free_when_puts_stopped} bytes free when puts \
+         stopped; {cp_errors} checkpoints failed or skipped on the full disk, checkpoint.tmp \
+         {run0_tmp:?}"
+    );
+    ensure!(committed > 10_000, "only {committed} events fit");
+    ensure!(
+        run0_tmp.is_none(),
+        "checkpoint.tmp of {run0_tmp:?} bytes left on the full disk"
+    );
+
+    // Run 1, no sink: a restart on the full disk starts and replays everything.
+    let mut s = Sluice::start(
+        root,
+        "run1",
+        &full_disk_config(&fs.dir, &out, 1, false, None),
+        &[],
+    )
+    .context("the agent must start on a full disk")?;
+    let replayed = counter(&s, "CHANNEL.c1", "ReplayEventCount");
+    let replayed = replayed.with_context(|| format!("log:\n{}", s.log_text()))?;
+    ensure!(replayed == committed, "replayed {replayed} of {committed}");
+    // A little space comes back, far less than the checkpoint needs: it is not attempted, so
+    // it cannot fill the disk again with its temp file.
+    let len = std::fs::metadata(&filler)?.len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&filler)?
+        .set_len(len - 512 * 1024)?;
+    std::thread::sleep(Duration::from_millis(1500));
+    let free = fs.free()?;
+    let run1_tmp = temp_checkpoint(&fs.dir);
+    println!(
+        "512 KiB freed: {free} bytes free after 3 checkpoint intervals, checkpoint.tmp {run1_tmp:?}"
+    );
+    ensure!(
+        run1_tmp.is_none(),
+        "checkpoint.tmp of {run1_tmp:?} bytes left"
+    );
+    ensure!(
+        free >= 500 * 1024,
+        "the freed space was used up: {free} bytes free"
+    );
+    ensure!(counter(&s, "CHANNEL.c1", "EventPutSuccessCount")? == 0);
+    s.signal("TERM")?;
+    ensure!(
+        s.wait(Duration::from_secs(30))? == Some(0),
+        "sluice did not stop cleanly on a full disk; log:\n{}",
+        s.log_text()
+    );
+    fill(&filler)?;
+    ensure!(fs.free()? == 0);
+
+    // Run 2, with the sink: on the full disk every committed event is delivered.
+    let mut s = Sluice::start(
+        root,
+        "run2",
+        &full_disk_config(&fs.dir, &out, 2, true, None),
+        &[],
+    )
+    .context("the agent must start on a full disk")?;
+    wait_for(
+        "the sink to drain the channel on the full disk",
+        Duration::from_secs(240),
+        || {
+            (s.counter("CHANNEL.c1", "ChannelSize").ok()? == 0
+                && s.counter("CHANNEL.c1", "EventTakeSuccessCount").ok()? >= committed)
+                .then_some(())
+        },
+    )
+    .with_context(|| format!("log:\n{}", s.log_text()))?;
+    let seen = delivered(&out, 0)?;
+    let missing = (0..committed).filter(|n| !seen.contains_key(n)).count();
+    let duplicates: u64 = seen.values().map(|c| u64::from(c - 1)).sum();
+    let take_errors = counter(&s, "CHANNEL.c1", "EventTakeErrorCount")?;
+    println!(
+        "restart on the full disk: {} of {committed} events drained ({missing} missing, \
+         {duplicates} duplicates, {take_errors} take errors), {} bytes free, checkpoint.tmp {:?}",
+        seen.len(),
+        fs.free()?,
+        temp_checkpoint(&fs.dir)
+    );
+    ensure!(missing == 0, "{missing} committed events not delivered");
+    ensure!(
+        seen.len() as u64 == committed,
+        "events beyond the committed ones"
+    );
+    ensure!(duplicates == 0, "{duplicates} duplicates without a crash");
+    ensure!(temp_checkpoint(&fs.dir).is_none(), "checkpoint.tmp left");
+    ensure!(counter(&s, "CHANNEL.c1", "EventPutSuccessCount")? == 0);
+    // A crash after the takes: they were logged in the reserve.
+    s.kill9()?;
+
+    // Run 3: starts on the full disk with nothing to replay; once space returns puts resume.
+    let total = 20_000;
+    let conf = full_disk_config(&fs.dir, &out, 3, true, Some(total));
+    let s =
+        Sluice::start(root, "run3", &conf, &[]).context("the agent must start on a full disk")?;
+    let replayed = counter(&s, "CHANNEL.c1", "ReplayEventCount")?;
+    ensure!(
+        replayed == 0,
+        "{replayed} taken events came back after the crash"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    ensure!(counter(&s, "SOURCE.r1", "EventAcceptedCount")? == 0);
+    std::fs::remove_file(&filler)?;
+    wait_for("puts to resume and drain", Duration::from_secs(120), || {
+        (s.counter("SOURCE.r1", "EventAcceptedCount").ok()? == total
+            && s.counter("CHANNEL.c1", "ChannelSize").ok()? == 0)
+            .then_some(())
+    })
+    .with_context(|| format!("log:\n{}", s.log_text()))?;
+    wait_for(
+        "a checkpoint once space returned",
+        Duration::from_secs(30),
+        || (s.counter("CHANNEL.c1", "CheckpointCount").ok()? > 0).then_some(()),
+    )?;
+    let seen = delivered(&out, 3)?;
+    let segments = counter(&s, "CHANNEL.c1", "LogFileCount")?;
+    println!(
+        "space freed: {} of {total} new events delivered, {segments} segments left, {} bytes free",
+        seen.len(),
+        fs.free()?
+    );
+    ensure!(
+        seen.len() as u64 == total,
+        "{} of {total} delivered",
+        seen.len()
+    );
+    let mut s = s;
+    s.signal("TERM")?;
+    ensure!(
+        s.wait(Duration::from_secs(30))? == Some(0),
+        "sluice did not stop cleanly"
+    );
+    ensure!(temp_checkpoint(&fs.dir).is_none(), "checkpoint.tmp left");
     Ok(())
 }

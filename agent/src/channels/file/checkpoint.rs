@@ -1,7 +1,9 @@
 //! The checkpoint: a snapshot of the channel's live events plus the log position it reflects.
 //!
 //! Written to `checkpoint.tmp`, fsynced, renamed over `checkpoint`, and the directory fsynced, so
-//! a crash leaves either the old or the new file. A trailing CRC32C over the whole file catches
+//! a crash leaves either the old or the new file. A write that fails (disk full) removes
+//! `checkpoint.tmp` before returning, and a start removes one left by a crash, so a failed
+//! checkpoint never keeps holding the space it could not use. A trailing CRC32C over the whole file catches
 //! damage after the fact; a damaged checkpoint is never trusted (the caller falls back to the
 //! backup, then to a full replay of the log).
 
@@ -13,6 +15,7 @@ use super::Ptr;
 use super::format::{FORMAT_VERSION, u32_at, u64_at};
 
 pub const CHECKPOINT_FILE: &str = "checkpoint";
+pub const CHECKPOINT_TMP: &str = "checkpoint.tmp";
 const CHECKPOINT_MAGIC: &[u8; 8] = b"SLUICECP";
 /// magic (8) + version (4) + segment (4) + offset (4) + next seq (8) + count (8).
 const HEADER_LEN: usize = 36;
@@ -29,6 +32,11 @@ pub struct Checkpoint {
     pub next_seq: u64,
     /// Events put and not take-committed at that position, by ascending sequence number.
     pub live: Vec<Ptr>,
+}
+
+/// Bytes of a checkpoint holding `live` events.
+pub fn encoded_len(live: u64) -> u64 {
+    (HEADER_LEN as u64 + 4).saturating_add(live.saturating_mul(ENTRY_LEN as u64))
 }
 
 impl Checkpoint {
@@ -95,19 +103,44 @@ impl Checkpoint {
         })
     }
 
-    /// Writes `dir/checkpoint` atomically and durably.
+    /// Writes `dir/checkpoint` atomically and durably. On failure `checkpoint.tmp` is removed
+    /// and the previous checkpoint is left as it was.
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {
-        let tmp = dir.join("checkpoint.tmp");
-        let mut f = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(&tmp)?;
-        f.write_all(&self.encode())?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, dir.join(CHECKPOINT_FILE))?;
+        let tmp = dir.join(CHECKPOINT_TMP);
+        let written = (|| {
+            let mut f = OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(true)
+                .open(&tmp)?;
+            f.write_all(&self.encode())?;
+            f.sync_all()?;
+            drop(f);
+            std::fs::rename(&tmp, dir.join(CHECKPOINT_FILE))
+        })();
+        if let Err(e) = written {
+            match std::fs::remove_file(&tmp) {
+                Ok(()) => {}
+                Err(e2) if e2.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e2) => {
+                    return Err(std::io::Error::new(
+                        e.kind(),
+                        format!("{e}; removing {} failed too: {e2}", tmp.display()),
+                    ));
+                }
+            }
+            return Err(e);
+        }
         sync_dir(dir)
+    }
+
+    /// Removes a `checkpoint.tmp` that a crash left in `dir`; true if there was one.
+    pub fn remove_stale_tmp(dir: &Path) -> std::io::Result<bool> {
+        match std::fs::remove_file(dir.join(CHECKPOINT_TMP)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Reads `dir/checkpoint`: `Ok(None)` if there is none, `Err(reason)` if it is damaged.
@@ -185,6 +218,65 @@ mod tests {
         assert!(Checkpoint::read(dir.path()).is_err());
         std::fs::write(&path, &bytes[..20])?;
         assert!(Checkpoint::read(dir.path()).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn encoded_len_matches_the_file() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        for n in [0u32, 1, 7] {
+            let cp = Checkpoint {
+                live: (0..n)
+                    .map(|i| Ptr {
+                        seq: u64::from(i),
+                        ..Ptr::default()
+                    })
+                    .collect(),
+                ..Checkpoint::default()
+            };
+            cp.write(dir.path())?;
+            let len = std::fs::metadata(dir.path().join(CHECKPOINT_FILE))?.len();
+            assert_eq!(encoded_len(u64::from(n)), len);
+        }
+        assert_eq!(encoded_len(u64::MAX), u64::MAX);
+        Ok(())
+    }
+
+    /// A disk that fills up during the write: `checkpoint.tmp` points at /dev/full, whose
+    /// writes fail with ENOSPC. The temp entry goes, the previous checkpoint stays.
+    #[test]
+    fn failed_write_removes_the_temp_file() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let old = Checkpoint {
+            next_seq: 5,
+            ..Checkpoint::default()
+        };
+        old.write(dir.path())?;
+        let tmp = dir.path().join(CHECKPOINT_TMP);
+        std::os::unix::fs::symlink("/dev/full", &tmp)?;
+        let new = Checkpoint {
+            next_seq: 9,
+            ..Checkpoint::default()
+        };
+        let err = new.write(dir.path()).err();
+        assert_eq!(
+            err.as_ref().and_then(std::io::Error::raw_os_error),
+            Some(28),
+            "ENOSPC expected: {err:?}"
+        );
+        assert!(std::fs::symlink_metadata(&tmp).is_err(), "temp file left");
+        assert_eq!(Checkpoint::read(dir.path())?, Some(old));
+        // A failure after the write (the rename) cleans up as well.
+        let target = dir.path().join(CHECKPOINT_FILE);
+        std::fs::remove_file(&target)?;
+        std::fs::create_dir(&target)?;
+        std::fs::write(target.join("x"), "x")?;
+        assert!(new.write(dir.path()).is_err());
+        assert!(std::fs::symlink_metadata(&tmp).is_err(), "temp file left");
+        // A stale temp file from a crash is removed at start.
+        std::fs::write(&tmp, "partial")?;
+        assert!(Checkpoint::remove_stale_tmp(dir.path())?);
+        assert!(!Checkpoint::remove_stale_tmp(dir.path())?);
         Ok(())
     }
 }

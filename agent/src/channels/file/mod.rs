@@ -21,7 +21,10 @@
 //! # Invariants
 //! 1. Records are only appended; a segment is never modified after it is sealed, except that
 //!    recovery truncates a torn tail of the newest one. A write that fails (disk full) is cut
-//!    off the active segment before the error is returned. Each start opens a fresh segment.
+//!    off the active segment before the error is returned. A start continues the newest segment
+//!    (after replay has scanned it to its end and cut any torn tail) when it lies at or after
+//!    the checkpoint position and below `maxFileSize`, so a restart needs no new space; else,
+//!    or if its file cannot be opened for writing, it opens a fresh segment.
 //! 2. Sequence numbers increase in log order, so a take can name its events by ranges.
 //! 3. A transaction is one record, so it is in the log entirely or not at all. With
 //!    `fsyncPerTransaction` (default) `commit` returns only after an fsync that covers its record.
@@ -43,6 +46,27 @@
 //!    disk, deleted by hand), the channel refuses to start and says which file is missing.
 //! 7. Capacity is held from reservation until the take that removes the events commits, as in
 //!    the memory channel, so a rolled-back take always has room to go back.
+//!
+//! # Disk space
+//! - **Take reserve.** The active segment keeps [`TAKE_RESERVE`] bytes of blocks allocated past
+//!   its end (`fallocate` with `FALLOC_FL_KEEP_SIZE`: the file size, and so the format, is
+//!   unchanged). A put first extends that allocation to cover its record *plus* the reserve and
+//!   fails, writing nothing, if it cannot; so puts never eat the reserve, and take records
+//!   (32 bytes + 12 per range, typically 44) are written into blocks that already exist. After a
+//!   take the reserve is topped up when the disk allows. The blocks survive a crash or a clean
+//!   stop and, since a start continues the newest segment, serve the next run too: on a full disk
+//!   the channel starts and its sinks drain it (1 MiB holds about 23,000 take commits). When a
+//!   segment is sealed its unused reserve is released. Filesystems without `fallocate` get no
+//!   reserve (a warning says so) and behave as before: takes fail while the disk is full.
+//! - **A take never needs a new segment**: past `maxFileSize` a take starts one only if the data
+//!   dir has `minimumRequiredSpace` + the reserve free; otherwise its record goes to the active
+//!   segment, which may then exceed `maxFileSize` by the take records written after the last put.
+//! - **Checkpoints** need `minimumRequiredSpace` + their own size ([`checkpoint::encoded_len`]:
+//!   40 bytes + 20 per live event) free in each checkpoint dir, else they are skipped (the log
+//!   keeps everything; replay just starts further back). **Puts** need `minimumRequiredSpace` +
+//!   the batch + the size the next checkpoint will have, in every data and checkpoint dir, so the
+//!   room for that checkpoint is kept free by the puts themselves: a channel that filled its disk
+//!   on its own can still checkpoint, delete drained segments and resume.
 //!
 //! Damage found at replay is reported (file, offset), counted in `CorruptRecordCount`, and
 //! skipped (see [`replay`]); damage found when a take reads an event (bit rot after replay) is
@@ -67,7 +91,7 @@ use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 
 use self::checkpoint::{Checkpoint, sync_dir};
-use self::format::{FRAME_HEADER_LEN, PutRecord, SEGMENT_HEADER_LEN, segment_header};
+use self::format::{FRAME_HEADER_LEN, Kind, PutRecord, SEGMENT_HEADER_LEN, segment_header};
 use self::replay::{Replay, ScanEnd, list_segments};
 use super::{Channel, ChannelError, Reservation, TakeTicket};
 use crate::config::{ConfigError, MAX_BATCH, MAX_MILLIS, MAX_SECONDS, Props};
@@ -77,6 +101,11 @@ use crate::metrics::{ChannelCounters, MetricSet, Value};
 
 /// Flume's default and upper bound for `maxFileSize` (`Integer.MAX_VALUE - 500 MB`).
 pub const MAX_FILE_SIZE: u64 = i32::MAX as u64 - 500 * 1024 * 1024;
+/// Blocks kept allocated past the end of the active segment for take records (see the header).
+pub const TAKE_RESERVE: u64 = 1024 * 1024;
+/// A put that must extend the allocation extends it this much further, so a stream of small puts
+/// costs one `fallocate` per MiB rather than one each.
+const PREALLOCATE_AHEAD: u64 = 1024 * 1024;
 const LOCK_FILE: &str = "in_use.lock";
 
 /// `a1.channels.c1.*` for `type = file`.
@@ -96,8 +125,9 @@ pub struct FileChannelConfig {
     /// `maxFileSize`: bytes per segment before a new one starts (default and maximum
     /// 1623195647, as Flume).
     pub max_file_size: u64,
-    /// `minimumRequiredSpace`: puts fail while a data dir has less free space (default
-    /// 524288000, at least 1048576).
+    /// `minimumRequiredSpace`: puts fail while a data or checkpoint dir has less free space
+    /// than this + the batch + the next checkpoint, and checkpoints are skipped while a checkpoint
+    /// dir has less than this + the checkpoint (default 524288000, at least 1048576).
     pub minimum_required_space: u64,
     /// `checkpointInterval` in milliseconds (default 30000).
     pub checkpoint_interval: Duration,
@@ -288,6 +318,8 @@ struct Log {
     path: PathBuf,
     file: Arc<File>,
     off: u64,
+    /// Blocks are known to be allocated up to here (>= `off`); past `off` they are the reserve.
+    alloc_end: u64,
     /// Bytes written since open, across segments: the position group commit syncs up to.
     written: u64,
     next_seq: u64,
@@ -339,6 +371,8 @@ struct Inner {
     /// Lock files held open (flock) while the channel is open.
     locks: Mutex<Vec<File>>,
     min_space: AtomicU64,
+    /// False once `fallocate` proved unsupported on a data dir: no take reserve then.
+    preallocate: AtomicBool,
     closed: AtomicBool,
 }
 
@@ -395,6 +429,16 @@ impl FileChannel {
         };
         let mut segments = list_segments(&config.data_dirs).map_err(recovery)?;
         let stats = Arc::new(FileChannelStats::default());
+        let preallocate = AtomicBool::new(true);
+        for dir in std::iter::once(&config.checkpoint_dir).chain(&config.backup_checkpoint_dir) {
+            match Checkpoint::remove_stale_tmp(dir) {
+                Ok(true) => tracing::info!(channel = %name, dir = %dir.display(),
+                    "Removed a checkpoint.tmp left by an interrupted checkpoint."),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(channel = %name, dir = %dir.display(), error = %e,
+                    "Cannot remove a checkpoint.tmp left by an interrupted checkpoint."),
+            }
+        }
 
         let checkpoint = load_checkpoint(name, &config, &stats);
         let (mut replay, start) = match &checkpoint {
@@ -429,9 +473,25 @@ impl FileChannel {
                 torn_empty.push(id);
             }
         }
-        for id in torn_empty {
+        for &id in &torn_empty {
             if let Some(path) = segments.remove(&id) {
                 std::fs::remove_file(&path).map_err(io(&path))?;
+            }
+        }
+        // The segment a start may continue: the newest, scanned to its end, at or after the
+        // checkpoint position (records appended before that position would be skipped by the
+        // next replay).
+        let mut continuable: Option<(u32, u64)> = None;
+        if let Some(id) = newest.filter(|id| !torn_empty.contains(id))
+            && let Some(path) = segments.get(&id)
+        {
+            let size = std::fs::metadata(path).map_err(io(path))?.len();
+            let after_checkpoint = match start {
+                Some((seg, off)) => id > seg || (id == seg && size >= off),
+                None => true,
+            };
+            if after_checkpoint && size >= SEGMENT_HEADER_LEN {
+                continuable = Some((id, size));
             }
         }
         stats
@@ -477,13 +537,56 @@ impl FileChannel {
             .next_back()
             .map_or(0, |id| id + 1)
             .max(start.map_or(0, |(s, _)| s + 1));
-        let (path, file) = create_segment(&config, next_seg).map_err(|(p, e)| io(&p)(e))?;
+        let reopen = |(id, size): (u32, u64)| -> Option<(u32, PathBuf, Arc<File>, u64)> {
+            let path = segments.get(&id)?;
+            match OpenOptions::new().read(true).write(true).open(path) {
+                Ok(f) => Some((id, path.clone(), Arc::new(f), size)),
+                Err(e) => {
+                    tracing::warn!(channel = %name, file = %path.display(), error = %e,
+                        "Cannot reopen the newest segment for writing; starting a new one.");
+                    None
+                }
+            }
+        };
+        let continued = continuable
+            .filter(|(_, size)| *size < config.max_file_size)
+            .and_then(reopen);
+        let (seg, path, file, off, alloc_end) = match continued {
+            Some((id, path, file, size)) => (id, path, file, size, size),
+            None => match create_segment(&config, next_seg, &preallocate, name) {
+                Ok(new) => {
+                    // The newest segment is sealed now: its unused reserve goes back.
+                    if let Some(path) = newest.and_then(|id| segments.get(&id)) {
+                        release_reserve(path, name);
+                    }
+                    (
+                        next_seg,
+                        new.path,
+                        new.file,
+                        SEGMENT_HEADER_LEN,
+                        new.alloc_end,
+                    )
+                }
+                Err((p, e)) => match continuable.and_then(reopen) {
+                    // No room for a new segment (disk full): go on past maxFileSize; the first
+                    // put that finds space rolls.
+                    Some((id, path, file, size)) => {
+                        tracing::warn!(channel = %name, file = %p.display(), error = %e,
+                            "Cannot start a new segment; continuing the newest one.");
+                        (id, path, file, size, size)
+                    }
+                    None => return Err(io(&p)(e)),
+                },
+            },
+        };
+        // The active segment's handle serves reads as well.
+        let live_in_seg = segs.get(&seg).map_or(0, |s| s.live);
         segs.insert(
-            next_seg,
+            seg,
             Segment {
                 path: path.clone(),
                 file: file.clone(),
-                live: 0,
+                live: live_in_seg,
             },
         );
         stats.segments.store(segs.len() as u64, Ordering::Relaxed);
@@ -497,10 +600,11 @@ impl FileChannel {
             counters,
             stats,
             log: Mutex::new(Log {
-                seg: next_seg,
+                seg,
                 path,
                 file,
-                off: SEGMENT_HEADER_LEN,
+                off,
+                alloc_end,
                 written: 0,
                 next_seq,
                 open: true,
@@ -524,6 +628,7 @@ impl FileChannel {
             checkpointing: Mutex::new(()),
             locks: Mutex::new(locks.into_iter().map(|(_, f)| f).collect()),
             min_space: AtomicU64::new(config.minimum_required_space),
+            preallocate,
             closed: AtomicBool::new(false),
             config,
         });
@@ -538,9 +643,18 @@ impl FileChannel {
             .store(replayed as u64, Ordering::Relaxed);
         tracing::info!(
             channel = %name, events = replayed, records, replay = ?elapsed,
-            from_checkpoint = checkpoint.is_some(), segment = next_seg,
-            "File channel replayed."
+            from_checkpoint = checkpoint.is_some(), segment = seg,
+            continued = seg != next_seg, "File channel replayed."
         );
+        {
+            // A reserve kept from the last run costs nothing here; else take what the disk has.
+            let mut log = inner.log.lock();
+            let want = log.off + TAKE_RESERVE;
+            if let Err(e) = inner.allocate_to(&mut log, want, 0) {
+                tracing::warn!(channel = %name, file = %log.path.display(), error = %e,
+                    "No space for the take reserve; takes need free space until it is made.");
+            }
+        }
         // A checkpoint now bounds the next replay and lets old segments go.
         if let Err(e) = inner.checkpoint() {
             tracing::warn!(channel = %name, error = %e, "Checkpoint after replay failed.");
@@ -624,31 +738,118 @@ fn load_checkpoint(
     None
 }
 
-/// Creates `log-<id>` in its data dir with a durable header and directory entry.
+/// A segment just created by [`create_segment`].
+struct NewSegment {
+    path: PathBuf,
+    file: Arc<File>,
+    /// End of its allocated blocks: header + [`TAKE_RESERVE`], or the header alone when the
+    /// filesystem cannot preallocate.
+    alloc_end: u64,
+}
+
+/// Creates `log-<id>` in its data dir with its take reserve, a durable header and directory
+/// entry. On failure (disk full) the file is removed again.
 fn create_segment(
     config: &FileChannelConfig,
     id: u32,
-) -> Result<(PathBuf, Arc<File>), (PathBuf, std::io::Error)> {
+    preallocate: &AtomicBool,
+    channel: &str,
+) -> Result<NewSegment, (PathBuf, std::io::Error)> {
     let dir = &config.data_dirs[id as usize % config.data_dirs.len()];
     let path = dir.join(format!("log-{id}"));
-    let open = || -> std::io::Result<File> {
+    let open = || -> std::io::Result<(File, u64)> {
         // Ids only grow, so an existing file of this id can only be a previous attempt that
-        // failed half-way (disk full): start it over.
+        // failed half-way: start it over.
         let f = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(true)
             .open(&path)?;
+        let reserved = SEGMENT_HEADER_LEN + TAKE_RESERVE;
+        let alloc_end = if allocate(&f, 0, reserved, preallocate, channel)? {
+            reserved
+        } else {
+            SEGMENT_HEADER_LEN
+        };
         f.write_all_at(&segment_header(u64::from(id)), 0)?;
         f.sync_all()?;
         sync_dir(dir)?;
-        Ok(f)
+        Ok((f, alloc_end))
     };
     match open() {
-        Ok(f) => Ok((path, Arc::new(f))),
-        Err(e) => Err((path, e)),
+        Ok((f, alloc_end)) => Ok(NewSegment {
+            path,
+            file: Arc::new(f),
+            alloc_end,
+        }),
+        Err(e) => {
+            if let Err(e2) = std::fs::remove_file(&path)
+                && e2.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(channel = %channel, file = %path.display(), error = %e2,
+                    "Cannot remove a segment whose creation failed.");
+            }
+            Err((path, e))
+        }
     }
+}
+
+/// Allocates the blocks of `[from, to)` of `file` without changing its size
+/// (`FALLOC_FL_KEEP_SIZE`). `Ok(false)` when the filesystem cannot: `preallocate` is then
+/// cleared and a warning logged, once.
+fn allocate(
+    file: &File,
+    from: u64,
+    to: u64,
+    preallocate: &AtomicBool,
+    channel: &str,
+) -> std::io::Result<bool> {
+    use rustix::fs::{FallocateFlags, fallocate};
+    use rustix::io::Errno;
+    if !preallocate.load(Ordering::Relaxed) {
+        return Ok(false);
+    }
+    if to <= from {
+        return Ok(true);
+    }
+    match fallocate(file, FallocateFlags::KEEP_SIZE, from, to - from) {
+        Ok(()) => Ok(true),
+        Err(e) if e == Errno::OPNOTSUPP || e == Errno::NOSYS => {
+            if preallocate.swap(false, Ordering::Relaxed) {
+                tracing::warn!(channel = %channel, error = %e,
+                    "The data dir's filesystem cannot preallocate (fallocate): no take reserve, \
+                     so takes fail while the disk is full.");
+            }
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Drops the blocks allocated past the end of a sealed segment (truncating a file to its own
+/// size releases them); best effort.
+fn release_reserve(path: &Path, channel: &str) {
+    let result = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.metadata().and_then(|m| f.set_len(m.len())));
+    if let Err(e) = result {
+        tracing::debug!(channel = %channel, file = %path.display(), error = %e,
+            "Cannot release the take reserve of a sealed segment.");
+    }
+}
+
+/// Free bytes every put needs in each data and checkpoint dir: `minimumRequiredSpace`, the
+/// batch, and the checkpoint that will then hold `live` events (so that checkpoint, which needs
+/// [`checkpoint_space_needed`], always fits once puts stop).
+fn put_space_needed(min: u64, batch: u64, live: u64) -> u64 {
+    checkpoint_space_needed(min, live).saturating_add(batch)
+}
+
+/// Free bytes a checkpoint of `live` events needs in each checkpoint dir.
+fn checkpoint_space_needed(min: u64, live: u64) -> u64 {
+    min.saturating_add(checkpoint::encoded_len(live))
 }
 
 impl Inner {
@@ -689,30 +890,95 @@ impl Inner {
         self.synced.notify_all();
     }
 
-    /// Free space check for every data dir.
-    fn check_space(&self, bytes: u64) -> Result<(), ChannelError> {
+    fn free_space(&self, dir: &Path) -> Result<u64, ChannelError> {
+        fs4::available_space(dir)
+            .map_err(|e| self.io_err(format!("cannot read free space of {}: {e}", dir.display())))
+    }
+
+    /// Free space check of a put of `events` events and `bytes` bytes, in every data and
+    /// checkpoint dir (see the module header).
+    fn check_space(&self, bytes: u64, events: usize) -> Result<(), ChannelError> {
         let min = self.min_space.load(Ordering::Relaxed);
-        for dir in &self.config.data_dirs {
-            let free = fs4::available_space(dir).map_err(|e| {
-                self.io_err(format!("cannot read free space of {}: {e}", dir.display()))
-            })?;
-            if free < min.saturating_add(bytes) {
+        let live = self
+            .counters
+            .channel_size
+            .load(Ordering::Relaxed)
+            .saturating_add(events as u64);
+        let need = put_space_needed(min, bytes, live);
+        let dirs = self.config.data_dirs.iter().chain(
+            std::iter::once(&self.config.checkpoint_dir).chain(&self.config.backup_checkpoint_dir),
+        );
+        for dir in dirs {
+            let free = self.free_space(dir)?;
+            if free < need {
                 return Err(self.io_err(format!(
-                    "{} has {} bytes free, below minimumRequiredSpace {min}; puts resume when \
-                     space is freed",
+                    "{} has {free} bytes free, below the {need} a put needs \
+                     (minimumRequiredSpace {min} + the batch + the next checkpoint); puts \
+                     resume when space is freed",
                     dir.display(),
-                    free
                 )));
             }
         }
         Ok(())
     }
 
-    /// Appends `bytes` as one record (starting a new segment first if this one is full) and
-    /// applies its effect with `apply` while still holding the log lock. Returns the position to
-    /// sync up to.
+    /// Whether a checkpoint of `live` events may be written in `dir`: it must leave
+    /// `minimumRequiredSpace` free.
+    fn check_checkpoint_space(&self, dir: &Path, live: usize) -> Result<(), ChannelError> {
+        let min = self.min_space.load(Ordering::Relaxed);
+        let need = checkpoint_space_needed(min, live as u64);
+        let free = self.free_space(dir)?;
+        if free < need {
+            return Err(self.io_err(format!(
+                "checkpoint skipped: {} has {free} bytes free, below minimumRequiredSpace {min} + \
+                 the checkpoint's {} bytes; the log keeps every record meanwhile",
+                dir.display(),
+                need - min
+            )));
+        }
+        Ok(())
+    }
+
+    /// Makes sure the active segment has blocks allocated up to `to`, allocating `ahead` more
+    /// if it can. `Ok` as well when the filesystem cannot preallocate.
+    fn allocate_to(&self, log: &mut Log, to: u64, ahead: u64) -> std::io::Result<()> {
+        if log.alloc_end >= to {
+            return Ok(());
+        }
+        let from = log.alloc_end.max(log.off);
+        let mut result = Ok(());
+        for target in [to.saturating_add(ahead), to] {
+            match allocate(&log.file, from, target, &self.preallocate, &self.name) {
+                Ok(true) => {
+                    log.alloc_end = target;
+                    return Ok(());
+                }
+                Ok(false) => return Ok(()),
+                Err(e) => result = Err(e),
+            }
+            if ahead == 0 {
+                break;
+            }
+        }
+        result
+    }
+
+    /// Whether data dir of segment `id` has room for a new segment with its reserve, beyond
+    /// `minimumRequiredSpace` (takes start segments only then).
+    fn room_for_segment(&self, id: u32) -> bool {
+        let dir = &self.config.data_dirs[id as usize % self.config.data_dirs.len()];
+        let min = self.min_space.load(Ordering::Relaxed);
+        self.free_space(dir)
+            .is_ok_and(|free| free >= min.saturating_add(SEGMENT_HEADER_LEN + TAKE_RESERVE))
+    }
+
+    /// Appends `bytes` as one record of `kind` (starting a new segment first if this one is
+    /// full) and applies its effect with `apply` while still holding the log lock. Returns the
+    /// position to sync up to. A put is refused unless the blocks for it and the take reserve
+    /// can be allocated; a take writes into the reserve (see the module header).
     fn append(
         &self,
+        kind: Kind,
         buf: &mut [u8],
         seal: impl FnOnce(&mut [u8], &Log),
         apply: impl FnOnce(&mut Log, u32, u64, &mut State),
@@ -724,15 +990,37 @@ impl Inner {
         if let Some(f) = self.failure() {
             return Err(self.io_err(f));
         }
-        if log.off > SEGMENT_HEADER_LEN && log.off + buf.len() as u64 > self.config.max_file_size {
-            self.roll(&mut log)?;
+        let len = buf.len() as u64;
+        if log.off > SEGMENT_HEADER_LEN && log.off + len > self.config.max_file_size {
+            match kind {
+                Kind::Put => self.roll(&mut log)?,
+                Kind::Take if self.room_for_segment(log.seg + 1) => {
+                    if let Err(e) = self.roll(&mut log) {
+                        if self.failure().is_some() {
+                            return Err(e);
+                        }
+                        tracing::debug!(channel = %self.name, error = %e,
+                            "No new segment for a take; it goes to the active one.");
+                    }
+                }
+                Kind::Take => {}
+            }
         }
         seal(buf, &log);
         let off = log.off;
-        if off + buf.len() as u64 > u64::from(u32::MAX) {
+        if off + len > u64::from(u32::MAX) {
             return Err(self.io_err(format!(
-                "a {}-byte record does not fit in a segment; lower the batch size",
-                buf.len()
+                "a {len}-byte record does not fit in a segment; lower the batch size"
+            )));
+        }
+        if kind == Kind::Put
+            && let Err(e) = self.allocate_to(&mut log, off + len + TAKE_RESERVE, PREALLOCATE_AHEAD)
+        {
+            return Err(self.io_err(format!(
+                "cannot allocate {} bytes in {} for the batch and the take reserve: {e}; puts \
+                 resume when space is freed",
+                len + TAKE_RESERVE,
+                log.path.display()
             )));
         }
         if let Err(e) = log.file.write_all_at(buf, off) {
@@ -743,10 +1031,19 @@ impl Inner {
                     log.path.display()
                 ));
             }
+            // The cut released the blocks past `off` as well: take back what the disk allows.
+            log.alloc_end = off;
+            let _ = self.allocate_to(&mut log, off + TAKE_RESERVE, 0);
             return Err(self.io_err(format!("cannot write {}: {e}", log.path.display())));
         }
-        log.off += buf.len() as u64;
-        log.written += buf.len() as u64;
+        log.off += len;
+        log.alloc_end = log.alloc_end.max(log.off);
+        if kind == Kind::Take && log.alloc_end < log.off + TAKE_RESERVE / 2 {
+            // Best effort: on a full disk the rest of the reserve serves the next takes.
+            let want = log.off + TAKE_RESERVE;
+            let _ = self.allocate_to(&mut log, want, 0);
+        }
+        log.written += len;
         self.stats
             .bytes_written
             .fetch_add(buf.len() as u64, Ordering::Relaxed);
@@ -769,8 +1066,18 @@ impl Inner {
         }
         self.synced.notify_all();
         let id = log.seg + 1;
-        let (path, file) = create_segment(&self.config, id)
+        let NewSegment {
+            path,
+            file,
+            alloc_end,
+        } = create_segment(&self.config, id, &self.preallocate, &self.name)
             .map_err(|(p, e)| self.io_err(format!("cannot create {}: {e}", p.display())))?;
+        // The sealed segment's unused reserve goes back to the filesystem (truncating to the
+        // same size drops the blocks past the end).
+        if let Err(e) = log.file.set_len(log.off) {
+            tracing::debug!(channel = %self.name, file = %log.path.display(), error = %e,
+                "Cannot release the take reserve of a sealed segment.");
+        }
         let mut st = self.state.lock();
         st.segments.insert(
             id,
@@ -788,6 +1095,7 @@ impl Inner {
         log.path = path;
         log.file = file;
         log.off = SEGMENT_HEADER_LEN;
+        log.alloc_end = alloc_end;
         Ok(())
     }
 
@@ -850,6 +1158,12 @@ impl Inner {
             (cp, log.written)
         };
         cp.live.sort_unstable_by_key(|p| p.seq);
+        if let Err(e) = self.check_checkpoint_space(&self.config.checkpoint_dir, cp.live.len()) {
+            self.stats
+                .checkpoint_write_errors
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(e);
+        }
         self.sync_to(pos)?;
         if let Err(e) = cp.write(&self.config.checkpoint_dir) {
             self.stats
@@ -859,6 +1173,14 @@ impl Inner {
                 "cannot write checkpoint in {}: {e}",
                 self.config.checkpoint_dir.display()
             )));
+        }
+        if let Some(dir) = &self.config.backup_checkpoint_dir
+            && let Err(e) = self.check_checkpoint_space(dir, cp.live.len())
+        {
+            self.stats
+                .checkpoint_backup_write_errors
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(e);
         }
         if let Some(dir) = &self.config.backup_checkpoint_dir
             && let Err(e) = cp.write(dir)
@@ -914,6 +1236,8 @@ impl Inner {
         let now = Instant::now();
         let mut next_checkpoint = now + self.config.checkpoint_interval;
         let mut next_fsync = now + self.config.fsync_interval;
+        // A full disk fails every checkpoint: say so once, then when they work again.
+        let mut checkpoint_failing = false;
         loop {
             let next = if self.config.fsync_per_transaction {
                 next_checkpoint
@@ -931,8 +1255,20 @@ impl Inner {
                 next_fsync = now + self.config.fsync_interval;
             }
             if now >= next_checkpoint {
-                if let Err(e) = self.checkpoint() {
-                    tracing::error!(channel = %self.name, error = %e, "Checkpoint failed; will retry.");
+                match self.checkpoint() {
+                    Err(e) if !checkpoint_failing => {
+                        checkpoint_failing = true;
+                        tracing::error!(channel = %self.name, error = %e,
+                            "Checkpoint failed; will retry every checkpointInterval.");
+                    }
+                    Err(e) => {
+                        tracing::debug!(channel = %self.name, error = %e, "Checkpoint failed again.");
+                    }
+                    Ok(()) if checkpoint_failing => {
+                        checkpoint_failing = false;
+                        tracing::info!(channel = %self.name, "Checkpoints succeed again.");
+                    }
+                    Ok(()) => {}
                 }
                 next_checkpoint = Instant::now() + self.config.checkpoint_interval;
             }
@@ -1024,7 +1360,7 @@ impl Channel for FileChannel {
         if let Some(f) = inner.failure() {
             return Err(inner.io_err(f));
         }
-        if let Err(e) = inner.check_space(bytes) {
+        if let Err(e) = inner.check_space(bytes, events) {
             inner.stats.put_errors.fetch_add(1, Ordering::Relaxed);
             return Err(e);
         }
@@ -1060,6 +1396,7 @@ impl Channel for FileChannel {
         let n = events.len();
         let held = reservation.events;
         let result = inner.append(
+            Kind::Put,
             &mut buf,
             |b, log| format::seal_put(b, n as u32, log.next_seq),
             |log, seg, off, st| {
@@ -1183,6 +1520,7 @@ impl Channel for FileChannel {
         };
         let mut record = format::take_record(&mut seqs, ticket.0);
         let result = inner.append(
+            Kind::Take,
             &mut record,
             |_, _| {},
             |_, _, _, st| {

@@ -390,6 +390,152 @@ fn low_disk_space_fails_puts_and_recovers() -> TestResult {
 }
 
 #[test]
+fn low_disk_space_skips_checkpoints_and_takes_go_on() -> TestResult {
+    let d = dirs()?;
+    let cfg = config(&d);
+    let ch = FileChannel::open("c1", cfg.clone())?;
+    put(&ch, range(0, 10))?;
+    ch.checkpoint()?;
+    let cp = cfg.checkpoint_dir.join(checkpoint::CHECKPOINT_FILE);
+    let before = std::fs::read(&cp)?;
+    ch.set_minimum_required_space(u64::MAX / 2);
+    let err = ch
+        .checkpoint()
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("checkpoint skipped") && err.contains("minimumRequiredSpace"),
+        "{err}"
+    );
+    assert_eq!(
+        ch.stats().checkpoint_write_errors.load(Ordering::Relaxed),
+        1
+    );
+    assert_eq!(std::fs::read(&cp)?, before, "the old checkpoint stays");
+    assert!(!cfg.checkpoint_dir.join(checkpoint::CHECKPOINT_TMP).exists());
+    // Takes are written into the reserve and need no check.
+    TakeTransaction::begin(&ch, 4, Duration::ZERO)?.commit()?;
+    // A clean stop on a full disk skips the final checkpoint; the log has everything.
+    ch.close();
+    let ch = FileChannel::open("c1", cfg)?;
+    assert_eq!(drain(&ch)?, strings(4, 10));
+    Ok(())
+}
+
+#[test]
+fn puts_keep_room_for_the_next_checkpoint() {
+    let min = 1024 * 1024;
+    for (batch, live) in [(0, 0), (4096, 10), (1 << 20, 1_000_000)] {
+        let put = put_space_needed(min, batch, live);
+        // Once a put was allowed, the checkpoint that then holds `live` events still fits.
+        assert_eq!(put - batch, checkpoint_space_needed(min, live));
+        assert_eq!(checkpoint_space_needed(min, live), min + 40 + 20 * live);
+    }
+    assert_eq!(put_space_needed(u64::MAX / 2, u64::MAX, 5), u64::MAX);
+}
+
+/// Blocks allocated to a file, in bytes.
+fn allocated(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map_or(0, |m| m.blocks() * 512)
+}
+
+#[test]
+fn a_restart_continues_the_newest_segment_with_its_take_reserve() -> TestResult {
+    let d = dirs()?;
+    let cfg = config(&d);
+    {
+        let ch = FileChannel::open("c1", cfg.clone())?;
+        put(&ch, range(0, 100))?;
+        ch.close();
+    }
+    let segs = segments(&d);
+    assert_eq!(segs.len(), 1, "{segs:?}");
+    let seg = &segs[0];
+    let len = std::fs::metadata(seg)?.len();
+    assert!(
+        allocated(seg) >= len + TAKE_RESERVE,
+        "{} bytes allocated for a {len}-byte segment",
+        allocated(seg)
+    );
+    // A clean stop, then a crash: neither start creates a file.
+    {
+        let ch = FileChannel::open("c1", cfg.clone())?;
+        assert_eq!(segments(&d), segs);
+        TakeTransaction::begin(&ch, 10, Duration::ZERO)?.commit()?;
+        put(&ch, range(100, 110))?;
+    }
+    let ch = FileChannel::open("c1", cfg)?;
+    assert_eq!(segments(&d), segs);
+    assert!(allocated(seg) >= std::fs::metadata(seg)?.len() + TAKE_RESERVE);
+    assert_eq!(drain(&ch)?, strings(10, 110));
+    Ok(())
+}
+
+#[test]
+fn a_sealed_segment_gives_its_reserve_back() -> TestResult {
+    let d = dirs()?;
+    let mut cfg = config(&d);
+    cfg.max_file_size = 4096;
+    let ch = FileChannel::open("c1", cfg.clone())?;
+    for i in 0..5 {
+        put(&ch, range(i * 100, i * 100 + 100))?;
+    }
+    let segs = segments(&d);
+    assert!(segs.len() >= 3, "{segs:?}");
+    let (active, sealed) = segs.split_last().ok_or("no segment")?;
+    for s in sealed {
+        assert!(
+            allocated(s) < TAKE_RESERVE,
+            "{} kept its reserve",
+            s.display()
+        );
+    }
+    assert!(allocated(active) >= TAKE_RESERVE);
+    ch.close();
+    // A start that cannot continue the newest segment (now past maxFileSize) seals it too.
+    cfg.max_file_size = 2048;
+    let ch = FileChannel::open("c1", cfg)?;
+    assert_eq!(segments(&d).len(), segs.len() + 1);
+    assert!(
+        allocated(active) < TAKE_RESERVE,
+        "the old active segment kept its reserve"
+    );
+    assert_eq!(drain(&ch)?, strings(0, 500));
+    Ok(())
+}
+
+#[test]
+fn takes_past_max_file_size_stay_in_the_active_segment_without_room() -> TestResult {
+    let d = dirs()?;
+    let mut cfg = config(&d);
+    cfg.max_file_size = 4096;
+    {
+        let ch = FileChannel::open("c1", cfg.clone())?;
+        // One record of about 4 KiB: the active segment is at its maximum.
+        put(&ch, range(1000, 1300))?;
+        let segs = segments(&d);
+        ch.set_minimum_required_space(u64::MAX / 2);
+        for _ in 0..20 {
+            TakeTransaction::begin(&ch, 10, Duration::ZERO)?.commit()?;
+        }
+        assert_eq!(
+            segments(&d),
+            segs,
+            "a take started a segment on a full disk"
+        );
+        // With room again, the next take starts one.
+        ch.set_minimum_required_space(1024 * 1024);
+        TakeTransaction::begin(&ch, 1, Duration::ZERO)?.commit()?;
+        assert_eq!(segments(&d).len(), segs.len() + 1);
+    }
+    let ch = FileChannel::open("c1", cfg)?;
+    assert_eq!(drain(&ch)?, strings(1201, 1300));
+    Ok(())
+}
+
+#[test]
 fn fully_taken_segments_are_deleted_at_checkpoint() -> TestResult {
     let d = dirs()?;
     let mut cfg = config(&d);
