@@ -159,6 +159,7 @@ counter_set!(
         header_decode_fail => "KafkaHeaderDecodeFailCount",
         record_decode_fail => "KafkaRecordDecodeFailCount",
         consume_error => "KafkaConsumeErrorCount",
+        commit_wait => "KafkaCommitWaitCount",
     }
 );
 

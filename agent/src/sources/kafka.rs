@@ -9,11 +9,28 @@
 //! - A batch the channel refused is kept and retried as is (no re-read), so a full channel
 //!   neither loses nor duplicates records.
 //! - Offsets of a batch that reached the channel but whose commit failed (broker down) are kept
-//!   and committed before the next batch, and on partition revocation.
+//!   and committed before the next batch enters the channel, or on partition revocation. Until
+//!   then the next batch is held (`KafkaCommitWaitCount`), so the bound of one uncommitted
+//!   batch in the channel holds through a broker outage too.
 //! - On revocation (librdkafka calls the rebalance callback from inside `poll`, on the runner
 //!   thread) the records of revoked partitions that are not yet in the channel are dropped:
 //!   the partition's next owner reads them again from the committed offset. So a rebalance
 //!   duplicates at most the one batch whose commit raced it.
+//!
+//! Client errors and waits (broker outages, rebalances):
+//! - Errors librdkafka queues for the application (`AllBrokersDown`, transport failures, an
+//!   unknown topic) are drained inside the batch: each is counted (`KafkaConsumeErrorCount`),
+//!   a repeated kind is logged at most every 10 s, and none ends the batch. librdkafka
+//!   reconnects and rejoins by itself; what it needs from the source is to keep polling, since
+//!   rebalances are served from `poll` behind the queued errors.
+//! - An empty batch backs off only when the consumer has no assignment or the brokers look
+//!   down (an error saying so and no record since); otherwise the batch's own wait in `poll`
+//!   was the idle wait. The backoff itself ([`PollableSource::backoff`]) waits inside `poll`
+//!   too, so a rebalance, the group rejoin after an outage or the first record of a new
+//!   assignment ends it at once.
+//! - While a batch is held (channel full, previous commit not done), the assigned partitions
+//!   are paused and the backoff polls the consumer to serve rebalances without reading
+//!   records; fetching resumes, after the last record read, once the batch is in the channel.
 //!
 //! Headers, as Flume sets them (never overwriting headers that came in a Flume-format body):
 //! `timestamp` (the record's timestamp, or now if it has none), the topic under `topicHeader`
@@ -25,13 +42,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc;
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers as _, Message};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 use super::{PollConfig, PollStatus, PollableSource, SourceError};
@@ -40,7 +59,17 @@ use crate::channels::processor::ChannelProcessor;
 use crate::config::{ConfigError, MAX_BATCH, MAX_MILLIS, Props};
 use crate::event::{Event, Headers};
 use crate::kafka::{ClientKind, ClientProps, LogContext, apply_passthrough, check, set_default};
+use crate::lifecycle::StopSignal;
 use crate::metrics::KafkaSourceCounters;
+
+/// How often a repeated consumer error of one kind is logged.
+const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// How long `process` waits for the previous batch's commit before it holds the next batch
+/// and backs off (the commit of a healthy broker takes milliseconds; one waiting for a
+/// coordinator can take `session.timeout.ms`).
+const COMMIT_WAIT: Duration = Duration::from_millis(100);
+/// The longest single `poll` of a backoff wait, so a stop or a finished commit is noticed.
+const WAIT_SLICE: Duration = Duration::from_millis(20);
 
 /// What the source subscribes to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -200,7 +229,9 @@ impl ClientContext for SourceContext {
     }
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        self.log.error(error, reason);
+        // The same error comes back from `poll`, where it is counted and logged (repeats at
+        // most every 10 s); logging every one here too filled the log during an outage.
+        tracing::debug!(component = %self.log.component, error = %error, "Kafka client: {reason}.");
     }
 }
 
@@ -218,16 +249,33 @@ impl ConsumerContext for SourceContext {
                     source = %self.log.component, partitions = ?parts,
                     "Kafka partitions revoked; committing what reached the channel."
                 );
-                // Last chance to commit what is in the channel; afterwards the partition's new
-                // owner starts from the committed offset.
-                let serial = self.committing.lock();
-                self.commit_locked(consumer, Some(&parts));
-                let mut pending = self.uncommitted.lock();
-                for p in &parts {
-                    pending.remove(p);
+                if consumer.assignment_lost() {
+                    // The group already gave these partitions away (the session timed out, as
+                    // in a broker outage): a commit would be refused, and librdkafka holds one
+                    // that has no coordinator for up to `session.timeout.ms`, which would stall
+                    // this poll and the rejoin. The records are in the channel; the next owner
+                    // reads them again (at most one batch).
+                    tracing::warn!(
+                        source = %self.log.component, partitions = ?parts,
+                        "Kafka partitions lost (session timed out); their uncommitted offsets \
+                         are given up."
+                    );
+                    let mut pending = self.uncommitted.lock();
+                    for p in &parts {
+                        pending.remove(p);
+                    }
+                } else {
+                    // Last chance to commit what is in the channel; afterwards the partition's
+                    // new owner starts from the committed offset.
+                    let serial = self.committing.lock();
+                    self.commit_locked(consumer, Some(&parts));
+                    let mut pending = self.uncommitted.lock();
+                    for p in &parts {
+                        pending.remove(p);
+                    }
+                    drop(pending);
+                    drop(serial);
                 }
-                drop(pending);
-                drop(serial);
                 self.revoked.lock().extend(parts);
             }
             Rebalance::Assign(tpl) => {
@@ -320,6 +368,22 @@ impl Committer {
         }
     }
 
+    /// Waits up to `timeout` for the running commit; true when none is running any more.
+    fn wait_for(&mut self, timeout: Duration) -> bool {
+        if self.in_flight {
+            match self.done.recv_timeout(timeout) {
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => self.in_flight = false,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+        }
+        !self.in_flight
+    }
+
+    /// True when a commit was running and has just ended.
+    fn just_finished(&mut self) -> bool {
+        self.in_flight && self.wait_for(Duration::ZERO)
+    }
+
     fn stop(&mut self) {
         self.wait();
         self.request = None;
@@ -329,14 +393,99 @@ impl Committer {
     }
 }
 
+/// The consumer errors since the last record: counted, logged sparingly, and whether they
+/// say the brokers are down.
+#[derive(Default)]
+struct ClientErrors {
+    /// Errors since the last record, and when the first of them came.
+    count: u64,
+    first: Option<Instant>,
+    /// Per kind of error: when it was last logged, and how many were not logged since.
+    logged: Vec<(String, Instant, u64)>,
+    /// When an error first said that no broker can be reached (cleared by the next record).
+    down: Option<Instant>,
+}
+
+impl ClientErrors {
+    fn error(&mut self, source: &str, e: &KafkaError) {
+        let now = Instant::now();
+        self.count += 1;
+        self.first.get_or_insert(now);
+        let code = e.rdkafka_error_code();
+        if matches!(
+            code,
+            Some(
+                RDKafkaErrorCode::AllBrokersDown
+                    | RDKafkaErrorCode::BrokerTransportFailure
+                    | RDKafkaErrorCode::Resolve
+            )
+        ) {
+            self.down.get_or_insert(now);
+        }
+        let kind = code.map_or_else(|| e.to_string(), |c| format!("{c:?}"));
+        let unlogged = match self.logged.iter_mut().find(|(k, _, _)| *k == kind) {
+            Some((_, at, unlogged)) if now.duration_since(*at) < ERROR_LOG_INTERVAL => {
+                *unlogged += 1;
+                tracing::debug!(source, error = %e, "Kafka consumer error.");
+                return;
+            }
+            Some((_, at, unlogged)) => {
+                *at = now;
+                std::mem::take(unlogged)
+            }
+            None => {
+                self.logged.push((kind, now, 0));
+                0
+            }
+        };
+        if matches!(e, KafkaError::MessageConsumptionFatal(_)) {
+            tracing::error!(
+                source, error = %e, errors_not_logged_since = unlogged,
+                "Fatal Kafka consumer error."
+            );
+        } else {
+            tracing::warn!(
+                source, error = %e, errors_not_logged_since = unlogged,
+                "Kafka consumer error; librdkafka retries by itself."
+            );
+        }
+    }
+
+    /// A record arrived: the brokers are reachable. (The log intervals stay.)
+    fn record(&mut self, source: &str) {
+        if self.count == 0 {
+            return;
+        }
+        if let (Some(down), Some(first)) = (self.down, self.first) {
+            tracing::info!(
+                source, errors = self.count, brokers_unreachable_for = ?down.elapsed(),
+                errors_for = ?first.elapsed(), "Kafka consumer receiving records again."
+            );
+        }
+        self.count = 0;
+        self.first = None;
+        self.down = None;
+    }
+
+    fn brokers_down(&self) -> bool {
+        self.down.is_some()
+    }
+}
+
 pub struct KafkaSource {
     name: String,
     config: KafkaSourceConfig,
     counters: Arc<KafkaSourceCounters>,
     consumer: Option<Arc<BaseConsumer<SourceContext>>>,
     committer: Option<Committer>,
-    /// A batch the channel refused, retried before anything new is read.
+    /// A batch the channel refused, or held until the previous batch's offsets are committed;
+    /// retried before anything new is read.
     pending: Option<Batch>,
+    /// Records read during a backoff wait: the start of the next batch.
+    carry: Batch,
+    /// Partitions paused while a batch is held.
+    paused: Vec<Partition>,
+    errors: ClientErrors,
     /// Interned topic names for `Batch::origins`.
     topics: Vec<Arc<str>>,
     revoked: Arc<Mutex<Vec<Partition>>>,
@@ -351,6 +500,9 @@ impl KafkaSource {
             consumer: None,
             committer: None,
             pending: None,
+            carry: Batch::default(),
+            paused: Vec::new(),
+            errors: ClientErrors::default(),
             topics: Vec::new(),
             revoked: Arc::default(),
         }
@@ -372,7 +524,7 @@ impl KafkaSource {
         t
     }
 
-    /// Drops what revoked partitions left in `batch` and in the pending batch.
+    /// Drops what revoked partitions left in `batch`, the pending batch and the carry.
     fn apply_revocations(&mut self, batch: &mut Batch) {
         let revoked: Vec<Partition> = std::mem::take(&mut *self.revoked.lock());
         if revoked.is_empty() {
@@ -382,6 +534,7 @@ impl KafkaSource {
         if let Some(p) = self.pending.as_mut() {
             dropped += p.drop_partitions(&revoked);
         }
+        dropped += self.carry.drop_partitions(&revoked);
         if dropped > 0 {
             self.counters
                 .dropped_on_revoke
@@ -475,39 +628,46 @@ impl KafkaSource {
         Some(event)
     }
 
-    /// Reads up to `batchSize` records, waiting at most `batchDurationMillis`. A revocation
-    /// seen in between ends the batch early, without the revoked partitions' records.
+    /// Adds one polled record to `batch`.
+    fn push(&mut self, batch: &mut Batch, m: &BorrowedMessage<'_>) {
+        self.errors.record(&self.name);
+        let origin = (self.topic(m.topic()), m.partition(), m.offset());
+        let event = self.record_event(m);
+        batch.events.push(event);
+        batch.origins.push(origin);
+    }
+
+    fn client_error(&mut self, e: &KafkaError) {
+        self.counters.consume_error.fetch_add(1, Ordering::Relaxed);
+        self.errors.error(&self.name, e);
+    }
+
+    /// Reads up to `batchSize` records (starting with the carry), waiting at most
+    /// `batchDurationMillis`. Client errors are counted and drained without ending the batch;
+    /// a revocation seen in between ends it early, without the revoked partitions' records.
     fn read_batch(&mut self) -> Batch {
-        let mut batch = Batch::default();
+        let mut batch = std::mem::take(&mut self.carry);
         let Some(consumer) = self.consumer.clone() else {
             return batch;
         };
         let started = Instant::now();
         let deadline = started + self.config.batch_duration;
         while batch.events.len() < self.config.batch_size {
-            let polled = consumer.poll(deadline.saturating_duration_since(Instant::now()));
-            let stop = match polled {
-                None => true,
-                Some(Err(e)) => {
-                    self.counters.consume_error.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(source = %self.name, error = %e, "Kafka consumer error.");
-                    true
-                }
-                Some(Ok(m)) => {
-                    let origin = (self.topic(m.topic()), m.partition(), m.offset());
-                    let event = self.record_event(&m);
-                    batch.events.push(event);
-                    batch.origins.push(origin);
-                    false
-                }
-            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            // `None` is the end of the wait, or a rebalance or commit event that poll served:
+            // neither ends the batch.
+            match consumer.poll(left) {
+                None => {}
+                Some(Err(e)) => self.client_error(&e),
+                Some(Ok(m)) => self.push(&mut batch, &m),
+            }
             // A rebalance ran inside that poll: keep only what still belongs to us (with a
             // cooperative assignor, records of kept partitions must not be dropped).
             if !self.revoked.lock().is_empty() {
                 self.apply_revocations(&mut batch);
-                break;
-            }
-            if stop || Instant::now() >= deadline {
                 break;
             }
         }
@@ -515,6 +675,114 @@ impl KafkaSource {
             .event_get_timer
             .fetch_add(started.elapsed().as_millis() as u64, Ordering::Relaxed);
         batch
+    }
+
+    /// Whether an empty batch should back off: only without an assignment or with the brokers
+    /// down. Otherwise the batch already waited `batchDurationMillis` in `poll`.
+    fn idle_backoff(&self, consumer: &BaseConsumer<SourceContext>) -> bool {
+        self.errors.brokers_down() || consumer.assignment().map_or(true, |a| a.count() == 0)
+    }
+
+    /// Pauses `parts`, or every assigned partition, remembering them for [`Self::resume`].
+    fn pause(&mut self, consumer: &BaseConsumer<SourceContext>, parts: Option<Partition>) {
+        let mut tpl = TopicPartitionList::new();
+        let mut add = |paused: &mut Vec<Partition>, topic: &str, partition: i32| {
+            let key = (topic.to_string(), partition);
+            tpl.add_partition(topic, partition);
+            if !paused.contains(&key) {
+                paused.push(key);
+            }
+        };
+        match parts {
+            Some((topic, partition)) => add(&mut self.paused, &topic, partition),
+            None => {
+                let Ok(assigned) = consumer.assignment() else {
+                    return;
+                };
+                for e in assigned.elements() {
+                    if !self
+                        .paused
+                        .iter()
+                        .any(|(t, p)| t == e.topic() && *p == e.partition())
+                    {
+                        add(&mut self.paused, e.topic(), e.partition());
+                    }
+                }
+            }
+        }
+        if tpl.count() > 0
+            && let Err(e) = consumer.pause(&tpl)
+        {
+            tracing::debug!(source = %self.name, error = %e, "Cannot pause Kafka partitions.");
+        }
+    }
+
+    /// Resumes what [`Self::pause`] paused: fetching restarts after the last record read.
+    fn resume(&mut self, consumer: &BaseConsumer<SourceContext>) {
+        if self.paused.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition) in self.paused.drain(..) {
+            tpl.add_partition(&topic, partition);
+        }
+        if let Err(e) = consumer.resume(&tpl) {
+            tracing::debug!(source = %self.name, error = %e, "Cannot resume Kafka partitions.");
+        }
+    }
+
+    /// The backoff wait, spent in `poll` so rebalances (and the rejoin after an outage) are
+    /// served while waiting. Ends early on stop, on a revocation, when a running commit ends,
+    /// and — unless a batch is held — on the first record, which starts the next batch.
+    /// While a batch is held the assigned partitions are paused, so records stay in Kafka.
+    fn wait(&mut self, delay: Duration, stop: &StopSignal) {
+        let Some(consumer) = self.consumer.clone() else {
+            stop.sleep(delay);
+            return;
+        };
+        let holding = self.pending.is_some();
+        if holding {
+            self.pause(&consumer, None);
+        }
+        let until = Instant::now() + delay;
+        while !stop.is_stopped() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero()
+                || self
+                    .committer
+                    .as_mut()
+                    .is_some_and(Committer::just_finished)
+            {
+                return;
+            }
+            if self.carry.events.len() >= self.config.batch_size {
+                // Only reachable if pausing failed: read nothing more.
+                stop.sleep(left.min(WAIT_SLICE));
+                continue;
+            }
+            let mut carry = std::mem::take(&mut self.carry);
+            let mut read = None;
+            match consumer.poll(left.min(WAIT_SLICE)) {
+                None => {}
+                Some(Err(e)) => self.client_error(&e),
+                Some(Ok(m)) => {
+                    read = Some((m.topic().to_string(), m.partition()));
+                    self.push(&mut carry, &m);
+                }
+            }
+            self.carry = carry;
+            if !self.revoked.lock().is_empty() {
+                let mut none = Batch::default();
+                self.apply_revocations(&mut none);
+                return;
+            }
+            match read {
+                // A partition assigned since the pause (or not paused yet).
+                Some(part) if holding => self.pause(&consumer, Some(part)),
+                Some(_) => return,
+                None => {}
+            }
+        }
     }
 }
 
@@ -566,6 +834,10 @@ impl PollableSource for KafkaSource {
         result
     }
 
+    fn backoff(&mut self, delay: Duration, stop: &StopSignal) {
+        self.wait(delay, stop);
+    }
+
     fn stop(&mut self) {
         if let Some(mut committer) = self.committer.take() {
             committer.stop();
@@ -596,20 +868,41 @@ impl KafkaSource {
         self.apply_revocations(&mut empty);
         let mut batch = match self.pending.take() {
             Some(p) if !p.origins.is_empty() => p,
-            _ => self.read_batch(),
+            _ => {
+                // Nothing held (any more): fetch everything again.
+                self.resume(consumer);
+                self.read_batch()
+            }
         };
         if batch.origins.is_empty() {
             self.counters.empty.fetch_add(1, Ordering::Relaxed);
+            // (A batch that did not wait, `batchDurationMillis` = 0, always backs off.)
+            let waited = self.config.batch_duration >= Duration::from_millis(10);
+            return Ok(if !waited || self.idle_backoff(consumer) {
+                PollStatus::Backoff
+            } else {
+                PollStatus::Ready
+            });
+        }
+        // The previous batch's commit must have ended, and succeeded, before this batch enters
+        // the channel; until then the batch is held and the backoff serves the consumer. A
+        // commit without a coordinator (broker down) waits up to `session.timeout.ms` in
+        // librdkafka, so it is not waited for here.
+        if !committer.wait_for(COMMIT_WAIT) || !ctx.uncommitted.lock().is_empty() {
+            self.counters.commit_wait.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                source = %self.name, events = batch.origins.len(),
+                "Batch held until the previous batch's offsets are committed."
+            );
+            self.pending = Some(batch);
             return Ok(PollStatus::Backoff);
         }
-        // The previous batch's commit ends (or fails, its offsets kept for a retry) before
-        // this batch enters the channel.
-        committer.wait();
         let events: Vec<Event> = batch.events.iter().flatten().cloned().collect();
         if let Err(e) = processor.process_batch(events) {
             self.pending = Some(batch);
             return Err(e.into());
         }
+        self.resume(consumer);
         // The next offset per partition of this batch, then into the shared map.
         let mut next: Vec<(Arc<str>, i32, i64)> = Vec::new();
         for (topic, partition, offset) in batch.origins.drain(..) {
@@ -673,6 +966,42 @@ mod tests {
         let left: Vec<i64> = b.origins.iter().map(|o| o.2).collect();
         assert_eq!(left, vec![20, 30]);
         assert_eq!(b.events.len(), 2);
+    }
+
+    #[test]
+    fn client_errors_are_counted_rate_limited_and_clear_on_a_record() {
+        let down = KafkaError::MessageConsumption(RDKafkaErrorCode::AllBrokersDown);
+        let transport = KafkaError::MessageConsumption(RDKafkaErrorCode::BrokerTransportFailure);
+        let topic = KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition);
+        let mut e = ClientErrors::default();
+        e.error("r1", &topic);
+        assert!(
+            !e.brokers_down(),
+            "an unknown topic says nothing about the brokers"
+        );
+        for _ in 0..5 {
+            e.error("r1", &down);
+            e.error("r1", &transport);
+        }
+        assert!(e.brokers_down());
+        assert_eq!(e.count, 11);
+        // Each kind logged once; its repeats within the interval are only counted.
+        let unlogged: Vec<(&str, u64)> =
+            e.logged.iter().map(|(k, _, n)| (k.as_str(), *n)).collect();
+        assert_eq!(
+            unlogged,
+            vec![
+                ("UnknownTopicOrPartition", 0),
+                ("AllBrokersDown", 4),
+                ("BrokerTransportFailure", 4)
+            ]
+        );
+        e.record("r1");
+        assert!(!e.brokers_down());
+        assert_eq!(e.count, 0);
+        // The interval survives the record: a flapping broker does not log every error.
+        e.error("r1", &down);
+        assert_eq!(e.logged[1].2, 5);
     }
 
     #[test]

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use crate::channels::processor::{ChannelProcessor, ProcessError};
 use crate::config::{ConfigError, MAX_MILLIS, Props};
+use crate::lifecycle::StopSignal;
 
 pub use runner::SourceRunner;
 
@@ -43,6 +44,13 @@ pub trait PollableSource: Send {
         Ok(())
     }
     fn process(&mut self, processor: &ChannelProcessor) -> Result<PollStatus, SourceError>;
+    /// The runner's backoff after `Backoff` or a failed batch: waits up to `delay`, returning
+    /// early when `stop` is signalled. A source whose client must keep being served while it
+    /// waits (the Kafka consumer's rebalances) overrides it and waits inside its client,
+    /// returning as soon as there is something to do.
+    fn backoff(&mut self, delay: Duration, stop: &StopSignal) {
+        stop.sleep(delay);
+    }
     fn stop(&mut self) {}
 }
 

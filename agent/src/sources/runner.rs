@@ -34,9 +34,7 @@ impl SourceRunner {
                 while !s.is_stopped() {
                     match source.process(&processor) {
                         Ok(PollStatus::Ready) => backoff.reset(),
-                        Ok(PollStatus::Backoff) => {
-                            s.sleep(backoff.next_delay());
-                        }
+                        Ok(PollStatus::Backoff) => source.backoff(backoff.next_delay(), &s),
                         Err(e) => {
                             let delay = backoff.next_delay();
                             match &e {
@@ -51,7 +49,7 @@ impl SourceRunner {
                                     "Source batch failed; it will be retried."
                                 ),
                             }
-                            s.sleep(delay);
+                            source.backoff(delay, &s);
                         }
                     }
                 }
