@@ -204,19 +204,20 @@ impl Agent {
     fn apply(&mut self, new: AgentConfig) -> Result<(), BuildError> {
         let old = std::mem::replace(&mut self.config, new.clone());
         let diff = ConfigDiff::between(&old, &new);
-        let prepared = match self.prepare(&old, &new, &diff) {
+        let prepared = match self.prepare(&new, &diff) {
             Ok(p) => p,
             Err(e) => {
                 self.config = old;
                 return Err(e);
             }
         };
-        match self.swap(&old, &new, &diff, prepared) {
+        let mut swapped = Swapped::default();
+        match self.swap(&new, &diff, prepared, &mut swapped) {
             Ok(()) => Ok(()),
-            Err((e, swapped)) => {
+            Err(e) => {
                 tracing::error!(error = %e,
                     "Reload failed while swapping components; restoring the previous ones.");
-                self.roll_back(&old, &new, &diff, swapped);
+                self.roll_back(&old, swapped);
                 self.config = old;
                 Err(e)
             }
@@ -224,12 +225,7 @@ impl Agent {
     }
 
     /// Phase 1: builds what can be built while the old pipeline runs.
-    fn prepare(
-        &self,
-        old: &AgentConfig,
-        new: &AgentConfig,
-        diff: &ConfigDiff,
-    ) -> Result<Prepared, BuildError> {
+    fn prepare(&self, new: &AgentConfig, diff: &ConfigDiff) -> Result<Prepared, BuildError> {
         let mut p = Prepared::default();
         // Directories held by durable channels that stop in this reload.
         let held: Vec<PathBuf> = diff
@@ -290,7 +286,6 @@ impl Agent {
                 }
             }
         }
-        let _ = old;
         Ok(p)
     }
 
@@ -310,16 +305,15 @@ impl Agent {
         view
     }
 
-    /// Phase 2: stops what is replaced and starts what was prepared. On error returns what was
-    /// done so far, for [`Self::roll_back`].
+    /// Phase 2: stops what is replaced and starts what was prepared. On error `done` holds
+    /// what was done so far, for [`Self::roll_back`].
     fn swap(
         &mut self,
-        old: &AgentConfig,
         new: &AgentConfig,
         diff: &ConfigDiff,
         mut p: Prepared,
-    ) -> Result<(), (BuildError, Swapped)> {
-        let mut done = Swapped::default();
+        done: &mut Swapped,
+    ) -> Result<(), BuildError> {
         for name in diff.sources.stopping() {
             if let Some(r) = self.sources.remove(name) {
                 r.unit.stop();
@@ -355,7 +349,7 @@ impl Agent {
                 }
                 Err(e) => {
                     p.discard();
-                    return Err((e, done));
+                    return Err(e);
                 }
             }
         }
@@ -382,7 +376,7 @@ impl Agent {
                 Ok(ps) => p.sources.push(ps),
                 Err(e) => {
                     p.discard();
-                    return Err((e, done));
+                    return Err(e);
                 }
             }
         }
@@ -391,7 +385,7 @@ impl Agent {
                 Ok(r) => p.runners.push((key, r)),
                 Err(e) => {
                     p.discard();
-                    return Err((e, done));
+                    return Err(e);
                 }
             }
         }
@@ -400,7 +394,7 @@ impl Agent {
                 Ok(runner) => done.started_runners.push((key, runner, r.staged)),
                 Err(e) => {
                     p.discard();
-                    return Err((BuildError::new(key.to_string(), e), done));
+                    return Err(BuildError::new(key.to_string(), e));
                 }
             }
         }
@@ -410,14 +404,13 @@ impl Agent {
                 Ok(running) => done.started_sources.push((name, running, ps.staged)),
                 Err(e) => {
                     p.discard();
-                    return Err((e, done));
+                    return Err(e);
                 }
             }
         }
         // Success: publish metrics, move memory events, retire what is gone.
-        for (name, keys) in &done.stopped_sources {
+        for (_, keys) in &done.stopped_sources {
             unpublish(&self.registry, keys);
-            let _ = name;
         }
         for (_, keys) in &done.stopped_runners {
             unpublish(&self.registry, keys);
@@ -457,18 +450,11 @@ impl Agent {
             let metrics = publish(&self.registry, &staged);
             self.sources.insert(name, Running { unit, metrics });
         }
-        let _ = old;
         Ok(())
     }
 
     /// Undoes a failed swap: the new components stop, the old ones come back.
-    fn roll_back(
-        &mut self,
-        old: &AgentConfig,
-        _new: &AgentConfig,
-        diff: &ConfigDiff,
-        mut done: Swapped,
-    ) {
+    fn roll_back(&mut self, old: &AgentConfig, mut done: Swapped) {
         for (_, s, _) in std::mem::take(&mut done.started_sources) {
             s.stop();
         }
@@ -541,7 +527,6 @@ impl Agent {
                     "Cannot restart the previous source after a failed reload."),
             }
         }
-        let _ = diff;
     }
 
     /// Components whose thread ended on its own (a panic): `(component, reason)`.
