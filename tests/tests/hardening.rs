@@ -73,6 +73,29 @@ fn unblock(out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// An agent on [`avro_pipeline`] with a memory channel and a blocked sink.
+fn blocked_agent(extra: &[&str]) -> Result<(tempfile::TempDir, std::path::PathBuf, u16, Sluice)> {
+    let tmp = tempfile::tempdir()?;
+    let out = tmp.path().join("out");
+    block(&out)?;
+    let port = free_port()?;
+    let conf = avro_pipeline(port, &memory_channel(10_000), &out);
+    let agent = Sluice::start(tmp.path(), "a", &conf, extra)?;
+    Ok((tmp, out, port, agent))
+}
+
+/// A file channel `c1` whose directories are `checkpoint` and `data`.
+fn file_channel(checkpoint: &Path, data: &Path) -> String {
+    format!(
+        "a1.channels.c1.type = file\n\
+         a1.channels.c1.checkpointDir = {}\n\
+         a1.channels.c1.dataDirs = {}\n\
+         a1.channels.c1.minimumRequiredSpace = 1048576\n",
+        checkpoint.display(),
+        data.display()
+    )
+}
+
 fn channel_size(agent: &Sluice) -> Result<u64> {
     agent.counter("CHANNEL.c1", "ChannelSize")
 }
@@ -118,30 +141,14 @@ fn count_in_log(agent: &Sluice, needle: &str) -> usize {
 /// channel, the reload is retried, and every event is delivered once the sink can write.
 #[test]
 fn a_reload_to_a_channel_that_cannot_open_keeps_the_pipeline_and_its_events() -> Result<()> {
-    let tmp = tempfile::tempdir()?;
-    let out = tmp.path().join("out");
-    block(&out)?;
-    let port = free_port()?;
-    let agent = Sluice::start(
-        tmp.path(),
-        "a",
-        &avro_pipeline(port, &memory_channel(10_000), &out),
-        &["--reload-interval", "1"],
-    )?;
+    let (tmp, out, port, agent) = blocked_agent(&["--reload-interval", "1"])?;
     send(tmp.path(), port, "before", 500)?;
     wait_channel_size(&agent, 500)?;
 
     let occupied = tmp.path().join("occupied");
     std::fs::write(&occupied, "a regular file")?;
-    let file_channel = format!(
-        "a1.channels.c1.type = file\n\
-         a1.channels.c1.checkpointDir = {}\n\
-         a1.channels.c1.dataDirs = {}\n\
-         a1.channels.c1.minimumRequiredSpace = 1048576\n",
-        occupied.join("checkpoint").display(),
-        tmp.path().join("data").display()
-    );
-    std::fs::write(&agent.conf, avro_pipeline(port, &file_channel, &out))?;
+    let channel = file_channel(&occupied.join("checkpoint"), &tmp.path().join("data"));
+    std::fs::write(&agent.conf, avro_pipeline(port, &channel, &out))?;
     wait_for("the reload to fail twice (retried)", WAIT, || {
         (count_in_log(&agent, "Reload failed") >= 2).then_some(())
     })?;
@@ -204,16 +211,7 @@ fn a_reload_adding_a_broken_channel_keeps_the_source_running() -> Result<()> {
 /// the old channel keeps its events, the old source serves its port again.
 #[test]
 fn a_reload_that_fails_midway_rolls_back() -> Result<()> {
-    let tmp = tempfile::tempdir()?;
-    let out = tmp.path().join("out");
-    block(&out)?;
-    let port = free_port()?;
-    let agent = Sluice::start(
-        tmp.path(),
-        "a",
-        &avro_pipeline(port, &memory_channel(10_000), &out),
-        &["--reload-interval", "1"],
-    )?;
+    let (tmp, out, port, agent) = blocked_agent(&["--reload-interval", "1"])?;
     send(tmp.path(), port, "kept", 400)?;
     wait_channel_size(&agent, 400)?;
 
@@ -252,27 +250,11 @@ fn a_reload_that_fails_midway_rolls_back() -> Result<()> {
 /// A valid reload from a memory to a file channel moves the stored events into it.
 #[test]
 fn a_reload_from_memory_to_file_channel_moves_the_events() -> Result<()> {
-    let tmp = tempfile::tempdir()?;
-    let out = tmp.path().join("out");
-    block(&out)?;
-    let port = free_port()?;
-    let agent = Sluice::start(
-        tmp.path(),
-        "a",
-        &avro_pipeline(port, &memory_channel(10_000), &out),
-        &["--reload-interval", "1"],
-    )?;
+    let (tmp, out, port, agent) = blocked_agent(&["--reload-interval", "1"])?;
     send(tmp.path(), port, "moved", 300)?;
     wait_channel_size(&agent, 300)?;
-    let file_channel = format!(
-        "a1.channels.c1.type = file\n\
-         a1.channels.c1.checkpointDir = {}\n\
-         a1.channels.c1.dataDirs = {}\n\
-         a1.channels.c1.minimumRequiredSpace = 1048576\n",
-        tmp.path().join("cp").display(),
-        tmp.path().join("data").display()
-    );
-    std::fs::write(&agent.conf, avro_pipeline(port, &file_channel, &out))?;
+    let channel = file_channel(&tmp.path().join("cp"), &tmp.path().join("data"));
+    std::fs::write(&agent.conf, avro_pipeline(port, &channel, &out))?;
     wait_for("the moved events", WAIT, || {
         agent
             .log_text()
@@ -392,16 +374,7 @@ fn wait_channel_size_at_least(agent: &Sluice, n: u64) -> Result<()> {
 /// A second SIGTERM during a long drain exits at once.
 #[test]
 fn a_second_sigterm_exits_at_once() -> Result<()> {
-    let tmp = tempfile::tempdir()?;
-    let out = tmp.path().join("out");
-    block(&out)?;
-    let port = free_port()?;
-    let mut agent = Sluice::start(
-        tmp.path(),
-        "a",
-        &avro_pipeline(port, &memory_channel(10_000), &out),
-        &["--drain-timeout", "120"],
-    )?;
+    let (tmp, _out, port, mut agent) = blocked_agent(&["--drain-timeout", "120"])?;
     send(tmp.path(), port, "left", 100)?;
     wait_channel_size(&agent, 100)?;
     agent.signal("TERM")?;

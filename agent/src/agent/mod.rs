@@ -242,15 +242,8 @@ impl Agent {
                 p.deferred_channels.push(name.clone());
                 continue;
             }
-            match open_channel(name, &c.kind) {
-                Ok(ch) => {
-                    p.channels.insert(name.clone(), ch);
-                }
-                Err(e) => {
-                    p.discard();
-                    return Err(e);
-                }
-            }
+            let ch = open_channel(name, &c.kind)?;
+            p.channels.insert(name.clone(), ch);
         }
         let view = self.channel_view(&p.channels);
         for name in diff.sources.starting() {
@@ -261,13 +254,8 @@ impl Agent {
                 p.deferred_sources.push(name.clone());
                 continue;
             }
-            match build_source_hooks(s, new, &view) {
-                Ok(ps) => p.sources.push(ps),
-                Err(e) => {
-                    p.discard();
-                    return Err(e);
-                }
-            }
+            let ps = build_source_hooks(s, new, &view)?;
+            p.sources.push(ps);
         }
         for key in diff.runners.starting() {
             let reads = diff::runner_units(new)
@@ -278,13 +266,8 @@ impl Agent {
                 p.deferred_runners.push(key.clone());
                 continue;
             }
-            match build_runner(new, key, &view) {
-                Ok(r) => p.runners.push((key.clone(), r)),
-                Err(e) => {
-                    p.discard();
-                    return Err(e);
-                }
-            }
+            let r = build_runner(new, key, &view)?;
+            p.runners.push((key.clone(), r));
         }
         Ok(p)
     }
@@ -343,15 +326,8 @@ impl Agent {
             let Some(c) = new.channels.iter().find(|c| c.name == name) else {
                 continue;
             };
-            match open_channel(&name, &c.kind) {
-                Ok(ch) => {
-                    p.channels.insert(name, ch);
-                }
-                Err(e) => {
-                    p.discard();
-                    return Err(e);
-                }
-            }
+            let ch = open_channel(&name, &c.kind)?;
+            p.channels.insert(name, ch);
         }
         // From here the new channels are live: what new components put into them must go
         // back to the old channels if the swap fails.
@@ -372,41 +348,22 @@ impl Agent {
             let Some(s) = new.sources.iter().find(|s| s.name == name) else {
                 continue;
             };
-            match build_source_hooks(s, new, &view) {
-                Ok(ps) => p.sources.push(ps),
-                Err(e) => {
-                    p.discard();
-                    return Err(e);
-                }
-            }
+            let ps = build_source_hooks(s, new, &view)?;
+            p.sources.push(ps);
         }
         for key in std::mem::take(&mut p.deferred_runners) {
-            match build_runner(new, &key, &view) {
-                Ok(r) => p.runners.push((key, r)),
-                Err(e) => {
-                    p.discard();
-                    return Err(e);
-                }
-            }
+            let r = build_runner(new, &key, &view)?;
+            p.runners.push((key, r));
         }
         for (key, r) in std::mem::take(&mut p.runners) {
-            match SinkRunner::start(&r.name, r.processor) {
-                Ok(runner) => done.started_runners.push((key, runner, r.staged)),
-                Err(e) => {
-                    p.discard();
-                    return Err(BuildError::new(key.to_string(), e));
-                }
-            }
+            let runner = SinkRunner::start(&r.name, r.processor)
+                .map_err(|e| BuildError::new(key.to_string(), e))?;
+            done.started_runners.push((key, runner, r.staged));
         }
         for ps in std::mem::take(&mut p.sources) {
             let name = ps.config.name.clone();
-            match start_source(ps.config.clone(), ps.processor, &ps.staged) {
-                Ok(running) => done.started_sources.push((name, running, ps.staged)),
-                Err(e) => {
-                    p.discard();
-                    return Err(e);
-                }
-            }
+            let running = start_source(ps.config.clone(), ps.processor, &ps.staged)?;
+            done.started_sources.push((name, running, ps.staged));
         }
         // Success: publish metrics, move memory events, retire what is gone.
         for (_, keys) in &done.stopped_sources {
@@ -619,11 +576,10 @@ struct Prepared {
     deferred_runners: Vec<RunnerKey>,
 }
 
-impl Prepared {
-    /// Drops what was built; prepared channels (still empty) close and release their files.
-    fn discard(&mut self) {
-        self.sources.clear();
-        self.runners.clear();
+/// Dropping what was prepared (a failed reload) closes the prepared channels, still empty,
+/// which releases their files; the swap moves the channels it starts out first.
+impl Drop for Prepared {
+    fn drop(&mut self) {
         for (_, c) in std::mem::take(&mut self.channels) {
             c.channel.close();
         }

@@ -16,6 +16,21 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// Why a runner's thread ended although `stop` was never signalled (a panic, with its
+/// message), if it did; takes the handle, so each failure is reported once.
+pub fn thread_failure(
+    stop: &StopSignal,
+    thread: &mut Option<std::thread::JoinHandle<()>>,
+) -> Option<String> {
+    if stop.is_stopped() || !thread.as_ref().is_some_and(|t| t.is_finished()) {
+        return None;
+    }
+    Some(match thread.take()?.join() {
+        Err(panic) => format!("its thread panicked: {}", panic_message(&*panic)),
+        Ok(()) => "its thread ended".to_string(),
+    })
+}
+
 /// A stop flag whose waits wake up as soon as stop is requested.
 #[derive(Clone, Default)]
 pub struct StopSignal(Arc<(Mutex<bool>, Condvar)>);

@@ -78,17 +78,7 @@ impl SourceRunner {
 
     /// If the thread ended without being asked to (a panic), why; reported once.
     pub fn failure(&mut self) -> Option<String> {
-        if self.stop.is_stopped() || !self.thread.as_ref().is_some_and(|t| t.is_finished()) {
-            return None;
-        }
-        let t = self.thread.take()?;
-        Some(match t.join() {
-            Err(panic) => format!(
-                "its thread panicked: {}",
-                crate::lifecycle::panic_message(&*panic)
-            ),
-            Ok(()) => "its thread ended".to_string(),
-        })
+        crate::lifecycle::thread_failure(&self.stop, &mut self.thread)
     }
 
     pub fn join(mut self) {
