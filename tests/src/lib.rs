@@ -115,6 +115,25 @@ pub fn peak_rss_kib(pid: u32) -> Result<u64> {
         .with_context(|| format!("no VmHWM in {path}"))
 }
 
+/// Current resident set size of process `pid` in KiB (`VmRSS` in /proc/<pid>/status).
+pub fn rss_kib(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("no VmRSS in {path}"))
+}
+
+/// Threads of process `pid` (entries of /proc/<pid>/task).
+pub fn thread_count(pid: u32) -> Result<usize> {
+    let path = format!("/proc/{pid}/task");
+    Ok(std::fs::read_dir(&path)
+        .with_context(|| format!("cannot read {path}"))?
+        .count())
+}
+
 /// A running `sluice agent`, killed on drop.
 pub struct Sluice {
     pub child: Child,

@@ -1,16 +1,33 @@
 //! Avro RPC between real sluice processes: sink → source delivery (plain and deflate),
-//! `sluice send`, and hostile input that must only close the offending connection.
+//! `sluice send`, hostile input that must only close the offending connection, and the
+//! source's bounds (memory, threads, connections, timeouts) measured on the running process.
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
 
-use anyhow::{Result, ensure};
-use sluice_integration::{Sluice, free_port, read_lines, run_sluice, wait_for};
+use anyhow::{Result, bail, ensure};
+use sluice_integration::{
+    Sluice, free_port, read_lines, rss_kib, run_sluice, thread_count, wait_for,
+};
 
 const WAIT: Duration = Duration::from_secs(60);
+
+/// Tests that hold hundreds of client sockets take ephemeral ports that `free_port` may have
+/// just handed to another test's collector: they run alone.
+static PORTS: RwLock<()> = RwLock::new(());
+
+fn shared_ports() -> RwLockReadGuard<'static, ()> {
+    PORTS.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn exclusive_ports() -> RwLockWriteGuard<'static, ()> {
+    PORTS.write().unwrap_or_else(|e| e.into_inner())
+}
 
 fn collector(port: u16, out: &Path, compression: &str) -> String {
     format!(
@@ -73,6 +90,7 @@ fn check_sequence(out: &Path, total: u64) -> Result<()> {
 
 #[test]
 fn sluice_to_sluice_plain_and_deflate() -> Result<()> {
+    let _ports = shared_ports();
     for compression in ["none", "deflate"] {
         let tmp = tempfile::tempdir()?;
         let out = tmp.path().join("out");
@@ -101,6 +119,7 @@ fn sluice_to_sluice_plain_and_deflate() -> Result<()> {
 
 #[test]
 fn sink_retries_until_collector_appears() -> Result<()> {
+    let _ports = shared_ports();
     let tmp = tempfile::tempdir()?;
     let out = tmp.path().join("out");
     let port = free_port()?;
@@ -116,6 +135,7 @@ fn sink_retries_until_collector_appears() -> Result<()> {
 
 #[test]
 fn send_command_delivers_file_lines_with_headers() -> Result<()> {
+    let _ports = shared_ports();
     let tmp = tempfile::tempdir()?;
     let out = tmp.path().join("out");
     let port = free_port()?;
@@ -191,6 +211,7 @@ fn append_batch_request(tail: &[u8]) -> Vec<u8> {
 
 #[test]
 fn hostile_input_closes_only_that_connection() -> Result<()> {
+    let _ports = shared_ports();
     let tmp = tempfile::tempdir()?;
     let out = tmp.path().join("out");
     let port = free_port()?;
@@ -246,6 +267,7 @@ fn hostile_input_closes_only_that_connection() -> Result<()> {
 
 #[test]
 fn sluice_to_sluice_over_tls() -> Result<()> {
+    let _ports = shared_ports();
     let tmp = tempfile::tempdir()?;
     let out = tmp.path().join("out");
     let port = free_port()?;
@@ -296,6 +318,7 @@ fn sluice_to_sluice_over_tls() -> Result<()> {
 
 #[test]
 fn many_concurrent_clients() -> Result<()> {
+    let _ports = shared_ports();
     let tmp = tempfile::tempdir()?;
     let out = tmp.path().join("out");
     let port = free_port()?;
@@ -341,6 +364,7 @@ fn many_concurrent_clients() -> Result<()> {
 
 #[test]
 fn ip_filter_rules() -> Result<()> {
+    let _ports = shared_ports();
     let tmp = tempfile::tempdir()?;
     let input = tmp.path().join("in.txt");
     std::fs::write(&input, "0\n")?;
@@ -373,5 +397,345 @@ fn ip_filter_rules() -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// `sluice send` of the numbered lines `from..from + n`.
+fn send_lines(dir: &Path, port: u16, from: u64, n: u64) -> Result<Duration> {
+    let input = dir.join(format!("in-{from}.txt"));
+    std::fs::write(
+        &input,
+        (from..from + n)
+            .map(|i| format!("{i}\n"))
+            .collect::<String>(),
+    )?;
+    let t = Instant::now();
+    let (code, _o, err) = run_sluice(&[
+        "send",
+        "-H",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-F",
+        &input.display().to_string(),
+    ])?;
+    ensure!(code == 0, "sluice send failed: {err}");
+    Ok(t.elapsed())
+}
+
+/// A frame header declaring one buffer of `len` bytes.
+fn frame_header(len: i32) -> Vec<u8> {
+    [1i32, 1, len]
+        .iter()
+        .flat_map(|v| v.to_be_bytes())
+        .collect()
+}
+
+/// Connects with a bounded wait (a server that stopped accepting must not hang the test).
+fn connect(port: u16) -> Result<TcpStream> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    Ok(TcpStream::connect_timeout(&addr, Duration::from_secs(5))?)
+}
+
+/// Waits until the server closed `s` (end of stream or reset); fails after `limit`.
+fn wait_closed(s: &mut TcpStream, limit: Duration) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    let mut b = [0u8; 512];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        ensure!(!left.is_zero(), "connection still open after {limit:?}");
+        s.set_read_timeout(Some(left))?;
+        match s.read(&mut b) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(()),
+            Err(e) => bail!("connection still open after {limit:?}: {e}"),
+        }
+    }
+}
+
+/// Samples the RSS of `pid` every 20 ms until dropped; `max()` is the largest sample.
+struct RssSampler {
+    stop: Arc<AtomicBool>,
+    max: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let max = Arc::new(AtomicU64::new(0));
+        let (s, m) = (stop.clone(), max.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                if let Ok(kib) = rss_kib(pid) {
+                    m.fetch_max(kib, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        Self {
+            stop,
+            max,
+            thread: Some(thread),
+        }
+    }
+
+    fn max(&self) -> u64 {
+        self.max.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for RssSampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+const MIB: u64 = 1024;
+
+/// Clients declaring 60 MB frames in 12-byte headers and stalling cost almost nothing; clients
+/// that really send megabytes and stall take at most `max-buffered-bytes` together; valid
+/// clients are served meanwhile, and every stalled client is closed after `read-timeout`.
+#[test]
+fn huge_declared_frames_and_stalled_clients_keep_memory_bounded() -> Result<()> {
+    let _ports = exclusive_ports();
+    const BUDGET_MIB: u64 = 64;
+    let tmp = tempfile::tempdir()?;
+    let out = tmp.path().join("out");
+    let port = free_port()?;
+    // The default max-message-bytes (64 MiB) admits the declared 60 MB frames.
+    let conf = collector(port, &out, "none")
+        .replace("a1.sources.r1.max-message-bytes = 1048576\n", "")
+        + &format!(
+            "a1.sources.r1.max-buffered-bytes = {}\na1.sources.r1.read-timeout = 4000\n",
+            BUDGET_MIB << 20
+        );
+    let c = Sluice::start(tmp.path(), "collector", &conf, &[])?;
+    let pid = c.pid();
+    send_lines(tmp.path(), port, 0, 100)?;
+    check_sequence(&out, 100)?;
+    let (rss0, threads0) = (rss_kib(pid)?, thread_count(pid)?);
+    let sampler = RssSampler::start(pid);
+
+    // 50 clients each declare a 60 MB frame, then send nothing more.
+    let mut stalled = Vec::new();
+    for _ in 0..50 {
+        let mut s = connect(port)?;
+        s.write_all(&frame_header(60_000_000))?;
+        stalled.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let served_in = send_lines(tmp.path(), port, 100, 100)?;
+    check_sequence(&out, 200)?;
+    let (rss1, threads1) = (sampler.max(), thread_count(pid)?);
+
+    // 24 clients each send 4 MiB of a declared 60 MB frame (96 MiB in all, more than the
+    // budget), then stall. The source stops reading them when the budget is used up.
+    let heavy: Vec<_> = (0..24)
+        .map(|_| {
+            std::thread::spawn(move || -> Result<TcpStream> {
+                let mut s = connect(port)?;
+                s.set_write_timeout(Some(Duration::from_secs(2)))?;
+                s.write_all(&frame_header(60_000_000))?;
+                let chunk = vec![0x55u8; 64 * 1024];
+                for _ in 0..64 {
+                    if s.write_all(&chunk).is_err() {
+                        break;
+                    }
+                }
+                Ok(s)
+            })
+        })
+        .collect();
+    for h in heavy {
+        stalled.push(
+            h.join()
+                .map_err(|_| anyhow::anyhow!("client thread panicked"))??,
+        );
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    // A valid client gets its turn at the latest when the stalled holders are closed.
+    let served_heavy_in = send_lines(tmp.path(), port, 200, 100)?;
+    check_sequence(&out, 300)?;
+    let rss2 = sampler.max();
+    drop(sampler);
+    eprintln!(
+        "RSS at rest {} MiB; 50 clients declaring 60 MB: max {} MiB (+{} KiB), threads {threads0} \
+         -> {threads1}, valid client served in {served_in:?}; 24 clients sending 4 MiB each: max \
+         {} MiB (+{} MiB), valid client served in {served_heavy_in:?}",
+        rss0 / MIB,
+        rss1 / MIB,
+        rss1.saturating_sub(rss0),
+        rss2 / MIB,
+        rss2.saturating_sub(rss0) / MIB,
+    );
+    ensure!(
+        rss1.saturating_sub(rss0) < 16 * MIB,
+        "50 declared 60 MB frames took RSS from {rss0} to {rss1} KiB"
+    );
+    ensure!(
+        threads1 <= threads0 + 2,
+        "threads went from {threads0} to {threads1}"
+    );
+    // The bound docs/avro.md states: max-buffered-bytes + 16 MiB + the connections' state
+    // (here 74 × under 40 KiB: 3 MiB) + with transparent huge pages up to 1 MiB per connection
+    // receiving at once (24).
+    ensure!(
+        rss2.saturating_sub(rss0) < (BUDGET_MIB + 16 + 3 + 24) * MIB,
+        "clients sending 96 MiB took RSS from {rss0} to {rss2} KiB (budget {BUDGET_MIB} MiB)"
+    );
+    let t = Instant::now();
+    for s in &mut stalled {
+        wait_closed(s, Duration::from_secs(20))?;
+    }
+    eprintln!("stalled clients closed {:?} later", t.elapsed());
+    // The reason is logged right after the socket is closed.
+    wait_for("the stall logged", WAIT, || {
+        c.log_text().contains("stalled mid-request").then_some(())
+    })?;
+    Ok(())
+}
+
+/// With `threads = 2`, 300 clients that connect and send nothing take no thread and lock no
+/// one out; they are closed after `idle-timeout`.
+#[test]
+fn idle_connections_take_no_thread_and_are_closed_after_idle_timeout() -> Result<()> {
+    let _ports = exclusive_ports();
+    let tmp = tempfile::tempdir()?;
+    let out = tmp.path().join("out");
+    let port = free_port()?;
+    let conf = collector(port, &out, "none")
+        + "a1.sources.r1.threads = 2\na1.sources.r1.idle-timeout = 3000\n";
+    let c = Sluice::start(tmp.path(), "collector", &conf, &[])?;
+    let pid = c.pid();
+    send_lines(tmp.path(), port, 0, 10)?;
+    check_sequence(&out, 10)?;
+    let (rss0, threads0) = (rss_kib(pid)?, thread_count(pid)?);
+    let opened = Instant::now();
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        idle.push(connect(port)?);
+    }
+    wait_for("300 open connections", WAIT, || {
+        (c.counter("SOURCE.r1", "OpenConnectionCount").ok()? >= 300).then_some(())
+    })?;
+    let (rss1, threads1) = (rss_kib(pid)?, thread_count(pid)?);
+    // More silent clients than threads: a real client is still served.
+    let served_in = send_lines(tmp.path(), port, 10, 10)?;
+    check_sequence(&out, 20)?;
+    for s in &mut idle {
+        wait_closed(s, Duration::from_secs(20))?;
+    }
+    let closed_after = opened.elapsed();
+    wait_for("no open connection", WAIT, || {
+        (c.counter("SOURCE.r1", "OpenConnectionCount").ok()? == 0).then_some(())
+    })?;
+    eprintln!(
+        "300 idle connections: threads {threads0} -> {threads1}, RSS {} -> {} MiB ({} KiB per \
+         connection), valid client served in {served_in:?}, all closed {closed_after:?} after \
+         opening (idle-timeout 3 s)",
+        rss0 / MIB,
+        rss1 / MIB,
+        rss1.saturating_sub(rss0) / 300
+    );
+    ensure!(
+        threads1 <= threads0 + 2,
+        "300 idle connections took threads from {threads0} to {threads1}"
+    );
+    ensure!(
+        closed_after >= Duration::from_millis(2500),
+        "idle connections closed after {closed_after:?}, before the 3 s idle-timeout"
+    );
+    Ok(())
+}
+
+/// `max-connections` caps open connections: the next client waits in the accept backlog and
+/// is served once an idle connection was closed.
+#[test]
+fn max_connections_queues_clients_until_a_slot_frees() -> Result<()> {
+    let _ports = shared_ports();
+    let tmp = tempfile::tempdir()?;
+    let out = tmp.path().join("out");
+    let port = free_port()?;
+    let conf = collector(port, &out, "none")
+        + "a1.sources.r1.max-connections = 5\na1.sources.r1.idle-timeout = 2000\n";
+    let c = Sluice::start(tmp.path(), "collector", &conf, &[])?;
+    let idle: Vec<_> = (0..5).map(|_| connect(port)).collect::<Result<_>>()?;
+    wait_for("5 open connections", WAIT, || {
+        (c.counter("SOURCE.r1", "OpenConnectionCount").ok()? == 5).then_some(())
+    })?;
+    let dir = tmp.path().to_path_buf();
+    let sender = std::thread::spawn(move || send_lines(&dir, port, 0, 10));
+    let mut most = 0;
+    while !sender.is_finished() {
+        most = most.max(c.counter("SOURCE.r1", "OpenConnectionCount")?);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let waited = sender
+        .join()
+        .map_err(|_| anyhow::anyhow!("sender panicked"))??;
+    check_sequence(&out, 10)?;
+    drop(idle);
+    ensure!(
+        most <= 5,
+        "{most} connections open with max-connections = 5"
+    );
+    ensure!(
+        waited >= Duration::from_millis(1000),
+        "the sixth client was served after {waited:?}, before an idle connection was closed"
+    );
+    ensure!(
+        c.log_text().contains("All connections in use"),
+        "{}",
+        c.log_text()
+    );
+    Ok(())
+}
+
+/// A TLS client that stops in the middle of its handshake is closed after `read-timeout`
+/// (not the longer `idle-timeout`), while TLS clients keep being served.
+#[test]
+fn stalled_tls_handshake_is_closed_after_read_timeout() -> Result<()> {
+    let _ports = shared_ports();
+    let tmp = tempfile::tempdir()?;
+    let out = tmp.path().join("out");
+    let port = free_port()?;
+    let (cert, key) = sluice_integration::tls::self_signed_pem(tmp.path())?;
+    let conf = collector(port, &out, "none")
+        + &format!(
+            "a1.sources.r1.ssl = true\na1.sources.r1.ssl.certificate = {}\n\
+             a1.sources.r1.ssl.key = {}\na1.sources.r1.read-timeout = 1500\n",
+            cert.display(),
+            key.display()
+        );
+    let c = Sluice::start(tmp.path(), "collector", &conf, &[])?;
+    // A TLS record header announcing a 300-byte ClientHello, then nothing.
+    let mut stalled = connect(port)?;
+    stalled.write_all(&[0x16, 0x03, 0x01, 0x01, 0x2c])?;
+    let t = Instant::now();
+    let tls_sink = format!(
+        "a1.sinks.k1.ssl = true\na1.sinks.k1.ssl.ca = {}\n",
+        cert.display()
+    );
+    let _s = Sluice::start(
+        tmp.path(),
+        "sender",
+        &(sender(port, 1_000, "none") + &tls_sink),
+        &[],
+    )?;
+    check_sequence(&out, 1_000)?;
+    wait_closed(&mut stalled, Duration::from_secs(20))?;
+    let closed_after = t.elapsed();
+    ensure!(
+        closed_after >= Duration::from_millis(1000),
+        "closed after {closed_after:?}, before the 1.5 s read-timeout"
+    );
+    wait_for("the stall logged", WAIT, || {
+        c.log_text().contains("stalled mid-request").then_some(())
+    })?;
     Ok(())
 }

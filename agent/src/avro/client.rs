@@ -118,6 +118,25 @@ impl RpcClient {
         }
     }
 
+    /// Closes the connection if the server closed it (or sent something unasked) since the
+    /// last reply, e.g. after its idle timeout: a request sent on it would fail. `true` if it
+    /// was closed.
+    pub fn close_if_closed_by_peer(&mut self) -> bool {
+        let Some(c) = &self.conn else {
+            return false;
+        };
+        let closed = c.stream.set_nonblocking(true).is_err() || {
+            let mut b = [0u8; 1];
+            let r = c.stream.peek(&mut b);
+            let readable = !matches!(r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+            c.stream.set_nonblocking(false).is_err() || readable
+        };
+        if closed {
+            self.close();
+        }
+        closed
+    }
+
     /// Opens the TCP connection if needed (the handshake rides on the next request).
     pub fn connect(&mut self) -> Result<(), RpcError> {
         if self.conn.is_some() {

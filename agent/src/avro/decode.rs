@@ -13,10 +13,14 @@ use bytes::Bytes;
 use super::protocol::{HandshakeRequest, HandshakeResponse, Match, ProtocolError, Status};
 use crate::event::{Event, Headers};
 
-/// A cursor over one received message.
+/// A cursor over one received message, held in one or more chunks (the server receives a
+/// large message in chunks rather than one buffer grown by copying).
 pub struct Reader {
-    buf: Bytes,
+    cur: Bytes,
     pos: usize,
+    rest: std::vec::IntoIter<Bytes>,
+    /// Bytes left, in `cur` and `rest`.
+    left: usize,
 }
 
 fn err(msg: impl Into<String>) -> ProtocolError {
@@ -25,23 +29,51 @@ fn err(msg: impl Into<String>) -> ProtocolError {
 
 impl Reader {
     pub fn new(buf: impl Into<Bytes>) -> Self {
+        Self::from_chunks(vec![buf.into()])
+    }
+
+    /// A message made of `chunks`, in order.
+    pub fn from_chunks(chunks: Vec<Bytes>) -> Self {
+        let left = chunks.iter().map(Bytes::len).sum();
         Self {
-            buf: buf.into(),
+            cur: Bytes::new(),
             pos: 0,
+            rest: chunks.into_iter(),
+            left,
         }
     }
 
     pub fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
+        self.left
+    }
+
+    /// Makes `cur` hold at least one unread byte, if any is left.
+    fn refill(&mut self) -> bool {
+        while self.pos == self.cur.len() {
+            match self.rest.next() {
+                Some(b) => {
+                    self.cur = b;
+                    self.pos = 0;
+                }
+                None => return false,
+            }
+        }
+        true
     }
 
     fn byte(&mut self) -> Result<u8, ProtocolError> {
-        let b = *self
-            .buf
-            .get(self.pos)
-            .ok_or_else(|| err("message ends early"))?;
+        if !self.refill() {
+            return Err(err("message ends early"));
+        }
+        let b = self.cur[self.pos];
         self.pos += 1;
+        self.left -= 1;
         Ok(b)
+    }
+
+    /// The next `n` bytes lie in one chunk (a slice of them costs no copy).
+    fn contiguous(&mut self, n: usize) -> bool {
+        n == 0 || (self.refill() && self.cur.len() - self.pos >= n)
     }
 
     /// Avro `long`: zig-zag varint of at most 10 bytes.
@@ -70,13 +102,39 @@ impl Reader {
         Ok(n)
     }
 
+    /// The next `n` bytes: a slice of the message, or a copy when they span two chunks.
     pub fn slice(&mut self, n: usize) -> Result<Bytes, ProtocolError> {
-        if n > self.remaining() {
+        if n > self.left {
             return Err(err("message ends early"));
         }
-        let b = self.buf.slice(self.pos..self.pos + n);
-        self.pos += n;
-        Ok(b)
+        if self.contiguous(n) {
+            let b = self.cur.slice(self.pos..self.pos + n);
+            self.pos += n;
+            self.left -= n;
+            return Ok(b);
+        }
+        let mut v = Vec::with_capacity(n);
+        while v.len() < n && self.refill() {
+            let k = (n - v.len()).min(self.cur.len() - self.pos);
+            v.extend_from_slice(&self.cur[self.pos..self.pos + k]);
+            self.pos += k;
+        }
+        self.left -= n;
+        Ok(Bytes::from(v))
+    }
+
+    /// Skips `n` bytes without copying them.
+    fn skip(&mut self, mut n: usize) -> Result<(), ProtocolError> {
+        if n > self.left {
+            return Err(err("message ends early"));
+        }
+        self.left -= n;
+        while n > 0 && self.refill() {
+            let k = n.min(self.cur.len() - self.pos);
+            self.pos += k;
+            n -= k;
+        }
+        Ok(())
     }
 
     pub fn bytes(&mut self) -> Result<Bytes, ProtocolError> {
@@ -86,8 +144,21 @@ impl Reader {
 
     pub fn string(&mut self) -> Result<String, ProtocolError> {
         let n = self.len("string")?;
+        self.string_of(n)
+    }
+
+    fn string_of(&mut self, n: usize) -> Result<String, ProtocolError> {
         let b = self.slice(n)?;
-        String::from_utf8(b.to_vec()).map_err(|_| err("string is not UTF-8"))
+        String::from_utf8(b.into()).map_err(|_| err("string is not UTF-8"))
+    }
+
+    /// A string of at most `max` bytes (`what` names it in the error).
+    fn short_string(&mut self, max: usize, what: &str) -> Result<String, ProtocolError> {
+        let n = self.len("string")?;
+        if n > max {
+            return Err(err(format!("{what} of {n} bytes (at most {max})")));
+        }
+        self.string_of(n)
     }
 
     pub fn fixed16(&mut self) -> Result<[u8; 16], ProtocolError> {
@@ -125,16 +196,22 @@ impl Reader {
         Ok(count as usize)
     }
 
-    /// `map<string>` into headers.
-    fn string_map(&mut self, into: &mut Headers) -> Result<(), ProtocolError> {
+    /// `map<string>` into headers, charging each entry's estimated memory.
+    fn string_map(&mut self, into: &mut Headers, charge: Charge<'_>) -> Result<(), ProtocolError> {
         loop {
             let n = self.block(2)?;
             if n == 0 {
                 return Ok(());
             }
             for _ in 0..n {
-                let k = self.string()?;
-                let v = self.string()?;
+                // Charged before each string is copied.
+                let first = if into.is_empty() { HEADERS_COST } else { 0 };
+                let kn = self.len("string")?;
+                charge(first + HEADER_ENTRY_COST + kn)?;
+                let k = self.string_of(kn)?;
+                let vn = self.len("string")?;
+                charge(vn)?;
+                let v = self.string_of(vn)?;
                 into.insert(k, v);
             }
         }
@@ -148,21 +225,49 @@ impl Reader {
                 return Ok(());
             }
             for _ in 0..n {
-                let _ = self.string()?;
-                let _ = self.bytes()?;
+                let key = self.len("string")?;
+                self.skip(key)?;
+                let value = self.len("bytes")?;
+                self.skip(value)?;
             }
         }
     }
 
-    fn event(&mut self) -> Result<Event, ProtocolError> {
+    fn event(&mut self, charge: Charge<'_>) -> Result<Event, ProtocolError> {
         let mut headers = Headers::new();
-        self.string_map(&mut headers)?;
-        let body = self.bytes()?;
+        self.string_map(&mut headers, charge)?;
+        let n = self.len("bytes")?;
+        if !self.contiguous(n) {
+            // A body across two chunks is copied.
+            charge(n)?;
+        }
+        let body = self.slice(n)?;
         Ok(Event { headers, body })
     }
 }
 
+/// Receives the estimated heap bytes of what is being decoded, before it is allocated; an
+/// error stops decoding. Lets a server bound the memory of the requests it is decoding: a
+/// message of small header entries takes tens of times its size once decoded.
+pub type Charge<'a> = &'a mut dyn FnMut(usize) -> Result<(), ProtocolError>;
+
+/// Estimated heap bytes of a non-empty header map besides its entries (the `Arc` and the
+/// first B-tree node).
+pub const HEADERS_COST: usize = 576;
+/// Estimated heap bytes of one header entry besides its key and value bytes.
+pub const HEADER_ENTRY_COST: usize = 80;
+
 pub fn read_events(r: &mut Reader, max_events: usize) -> Result<Vec<Event>, ProtocolError> {
+    read_events_charged(r, max_events, &mut |_| Ok(()))
+}
+
+/// [`read_events`], charging the decoded memory to `charge` as it goes (event bodies share the
+/// message and cost nothing more).
+pub fn read_events_charged(
+    r: &mut Reader,
+    max_events: usize,
+    charge: Charge<'_>,
+) -> Result<Vec<Event>, ProtocolError> {
     let mut events = Vec::new();
     loop {
         let n = r.block(2)?;
@@ -172,22 +277,29 @@ pub fn read_events(r: &mut Reader, max_events: usize) -> Result<Vec<Event>, Prot
         if events.len() + n > max_events {
             return Err(err(format!("batch of more than {max_events} events")));
         }
+        charge(n * std::mem::size_of::<Event>())?;
         events.reserve(n);
         for _ in 0..n {
-            events.push(r.event()?);
+            events.push(r.event(charge)?);
         }
     }
 }
 
 pub fn read_event(r: &mut Reader) -> Result<Event, ProtocolError> {
-    r.event()
+    r.event(&mut |_| Ok(()))
+}
+
+/// [`read_event`], charging the decoded memory to `charge`.
+pub fn read_event_charged(r: &mut Reader, charge: Charge<'_>) -> Result<Event, ProtocolError> {
+    charge(std::mem::size_of::<Event>())?;
+    r.event(charge)
 }
 
 pub fn read_handshake_request(r: &mut Reader) -> Result<HandshakeRequest, ProtocolError> {
     let client_hash = r.fixed16()?;
     let client_protocol = match r.union_index(2)? {
         0 => None,
-        _ => Some(r.string()?),
+        _ => Some(r.short_string(MAX_PROTOCOL_TEXT, "client protocol text")?),
     };
     let server_hash = r.fixed16()?;
     if r.union_index(2)? == 1 {
@@ -231,6 +343,16 @@ pub fn read_meta(r: &mut Reader) -> Result<(), ProtocolError> {
 
 pub fn read_string(r: &mut Reader) -> Result<String, ProtocolError> {
     r.string()
+}
+
+/// Longest protocol text accepted in a handshake (Flume's is about 2 KiB).
+pub const MAX_PROTOCOL_TEXT: usize = 1 << 20;
+/// Longest message name accepted in a call.
+pub const MAX_MESSAGE_NAME: usize = 1024;
+
+/// The message name of a call (at most [`MAX_MESSAGE_NAME`] bytes).
+pub fn read_message_name(r: &mut Reader) -> Result<String, ProtocolError> {
+    r.short_string(MAX_MESSAGE_NAME, "message name")
 }
 
 pub fn read_bool(r: &mut Reader) -> Result<bool, ProtocolError> {

@@ -20,11 +20,13 @@
 //!
 //! Limits: a message larger than the configured maximum, a buffer count or length that cannot
 //! fit in it, or a payload that does not decode closes that connection with a logged reason;
-//! nothing is allocated before its size was checked against the maximum.
+//! nothing is allocated before its size was checked against the maximum, and a payload grows
+//! only as its bytes arrive (a declared length is never allocated up front).
 
 pub mod client;
 pub mod decode;
 pub mod framing;
 pub mod protocol;
+pub mod server_io;
 pub mod tls;
 pub mod transport;

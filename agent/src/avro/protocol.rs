@@ -9,8 +9,9 @@ use apache_avro::types::Value;
 use md5::{Digest, Md5};
 
 pub use super::decode::{
-    read_bool, read_error, read_event, read_events, read_handshake_request,
-    read_handshake_response, read_meta, read_status, read_string,
+    Charge, read_bool, read_error, read_event, read_event_charged, read_events,
+    read_events_charged, read_handshake_request, read_handshake_response, read_message_name,
+    read_meta, read_status, read_string,
 };
 use crate::event::Event;
 

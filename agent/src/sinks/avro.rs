@@ -105,7 +105,7 @@ impl AvroSink {
                 .client
                 .connection_age()
                 .is_some_and(|a| a >= self.config.reset_interval);
-        if reset {
+        if reset || self.client.close_if_closed_by_peer() {
             self.client.close();
             self.counters
                 .connection_closed
