@@ -874,11 +874,11 @@ mod tests {
                 "1048576",
                 "at least max-message-bytes",
             ),
-            ("read-timeout", "0", "greater than 0"),
-            ("max-connections", "0", "greater than 0"),
-            ("max-connections", "2000000", "at most"),
-            ("max-message-bytes", "4294967296", "at most"),
-            ("threads", "100000", "at most"),
+            ("read-timeout", "0", "1 to 86400000"),
+            ("max-connections", "0", "1 to 1000000"),
+            ("max-connections", "2000000", "1 to 1000000"),
+            ("max-message-bytes", "4294967296", "1 to 2147483647"),
+            ("threads", "100000", "0 to 4096"),
         ] {
             let err = config(&[(key, value)]).err().map(|e| e.to_string());
             let err = err.unwrap_or_default();
