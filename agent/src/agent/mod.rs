@@ -374,9 +374,15 @@ impl Agent {
         }
         for (name, c) in std::mem::take(&mut done.closed_durable) {
             unpublish(&self.registry, &c.metrics);
-            if !diff.channels.changed.contains(&name) && c.channel.size() > 0 {
+            // A successor on the same directories replays them; otherwise they stay on disk.
+            let replayed = done
+                .new_channels
+                .get(&name)
+                .is_some_and(|n| n.kind.dirs() == c.kind.dirs());
+            if !replayed && c.channel.size() > 0 {
                 tracing::warn!(channel = %name, events = c.channel.size(),
-                    "A removed file channel kept its events on disk; add it back to drain them.");
+                    "A removed or replaced file channel kept its events on disk; a file channel \
+                     on the same directories drains them.");
             }
         }
         let mut new_channels = std::mem::take(&mut done.new_channels);
