@@ -260,6 +260,16 @@ impl Drop for Sluice {
     }
 }
 
+/// Runs `sluice send -H 127.0.0.1 -p <port> -F <file> <extra>` to completion: (exit code,
+/// stdout, stderr).
+pub fn sluice_send(port: u16, file: &Path, extra: &[&str]) -> Result<(i32, String, String)> {
+    let port = port.to_string();
+    let file = file.display().to_string();
+    let mut args = vec!["send", "-H", "127.0.0.1", "-p", &port, "-F", &file];
+    args.extend_from_slice(extra);
+    run_sluice(&args)
+}
+
 /// Runs `sluice <args>` to completion: (exit code, stdout, stderr).
 pub fn run_sluice(args: &[&str]) -> Result<(i32, String, String)> {
     let out = Command::new(sluice_bin()?)

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail, ensure};
 use sluice_integration::{
-    Sluice, free_port, read_lines, rss_kib, run_sluice, thread_count, wait_for,
+    Sluice, free_port, read_lines, rss_kib, sluice_send, thread_count, wait_for,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -147,15 +147,7 @@ fn send_command_delivers_file_lines_with_headers() -> Result<()> {
     let input = tmp.path().join("input.txt");
     let body: String = (0..1234).map(|i| format!("{i}\n")).collect();
     std::fs::write(&input, body)?;
-    let (code, _o, err) = run_sluice(&[
-        "send",
-        "-H",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-        "-F",
-        &input.display().to_string(),
-    ])?;
+    let (code, _o, err) = sluice_send(port, &input, &[])?;
     ensure!(code == 0, "{err}");
     ensure!(err.contains("1234 events sent"), "{err}");
     check_sequence(&out, 1234)
@@ -242,15 +234,7 @@ fn hostile_input_closes_only_that_connection() -> Result<()> {
     // The source still serves well-behaved clients.
     let input = tmp.path().join("in.txt");
     std::fs::write(&input, "0\n1\n2\n")?;
-    let (code, _o, err) = run_sluice(&[
-        "send",
-        "-H",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-        "-F",
-        &input.display().to_string(),
-    ])?;
+    let (code, _o, err) = sluice_send(port, &input, &[])?;
     ensure!(code == 0, "{err}");
     check_sequence(&out, 3)?;
     let log = c.log_text();
@@ -298,15 +282,7 @@ fn sluice_to_sluice_over_tls() -> Result<()> {
     // A plain-text client cannot talk to the TLS source; the source says why and carries on.
     let input = tmp.path().join("in.txt");
     std::fs::write(&input, "x\n")?;
-    let (code, _o, _e) = run_sluice(&[
-        "send",
-        "-H",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-        "-F",
-        &input.display().to_string(),
-    ])?;
+    let (code, _o, _e) = sluice_send(port, &input, &[])?;
     ensure!(code != 0, "plain-text send to a TLS source must fail");
     ensure!(
         c.log_text().contains("Closing Avro connection"),
@@ -377,15 +353,7 @@ fn ip_filter_rules() -> Result<()> {
         let conf = collector(port, &out, "none")
             + &format!("a1.sources.r1.ipFilter = true\na1.sources.r1.ipFilterRules = {rules}\n");
         let c = Sluice::start(tmp.path(), &format!("c-{allowed}"), &conf, &[])?;
-        let (code, _o, err) = run_sluice(&[
-            "send",
-            "-H",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-F",
-            &input.display().to_string(),
-        ])?;
+        let (code, _o, err) = sluice_send(port, &input, &[])?;
         ensure!((code == 0) == allowed, "rules {rules}: exit {code}: {err}");
         if allowed {
             check_sequence(&out, 1)?;
@@ -410,15 +378,7 @@ fn send_lines(dir: &Path, port: u16, from: u64, n: u64) -> Result<Duration> {
             .collect::<String>(),
     )?;
     let t = Instant::now();
-    let (code, _o, err) = run_sluice(&[
-        "send",
-        "-H",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-        "-F",
-        &input.display().to_string(),
-    ])?;
+    let (code, _o, err) = sluice_send(port, &input, &[])?;
     ensure!(code == 0, "sluice send failed: {err}");
     Ok(t.elapsed())
 }

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use sluice_integration::{Sluice, free_port, read_lines, run_sluice, wait_for};
+use sluice_integration::{Sluice, free_port, read_lines, run_sluice, sluice_send, wait_for};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -21,17 +21,7 @@ fn send(dir: &Path, port: u16, tag: &str, n: usize) -> Result<()> {
     let file = dir.join(format!("{tag}.txt"));
     let text: String = (0..n).map(|i| format!("{tag}-{i}\n")).collect();
     std::fs::write(&file, text)?;
-    let (code, out, err) = run_sluice(&[
-        "send",
-        "-H",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-        "-F",
-        &file.to_string_lossy(),
-        "-b",
-        "100",
-    ])?;
+    let (code, out, err) = sluice_send(port, &file, &["-b", "100"])?;
     ensure!(code == 0, "sluice send failed ({code}): {out}{err}");
     Ok(())
 }
