@@ -46,20 +46,32 @@ async fn read_sock(sock: &TcpStream, dst: &mut Vec<u8>) -> io::Result<usize> {
     loop {
         sock.readable().await?;
         dst.reserve(CHUNK);
-        let start = dst.len();
-        let spare = (dst.capacity() - start).min(CHUNK);
-        dst.resize(start + spare, 0);
-        match sock.try_read(&mut dst[start..]) {
-            Ok(n) => {
-                dst.truncate(start + n);
-                return Ok(n);
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => dst.truncate(start),
-            Err(e) => {
-                dst.truncate(start);
-                return Err(e);
-            }
+        let spare = (dst.capacity() - dst.len()).min(CHUNK);
+        if let Some(n) = read_tail(dst, spare, |buf| sock.try_read(buf))? {
+            return Ok(n);
         }
+    }
+}
+
+/// Reads with `read` into `len` bytes appended to `dst`, keeping only what was read: the
+/// count, or `None` when the read would block (nothing appended).
+fn read_tail(
+    dst: &mut Vec<u8>,
+    len: usize,
+    read: impl FnOnce(&mut [u8]) -> io::Result<usize>,
+) -> io::Result<Option<usize>> {
+    let start = dst.len();
+    dst.resize(start + len, 0);
+    let result = read(&mut dst[start..]);
+    let kept = match &result {
+        Ok(n) => *n,
+        Err(_) => 0,
+    };
+    dst.truncate(start + kept);
+    match result {
+        Ok(n) => Ok(Some(n)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -216,18 +228,8 @@ impl ServerIo {
             return self.wire.read(dst).await;
         };
         loop {
-            let start = dst.len();
-            dst.resize(start + CHUNK, 0);
-            match tls.reader().read(&mut dst[start..]) {
-                Ok(n) => {
-                    dst.truncate(start + n);
-                    return Ok(n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => dst.truncate(start),
-                Err(e) => {
-                    dst.truncate(start);
-                    return Err(e);
-                }
+            if let Some(n) = read_tail(dst, CHUNK, |buf| tls.reader().read(buf))? {
+                return Ok(n);
             }
             if tls.wants_write() {
                 let out = tls_output(tls)?;
