@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use sluice::agent::Agent;
-use sluice::config::AgentConfig;
 use sluice::metrics::Registry;
 use sluice::metrics::http::MetricsServer;
+use sluice::topology::AgentConfig;
 
 /// Events are allocated on source threads and freed on sink threads. On that pattern glibc's
 /// `malloc`/`free` took over a quarter of the Kafka source's perf samples; mimalloc's
@@ -83,8 +83,17 @@ enum Command {
         #[arg(long)]
         deflate: bool,
     },
-    /// Validate a config file and print the resolved topology.
+    /// Validate a config file and print the resolved topology: each component with its type
+    /// and the keys set to non-default values; warnings and errors go to stderr.
     Check {
+        #[arg(short = 'n', long = "name")]
+        name: String,
+        #[arg(short = 'f', long = "conf-file")]
+        conf_file: PathBuf,
+    },
+    /// Print the pipeline as Graphviz DOT (sources, interceptors, selectors, channels, sink
+    /// groups, sinks); render it with `dot -Tsvg`.
+    Graph {
         #[arg(short = 'n', long = "name")]
         name: String,
         #[arg(short = 'f', long = "conf-file")]
@@ -141,7 +150,8 @@ fn init_logging() {
 fn main() -> ExitCode {
     init_logging();
     match Cli::parse().command {
-        Command::Check { name, conf_file } => check(&name, &conf_file),
+        Command::Check { name, conf_file } => check(&name, &conf_file, AgentConfig::describe),
+        Command::Graph { name, conf_file } => check(&name, &conf_file, AgentConfig::graph),
         Command::Wasm {
             command:
                 WasmCommand::Test {
@@ -213,13 +223,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn check(name: &str, file: &Path) -> ExitCode {
+/// Loads and validates the config, then prints `render` of it (`check`, `graph`).
+fn check(name: &str, file: &Path, render: fn(&AgentConfig) -> String) -> ExitCode {
     match AgentConfig::load(file, name) {
         Ok(c) => {
             for w in &c.warnings {
                 eprintln!("warning: {w}");
             }
-            print!("{}", c.describe());
+            print!("{}", render(&c));
             ExitCode::SUCCESS
         }
         Err(errors) => {

@@ -8,8 +8,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::config::AgentConfig;
-use crate::selectors::SelectorConfig;
+use crate::tenants::TenantRouterSpec;
+use crate::topology::AgentConfig;
 
 /// A sink runner's unit: a sink group, or a sink outside any group.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -113,7 +113,7 @@ impl ConfigDiff {
         let tenants_changed =
             old.tenants.as_ref().map(|t| &t.raw) != new.tenants.as_ref().map(|t| &t.raw);
         for s in &new.sources {
-            let by_tenant = matches!(s.selector, SelectorConfig::Tenant);
+            let by_tenant = s.selector.kind == TenantRouterSpec::KIND;
             if s.channels.iter().any(|c| moved.contains(c)) || (by_tenant && tenants_changed) {
                 sources.touch(&s.name);
             }
@@ -180,8 +180,8 @@ pub fn runner_units(c: &AgentConfig) -> BTreeMap<RunnerKey, UnitPrint> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::AgentConfig;
     use crate::config::Properties;
+    use crate::topology::AgentConfig;
 
     fn config(text: &str) -> AgentConfig {
         let props = Properties::parse(std::path::Path::new("test.conf"), text);

@@ -30,50 +30,14 @@ use std::time::{Duration, Instant};
 
 pub use diff::{ConfigDiff, RunnerKey};
 
-use crate::channels::file::FileChannel;
-use crate::channels::memory::MemoryChannel;
-use crate::channels::processor::ChannelProcessor;
-use crate::channels::{Channel, ChannelRef, PutTransaction, TakeTransaction};
-use crate::config::{AgentConfig, ChannelKind, SinkConfig, SinkKind, SourceConfig, SourceKind};
-use crate::interceptors::InterceptorChain;
-use crate::metrics::{
-    Combined, ComponentType, KafkaSinkCounters, KafkaSourceCounters, Registry, SinkCounters,
-    SourceCounters,
+use crate::channels::{Channel, ChannelRef, ChannelSpec, PutTransaction, TakeTransaction};
+use crate::metrics::{ComponentType, Registry, SinkCounters, SourceCounters};
+use crate::pipeline::{
+    BuildContext, BuildError, ChannelProcessor, EventDrivenSource, InterceptorChain, SinkContext,
+    SinkProcessor, SinkRunner, SinkSlot, SourceContext, SourceInstance, SourceRunner,
 };
-use crate::selectors::{ChannelSelector, SelectorConfig};
-use crate::sinks::avro::AvroSink;
-use crate::sinks::file_roll::FileRollSink;
-use crate::sinks::group::{DefaultProcessor, SinkProcessor};
-use crate::sinks::hdfs::HdfsSink;
-use crate::sinks::kafka::KafkaSink;
-use crate::sinks::logger::LoggerSink;
-use crate::sinks::null::NullSink;
-use crate::sinks::runner::SinkRunner;
-use crate::sinks::{Sink, SinkSlot};
-use crate::sources::avro::AvroSource;
-use crate::sources::kafka::KafkaSource;
-use crate::sources::seq::SeqSource;
-use crate::sources::stress::StressSource;
-use crate::sources::taildir::TaildirSource;
-use crate::sources::{EventDrivenSource, PollableSource, SourceRunner};
-use crate::tenants::TenantRouter;
-use crate::wasm::Scope;
-
-#[derive(Debug, thiserror::Error)]
-#[error("{component}: {message}")]
-pub struct BuildError {
-    pub component: String,
-    pub message: String,
-}
-
-impl BuildError {
-    fn new(component: impl Into<String>, message: impl std::fmt::Display) -> Self {
-        Self {
-            component: component.into(),
-            message: message.to_string(),
-        }
-    }
-}
+use crate::registry;
+use crate::topology::{AgentConfig, SinkConfig, SourceConfig};
 
 /// The metrics a component registered while it was built: a private registry, and the keys
 /// it held once published to the agent's.
@@ -104,7 +68,7 @@ impl RunningSource {
 
 struct RunningChannel {
     channel: ChannelRef,
-    kind: ChannelKind,
+    spec: Arc<dyn ChannelSpec>,
     metrics: MetricKeys,
 }
 
@@ -129,7 +93,7 @@ struct PreparedRunner {
 
 struct PreparedChannel {
     channel: ChannelRef,
-    kind: ChannelKind,
+    spec: Arc<dyn ChannelSpec>,
     staged: Arc<Registry>,
 }
 
@@ -232,17 +196,17 @@ impl Agent {
             .channels
             .stopping()
             .filter_map(|n| self.channels.get(n))
-            .flat_map(|c| c.kind.dirs())
+            .flat_map(|c| c.spec.dirs())
             .collect();
         for name in diff.channels.starting() {
             let Some(c) = new.channels.iter().find(|c| &c.name == name) else {
                 continue;
             };
-            if c.kind.dirs().iter().any(|d| held.contains(d)) {
+            if c.spec.dirs().iter().any(|d| held.contains(d)) {
                 p.deferred_channels.push(name.clone());
                 continue;
             }
-            let ch = open_channel(name, &c.kind)?;
+            let ch = open_channel(name, &c.spec)?;
             p.channels.insert(name.clone(), ch);
         }
         let view = self.channel_view(&p.channels);
@@ -254,7 +218,7 @@ impl Agent {
                 p.deferred_sources.push(name.clone());
                 continue;
             }
-            let ps = build_source_hooks(s, new, &view)?;
+            let ps = build_source_hooks(s, &view)?;
             p.sources.push(ps);
         }
         for key in diff.runners.starting() {
@@ -326,7 +290,7 @@ impl Agent {
             let Some(c) = new.channels.iter().find(|c| c.name == name) else {
                 continue;
             };
-            let ch = open_channel(&name, &c.kind)?;
+            let ch = open_channel(&name, &c.spec)?;
             p.channels.insert(name, ch);
         }
         // From here the new channels are live: what new components put into them must go
@@ -348,7 +312,7 @@ impl Agent {
             let Some(s) = new.sources.iter().find(|s| s.name == name) else {
                 continue;
             };
-            let ps = build_source_hooks(s, new, &view)?;
+            let ps = build_source_hooks(s, &view)?;
             p.sources.push(ps);
         }
         for key in std::mem::take(&mut p.deferred_runners) {
@@ -356,8 +320,11 @@ impl Agent {
             p.runners.push((key, r));
         }
         for (key, r) in std::mem::take(&mut p.runners) {
-            let runner = SinkRunner::start(&r.name, r.processor)
-                .map_err(|e| BuildError::new(key.to_string(), e))?;
+            let runner =
+                SinkRunner::start(&r.name, r.processor).map_err(|source| BuildError::Thread {
+                    component: key.to_string(),
+                    source,
+                })?;
             done.started_runners.push((key, runner, r.staged));
         }
         for ps in std::mem::take(&mut p.sources) {
@@ -378,7 +345,7 @@ impl Agent {
             let replayed = done
                 .new_channels
                 .get(&name)
-                .is_some_and(|n| n.kind.dirs() == c.kind.dirs());
+                .is_some_and(|n| n.spec.dirs() == c.spec.dirs());
             if !replayed && c.channel.size() > 0 {
                 tracing::warn!(channel = %name, events = c.channel.size(),
                     "A removed or replaced file channel kept its events on disk; a file channel \
@@ -400,7 +367,7 @@ impl Agent {
                 name,
                 RunningChannel {
                     channel: c.channel,
-                    kind: c.kind,
+                    spec: c.spec,
                     metrics,
                 },
             );
@@ -437,14 +404,14 @@ impl Agent {
             c.channel.close();
         }
         for (name, c) in std::mem::take(&mut done.closed_durable) {
-            match open_channel(&name, &c.kind) {
+            match open_channel(&name, &c.spec) {
                 Ok(reopened) => {
                     let metrics = publish(&self.registry, &reopened.staged);
                     self.channels.insert(
                         name,
                         RunningChannel {
                             channel: reopened.channel,
-                            kind: reopened.kind,
+                            spec: reopened.spec,
                             metrics,
                         },
                     );
@@ -463,7 +430,10 @@ impl Agent {
             let restarted = build_runner(old, &key, &view).and_then(|r| {
                 SinkRunner::start(&r.name, r.processor)
                     .map(|unit| (unit, r.staged))
-                    .map_err(|e| BuildError::new(key.to_string(), e))
+                    .map_err(|source| BuildError::Thread {
+                        component: key.to_string(),
+                        source,
+                    })
             });
             match restarted {
                 Ok((unit, staged)) => {
@@ -478,7 +448,7 @@ impl Agent {
             let Some(s) = old.sources.iter().find(|s| s.name == name) else {
                 continue;
             };
-            let restarted = build_source_hooks(s, old, &view).and_then(|ps| {
+            let restarted = build_source_hooks(s, &view).and_then(|ps| {
                 start_source(ps.config, ps.processor, &ps.staged).map(|u| (u, ps.staged))
             });
             match restarted {
@@ -603,19 +573,15 @@ struct Swapped {
     started_sources: Vec<(String, RunningSource, Arc<Registry>)>,
 }
 
-fn open_channel(name: &str, kind: &ChannelKind) -> Result<PreparedChannel, BuildError> {
-    let channel: ChannelRef = match kind {
-        ChannelKind::Memory(c) => Arc::new(MemoryChannel::new(name, c.clone())),
-        ChannelKind::File(c) => Arc::new(
-            FileChannel::open(name, c.clone())
-                .map_err(|e| BuildError::new(format!("channel {name}"), e))?,
-        ),
-    };
+fn open_channel(name: &str, spec: &Arc<dyn ChannelSpec>) -> Result<PreparedChannel, BuildError> {
+    let channel = spec
+        .open(name)
+        .map_err(|e| BuildError::component(format!("channel {name}"), e))?;
     let staged = Registry::new();
     staged.register(ComponentType::Channel, name, channel.metric_set());
     Ok(PreparedChannel {
         channel,
-        kind: kind.clone(),
+        spec: spec.clone(),
         staged,
     })
 }
@@ -641,13 +607,12 @@ fn retire_memory_channel(name: &str, old: &dyn Channel, successor: Option<&dyn C
 fn lookup(view: &BTreeMap<String, ChannelRef>, name: &str) -> Result<ChannelRef, BuildError> {
     view.get(name)
         .cloned()
-        .ok_or_else(|| BuildError::new(format!("channel {name}"), "not running"))
+        .ok_or_else(|| BuildError::ChannelNotRunning(name.to_string()))
 }
 
 /// Builds a source's interceptors, selector and channel processor (guests compile here).
 fn build_source_hooks(
     s: &SourceConfig,
-    config: &AgentConfig,
     view: &BTreeMap<String, ChannelRef>,
 ) -> Result<PreparedSource, BuildError> {
     let staged = Registry::new();
@@ -661,23 +626,20 @@ fn build_source_hooks(
         .interceptors
         .iter()
         .map(|i| {
-            let scope = Scope::new(format!("{}.{}", s.name, i.name), &staged);
-            i.kind
-                .build(&scope)
-                .map_err(|e| BuildError::new(&component, e))
+            let cx = BuildContext::new(format!("{}.{}", s.name, i.name), &staged);
+            i.interceptor
+                .spec
+                .build(&cx)
+                .map_err(|e| BuildError::component(&component, e))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let counters = SourceCounters::new();
     staged.register(ComponentType::Source, &s.name, counters.clone());
-    let selector: Box<dyn ChannelSelector> = match (&s.selector, &config.tenants) {
-        (SelectorConfig::Tenant, Some(t)) => Box::new(
-            TenantRouter::new(t, &s.channels, &staged)
-                .map_err(|e| BuildError::new(&component, e))?,
-        ),
-        (other, _) => other
-            .build(&Scope::new(format!("{}.selector", s.name), &staged))
-            .map_err(|e| BuildError::new(&component, e))?,
-    };
+    let selector = s
+        .selector
+        .spec
+        .build(&BuildContext::new(format!("{}.selector", s.name), &staged))
+        .map_err(|e| BuildError::component(&component, e))?;
     let processor = Arc::new(ChannelProcessor::new(
         &s.name,
         InterceptorChain::new(interceptors),
@@ -699,80 +661,54 @@ fn start_source(
     staged: &Arc<Registry>,
 ) -> Result<RunningSource, BuildError> {
     let component = format!("source {}", s.name);
-    let (source, poll): (Box<dyn PollableSource>, _) = match &s.kind {
-        SourceKind::Avro(c) => {
-            let mut src = AvroSource::new(&s.name, c.clone());
-            src.start(processor)
-                .map_err(|e| BuildError::new(&component, e))?;
-            return Ok(RunningSource::Driven(Box::new(src)));
-        }
-        SourceKind::Kafka(c) => {
-            let kafka = KafkaSourceCounters::new();
-            let counters = processor.counters().clone();
-            staged.register(
-                ComponentType::Source,
-                &s.name,
-                Arc::new(Combined(counters, kafka.clone())),
-            );
-            (
-                Box::new(KafkaSource::new(&s.name, c.clone(), kafka)),
-                c.poll.clone(),
-            )
-        }
-        SourceKind::Seq(c) => (Box::new(SeqSource::new(c.clone())), c.poll.clone()),
-        SourceKind::Stress(c) => (Box::new(StressSource::new(c.clone())), c.poll.clone()),
-        SourceKind::Taildir(c) => {
-            let source = TaildirSource::new(&s.name, c.clone())
-                .map_err(|e| BuildError::new(&component, e))?;
-            (Box::new(source), c.poll.clone())
-        }
+    let cx = SourceContext {
+        cx: BuildContext::new(&s.name, staged),
+        counters: processor.counters().clone(),
     };
-    SourceRunner::start(&s.name, source, processor, poll)
-        .map(RunningSource::Polled)
-        .map_err(|e| BuildError::new(&component, e))
+    let instance = s
+        .source
+        .spec
+        .build(&cx)
+        .map_err(|e| BuildError::component(&component, e))?;
+    match instance {
+        SourceInstance::Driven(mut src) => {
+            src.start(processor)
+                .map_err(|e| BuildError::component(&component, e))?;
+            Ok(RunningSource::Driven(src))
+        }
+        SourceInstance::Polled(source, poll) => {
+            SourceRunner::start(&s.name, source, processor, poll)
+                .map(RunningSource::Polled)
+                .map_err(|e| BuildError::component(&component, e))
+        }
+    }
 }
 
 fn build_slot(
     k: &SinkConfig,
     view: &BTreeMap<String, ChannelRef>,
-    staged: &Registry,
+    staged: &Arc<Registry>,
 ) -> Result<SinkSlot, BuildError> {
     let counters = SinkCounters::new();
-    let mut extra: Option<Arc<KafkaSinkCounters>> = None;
-    let (sink, batch): (Box<dyn Sink>, usize) = match &k.kind {
-        SinkKind::Avro(c) => (
-            Box::new(AvroSink::new(&k.name, c.clone(), counters.clone())),
-            c.batch_size,
-        ),
-        SinkKind::Kafka(c) => {
-            let kafka = KafkaSinkCounters::new();
-            extra = Some(kafka.clone());
-            (
-                Box::new(KafkaSink::new(&k.name, c.clone(), kafka)),
-                c.batch_size,
-            )
-        }
-        SinkKind::Logger(c) => (Box::new(LoggerSink::new(&k.name, c)), c.batch_size),
-        SinkKind::Null(c) => (Box::new(NullSink), c.batch_size),
-        SinkKind::FileRoll(c) => (
-            Box::new(FileRollSink::new(&k.name, c.clone())),
-            c.batch_size,
-        ),
-        SinkKind::Hdfs(c) => (
-            Box::new(HdfsSink::new(&k.name, (**c).clone(), counters.clone())),
-            c.batch_size,
-        ),
+    // A sink with counters of its own registers both under the same name, replacing these.
+    staged.register(ComponentType::Sink, &k.name, counters.clone());
+    let cx = SinkContext {
+        cx: BuildContext::new(&k.name, staged),
+        counters: counters.clone(),
     };
-    let slot = SinkSlot::with_counters(&k.name, sink, lookup(view, &k.channel)?, batch, counters);
-    match extra {
-        Some(kafka) => staged.register(
-            ComponentType::Sink,
-            &k.name,
-            Arc::new(Combined(slot.counters.clone(), kafka)),
-        ),
-        None => staged.register(ComponentType::Sink, &k.name, slot.counters.clone()),
-    }
-    Ok(slot)
+    let sink = k
+        .sink
+        .spec
+        .build(&cx)
+        .map_err(|e| BuildError::component(format!("sink {}", k.name), e))?;
+    let channel = lookup(view, &k.channel)?;
+    Ok(SinkSlot::with_counters(
+        &k.name,
+        sink,
+        channel,
+        k.sink.spec.batch_size(),
+        counters,
+    ))
 }
 
 /// Builds a sink runner's processor (a group's selector guest compiles here), not started.
@@ -787,30 +723,26 @@ fn build_runner(
             .sinks
             .iter()
             .find(|k| k.name == n)
-            .ok_or_else(|| BuildError::new(format!("sink {n}"), "not configured"))
+            .ok_or_else(|| BuildError::NotConfigured(format!("sink {n}")))
     };
-    let (name, processor): (String, Box<dyn SinkProcessor>) = match key {
-        RunnerKey::Sink(n) => (
-            n.clone(),
-            Box::new(DefaultProcessor::new(build_slot(sink(n)?, view, &staged)?)),
-        ),
+    let (name, members, processor) = match key {
+        RunnerKey::Sink(n) => (n.clone(), vec![n.clone()], registry::default_processor()),
         RunnerKey::Group(g) => {
             let Some(gc) = config.sinkgroups.iter().find(|x| &x.name == g) else {
-                return Err(BuildError::new(format!("sinkgroup {g}"), "not configured"));
+                return Err(BuildError::NotConfigured(format!("sinkgroup {g}")));
             };
-            let slots = gc
-                .sinks
-                .iter()
-                .map(|n| sink(n).and_then(|k| build_slot(k, view, &staged)))
-                .collect::<Result<Vec<_>, _>>()?;
-            let scope = Scope::new(format!("{g}.processor"), &staged);
-            let processor = gc
-                .processor
-                .build(g, slots, &scope)
-                .map_err(|e| BuildError::new(format!("sinkgroup {g}"), e))?;
-            (g.clone(), processor)
+            (g.clone(), gc.sinks.clone(), gc.processor.clone())
         }
     };
+    let slots = members
+        .iter()
+        .map(|n| sink(n).and_then(|k| build_slot(k, view, &staged)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let cx = BuildContext::new(format!("{name}.processor"), &staged);
+    let processor: Box<dyn SinkProcessor> = processor
+        .spec
+        .build(&name, slots, &cx)
+        .map_err(|e| BuildError::component(key.to_string(), e))?;
     Ok(PreparedRunner {
         name,
         processor,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::{Channel, ChannelError, Reservation, TakeTicket};
+use super::{Channel, ChannelError, ChannelRef, ChannelSpec, Reservation, TakeTicket};
 use crate::config::{ConfigError, MAX_BATCH, MAX_SECONDS, Props};
 use crate::event::Event;
 use crate::metrics::ChannelCounters;
@@ -99,6 +99,15 @@ pub struct MemoryChannel {
 /// source's thread). Watching costs the taker's thread this long per empty take at most and
 /// yields the CPU between looks, so an idle agent or a busy machine loses next to nothing.
 const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(100);
+
+impl ChannelSpec for MemoryChannelConfig {
+    fn open(
+        &self,
+        name: &str,
+    ) -> Result<ChannelRef, Box<dyn std::error::Error + Send + Sync + 'static>> {
+        Ok(Arc::new(MemoryChannel::new(name, self.clone())))
+    }
+}
 
 impl MemoryChannel {
     pub fn new(name: &str, config: MemoryChannelConfig) -> Self {

@@ -11,8 +11,9 @@
 
 pub mod file;
 pub mod memory;
-pub mod processor;
 
+use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -43,6 +44,19 @@ pub enum ChannelError {
     Closed { channel: String },
     #[error("channel `{channel}`: {message}")]
     Io { channel: String, message: String },
+}
+
+/// A parsed channel (`a1.channels.c1.*`): opening it gives the running channel. Lives here, not
+/// in the pipeline, because the pipeline's glue is built on channels.
+pub trait ChannelSpec: fmt::Debug + Send + Sync {
+    fn open(
+        &self,
+        name: &str,
+    ) -> Result<ChannelRef, Box<dyn std::error::Error + Send + Sync + 'static>>;
+    /// The directories a durable channel holds (locks) while open.
+    fn dirs(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
 }
 
 /// Room held in a channel between prepare and commit.

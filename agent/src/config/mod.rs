@@ -1,11 +1,10 @@
-//! Flume properties → typed agent configuration.
+//! Flume's properties format and the typed reading of one component's keys.
 //!
-//! Parsing is pure: [`AgentConfig::from_properties`] reads keys, applies Flume's defaults and
-//! checks values, but opens no file and binds no port; building the running pipeline is
-//! `crate::agent`'s job. Every error names the file, line and key; unknown keys are returned as
-//! warnings because Flume ignores them and existing configs rely on that.
+//! Parsing is pure: [`Props`] reads keys, applies defaults and checks values, but opens no file
+//! and binds no port. Every error names the file, line and key. The agent's topology (which
+//! components exist and how they connect) is `crate::topology`'s; building the running
+//! pipeline is `crate::agent`'s.
 
-mod agent;
 mod properties;
 
 use std::cell::RefCell;
@@ -17,10 +16,6 @@ use std::rc::Rc;
 use std::str::FromStr;
 use std::time::Duration;
 
-pub use agent::{
-    AgentConfig, ChannelConfig, ChannelKind, InterceptorConfig, SinkConfig, SinkGroupConfig,
-    SinkKind, SourceConfig, SourceKind,
-};
 pub use properties::{Entry, Properties};
 
 /// Largest batch any source or sink takes (`batchSize`, `transactionCapacity`, ...): a batch is
@@ -80,8 +75,26 @@ impl From<ConfigError> for ConfigErrors {
     }
 }
 
+/// One key's effective value, for `sluice check`: the key (relative to the component), the
+/// value as the component uses it, and the line it was set on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Setting {
+    pub key: String,
+    pub value: String,
+    pub line: usize,
+}
+
+/// What a getter read: the effective value and the default it replaced (`None` when the key
+/// has no default, e.g. a required path).
+#[derive(Clone, Debug)]
+struct Read {
+    value: String,
+    default: Option<String>,
+}
+
 /// The keys of one component (prefix removed), with typed getters that report errors at the
-/// right line and remember which keys were read so the rest can be warned about.
+/// right line and remember which keys were read (so the rest can be warned about) and what
+/// they resolved to (so `sluice check` can show the values that differ from the defaults).
 #[derive(Clone, Debug)]
 pub struct Props {
     file: Rc<PathBuf>,
@@ -90,6 +103,7 @@ pub struct Props {
     /// Line used for errors about missing keys: the component's `type` line.
     anchor_line: usize,
     used: Rc<RefCell<BTreeSet<String>>>,
+    read: Rc<RefCell<BTreeMap<String, Read>>>,
 }
 
 impl Props {
@@ -105,6 +119,7 @@ impl Props {
             keys: Rc::new(keys),
             anchor_line,
             used: Rc::default(),
+            read: Rc::default(),
         }
     }
 
@@ -134,7 +149,34 @@ impl Props {
             keys: self.keys.clone(),
             anchor_line: self.anchor_line,
             used: self.used.clone(),
+            read: self.read.clone(),
         }
+    }
+
+    /// The keys of one component (`sub` = `"sources.r1."`). Errors about its missing keys
+    /// point at its `type` line, or, without one, at the line of `declared_by` (the list that
+    /// named it, e.g. `sources`).
+    pub fn component(&self, sub: &str, declared_by: &str) -> Self {
+        let p = self.sub(sub);
+        let line = self
+            .keys
+            .get(&p.full("type"))
+            .or_else(|| self.keys.get(&self.full(declared_by)))
+            .map_or(self.anchor_line, |e| e.line);
+        Self {
+            anchor_line: line,
+            ..p
+        }
+    }
+
+    /// The line of `key`, if it is set.
+    pub fn line(&self, key: &str) -> Option<usize> {
+        self.keys.get(&self.full(key)).map(|e| e.line)
+    }
+
+    /// The prefix of these keys (`a1.sources.r1.`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     fn full(&self, key: &str) -> String {
@@ -144,8 +186,48 @@ impl Props {
     fn entry(&self, key: &str) -> Option<&Entry> {
         let full = self.full(key);
         let e = self.keys.get(&full)?;
+        self.read
+            .borrow_mut()
+            .entry(full.clone())
+            .or_insert_with(|| Read {
+                value: e.value.trim().to_string(),
+                default: None,
+            });
         self.used.borrow_mut().insert(full);
         Some(e)
+    }
+
+    /// Records what a typed getter made of `key` (only keys that are set are shown, so a
+    /// default never appears on its own).
+    fn resolved(&self, key: &str, value: impl fmt::Display, default: impl fmt::Display) {
+        let full = self.full(key);
+        if self.keys.contains_key(&full) {
+            self.read.borrow_mut().insert(
+                full,
+                Read {
+                    value: value.to_string(),
+                    default: Some(default.to_string()),
+                },
+            );
+        }
+    }
+
+    /// The keys under this prefix that are set to something other than their default, in
+    /// file order, keys relative to the prefix.
+    pub fn settings(&self) -> Vec<Setting> {
+        let read = self.read.borrow();
+        let mut out: Vec<Setting> = read
+            .range(self.prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&self.prefix))
+            .filter(|(_, r)| r.default.as_ref() != Some(&r.value))
+            .map(|(k, r)| Setting {
+                key: k[self.prefix.len()..].to_string(),
+                value: r.value.clone(),
+                line: self.keys.get(k).map_or(0, |e| e.line),
+            })
+            .collect();
+        out.sort_by_key(|s| s.line);
+        out
     }
 
     pub fn file(&self) -> &Path {
@@ -169,7 +251,9 @@ impl Props {
     }
 
     pub fn string(&self, key: &str, default: &str) -> String {
-        self.get(key).unwrap_or(default).to_string()
+        let v = self.get(key).unwrap_or(default).to_string();
+        self.resolved(key, &v, default);
+        v
     }
 
     pub fn required(&self, key: &str) -> Result<String, ConfigError> {
@@ -180,13 +264,20 @@ impl Props {
     }
 
     /// A number (or other `FromStr` value); `what` describes the accepted values.
-    pub fn parse<T: FromStr>(&self, key: &str, default: T, what: &str) -> Result<T, ConfigError> {
-        match self.get(key) {
-            None | Some("") => Ok(default),
+    pub fn parse<T: FromStr + fmt::Display>(
+        &self,
+        key: &str,
+        default: T,
+        what: &str,
+    ) -> Result<T, ConfigError> {
+        let value: T = match self.get(key) {
+            None | Some("") => return Ok(default),
             Some(v) => v
                 .parse()
-                .map_err(|_| self.error(key, format!("invalid value `{v}`; expected {what}"))),
-        }
+                .map_err(|_| self.error(key, format!("invalid value `{v}`; expected {what}")))?,
+        };
+        self.resolved(key, &value, &default);
+        Ok(value)
     }
 
     /// An integer in `range` (inclusive); the error names the range. Every numeric key goes
@@ -200,7 +291,10 @@ impl Props {
         match self.get(key) {
             None | Some("") => Ok(default),
             Some(v) => match v.parse::<T>() {
-                Ok(n) if range.contains(&n) => Ok(n),
+                Ok(n) if range.contains(&n) => {
+                    self.resolved(key, n, default);
+                    Ok(n)
+                }
                 Ok(_) => Err(self.error(
                     key,
                     format!("`{v}` is out of range; accepted: {min} to {max}"),
@@ -237,8 +331,14 @@ impl Props {
     pub fn bool(&self, key: &str, default: bool) -> Result<bool, ConfigError> {
         match self.get(key) {
             None | Some("") => Ok(default),
-            Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
-            Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+            Some(v) if v.eq_ignore_ascii_case("true") => {
+                self.resolved(key, true, default);
+                Ok(true)
+            }
+            Some(v) if v.eq_ignore_ascii_case("false") => {
+                self.resolved(key, false, default);
+                Ok(false)
+            }
             Some(v) => Err(self.error(key, format!("invalid value `{v}`; accepted: true, false"))),
         }
     }
@@ -251,7 +351,7 @@ impl Props {
     }
 
     /// One of a fixed set of words; `choices` pairs every accepted spelling with its value.
-    pub fn choice<T: Clone>(
+    pub fn choice<T: Clone + PartialEq>(
         &self,
         key: &str,
         default: T,
@@ -260,8 +360,10 @@ impl Props {
         let Some(v) = self.get(key).filter(|v| !v.is_empty()) else {
             return Ok(default);
         };
+        let name_of = |x: &T| choices.iter().find(|(_, c)| c == x).map(|(n, _)| n[0]);
         for (names, value) in choices {
             if names.iter().any(|n| n.eq_ignore_ascii_case(v)) {
+                self.resolved(key, names[0], name_of(&default).unwrap_or_default());
                 return Ok(value.clone());
             }
         }
@@ -310,28 +412,4 @@ impl Props {
             .map(|(k, e)| (k[self.prefix.len()..].to_string(), e.value.clone()))
             .collect()
     }
-}
-
-/// Finds a component type by Flume short name or Java class name.
-pub fn resolve_type<T: Clone>(
-    props: &Props,
-    what: &str,
-    table: &[(&[&str], T)],
-) -> Result<T, ConfigError> {
-    let Some(v) = props.get("type").filter(|v| !v.is_empty()) else {
-        return Err(props.error("type", format!("{what} type is required")));
-    };
-    for (names, value) in table {
-        if names.iter().any(|n| n.eq_ignore_ascii_case(v)) {
-            return Ok(value.clone());
-        }
-    }
-    let accepted: Vec<&str> = table.iter().map(|(n, _)| n[0]).collect();
-    Err(props.error(
-        "type",
-        format!(
-            "unknown {what} type `{v}`; accepted: {} (or the matching Flume class name)",
-            accepted.join(", ")
-        ),
-    ))
 }

@@ -2,9 +2,9 @@
 
 use std::net::ToSocketAddrs;
 
-use super::{Interceptor, InterceptorError};
 use crate::config::{ConfigError, Props};
 use crate::event::Event;
+use crate::pipeline::{Interceptor, InterceptorError};
 
 #[derive(Clone, Debug)]
 pub struct HostConfig {
@@ -79,16 +79,16 @@ impl Interceptor for HostInterceptor {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{InterceptorKind, run};
+    use super::super::run;
     use super::*;
 
     #[test]
     fn sets_hostname() {
-        let k = InterceptorKind::Host(HostConfig {
+        let k = HostConfig {
             header: "h".into(),
             use_ip: false,
             preserve_existing: false,
-        });
+        };
         let out = run(&k, vec![Event::new("a")]);
         assert_eq!(out[0].headers.get("h"), Some(local_hostname().as_str()));
     }

@@ -3,9 +3,9 @@
 
 use regex::Regex;
 
-use super::{Interceptor, InterceptorError};
 use crate::config::{ConfigError, Props};
 use crate::event::Event;
+use crate::pipeline::{Interceptor, InterceptorError};
 
 #[derive(Clone, Debug)]
 pub struct RegexExtractorConfig {
@@ -79,7 +79,7 @@ impl Interceptor for RegexExtractorConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{InterceptorKind, run};
+    use super::super::run;
     use super::*;
 
     #[test]
@@ -90,10 +90,7 @@ mod tests {
             ("serializers.a.name", "host"),
             ("serializers.b.name", "port"),
         ]))?;
-        let out = run(
-            &InterceptorKind::RegexExtractor(c),
-            vec![Event::new("to db:5432 now"), Event::new("-")],
-        );
+        let out = run(&c, vec![Event::new("to db:5432 now"), Event::new("-")]);
         assert_eq!(out[0].headers.get("host"), Some("db"));
         assert_eq!(out[0].headers.get("port"), Some("5432"));
         assert!(out[1].headers.is_empty());

@@ -2,9 +2,9 @@
 
 use regex::Regex;
 
-use super::{Interceptor, InterceptorError};
 use crate::config::{ConfigError, Props};
 use crate::event::Event;
+use crate::pipeline::{Interceptor, InterceptorError};
 
 #[derive(Clone, Debug)]
 pub struct RegexFilterConfig {
@@ -38,7 +38,7 @@ impl Interceptor for RegexFilterConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{InterceptorKind, run};
+    use super::super::run;
     use super::*;
 
     fn bodies(events: &[Event]) -> Vec<&[u8]> {
@@ -55,13 +55,13 @@ mod tests {
             ]
         };
         let inc = RegexFilterConfig::from_props(&Props::from_pairs(&[("regex", "^ERROR")]))?;
-        let out = run(&InterceptorKind::RegexFilter(inc), events());
+        let out = run(&inc, events());
         assert_eq!(bodies(&out), [&b"ERROR x"[..], b"ERROR z"]);
         let exc = RegexFilterConfig::from_props(&Props::from_pairs(&[
             ("regex", "^ERROR"),
             ("excludeEvents", "true"),
         ]))?;
-        let out = run(&InterceptorKind::RegexFilter(exc), events());
+        let out = run(&exc, events());
         assert_eq!(bodies(&out), [&b"INFO y"[..]]);
         Ok(())
     }

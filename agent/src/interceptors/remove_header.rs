@@ -2,9 +2,9 @@
 
 use regex::Regex;
 
-use super::{Interceptor, InterceptorError};
 use crate::config::{ConfigError, Props};
 use crate::event::Event;
+use crate::pipeline::{Interceptor, InterceptorError};
 
 #[derive(Clone, Debug)]
 pub struct RemoveHeaderConfig {
@@ -64,7 +64,7 @@ impl Interceptor for RemoveHeaderConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{InterceptorKind, run};
+    use super::super::run;
     use super::*;
     use crate::event::Headers;
 
@@ -85,10 +85,7 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let out = run(
-            &InterceptorKind::RemoveHeader(c),
-            vec![Event::with_headers(h, "x")],
-        );
+        let out = run(&c, vec![Event::with_headers(h, "x")]);
         let keys: Vec<_> = out[0].headers.iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["keep", "xtmp_"]);
         Ok(())

@@ -6,9 +6,9 @@
 use bytes::Bytes;
 use regex::Regex;
 
-use super::{Interceptor, InterceptorError};
 use crate::config::{ConfigError, Props};
 use crate::event::Event;
+use crate::pipeline::{Interceptor, InterceptorError};
 
 #[derive(Clone, Debug)]
 pub struct SearchReplaceConfig {
@@ -53,7 +53,7 @@ impl Interceptor for SearchReplaceConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{InterceptorKind, run};
+    use super::super::run;
     use super::*;
 
     #[test]
@@ -62,10 +62,7 @@ mod tests {
             ("searchPattern", r"user=(\w+)"),
             ("replaceString", "user=<${1}>"),
         ]))?;
-        let out = run(
-            &InterceptorKind::SearchReplace(c),
-            vec![Event::new("a user=bob b")],
-        );
+        let out = run(&c, vec![Event::new("a user=bob b")]);
         assert_eq!(&out[0].body[..], b"a user=<bob> b");
         Ok(())
     }

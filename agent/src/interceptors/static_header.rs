@@ -1,8 +1,8 @@
 //! `static`: adds one fixed header to every event.
 
-use super::{Interceptor, InterceptorError};
 use crate::config::{ConfigError, Props};
 use crate::event::Event;
+use crate::pipeline::{Interceptor, InterceptorError};
 
 #[derive(Clone, Debug)]
 pub struct StaticConfig {
@@ -37,7 +37,7 @@ impl Interceptor for StaticConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{InterceptorKind, run};
+    use super::super::run;
     use super::*;
     use crate::config::Props;
 
@@ -46,7 +46,7 @@ mod tests {
         let c = StaticConfig::from_props(&Props::from_pairs(&[("key", "dc"), ("value", "eu")]))?;
         let mut had = Event::new("a");
         had.headers.insert("dc", "us");
-        let out = run(&InterceptorKind::Static(c), vec![had, Event::new("b")]);
+        let out = run(&c, vec![had, Event::new("b")]);
         assert_eq!(out[0].headers.get("dc"), Some("us"));
         assert_eq!(out[1].headers.get("dc"), Some("eu"));
         Ok(())

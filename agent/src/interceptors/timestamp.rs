@@ -1,9 +1,9 @@
 //! `timestamp`: sets a header to the current time in milliseconds since the epoch.
 
-use super::{Interceptor, InterceptorError};
 use crate::config::{ConfigError, Props};
 use crate::event::Event;
 use crate::metrics::now_millis;
+use crate::pipeline::{Interceptor, InterceptorError};
 
 #[derive(Clone, Debug)]
 pub struct TimestampConfig {
@@ -36,15 +36,15 @@ impl Interceptor for TimestampConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{InterceptorKind, run};
+    use super::super::run;
     use super::*;
 
     #[test]
     fn sets_and_preserves() {
-        let k = InterceptorKind::Timestamp(TimestampConfig {
+        let k = TimestampConfig {
             header: "ts".into(),
             preserve_existing: true,
-        });
+        };
         let mut old = Event::new("a");
         old.headers.insert("ts", "1");
         let out = run(&k, vec![old, Event::new("b")]);

@@ -434,30 +434,4 @@ mod tests {
             "{text}"
         );
     }
-
-    #[test]
-    fn tenant_series_carry_a_tenant_label() {
-        let reg = Registry::new();
-        let t = crate::tenants::TenantCounters::new();
-        t.quota_hits.store(3, Ordering::Relaxed);
-        reg.register(ComponentType::Tenant, "acme", t);
-        reg.register(
-            ComponentType::Wasm,
-            "tenant.acme.g",
-            crate::wasm::WasmCounters::new(),
-        );
-        let text = reg.prometheus_text();
-        assert!(
-            text.contains(
-                "sluice_tenant_quota_hit_count_total{component=\"acme\",tenant=\"acme\"} 3"
-            ),
-            "{text}"
-        );
-        assert!(
-            text.contains(
-                "sluice_wasm_fault_count_total{component=\"tenant.acme.g\",tenant=\"acme\"} 0"
-            ),
-            "{text}"
-        );
-    }
 }

@@ -7,9 +7,10 @@
 
 use std::collections::HashMap;
 
-use super::{ChannelSelector, Routed, SelectorError, channel_indices};
+use super::channel_indices;
 use crate::config::{ConfigError, Props};
 use crate::event::Event;
+use crate::pipeline::{ChannelSelector, Routed, SelectorError};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MultiplexingConfig {

@@ -1,8 +1,9 @@
 //! `replicating`: every event to every channel; `selector.optional` channels may fail.
 
-use super::{ChannelSelector, Routed, SelectorError, channel_indices};
+use super::channel_indices;
 use crate::config::{ConfigError, Props};
 use crate::event::Event;
+use crate::pipeline::{ChannelSelector, Routed, SelectorError};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReplicatingConfig {

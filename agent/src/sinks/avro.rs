@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::{Sink, SinkError};
 use crate::avro::client::{ClientConfig, RpcClient, TlsClient};
 use crate::config::{ConfigError, MAX_BATCH, MAX_MILLIS, MAX_SECONDS, Props};
 use crate::event::Event;
 use crate::metrics::SinkCounters;
+use crate::pipeline::{BoxError, Sink, SinkContext, SinkError, SinkSpec};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AvroSinkConfig {
@@ -157,5 +157,19 @@ impl Sink for AvroSink {
                 .connection_closed
                 .fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+impl SinkSpec for AvroSinkConfig {
+    fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    fn build(&self, cx: &SinkContext) -> Result<Box<dyn Sink>, BoxError> {
+        Ok(Box::new(AvroSink::new(
+            &cx.cx.name,
+            self.clone(),
+            cx.counters.clone(),
+        )))
     }
 }

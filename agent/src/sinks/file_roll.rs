@@ -13,10 +13,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::{Sink, SinkError};
 use crate::config::{ConfigError, MAX_ROLL_SECONDS, Props};
 use crate::event::Event;
 use crate::metrics::now_millis;
+use crate::pipeline::{BoxError, Sink, SinkContext, SinkError, SinkSpec};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileRollConfig {
@@ -230,6 +230,16 @@ impl Sink for FileRollSink {
         if let Err(e) = self.close_current() {
             tracing::error!(error = %e, "Closing output file failed.");
         }
+    }
+}
+
+impl SinkSpec for FileRollConfig {
+    fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    fn build(&self, cx: &SinkContext) -> Result<Box<dyn Sink>, BoxError> {
+        Ok(Box::new(FileRollSink::new(&cx.cx.name, self.clone())))
     }
 }
 

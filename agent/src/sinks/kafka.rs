@@ -36,12 +36,12 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext};
 
-use super::{Sink, SinkError};
 use crate::avro::protocol::write_event;
 use crate::config::{ConfigError, MAX_BATCH, Props};
 use crate::event::Event;
 use crate::kafka::{ClientKind, ClientProps, LogContext, apply_passthrough, check, set_default};
-use crate::metrics::KafkaSinkCounters;
+use crate::metrics::{Combined, ComponentType, KafkaSinkCounters};
+use crate::pipeline::{BoxError, Sink, SinkContext as BuildSinkContext, SinkError, SinkSpec};
 
 /// Flume's `DEFAULT_TOPIC`.
 pub const DEFAULT_TOPIC: &str = "default-flume-topic";
@@ -543,6 +543,21 @@ impl KafkaSink {
                 .fetch_add(started.elapsed().as_millis() as u64, Ordering::Relaxed);
         }
         Ok(())
+    }
+}
+
+impl SinkSpec for KafkaSinkConfig {
+    fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    fn build(&self, cx: &BuildSinkContext) -> Result<Box<dyn Sink>, BoxError> {
+        let kafka = KafkaSinkCounters::new();
+        cx.cx.register(
+            ComponentType::Sink,
+            Arc::new(Combined(cx.counters.clone(), kafka.clone())),
+        );
+        Ok(Box::new(KafkaSink::new(&cx.cx.name, self.clone(), kafka)))
     }
 }
 

@@ -3,9 +3,9 @@
 
 use std::fmt::Write;
 
-use super::{Sink, SinkError};
 use crate::config::{ConfigError, Props};
 use crate::event::Event;
+use crate::pipeline::{BoxError, Sink, SinkContext, SinkError, SinkSpec};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoggerConfig {
@@ -73,6 +73,16 @@ impl Sink for LoggerSink {
             tracing::info!(sink = %self.name, "Event: {}", dump_event(e, self.max_bytes));
         }
         Ok(())
+    }
+}
+
+impl SinkSpec for LoggerConfig {
+    fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    fn build(&self, cx: &SinkContext) -> Result<Box<dyn Sink>, BoxError> {
+        Ok(Box::new(LoggerSink::new(&cx.cx.name, self)))
     }
 }
 

@@ -1,8 +1,8 @@
 //! `null`: discards every event (for benchmarks and tests).
 
-use super::{Sink, SinkError};
 use crate::config::{ConfigError, Props};
 use crate::event::Event;
+use crate::pipeline::{BoxError, Sink, SinkContext, SinkError, SinkSpec};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NullConfig {
@@ -23,5 +23,16 @@ pub struct NullSink;
 impl Sink for NullSink {
     fn deliver(&mut self, _events: &[Event]) -> Result<(), SinkError> {
         Ok(())
+    }
+}
+
+impl SinkSpec for NullConfig {
+    fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    fn build(&self, cx: &SinkContext) -> Result<Box<dyn Sink>, BoxError> {
+        let _ = cx;
+        Ok(Box::new(NullSink))
     }
 }

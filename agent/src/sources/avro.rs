@@ -38,7 +38,6 @@ use regex::Regex;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, watch};
 
-use super::{EventDrivenSource, SourceError};
 use crate::avro::decode::Reader;
 use crate::avro::framing::{Feed, FrameDecoder, write_frame};
 use crate::avro::protocol::{
@@ -47,8 +46,11 @@ use crate::avro::protocol::{
     write_bool, write_empty_meta, write_error, write_handshake_response, write_status,
 };
 use crate::avro::server_io::ServerIo;
-use crate::channels::processor::ChannelProcessor;
 use crate::config::{ConfigError, MAX_BATCH, MAX_MILLIS, Props};
+use crate::pipeline::ChannelProcessor;
+use crate::pipeline::{
+    BoxError, EventDrivenSource, SourceContext, SourceError, SourceInstance, SourceSpec,
+};
 
 #[derive(Clone, Debug)]
 pub struct IpRule {
@@ -842,6 +844,15 @@ fn respond(
     };
     write_status_reply(&mut out, status)?;
     Ok(out)
+}
+
+impl SourceSpec for AvroSourceConfig {
+    fn build(&self, cx: &SourceContext) -> Result<SourceInstance, BoxError> {
+        Ok(SourceInstance::Driven(Box::new(AvroSource::new(
+            &cx.cx.name,
+            self.clone(),
+        ))))
+    }
 }
 
 #[cfg(test)]

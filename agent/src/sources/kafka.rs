@@ -53,14 +53,16 @@ use rdkafka::message::{BorrowedMessage, Headers as _, Message};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
-use super::{PollConfig, PollStatus, PollableSource, SourceError};
 use crate::avro::protocol::read_event;
-use crate::channels::processor::ChannelProcessor;
 use crate::config::{ConfigError, MAX_BATCH, MAX_MILLIS, Props};
 use crate::event::{Event, Headers};
 use crate::kafka::{ClientKind, ClientProps, LogContext, apply_passthrough, check, set_default};
 use crate::lifecycle::StopSignal;
-use crate::metrics::KafkaSourceCounters;
+use crate::metrics::{Combined, ComponentType, KafkaSourceCounters};
+use crate::pipeline::{
+    BoxError, ChannelProcessor, PollConfig, PollStatus, PollableSource,
+    SourceContext as BuildSourceContext, SourceError, SourceInstance, SourceSpec,
+};
 
 /// How often a repeated consumer error of one kind is logged.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -925,6 +927,20 @@ impl KafkaSource {
         }
         committer.request();
         Ok(PollStatus::Ready)
+    }
+}
+
+impl SourceSpec for KafkaSourceConfig {
+    fn build(&self, cx: &BuildSourceContext) -> Result<SourceInstance, BoxError> {
+        let kafka = KafkaSourceCounters::new();
+        cx.cx.register(
+            ComponentType::Source,
+            Arc::new(Combined(cx.counters.clone(), kafka.clone())),
+        );
+        Ok(SourceInstance::Polled(
+            Box::new(KafkaSource::new(&cx.cx.name, self.clone(), kafka)),
+            self.poll.clone(),
+        ))
     }
 }
 

@@ -1,10 +1,12 @@
 //! `seq`: Flume's sequence generator. Event bodies are the decimal numbers 0, 1, 2, …
 //! A batch the channel refuses is generated again (same numbers), so none is lost.
 
-use super::{PollConfig, PollStatus, PollableSource, SourceError};
-use crate::channels::processor::ChannelProcessor;
 use crate::config::{ConfigError, MAX_BATCH, Props};
 use crate::event::Event;
+use crate::pipeline::{
+    BoxError, ChannelProcessor, PollConfig, PollStatus, PollableSource, SourceContext, SourceError,
+    SourceInstance, SourceSpec,
+};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SeqConfig {
@@ -72,6 +74,15 @@ impl ItoaBuf {
             }
         }
         &self.0[i..]
+    }
+}
+
+impl SourceSpec for SeqConfig {
+    fn build(&self, _: &SourceContext) -> Result<SourceInstance, BoxError> {
+        Ok(SourceInstance::Polled(
+            Box::new(SeqSource::new(self.clone())),
+            self.poll.clone(),
+        ))
     }
 }
 

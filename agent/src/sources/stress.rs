@@ -5,10 +5,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::{PollConfig, PollStatus, PollableSource, SourceError};
-use crate::channels::processor::ChannelProcessor;
 use crate::config::{ConfigError, MAX_BATCH, Props};
 use crate::event::Event;
+use crate::pipeline::{
+    BoxError, ChannelProcessor, PollConfig, PollStatus, PollableSource, SourceContext, SourceError,
+    SourceInstance, SourceSpec,
+};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StressConfig {
@@ -95,5 +97,14 @@ impl PollableSource for StressSource {
         processor.process_batch(batch)?;
         self.succeeded += n;
         Ok(PollStatus::Ready)
+    }
+}
+
+impl SourceSpec for StressConfig {
+    fn build(&self, _: &SourceContext) -> Result<SourceInstance, BoxError> {
+        Ok(SourceInstance::Polled(
+            Box::new(StressSource::new(self.clone())),
+            self.poll.clone(),
+        ))
     }
 }

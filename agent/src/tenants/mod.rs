@@ -26,12 +26,13 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
-use crate::config::{ConfigError, InterceptorConfig, Props};
+use crate::config::{ConfigError, Props, Setting};
 use crate::event::Event;
-use crate::interceptors::{InterceptorChain, InterceptorKind};
-use crate::metrics::{ComponentType, Registry};
-use crate::selectors::{ChannelSelector, Routed, SelectorConfig, SelectorError};
-use crate::wasm::Scope;
+use crate::metrics::ComponentType;
+use crate::pipeline::{
+    BoxError, BuildContext, ChannelSelector, InterceptorChain, Routed, SelectorError, SelectorSpec,
+};
+use crate::registry::{self, InterceptorConfig, Typed};
 
 mod counters;
 pub use counters::TenantCounters;
@@ -61,7 +62,7 @@ pub struct TenantConfig {
     pub channels: Vec<String>,
     pub interceptors: Vec<InterceptorConfig>,
     /// `a1.tenants.<t>.selector.*` over the tenant's channels (default replicating).
-    pub selector: SelectorConfig,
+    pub selector: Typed<dyn SelectorSpec>,
     pub quota: QuotaConfig,
 }
 
@@ -81,6 +82,8 @@ pub struct TenantsConfig {
     pub tenants: Vec<TenantConfig>,
     /// Raw keys, for change detection on reload.
     pub raw: BTreeMap<String, String>,
+    /// The keys set to a non-default value (under `tenants.`), for `sluice check`.
+    pub settings: Vec<Setting>,
 }
 
 impl TenantsConfig {
@@ -109,13 +112,17 @@ impl TenantsConfig {
                 let ip = tp.sub(&format!("interceptors.{iname}."));
                 interceptors.push(InterceptorConfig {
                     name: iname,
-                    kind: InterceptorKind::from_props(&ip)?,
+                    interceptor: registry::interceptor(&ip)?,
                 });
             }
-            let selector = SelectorConfig::from_props(&tp.sub("selector."), &channels)?;
-            if matches!(selector, SelectorConfig::Tenant) {
+            let sp = tp.sub("selector.");
+            if sp
+                .get("type")
+                .is_some_and(|t| t.eq_ignore_ascii_case(TenantRouterSpec::KIND))
+            {
                 return Err(tp.error("selector.type", "a tenant cannot route by tenant again"));
             }
+            let selector = registry::selector(&sp, &channels)?;
             let qp = tp.sub("quota.");
             let burst: f64 = qp.parse("burst", 1.0, "a number of seconds")?;
             if !(burst > 0.0 && burst <= 3600.0) {
@@ -147,6 +154,7 @@ impl TenantsConfig {
             unknown,
             tenants,
             raw: p.raw(),
+            settings: p.settings(),
         })
     }
 }
@@ -208,6 +216,41 @@ struct Tenant {
     counters: Arc<TenantCounters>,
 }
 
+/// Why a tenant router could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TenantBuildError {
+    #[error("tenant `{tenant}`: channel `{channel}` is not one of the source's channels")]
+    Channel { tenant: String, channel: String },
+    #[error("tenant `{tenant}`: {source}")]
+    Hook {
+        tenant: String,
+        #[source]
+        source: BoxError,
+    },
+}
+
+/// `selector.type = tenant` on a source: routes by the agent's `a1.tenants`, over the source's
+/// channels. The topology makes it (it alone sees both), the agent builds it like any selector.
+#[derive(Clone, Debug)]
+pub struct TenantRouterSpec {
+    pub tenants: Arc<TenantsConfig>,
+    pub channels: Vec<String>,
+}
+
+impl TenantRouterSpec {
+    pub const KIND: &'static str = "tenant";
+}
+
+impl SelectorSpec for TenantRouterSpec {
+    fn build(&self, cx: &BuildContext) -> Result<Box<dyn ChannelSelector>, BoxError> {
+        Ok(Box::new(TenantRouter::new(
+            &self.tenants,
+            &self.channels,
+            cx,
+        )?))
+    }
+}
+
 /// The `tenant` channel selector of a source.
 pub struct TenantRouter {
     header: String,
@@ -226,42 +269,45 @@ impl TenantRouter {
     pub fn new(
         config: &TenantsConfig,
         channels: &[String],
-        registry: &Arc<Registry>,
-    ) -> Result<Self, String> {
+        cx: &BuildContext,
+    ) -> Result<Self, TenantBuildError> {
         let mut tenants = Vec::new();
         for t in &config.tenants {
-            let map = t
-                .channels
-                .iter()
-                .map(|c| {
-                    channels.iter().position(|x| x == c).ok_or_else(|| {
-                        format!(
-                            "tenant `{}`: channel `{c}` is not one of the source's channels",
-                            t.name
-                        )
+            let map =
+                t.channels
+                    .iter()
+                    .map(|c| {
+                        channels.iter().position(|x| x == c).ok_or_else(|| {
+                            TenantBuildError::Channel {
+                                tenant: t.name.clone(),
+                                channel: c.clone(),
+                            }
+                        })
                     })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+                    .collect::<Result<Vec<_>, _>>()?;
             let counters = TenantCounters::new();
-            registry.register(ComponentType::Tenant, &t.name, counters.clone());
+            cx.registry
+                .register(ComponentType::Tenant, &t.name, counters.clone());
+            let hook_failed = |source| TenantBuildError::Hook {
+                tenant: t.name.clone(),
+                source,
+            };
             tenants.push(Tenant {
                 name: t.name.clone(),
                 chain: InterceptorChain::new(
                     t.interceptors
                         .iter()
                         .map(|i| {
-                            let scope =
-                                Scope::new(format!("tenant.{}.{}", t.name, i.name), registry);
-                            i.kind
-                                .build(&scope)
-                                .map_err(|e| format!("tenant `{}`: {e}", t.name))
+                            let icx = cx.child(format!("tenant.{}.{}", t.name, i.name));
+                            i.interceptor.spec.build(&icx).map_err(hook_failed)
                         })
                         .collect::<Result<Vec<_>, _>>()?,
                 ),
                 selector: t
                     .selector
-                    .build(&Scope::new(format!("tenant.{}.selector", t.name), registry))
-                    .map_err(|e| format!("tenant `{}`: {e}", t.name))?,
+                    .spec
+                    .build(&cx.child(format!("tenant.{}.selector", t.name)))
+                    .map_err(hook_failed)?,
                 map,
                 quota: Mutex::new(Quota {
                     events: Bucket::new(t.quota.events_per_second, t.quota.burst_seconds),
@@ -281,7 +327,8 @@ impl TenantRouter {
             UnknownTenant::Default(name) => index.get(name).copied(),
         };
         let rejected = TenantCounters::new();
-        registry.register(ComponentType::Tenant, REJECTED, rejected.clone());
+        cx.registry
+            .register(ComponentType::Tenant, REJECTED, rejected.clone());
         Ok(Self {
             header: config.header.clone(),
             unknown,

@@ -1,7 +1,9 @@
 use std::path::Path;
 
 use super::*;
-use crate::config::{AgentConfig, Properties};
+use crate::config::Properties;
+use crate::metrics::Registry;
+use crate::topology::AgentConfig;
 
 fn config(extra: &str) -> Result<AgentConfig, String> {
     let text = format!(
@@ -26,7 +28,12 @@ fn config(extra: &str) -> Result<AgentConfig, String> {
 fn router(extra: &str) -> Result<TenantRouter, String> {
     let c = config(extra)?;
     let t = c.tenants.as_ref().ok_or("no tenants")?;
-    TenantRouter::new(t, &c.sources[0].channels, &Registry::new())
+    TenantRouter::new(
+        t,
+        &c.sources[0].channels,
+        &BuildContext::detached("r1.selector"),
+    )
+    .map_err(|e| e.to_string())
 }
 
 fn ev(tenant: Option<&str>, body: &str) -> Event {
@@ -169,5 +176,29 @@ fn dotted_tenant_names_are_a_config_error() {
     assert!(
         err.contains("a1.tenants") && err.contains("eu.acme"),
         "{err}"
+    );
+}
+
+#[test]
+fn tenant_series_carry_a_tenant_label() {
+    let reg = Registry::new();
+    let t = TenantCounters::new();
+    t.quota_hits.store(3, Ordering::Relaxed);
+    reg.register(ComponentType::Tenant, "acme", t);
+    reg.register(
+        ComponentType::Wasm,
+        "tenant.acme.g",
+        crate::wasm::WasmCounters::new(),
+    );
+    let text = reg.prometheus_text();
+    assert!(
+        text.contains("sluice_tenant_quota_hit_count_total{component=\"acme\",tenant=\"acme\"} 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "sluice_wasm_fault_count_total{component=\"tenant.acme.g\",tenant=\"acme\"} 0"
+        ),
+        "{text}"
     );
 }

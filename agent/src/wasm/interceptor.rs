@@ -8,7 +8,7 @@ use super::guest::{Guest, GuestError, Hook, WasmCounters};
 use super::lower::BatchRef;
 use super::{OnError, WasmConfig, codec};
 use crate::event::Event;
-use crate::interceptors::{Interceptor, InterceptorError};
+use crate::pipeline::{BoxError, BuildContext, Interceptor, InterceptorError, InterceptorSpec};
 
 const KEEP: u8 = 0;
 const DROP: u8 = 1;
@@ -29,6 +29,18 @@ impl WasmInterceptor {
         Ok(Self {
             guest: Guest::new(name, Hook::Interceptor, config, counters)?,
         })
+    }
+}
+
+/// `type = wasm` in an interceptor chain: the parsed keys of a guest implementing the
+/// `interceptor` world.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WasmInterceptorSpec(pub WasmConfig);
+
+impl InterceptorSpec for WasmInterceptorSpec {
+    fn build(&self, cx: &BuildContext) -> Result<Box<dyn Interceptor>, BoxError> {
+        let counters = super::counters(cx);
+        Ok(Box::new(WasmInterceptor::new(&cx.name, &self.0, counters)?))
     }
 }
 

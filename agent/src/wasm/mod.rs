@@ -36,37 +36,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{ConfigError, Props};
-use crate::metrics::{ComponentType, Registry};
+use crate::metrics::ComponentType;
+use crate::pipeline::BuildContext;
 
 pub use guest::{Fault, Guest, GuestError, Hook, WasmCounters};
+pub use interceptor::WasmInterceptorSpec;
+pub use router::WasmRouterSpec;
+pub use sink_selector::WasmSinkSelectorSpec;
 
-/// Where a hook is being built: its metric name (`r1.i1`, `r1.selector`, `g1.processor`) and
-/// the registry its `WASM.<name>` counters go to.
-pub struct Scope {
-    pub name: String,
-    pub registry: Arc<Registry>,
-}
-
-impl Scope {
-    pub fn new(name: impl Into<String>, registry: &Arc<Registry>) -> Self {
-        Self {
-            name: name.into(),
-            registry: registry.clone(),
-        }
-    }
-
-    /// A scope whose metrics nobody reads, for unit tests and `sluice wasm test`.
-    pub fn detached(name: impl Into<String>) -> Self {
-        Self::new(name, &Registry::new())
-    }
-
-    /// Fresh counters, registered under `WASM.<name>`.
-    pub fn counters(&self) -> Arc<WasmCounters> {
-        let c = WasmCounters::new();
-        self.registry
-            .register(ComponentType::Wasm, &self.name, c.clone());
-        c
-    }
+/// Fresh guest counters, registered under `WASM.<the context's name>`.
+fn counters(cx: &BuildContext) -> Arc<WasmCounters> {
+    let c = WasmCounters::new();
+    cx.register(ComponentType::Wasm, c.clone());
+    c
 }
 
 /// What happens to a batch when the guest faults.

@@ -11,8 +11,11 @@ use std::sync::atomic::Ordering;
 use super::guest::{Guest, GuestError, Hook, WasmCounters};
 use super::lower::BatchRef;
 use super::{OnError, WasmConfig};
+use crate::config::{ConfigError, Props};
 use crate::event::Event;
-use crate::selectors::{ChannelSelector, Routed, SelectorError};
+use crate::pipeline::{
+    BoxError, BuildContext, ChannelSelector, Routed, SelectorError, SelectorSpec,
+};
 
 pub struct WasmRouter {
     guest: Guest,
@@ -26,7 +29,7 @@ impl WasmRouter {
         channels: usize,
         counters: Arc<WasmCounters>,
     ) -> Result<Self, GuestError> {
-        if channels > 64 {
+        if channels > MAX_CHANNELS {
             return Err(GuestError {
                 guest: name.to_string(),
                 message: format!("a wasm router handles at most 64 channels, not {channels}"),
@@ -36,6 +39,41 @@ impl WasmRouter {
             guest: Guest::new(name, Hook::Router, config, counters)?,
             channels,
         })
+    }
+}
+
+/// The most channels a router's 64-bit mask addresses.
+pub const MAX_CHANNELS: usize = 64;
+
+/// `selector.type = wasm`: the parsed keys of a guest implementing the `router` world, over the
+/// source's channels.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WasmRouterSpec {
+    pub config: WasmConfig,
+    pub channels: usize,
+}
+
+impl WasmRouterSpec {
+    pub fn from_props(p: &Props, channels: &[String]) -> Result<Self, ConfigError> {
+        if channels.len() > MAX_CHANNELS {
+            return Err(p.error("type", "a wasm router handles at most 64 channels"));
+        }
+        Ok(Self {
+            config: WasmConfig::from_props(p)?,
+            channels: channels.len(),
+        })
+    }
+}
+
+impl SelectorSpec for WasmRouterSpec {
+    fn build(&self, cx: &BuildContext) -> Result<Box<dyn ChannelSelector>, BoxError> {
+        let counters = super::counters(cx);
+        Ok(Box::new(WasmRouter::new(
+            &cx.name,
+            &self.config,
+            self.channels,
+            counters,
+        )?))
     }
 }
 

@@ -16,8 +16,9 @@ use super::lower::BatchRef;
 use super::{OnError, WasmConfig};
 use crate::channels::{ChannelRef, TakeTransaction};
 use crate::event::Event;
-use crate::sinks::group::SinkProcessor;
-use crate::sinks::{SinkError, SinkSlot, SinkStatus};
+use crate::pipeline::{
+    BoxError, BuildContext, ProcessorSpec, SinkError, SinkProcessor, SinkSlot, SinkStatus,
+};
 
 pub struct WasmSinkProcessor {
     group: String,
@@ -70,6 +71,24 @@ impl WasmSinkProcessor {
             group: self.group.clone(),
             message,
         }
+    }
+}
+
+/// `processor.type = wasm`: the parsed keys of a guest implementing the `sink-selector` world.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WasmSinkSelectorSpec(pub WasmConfig);
+
+impl ProcessorSpec for WasmSinkSelectorSpec {
+    fn build(
+        &self,
+        group: &str,
+        slots: Vec<SinkSlot>,
+        cx: &BuildContext,
+    ) -> Result<Box<dyn SinkProcessor>, BoxError> {
+        let counters = super::counters(cx);
+        Ok(Box::new(WasmSinkProcessor::new(
+            group, &self.0, slots, counters,
+        )?))
     }
 }
 

@@ -75,6 +75,7 @@
 mod checkpoint;
 mod format;
 mod replay;
+mod spec;
 #[cfg(test)]
 mod tests;
 

@@ -30,6 +30,7 @@
 pub mod config;
 pub mod format;
 pub mod path;
+mod spec;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -44,9 +45,9 @@ use hdfs_native::{Client, ClientBuilder, HdfsError, WriteOptions};
 use self::config::HdfsConfig;
 use self::format::FileEncoder;
 use self::path::{TimeCache, TimeContext};
-use super::{Sink, SinkError};
 use crate::event::Event;
 use crate::metrics::{SinkCounters, now_millis};
+use crate::pipeline::{Sink, SinkError};
 
 /// How long start-up waits for the lease recovery of one leftover file before leaving the
 /// rest to the background closer.

@@ -51,11 +51,13 @@ use file_group::{FileGroup, GroupMatcher};
 use position_file::{PositionEntry, PositionFile, PositionFileError};
 use tail_file::{FileKey, Line, LineLimits, LongLinePolicy, TailFile, key_of, mtime_of};
 
-use super::{PollConfig, PollStatus, PollableSource, SourceError};
-use crate::channels::processor::ChannelProcessor;
 use crate::config::{ConfigError, MAX_BATCH, MAX_MILLIS, Props};
 use crate::event::{Event, Headers};
 use crate::lifecycle::Backoff;
+use crate::pipeline::{
+    BoxError, ChannelProcessor, PollConfig, PollStatus, PollableSource, SourceContext, SourceError,
+    SourceInstance, SourceSpec,
+};
 
 /// Minimum time between two scans triggered by notifications.
 pub const SCAN_MIN_GAP: Duration = Duration::from_millis(100);
@@ -779,6 +781,13 @@ impl PollableSource for TaildirSource {
         }
         tracing::info!(source = %self.name, file = %self.position_file.path().display(),
             files = self.files.len(), "Taildir source stopped; positions saved.");
+    }
+}
+
+impl SourceSpec for TaildirConfig {
+    fn build(&self, cx: &SourceContext) -> Result<SourceInstance, BoxError> {
+        let source = TaildirSource::new(&cx.cx.name, self.clone())?;
+        Ok(SourceInstance::Polled(Box::new(source), self.poll.clone()))
     }
 }
 

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use super::*;
 use crate::channels::memory::{MemoryChannel, MemoryChannelConfig};
 use crate::channels::{ChannelRef, TakeTransaction};
-use crate::interceptors::InterceptorChain;
 use crate::metrics::SourceCounters;
-use crate::selectors::SelectorConfig;
+use crate::pipeline::BuildContext;
+use crate::pipeline::InterceptorChain;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -95,8 +95,10 @@ impl Rig {
                 keep_alive: Duration::from_millis(10),
             },
         ));
-        let selector = SelectorConfig::from_props(&props(&[]), &["c1".to_string()])?
-            .build(&crate::wasm::Scope::detached("test"))?;
+        let selector = crate::registry::selector(&props(&[]), &["c1".to_string()])?
+            .spec
+            .build(&BuildContext::detached("test"))
+            .map_err(|e| e.to_string())?;
         let processor = ChannelProcessor::new(
             "r1",
             InterceptorChain::default(),
@@ -247,8 +249,10 @@ fn a_full_channel_rolls_back_and_nothing_is_skipped() -> TestResult {
             keep_alive: Duration::ZERO,
         },
     ));
-    let selector = SelectorConfig::from_props(&props(&[]), &["c2".to_string()])?
-        .build(&crate::wasm::Scope::detached("test"))?;
+    let selector = crate::registry::selector(&props(&[]), &["c2".to_string()])?
+        .spec
+        .build(&BuildContext::detached("test"))
+        .map_err(|e| e.to_string())?;
     let processor = ChannelProcessor::new(
         "r1",
         InterceptorChain::default(),

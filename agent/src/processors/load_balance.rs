@@ -6,8 +6,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 
-use super::SinkProcessor;
-use crate::sinks::{SinkError, SinkSlot, SinkStatus};
+use crate::pipeline::{SinkError, SinkProcessor, SinkSlot, SinkStatus};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SelectorKind {
@@ -106,8 +105,8 @@ impl SinkProcessor for LoadBalanceProcessor {
 mod tests {
     use std::sync::atomic::Ordering;
 
-    use super::super::test_support::{channel, slots};
     use super::*;
+    use crate::pipeline::test_support::{channel, slots};
 
     #[test]
     fn round_robin_spreads_and_skips_failed() -> Result<(), SinkError> {

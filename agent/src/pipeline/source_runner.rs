@@ -3,9 +3,8 @@
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use super::{PollConfig, PollStatus, PollableSource, SourceError};
+use super::{ChannelProcessor, PollConfig, PollStatus, PollableSource, ProcessError, SourceError};
 use crate::channels::ChannelError;
-use crate::channels::processor::{ChannelProcessor, ProcessError};
 use crate::lifecycle::{Backoff, StopSignal};
 
 pub struct SourceRunner {
@@ -108,9 +107,9 @@ mod tests {
     use crate::channels::ChannelRef;
     use crate::channels::memory::{MemoryChannel, MemoryChannelConfig};
     use crate::config::Props;
-    use crate::interceptors::InterceptorChain;
+    use crate::pipeline::{BuildContext, InterceptorChain};
+
     use crate::metrics::SourceCounters;
-    use crate::selectors::SelectorConfig;
 
     struct Panics;
 
@@ -144,8 +143,8 @@ mod tests {
                 keep_alive: Duration::ZERO,
             },
         ));
-        let selector = match SelectorConfig::from_props(&Props::from_pairs(&[]), &["c1".into()])
-            .map(|s| s.build(&crate::wasm::Scope::detached("test")))
+        let selector = match crate::registry::selector(&Props::from_pairs(&[]), &["c1".into()])
+            .map(|s| s.spec.build(&BuildContext::detached("test")))
         {
             Ok(Ok(s)) => s,
             _ => panic!("replicating selector"),

@@ -10,11 +10,10 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::{ChannelError, ChannelRef, PutTransaction};
+use super::{ChannelSelector, InterceptorChain, InterceptorError, SelectorError};
+use crate::channels::{ChannelError, ChannelRef, PutTransaction};
 use crate::event::Event;
-use crate::interceptors::{InterceptorChain, InterceptorError};
 use crate::metrics::SourceCounters;
-use crate::selectors::{ChannelSelector, SelectorError};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProcessError {
@@ -139,7 +138,7 @@ mod tests {
     use crate::channels::memory::{MemoryChannel, MemoryChannelConfig};
     use crate::channels::{Channel, TakeTransaction};
     use crate::config::Props;
-    use crate::selectors::SelectorConfig;
+    use crate::pipeline::{BuildContext, InterceptorChain};
 
     fn mem(name: &str, capacity: usize) -> Arc<MemoryChannel> {
         Arc::new(MemoryChannel::new(
@@ -155,9 +154,9 @@ mod tests {
 
     fn processor(channels: &[Arc<MemoryChannel>], selector: &[(&str, &str)]) -> ChannelProcessor {
         let names: Vec<String> = channels.iter().map(|c| c.name().to_string()).collect();
-        let sel = SelectorConfig::from_props(&Props::from_pairs(selector), &names);
+        let sel = crate::registry::selector(&Props::from_pairs(selector), &names);
         let sel = match sel {
-            Ok(s) => s.build(&crate::wasm::Scope::detached("test")),
+            Ok(s) => s.spec.build(&BuildContext::detached("test")),
             Err(e) => panic!("{e}"),
         };
         let sel = match sel {

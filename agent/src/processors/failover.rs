@@ -4,8 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::SinkProcessor;
-use crate::sinks::{SinkError, SinkSlot, SinkStatus};
+use crate::pipeline::{SinkError, SinkProcessor, SinkSlot, SinkStatus};
 
 const FAILURE_PENALTY: Duration = Duration::from_secs(1);
 
@@ -100,8 +99,8 @@ impl SinkProcessor for FailoverProcessor {
 mod tests {
     use std::sync::atomic::Ordering;
 
-    use super::super::test_support::{channel, slots};
     use super::*;
+    use crate::pipeline::test_support::{channel, slots};
 
     #[test]
     fn highest_priority_first_then_failover_then_back() -> Result<(), SinkError> {

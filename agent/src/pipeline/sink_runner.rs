@@ -5,8 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::group::SinkProcessor;
-use super::{SinkStatus, TAKE_WAIT};
+use super::{SinkProcessor, SinkStatus, TAKE_WAIT};
 use crate::lifecycle::{Backoff, StopSignal};
 
 /// Runs a processor until stopped. Errors back off 1 s more per consecutive failure, up to 5 s.

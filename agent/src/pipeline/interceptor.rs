@@ -1,0 +1,44 @@
+//! Interceptors: per-batch event transforms run in chain order before channel selection.
+//!
+//! An interceptor receives the whole batch and returns the events to keep (modified, fewer, or
+//! even more); it is called once per batch so a WebAssembly interceptor crosses the sandbox
+//! boundary once. An error fails the batch: the source's transaction rolls back and it retries.
+
+use crate::event::Event;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("interceptor `{interceptor}`: {message}")]
+pub struct InterceptorError {
+    pub interceptor: String,
+    pub message: String,
+}
+
+pub trait Interceptor: Send + Sync {
+    fn intercept(&self, events: Vec<Event>) -> Result<Vec<Event>, InterceptorError>;
+}
+
+/// The configured interceptors of one source, run in order.
+#[derive(Default)]
+pub struct InterceptorChain {
+    interceptors: Vec<Box<dyn Interceptor>>,
+}
+
+impl InterceptorChain {
+    pub fn new(interceptors: Vec<Box<dyn Interceptor>>) -> Self {
+        Self { interceptors }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.interceptors.is_empty()
+    }
+
+    pub fn intercept(&self, mut events: Vec<Event>) -> Result<Vec<Event>, InterceptorError> {
+        for i in &self.interceptors {
+            events = i.intercept(events)?;
+            if events.is_empty() {
+                break;
+            }
+        }
+        Ok(events)
+    }
+}

@@ -1,0 +1,31 @@
+//! Channel selectors: which of a source's channels each event goes to, required or optional.
+//!
+//! A selector sees the whole batch and returns, per channel of the source (by index in
+//! `a1.sources.r1.channels`), the events that channel must take (required) or may take
+//! (optional). The channel processor then puts each list in that channel's transaction.
+
+use crate::event::Event;
+
+/// Per-channel event lists, indexed like the source's channel list.
+#[derive(Debug, Default, PartialEq)]
+pub struct Routed {
+    pub required: Vec<Vec<Event>>,
+    pub optional: Vec<Vec<Event>>,
+}
+
+impl Routed {
+    pub fn new(channels: usize) -> Self {
+        Self {
+            required: vec![Vec::new(); channels],
+            optional: vec![Vec::new(); channels],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("channel selector: {0}")]
+pub struct SelectorError(pub String);
+
+pub trait ChannelSelector: Send + Sync {
+    fn route(&self, events: Vec<Event>) -> Result<Routed, SelectorError>;
+}

@@ -1,0 +1,112 @@
+//! `sluice check`'s view of a topology: a tree of the components with their types and the
+//! keys set to something other than Flume's defaults, under Flume's key names.
+
+use std::fmt::Write;
+
+use super::AgentConfig;
+pub use crate::config::Setting;
+
+/// Keys the tree shows as structure (the component line), not as settings.
+const STRUCTURE: &[&str] = &[
+    "type",
+    "channels",
+    "channel",
+    "interceptors",
+    "sinks",
+    "selector.type",
+    "processor.type",
+];
+
+impl AgentConfig {
+    /// The topology as an indented tree, for `sluice check`.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "agent {} ({})", self.agent, self.file.display());
+        for s in &self.sources {
+            let _ = writeln!(
+                out,
+                "  source {}: {} -> {}",
+                s.name,
+                s.source.kind,
+                s.channels.join(" ")
+            );
+            let own = s
+                .settings
+                .iter()
+                .filter(|x| !x.key.starts_with("selector.") && !x.key.starts_with("interceptors."));
+            settings(&mut out, 4, own, "");
+            for i in &s.interceptors {
+                let _ = writeln!(out, "    interceptor {}: {}", i.name, i.interceptor.kind);
+                let prefix = format!("interceptors.{}.", i.name);
+                settings(&mut out, 6, &s.settings, &prefix);
+            }
+            let routed = s.settings.iter().any(|x| x.key.starts_with("selector."));
+            if routed || s.selector.kind != crate::registry::DEFAULT_SELECTOR {
+                let _ = writeln!(out, "    selector: {}", s.selector.kind);
+                settings(&mut out, 6, &s.settings, "selector.");
+            }
+        }
+        for c in &self.channels {
+            let _ = writeln!(out, "  channel {}: {}", c.name, c.kind);
+            settings(&mut out, 4, &c.settings, "");
+        }
+        for k in &self.sinks {
+            let _ = writeln!(out, "  sink {}: {} <- {}", k.name, k.sink.kind, k.channel);
+            settings(&mut out, 4, &k.settings, "");
+        }
+        for g in &self.sinkgroups {
+            let _ = writeln!(
+                out,
+                "  sinkgroup {}: {} [{}]",
+                g.name,
+                g.processor.kind,
+                g.sinks.join(" ")
+            );
+            settings(&mut out, 4, &g.settings, "processor.");
+        }
+        if let Some(t) = &self.tenants {
+            let _ = writeln!(out, "  tenants (by header `{}`)", t.header);
+            let own = t.settings.iter().filter(|x| !x.key.contains('.'));
+            settings(&mut out, 4, own, "");
+            for tc in &t.tenants {
+                let _ = writeln!(out, "    tenant {} -> {}", tc.name, tc.channels.join(" "));
+                let prefix = format!("{}.", tc.name);
+                let own = t.settings.iter().filter(|x| {
+                    x.key.starts_with(&prefix)
+                        && !x.key[prefix.len()..].starts_with("interceptors.")
+                        && !x.key[prefix.len()..].starts_with("selector.")
+                });
+                settings(&mut out, 6, own, &prefix);
+                for i in &tc.interceptors {
+                    let _ = writeln!(out, "      interceptor {}: {}", i.name, i.interceptor.kind);
+                    let p = format!("{prefix}interceptors.{}.", i.name);
+                    settings(&mut out, 8, &t.settings, &p);
+                }
+                if tc.selector.kind != crate::registry::DEFAULT_SELECTOR {
+                    let _ = writeln!(out, "      selector: {}", tc.selector.kind);
+                    settings(&mut out, 8, &t.settings, &format!("{prefix}selector."));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Writes `key = value` for each setting under `prefix` (shown without it), structure keys
+/// left out.
+fn settings<'a>(
+    out: &mut String,
+    indent: usize,
+    all: impl IntoIterator<Item = &'a Setting>,
+    prefix: &str,
+) {
+    for s in all {
+        let Some(key) = s.key.strip_prefix(prefix) else {
+            continue;
+        };
+        if STRUCTURE.contains(&key) || STRUCTURE.contains(&s.key.as_str()) {
+            continue;
+        }
+        let _ = writeln!(out, "{:indent$}{key} = {}", "", s.value);
+    }
+}
