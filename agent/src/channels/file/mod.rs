@@ -254,6 +254,7 @@ struct State {
     closed: bool,
 }
 
+#[derive(Default)]
 struct SyncState {
     synced: u64,
     leader: bool,

@@ -95,31 +95,11 @@ impl FileChannel {
             name: name.to_string(),
             counters,
             stats,
-            log: Mutex::new(Log {
-                seg: active.seg,
-                path: active.path,
-                file: active.file,
-                off: active.off,
-                alloc_end: active.alloc_end,
-                written: 0,
-                next_seq: recovered.next_seq,
-                open: true,
-            }),
-            state: Mutex::new(State {
-                queue: recovered.live.into(),
-                held: 0,
-                inflight: HashMap::new(),
-                next_ticket: 1,
-                segments: segs,
-                closed: false,
-            }),
+            log: Mutex::new(Log::continuing(active, recovered.next_seq)),
+            state: Mutex::new(State::recovered(recovered.live, segs)),
             not_full: Condvar::new(),
             not_empty: Condvar::new(),
-            sync: Mutex::new(SyncState {
-                synced: 0,
-                leader: false,
-                failed: None,
-            }),
+            sync: Mutex::new(SyncState::default()),
             synced: Condvar::new(),
             checkpointing: Mutex::new(()),
             locks: Mutex::new(locks),
@@ -156,6 +136,34 @@ impl FileChannel {
             stop,
             worker: Mutex::new(Some(worker)),
         })
+    }
+}
+
+impl Log {
+    fn continuing(active: Active, next_seq: u64) -> Self {
+        Self {
+            seg: active.seg,
+            path: active.path,
+            file: active.file,
+            off: active.off,
+            alloc_end: active.alloc_end,
+            written: 0,
+            next_seq,
+            open: true,
+        }
+    }
+}
+
+impl State {
+    fn recovered(live: Vec<Ptr>, segments: BTreeMap<u32, Segment>) -> Self {
+        Self {
+            queue: live.into(),
+            held: 0,
+            inflight: HashMap::new(),
+            next_ticket: 1,
+            segments,
+            closed: false,
+        }
     }
 }
 
