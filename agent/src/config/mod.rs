@@ -383,6 +383,13 @@ impl Props {
                 break;
             };
             self.used.borrow_mut().insert(k.clone());
+            self.read
+                .borrow_mut()
+                .entry(k.clone())
+                .or_insert_with(|| Read {
+                    value: e.value.trim().to_string(),
+                    default: None,
+                });
             out.push((rest.to_string(), e.value.trim().to_string()));
         }
         out

@@ -72,7 +72,48 @@ const OWNED_CONSUMER: &[(&str, &str)] = &[
 const OWNED_PRODUCER: &[(&str, &str)] =
     &[("bootstrap.servers", "set kafka.bootstrap.servers instead")];
 
-fn map_key(kind: ClientKind, key: &str, value: &str) -> Result<Mapped, String> {
+/// Why a Kafka client property is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PropertyError {
+    #[error("invalid value `{value}`; expected a number of bytes")]
+    NotBytes {
+        value: String,
+        source: std::num::ParseIntError,
+    },
+    #[error(
+        "StickyAssignor has no librdkafka equivalent; use CooperativeStickyAssignor \
+         (cooperative-sticky), range or roundrobin"
+    )]
+    StickyAssignor,
+    #[error("unknown assignor `{0}`")]
+    UnknownAssignor(String),
+    #[error("librdkafka reads no Java trust store; convert it to PEM and set ssl.ca.location")]
+    TrustStore,
+    #[error(
+        "librdkafka reads PKCS#12 key stores only (ssl.keystore.location), or PEM files via \
+         ssl.certificate.location and ssl.key.location"
+    )]
+    KeyStoreType,
+    #[error(
+        "librdkafka takes no JAAS config; set sasl.username and sasl.password (PLAIN, SCRAM) or \
+         the sasl.kerberos.* / sasl.oauthbearer.* keys"
+    )]
+    Jaas,
+    #[error("Java classes cannot be loaded by sluice")]
+    JavaClass,
+    #[error("librdkafka rejects it: {}", rejection(source))]
+    Rejected { source: KafkaError },
+}
+
+/// librdkafka's own message for a config error, else the error.
+fn rejection(e: &KafkaError) -> String {
+    match e {
+        KafkaError::ClientConfig(_, msg, _, _) => msg.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn map_key(kind: ClientKind, key: &str, value: &str) -> Result<Mapped, PropertyError> {
     let set = |k: &str, v: &str| Ok(Mapped::Set(k.to_string(), v.to_string()));
     match key {
         "key.deserializer" | "value.deserializer" | "key.serializer" | "value.serializer" => {
@@ -87,9 +128,10 @@ fn map_key(kind: ClientKind, key: &str, value: &str) -> Result<Mapped, String> {
         "send.buffer.bytes" => set("socket.send.buffer.bytes", value),
         "delivery.timeout.ms" => set("message.timeout.ms", value),
         "buffer.memory" => {
-            let bytes: u64 = value
-                .parse()
-                .map_err(|_| format!("invalid value `{value}`; expected a number of bytes"))?;
+            let bytes: u64 = value.parse().map_err(|source| PropertyError::NotBytes {
+                value: value.to_string(),
+                source,
+            })?;
             set(
                 "queue.buffering.max.kbytes",
                 &(bytes / 1024).max(1).to_string(),
@@ -110,35 +152,23 @@ fn map_key(kind: ClientKind, key: &str, value: &str) -> Result<Mapped, String> {
                     "RangeAssignor" | "range" => "range",
                     "RoundRobinAssignor" | "roundrobin" => "roundrobin",
                     "CooperativeStickyAssignor" | "cooperative-sticky" => "cooperative-sticky",
-                    "StickyAssignor" => {
-                        return Err("StickyAssignor has no librdkafka equivalent; use \
-                                    CooperativeStickyAssignor (cooperative-sticky), range or \
-                                    roundrobin"
-                            .into());
-                    }
-                    other => return Err(format!("unknown assignor `{other}`")),
+                    "StickyAssignor" => return Err(PropertyError::StickyAssignor),
+                    other => return Err(PropertyError::UnknownAssignor(other.to_string())),
                 };
                 out.push(name);
             }
             set(key, &out.join(","))
         }
-        "ssl.truststore.location" | "ssl.truststore.password" | "ssl.truststore.type" => Err(
-            "librdkafka reads no Java trust store; convert it to PEM and set ssl.ca.location"
-                .into(),
-        ),
-        "ssl.keystore.type" if !value.eq_ignore_ascii_case("PKCS12") => Err(
-            "librdkafka reads PKCS#12 key stores only (ssl.keystore.location), or PEM files \
-             via ssl.certificate.location and ssl.key.location"
-                .into(),
-        ),
+        "ssl.truststore.location" | "ssl.truststore.password" | "ssl.truststore.type" => {
+            Err(PropertyError::TrustStore)
+        }
+        "ssl.keystore.type" if !value.eq_ignore_ascii_case("PKCS12") => {
+            Err(PropertyError::KeyStoreType)
+        }
         "ssl.keystore.type" => Ok(Mapped::Ignore("PKCS#12 is librdkafka's key store format")),
-        "sasl.jaas.config" => Err(
-            "librdkafka takes no JAAS config; set sasl.username and sasl.password (PLAIN, \
-             SCRAM) or the sasl.kerberos.* / sasl.oauthbearer.* keys"
-                .into(),
-        ),
+        "sasl.jaas.config" => Err(PropertyError::Jaas),
         "interceptor.classes" | "partitioner.class" | "metric.reporters" => {
-            Err("Java classes cannot be loaded by sluice".into())
+            Err(PropertyError::JavaClass)
         }
         _ => set(key, value),
     }
@@ -160,12 +190,12 @@ pub fn apply_passthrough(
         if let Some((_, why)) = owned.iter().find(|(k, _)| *k == key) {
             return Err(p.error(&full, format!("cannot be set: {why}")));
         }
-        match map_key(kind, &key, &value).map_err(|m| p.error(&full, m))? {
+        match map_key(kind, &key, &value).map_err(|m| p.error(&full, m.to_string()))? {
             Mapped::Ignore(why) => {
                 tracing::info!(key = %full, "Kafka client setting ignored: {why}.");
             }
             Mapped::Set(k, v) => {
-                check(&k, &v).map_err(|m| p.error(&full, m))?;
+                check(&k, &v).map_err(|m| p.error(&full, m.to_string()))?;
                 config.set(k, v);
             }
         }
@@ -174,13 +204,12 @@ pub fn apply_passthrough(
 }
 
 /// Checks one property with librdkafka's parser (no I/O).
-pub fn check(key: &str, value: &str) -> Result<(), String> {
+pub fn check(key: &str, value: &str) -> Result<(), PropertyError> {
     let mut c = ClientConfig::new();
     c.set(key, value);
-    c.create_native_config().map(|_| ()).map_err(|e| match e {
-        KafkaError::ClientConfig(_, msg, _, _) => format!("librdkafka rejects it: {msg}"),
-        other => format!("librdkafka rejects it: {other}"),
-    })
+    c.create_native_config()
+        .map(|_| ())
+        .map_err(|source| PropertyError::Rejected { source })
 }
 
 /// Sets a property the component chose, after the user's (the user's value wins when `keep`).

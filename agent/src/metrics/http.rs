@@ -7,6 +7,20 @@ use std::thread::JoinHandle;
 
 use super::Registry;
 
+/// Why the metrics endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsServerError {
+    #[error("cannot listen for metrics on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("metrics address {addr} is not an IP address")]
+    NotIp { addr: String },
+    #[error("cannot start metrics thread: {source}")]
+    Thread { source: std::io::Error },
+}
+
 /// A running HTTP server; dropping it stops the server.
 pub struct MetricsServer {
     server: Arc<tiny_http::Server>,
@@ -15,13 +29,18 @@ pub struct MetricsServer {
 }
 
 impl MetricsServer {
-    pub fn start(addr: &str, registry: Arc<Registry>) -> Result<Self, String> {
-        let server = tiny_http::Server::http(addr)
-            .map_err(|e| format!("cannot listen for metrics on {addr}: {e}"))?;
+    pub fn start(addr: &str, registry: Arc<Registry>) -> Result<Self, MetricsServerError> {
+        let server =
+            tiny_http::Server::http(addr).map_err(|source| MetricsServerError::Listen {
+                addr: addr.to_string(),
+                source,
+            })?;
         let local = server
             .server_addr()
             .to_ip()
-            .ok_or_else(|| format!("metrics address {addr} is not an IP address"))?;
+            .ok_or_else(|| MetricsServerError::NotIp {
+                addr: addr.to_string(),
+            })?;
         let server = Arc::new(server);
         let srv = server.clone();
         let thread = std::thread::Builder::new()
@@ -53,7 +72,7 @@ impl MetricsServer {
                     }
                 }
             })
-            .map_err(|e| format!("cannot start metrics thread: {e}"))?;
+            .map_err(|source| MetricsServerError::Thread { source })?;
         Ok(Self {
             server,
             thread: Some(thread),

@@ -89,7 +89,8 @@ impl KafkaSinkConfig {
             (Some(s), _) | (None, Some(s)) if !s.is_empty() => s.to_string(),
             _ => return Err(p.error("kafka.bootstrap.servers", "is required")),
         };
-        check("bootstrap.servers", &servers).map_err(|m| p.error("kafka.bootstrap.servers", m))?;
+        check("bootstrap.servers", &servers)
+            .map_err(|m| p.error("kafka.bootstrap.servers", m.to_string()))?;
         let topic = match (p.get("kafka.topic"), p.get("topic")) {
             (Some(t), _) | (None, Some(t)) if !t.is_empty() => t.to_string(),
             _ => DEFAULT_TOPIC.to_string(),

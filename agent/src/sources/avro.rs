@@ -300,6 +300,19 @@ impl Budget {
     }
 }
 
+/// Why a request could not get room in the [`Budget`].
+#[derive(Debug, thiserror::Error)]
+enum BudgetError {
+    #[error("the request needs more than max-buffered-bytes ({total})")]
+    TooLarge { total: usize },
+    #[error("{source}")]
+    NoRuntime {
+        source: tokio::runtime::TryCurrentError,
+    },
+    #[error("no memory for decoding within {millis} ms (max-buffered-bytes = {total} in use)")]
+    TimedOut { millis: u128, total: usize },
+}
+
 /// Bytes taken from the [`Budget`], given back on drop.
 struct Held {
     budget: Arc<Budget>,
@@ -315,12 +328,11 @@ impl Held {
     }
 
     /// Waits until `n` more bytes are free.
-    async fn take(&mut self, n: usize) -> Result<(), String> {
+    async fn take(&mut self, n: usize) -> Result<(), BudgetError> {
         if self.bytes + n > self.budget.total {
-            return Err(format!(
-                "the request needs more than max-buffered-bytes ({})",
-                self.budget.total
-            ));
+            return Err(BudgetError::TooLarge {
+                total: self.budget.total,
+            });
         }
         self.budget.take(n).await;
         self.bytes += n;
@@ -328,17 +340,16 @@ impl Held {
     }
 
     /// [`Held::take`] from a blocking worker, waiting at most `limit`.
-    fn take_blocking(&mut self, n: usize, limit: Duration) -> Result<(), String> {
-        let handle = tokio::runtime::Handle::try_current().map_err(|e| e.to_string())?;
+    fn take_blocking(&mut self, n: usize, limit: Duration) -> Result<(), BudgetError> {
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|source| BudgetError::NoRuntime { source })?;
         let total = self.budget.total;
         handle
             .block_on(tokio::time::timeout(limit, self.take(n)))
-            .unwrap_or_else(|_| {
-                Err(format!(
-                    "no memory for decoding within {} ms (max-buffered-bytes = {total} in use)",
-                    limit.as_millis()
-                ))
-            })
+            .unwrap_or(Err(BudgetError::TimedOut {
+                millis: limit.as_millis(),
+                total,
+            }))
     }
 }
 
@@ -622,7 +633,7 @@ async fn serve(shared: &Arc<Shared>, io: &mut ServerIo, stop: &mut watch::Receiv
                     };
                     match got {
                         Ok(Ok(())) => decoder.grow(bytes),
-                        Ok(Err(e)) => return Close::Error(e),
+                        Ok(Err(e)) => return Close::Error(e.to_string()),
                         Err(_) => {
                             return Close::Error(format!(
                                 "no buffer space within {read_ms} ms (read-timeout): \
@@ -798,8 +809,9 @@ fn respond(
                     if used > reserved {
                         let step = (used - reserved).max(DECODE_STEP);
                         if let Err(e) = held.take_blocking(step, limit) {
-                            starved = Some(e.clone());
-                            return Err(ProtocolError(e));
+                            let reason = e.to_string();
+                            starved = Some(reason.clone());
+                            return Err(ProtocolError(reason));
                         }
                         reserved += step;
                     }

@@ -105,7 +105,8 @@ pub struct KafkaSourceConfig {
 impl KafkaSourceConfig {
     pub fn from_props(p: &Props) -> Result<Self, ConfigError> {
         let servers = p.required("kafka.bootstrap.servers")?;
-        check("bootstrap.servers", &servers).map_err(|m| p.error("kafka.bootstrap.servers", m))?;
+        check("bootstrap.servers", &servers)
+            .map_err(|m| p.error("kafka.bootstrap.servers", m.to_string()))?;
         let regex = p.get("kafka.topics.regex").filter(|v| !v.is_empty());
         let topics = p.get("kafka.topics").filter(|v| !v.is_empty());
         let subscription = match (regex, topics) {

@@ -1,6 +1,7 @@
 //! `sluice graph`: the pipeline as Graphviz DOT, as `vector graph` prints it: sources →
 //! interceptors → selector → channels → sink groups → sinks.
 
+use std::collections::BTreeSet;
 use std::fmt::Write;
 
 use super::AgentConfig;
@@ -75,6 +76,8 @@ impl AgentConfig {
                 label(&gr.name, gr.processor.kind)
             );
         }
+        // A group reading one channel through several sinks gets one edge from it.
+        let mut fed = BTreeSet::new();
         for k in &self.sinks {
             let node = id(&format!("sink/{}", k.name));
             let _ = writeln!(
@@ -86,7 +89,9 @@ impl AgentConfig {
             match grouped(&k.name) {
                 Some(gr) => {
                     let group = id(&format!("sinkgroup/{}", gr.name));
-                    let _ = writeln!(g, "  {channel} -> {group};");
+                    if fed.insert((channel.clone(), group.clone())) {
+                        let _ = writeln!(g, "  {channel} -> {group};");
+                    }
                     let _ = writeln!(g, "  {group} -> {node};");
                 }
                 None => {

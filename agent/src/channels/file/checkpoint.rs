@@ -6,13 +6,20 @@
 //! checkpoint never keeps holding the space it could not use. A trailing CRC32C over the whole file catches
 //! damage after the fact; a damaged checkpoint is never trusted (the caller falls back to the
 //! backup, then to a full replay of the log).
+//!
+//! The channel writes one every `checkpointInterval` from its own thread, on close, and after
+//! replay; each deletes the segments it no longer needs.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
 
-use super::Ptr;
 use super::format::{FORMAT_VERSION, u32_at, u64_at};
+use super::{Inner, Ptr};
+use crate::channels::ChannelError;
+use crate::lifecycle::StopSignal;
 
 pub const CHECKPOINT_FILE: &str = "checkpoint";
 pub const CHECKPOINT_TMP: &str = "checkpoint.tmp";
@@ -59,32 +66,32 @@ impl Checkpoint {
         b
     }
 
-    fn decode(b: &[u8]) -> Result<Self, String> {
+    fn decode(b: &[u8]) -> Result<Self, CheckpointFormatError> {
+        use CheckpointFormatError as E;
         if b.len() < HEADER_LEN + 4 {
-            return Err(format!("truncated ({} bytes)", b.len()));
+            return Err(E::Truncated(b.len()));
         }
         let (body, tail) = b.split_at(b.len() - 4);
         if u32_at(tail, 0) != Some(crc32c::crc32c(body)) {
-            return Err("checksum mismatch".into());
+            return Err(E::Checksum);
         }
         if &body[0..8] != CHECKPOINT_MAGIC {
-            return Err("not a sluice checkpoint (bad magic)".into());
+            return Err(E::Magic);
         }
         let version = u32_at(body, 8).unwrap_or(0);
         if version != FORMAT_VERSION {
-            return Err(format!("unsupported format version {version}"));
+            return Err(E::Version(version));
         }
-        let bad = || "malformed header".to_string();
-        let segment = u32_at(body, 12).ok_or_else(bad)?;
-        let offset = u32_at(body, 16).ok_or_else(bad)?;
-        let next_seq = u64_at(body, 20).ok_or_else(bad)?;
-        let count = u64_at(body, 28).ok_or_else(bad)? as usize;
+        let segment = u32_at(body, 12).ok_or(E::Header)?;
+        let offset = u32_at(body, 16).ok_or(E::Header)?;
+        let next_seq = u64_at(body, 20).ok_or(E::Header)?;
+        let count = u64_at(body, 28).ok_or(E::Header)? as usize;
         let entries = &body[HEADER_LEN..];
         if entries.len() != count.saturating_mul(ENTRY_LEN) {
-            return Err(format!(
-                "{count} entries announced, {} bytes present",
-                entries.len()
-            ));
+            return Err(E::Entries {
+                count,
+                present: entries.len(),
+            });
         }
         let live = entries
             .chunks_exact(ENTRY_LEN)
@@ -147,39 +154,172 @@ impl Checkpoint {
     pub fn read(dir: &Path) -> Result<Option<Self>, CheckpointDamage> {
         let path = dir.join(CHECKPOINT_FILE);
         let mut bytes = Vec::new();
-        match File::open(&path) {
-            Ok(mut f) => f
-                .read_to_end(&mut bytes)
-                .map_err(|e| CheckpointDamage::new(&path, e.to_string()))?,
+        let mut f = match File::open(&path) {
+            Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(CheckpointDamage::new(&path, e.to_string())),
+            Err(source) => return Err(CheckpointDamage::Read { path, source }),
         };
-        Self::decode(&bytes)
-            .map(Some)
-            .map_err(|m| CheckpointDamage::new(&path, m))
+        if let Err(source) = f.read_to_end(&mut bytes) {
+            return Err(CheckpointDamage::Read { path, source });
+        }
+        match Self::decode(&bytes) {
+            Ok(cp) => Ok(Some(cp)),
+            Err(source) => Err(CheckpointDamage::Malformed { path, source }),
+        }
     }
 }
 
 /// A checkpoint that exists but cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("checkpoint {} is unusable: {reason}", path.display())]
-pub struct CheckpointDamage {
-    pub path: PathBuf,
-    pub reason: String,
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointDamage {
+    #[error("checkpoint {} is unusable: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("checkpoint {} is unusable: {source}", path.display())]
+    Malformed {
+        path: PathBuf,
+        source: CheckpointFormatError,
+    },
 }
 
-impl CheckpointDamage {
-    fn new(path: &Path, reason: String) -> Self {
-        Self {
-            path: path.to_path_buf(),
-            reason,
-        }
-    }
+/// What is wrong with the bytes of a checkpoint file.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CheckpointFormatError {
+    #[error("truncated ({0} bytes)")]
+    Truncated(usize),
+    #[error("checksum mismatch")]
+    Checksum,
+    #[error("not a sluice checkpoint (bad magic)")]
+    Magic,
+    #[error("unsupported format version {0}")]
+    Version(u32),
+    #[error("malformed header")]
+    Header,
+    #[error("{count} entries announced, {present} bytes present")]
+    Entries { count: usize, present: usize },
 }
 
 /// Makes a create, rename or delete in `dir` durable.
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+impl Inner {
+    /// Writes a checkpoint of the state as of the current log position, once the log is durable
+    /// up to it (invariant 4), then deletes the segments it no longer needs (invariant 6).
+    pub(super) fn checkpoint(&self) -> Result<(), ChannelError> {
+        let _one = self.checkpointing.lock();
+        let (cp, pos) = self.snapshot();
+        if let Err(e) = self.check_checkpoint_space(&self.config.checkpoint_dir, cp.live.len()) {
+            self.stats
+                .checkpoint_write_errors
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(e);
+        }
+        self.sync_to(pos)?;
+        if let Err(e) = cp.write(&self.config.checkpoint_dir) {
+            self.stats
+                .checkpoint_write_errors
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(self.io_err(format!(
+                "cannot write checkpoint in {}: {e}",
+                self.config.checkpoint_dir.display()
+            )));
+        }
+        if let Some(dir) = &self.config.backup_checkpoint_dir
+            && let Err(e) = self.check_checkpoint_space(dir, cp.live.len())
+        {
+            self.stats
+                .checkpoint_backup_write_errors
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(e);
+        }
+        if let Some(dir) = &self.config.backup_checkpoint_dir
+            && let Err(e) = cp.write(dir)
+        {
+            // The stale backup may need old segments: delete none this round.
+            self.stats
+                .checkpoint_backup_write_errors
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(self.io_err(format!(
+                "cannot write backup checkpoint in {}: {e}",
+                dir.display()
+            )));
+        }
+        self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+        self.delete_segments(&cp);
+        Ok(())
+    }
+
+    /// The live events (queued and in uncommitted takes, by sequence number) and the log
+    /// position they reflect, taken under the log lock.
+    fn snapshot(&self) -> (Checkpoint, u64) {
+        let (mut cp, pos) = {
+            let log = self.log.lock();
+            let st = self.state.lock();
+            let mut live: Vec<Ptr> = Vec::with_capacity(st.queue.len() + st.held);
+            live.extend(st.queue.iter().copied());
+            for t in st.inflight.values() {
+                live.extend(t.good.iter().chain(&t.bad).copied());
+            }
+            let cp = Checkpoint {
+                segment: log.seg,
+                offset: log.off as u32,
+                next_seq: log.next_seq,
+                live,
+            };
+            (cp, log.written)
+        };
+        cp.live.sort_unstable_by_key(|p| p.seq);
+        (cp, pos)
+    }
+
+    /// The channel's thread: a checkpoint every `checkpointInterval`, and without
+    /// `fsyncPerTransaction` an fsync every `fsyncInterval`.
+    pub(super) fn background(&self, stop: &StopSignal) {
+        let now = Instant::now();
+        let mut next_checkpoint = now + self.config.checkpoint_interval;
+        let mut next_fsync = now + self.config.fsync_interval;
+        // A full disk fails every checkpoint: say so once, then when they work again.
+        let mut checkpoint_failing = false;
+        loop {
+            let next = if self.config.fsync_per_transaction {
+                next_checkpoint
+            } else {
+                next_checkpoint.min(next_fsync)
+            };
+            if stop.sleep(next.saturating_duration_since(Instant::now())) {
+                return;
+            }
+            let now = Instant::now();
+            if !self.config.fsync_per_transaction && now >= next_fsync {
+                if let Err(e) = self.sync_to(self.written()) {
+                    tracing::error!(channel = %self.name, error = %e, "Periodic fsync failed.");
+                }
+                next_fsync = now + self.config.fsync_interval;
+            }
+            if now >= next_checkpoint {
+                match self.checkpoint() {
+                    Err(e) if !checkpoint_failing => {
+                        checkpoint_failing = true;
+                        tracing::error!(channel = %self.name, error = %e,
+                            "Checkpoint failed; will retry every checkpointInterval.");
+                    }
+                    Err(e) => {
+                        tracing::debug!(channel = %self.name, error = %e, "Checkpoint failed again.");
+                    }
+                    Ok(()) if checkpoint_failing => {
+                        checkpoint_failing = false;
+                        tracing::info!(channel = %self.name, "Checkpoints succeed again.");
+                    }
+                    Ok(()) => {}
+                }
+                next_checkpoint = Instant::now() + self.config.checkpoint_interval;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -24,14 +24,32 @@ use super::format::{
 const DEAD: u32 = u32::MAX;
 const CHUNK: usize = 4 << 20;
 
+/// Why the segment files could not be listed.
+#[derive(Debug, thiserror::Error)]
+pub enum ListSegmentsError {
+    #[error("cannot list {}: {source}", dir.display())]
+    List {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("segment {id} exists twice: {} and {}", first.display(), second.display())]
+    Duplicate {
+        id: u32,
+        first: PathBuf,
+        second: PathBuf,
+    },
+}
+
 /// Segment files found in the data directories, by id.
-pub fn list_segments(data_dirs: &[PathBuf]) -> Result<BTreeMap<u32, PathBuf>, String> {
+pub fn list_segments(data_dirs: &[PathBuf]) -> Result<BTreeMap<u32, PathBuf>, ListSegmentsError> {
     let mut found: BTreeMap<u32, PathBuf> = BTreeMap::new();
     for dir in data_dirs {
-        let entries =
-            std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+        let list_error = |source| ListSegmentsError::List {
+            dir: dir.clone(),
+            source,
+        };
+        for entry in std::fs::read_dir(dir).map_err(list_error)? {
+            let entry = entry.map_err(list_error)?;
             let name = entry.file_name();
             let Some(id) = name
                 .to_str()
@@ -43,11 +61,11 @@ pub fn list_segments(data_dirs: &[PathBuf]) -> Result<BTreeMap<u32, PathBuf>, St
             };
             let path = entry.path();
             if let Some(other) = found.insert(id, path.clone()) {
-                return Err(format!(
-                    "segment {id} exists twice: {} and {}",
-                    other.display(),
-                    path.display()
-                ));
+                return Err(ListSegmentsError::Duplicate {
+                    id,
+                    first: other,
+                    second: path,
+                });
             }
         }
     }
@@ -74,6 +92,15 @@ pub struct Replay {
     /// Torn tails truncated.
     pub torn: u64,
     pub records: u64,
+}
+
+/// How a segment scanned from its start begins.
+enum SegmentStart {
+    Valid,
+    /// No valid header nor record in the newest segment.
+    TornEmpty,
+    /// The header is damaged; the first valid record (or the end of the file) is here.
+    DamagedUntil(u64),
 }
 
 /// Positioned reads through a large buffer.
@@ -166,25 +193,10 @@ impl Replay {
         };
         let mut off = from.max(SEGMENT_HEADER_LEN);
         if from < SEGMENT_HEADER_LEN {
-            let header_ok = match r.bytes(0, SEGMENT_HEADER_LEN as usize)? {
-                Some(b) => check_segment_header(b, u64::from(id)),
-                None => false,
-            };
-            if !header_ok {
-                match r.next_valid(0)? {
-                    None if newest => {
-                        tracing::warn!(channel = %self.channel, file = %path.display(),
-                            "Newest segment has no valid header or record (crash while creating it); removing it.");
-                        self.torn += 1;
-                        return Ok(ScanEnd::TornEmpty);
-                    }
-                    found => {
-                        self.corrupt += 1;
-                        tracing::error!(channel = %self.channel, file = %path.display(), offset = 0,
-                            "Segment header is damaged; scanning for records after it.");
-                        off = found.unwrap_or(size);
-                    }
-                }
+            match self.check_segment_header(&mut r, id, path, newest)? {
+                SegmentStart::Valid => {}
+                SegmentStart::TornEmpty => return Ok(ScanEnd::TornEmpty),
+                SegmentStart::DamagedUntil(next) => off = next,
             }
         }
         while off < size {
@@ -194,31 +206,12 @@ impl Replay {
             };
             let body_end = header.map(|h| off + RECORD_HEADER_LEN as u64 + u64::from(h.len));
             let (Some(h), Some(end)) = (header, body_end.filter(|e| *e <= size)) else {
-                match r.next_valid(off + 1)? {
+                match self.skip_damage(&mut r, path, off, newest)? {
                     Some(next) => {
-                        self.corrupt += 1;
-                        tracing::error!(channel = %self.channel, file = %path.display(), offset = off,
-                            skipped_bytes = next - off,
-                            "Damaged record in the log; skipped to the next valid record.");
                         off = next;
                         continue;
                     }
-                    None if newest => {
-                        r.file.set_len(off)?;
-                        r.file.sync_all()?;
-                        self.torn += 1;
-                        tracing::warn!(channel = %self.channel, file = %path.display(), offset = off,
-                            bytes = size - off,
-                            "Truncated a torn write at the end of the log (never acknowledged).");
-                        return Ok(ScanEnd::Complete);
-                    }
-                    None => {
-                        self.corrupt += 1;
-                        tracing::error!(channel = %self.channel, file = %path.display(), offset = off,
-                            bytes = size - off,
-                            "Damaged bytes at the end of a sealed segment; skipped.");
-                        return Ok(ScanEnd::Complete);
-                    }
+                    None => return Ok(ScanEnd::Complete),
                 }
             };
             let body_off = off + RECORD_HEADER_LEN as u64;
@@ -226,35 +219,110 @@ impl Replay {
                 break;
             };
             self.records += 1;
-            match h.kind {
-                Kind::Put => {
-                    let (kept, bad) = put_frames(body, &h, id, body_off, &mut self.live);
-                    self.corrupt += bad.len() as u64;
-                    for (at, what) in bad {
-                        tracing::error!(channel = %self.channel, file = %path.display(), offset = at,
-                            "Damaged event in the log ({what}); skipped, the other events are kept.");
-                    }
-                    if kept > 0 {
-                        self.resort_if_needed(kept);
-                    }
-                    self.next_seq = self.next_seq.max(h.first + u64::from(h.count));
-                }
-                Kind::Take => {
-                    if crc32c::crc32c(body) != h.body_crc {
-                        self.corrupt += 1;
-                        tracing::error!(channel = %self.channel, file = %path.display(), offset = off,
-                            "Damaged take record; skipped (its events may be delivered again).");
-                    } else {
-                        let ranges: Vec<(u64, u32)> = take_ranges(body).collect();
-                        for (start, n) in ranges {
-                            self.mark_taken(start, n);
-                        }
-                    }
-                }
-            }
+            self.apply(&h, body, id, path, off);
             off = end;
         }
         Ok(ScanEnd::Complete)
+    }
+
+    /// Checks the header of segment `id`; past a damaged one, scanning resumes at the first
+    /// valid record.
+    fn check_segment_header(
+        &mut self,
+        r: &mut Reader,
+        id: u32,
+        path: &Path,
+        newest: bool,
+    ) -> std::io::Result<SegmentStart> {
+        let header_ok = match r.bytes(0, SEGMENT_HEADER_LEN as usize)? {
+            Some(b) => check_segment_header(b, u64::from(id)),
+            None => false,
+        };
+        if header_ok {
+            return Ok(SegmentStart::Valid);
+        }
+        match r.next_valid(0)? {
+            None if newest => {
+                tracing::warn!(channel = %self.channel, file = %path.display(),
+                    "Newest segment has no valid header or record (crash while creating it); removing it.");
+                self.torn += 1;
+                Ok(SegmentStart::TornEmpty)
+            }
+            found => {
+                self.corrupt += 1;
+                tracing::error!(channel = %self.channel, file = %path.display(), offset = 0,
+                    "Segment header is damaged; scanning for records after it.");
+                Ok(SegmentStart::DamagedUntil(found.unwrap_or(r.size)))
+            }
+        }
+    }
+
+    /// Handles bytes at `off` that are no valid record: the offset of the next valid record,
+    /// or `None` when nothing valid follows (a torn tail of the newest segment is cut off).
+    fn skip_damage(
+        &mut self,
+        r: &mut Reader,
+        path: &Path,
+        off: u64,
+        newest: bool,
+    ) -> std::io::Result<Option<u64>> {
+        let size = r.size;
+        match r.next_valid(off + 1)? {
+            Some(next) => {
+                self.corrupt += 1;
+                tracing::error!(channel = %self.channel, file = %path.display(), offset = off,
+                    skipped_bytes = next - off,
+                    "Damaged record in the log; skipped to the next valid record.");
+                Ok(Some(next))
+            }
+            None if newest => {
+                r.file.set_len(off)?;
+                r.file.sync_all()?;
+                self.torn += 1;
+                tracing::warn!(channel = %self.channel, file = %path.display(), offset = off,
+                    bytes = size - off,
+                    "Truncated a torn write at the end of the log (never acknowledged).");
+                Ok(None)
+            }
+            None => {
+                self.corrupt += 1;
+                tracing::error!(channel = %self.channel, file = %path.display(), offset = off,
+                    bytes = size - off,
+                    "Damaged bytes at the end of a sealed segment; skipped.");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Applies the record at `off` of segment `seg` whose header is `h` and body `body`.
+    fn apply(&mut self, h: &RecordHeader, body: &[u8], seg: u32, path: &Path, off: u64) {
+        match h.kind {
+            Kind::Put => {
+                let body_off = off + RECORD_HEADER_LEN as u64;
+                let (kept, bad) = put_frames(body, h, seg, body_off, &mut self.live);
+                self.corrupt += bad.len() as u64;
+                for (at, what) in bad {
+                    tracing::error!(channel = %self.channel, file = %path.display(), offset = at,
+                        "Damaged event in the log ({what}); skipped, the other events are kept.");
+                }
+                if kept > 0 {
+                    self.resort_if_needed(kept);
+                }
+                self.next_seq = self.next_seq.max(h.first + u64::from(h.count));
+            }
+            Kind::Take => {
+                if crc32c::crc32c(body) != h.body_crc {
+                    self.corrupt += 1;
+                    tracing::error!(channel = %self.channel, file = %path.display(), offset = off,
+                        "Damaged take record; skipped (its events may be delivered again).");
+                } else {
+                    let ranges: Vec<(u64, u32)> = take_ranges(body).collect();
+                    for (start, n) in ranges {
+                        self.mark_taken(start, n);
+                    }
+                }
+            }
+        }
     }
 
     /// Keeps `live` sorted by sequence number after appending `added` entries.

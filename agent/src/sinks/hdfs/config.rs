@@ -108,133 +108,15 @@ impl HdfsConfig {
         for k in IGNORED {
             let _ = p.get(k);
         }
-        let path =
-            PathTemplate::parse(&p.required("hdfs.path")?).map_err(|m| p.error("hdfs.path", m))?;
+        let path = PathTemplate::parse(&p.required("hdfs.path")?)
+            .map_err(|m| p.error("hdfs.path", m.to_string()))?;
         let file_prefix = PathTemplate::parse(&p.string("hdfs.filePrefix", "FlumeData"))
-            .map_err(|m| p.error("hdfs.filePrefix", m))?;
-        let file_type = p.choice(
-            "hdfs.fileType",
-            FileType::SequenceFile,
-            &[
-                (&["SequenceFile"], FileType::SequenceFile),
-                (&["DataStream"], FileType::DataStream),
-                (&["CompressedStream"], FileType::CompressedStream),
-            ],
-        )?;
-        let codec = p.choice(
-            "hdfs.codeC",
-            None,
-            &[(
-                &[
-                    "gzip",
-                    "org.apache.hadoop.io.compress.GzipCodec",
-                    "GzipCodec",
-                ],
-                Some(Codec::Gzip),
-            )],
-        )?;
-        let codec = match (file_type, codec) {
-            (FileType::CompressedStream, None) => {
-                return Err(p.error(
-                    "hdfs.codeC",
-                    "is required with `hdfs.fileType = CompressedStream` (accepted: gzip)",
-                ));
-            }
-            // Flume ignores the codec for DataStream files; so does sluice.
-            (FileType::DataStream, Some(_)) => None,
-            (FileType::SequenceFile, Some(_)) => {
-                return Err(p.error(
-                    "hdfs.codeC",
-                    "compressed SequenceFiles are not supported by sluice; use \
-                     `hdfs.fileType = CompressedStream` or no codec (see docs/hdfs.md)",
-                ));
-            }
-            (_, c) => c,
-        };
-        let avro = p.choice(
-            "serializer",
-            0u8,
-            &[
-                (
-                    &[
-                        "text",
-                        "org.apache.flume.serialization.BodyTextEventSerializer$Builder",
-                    ],
-                    0,
-                ),
-                (
-                    &[
-                        "header_and_text",
-                        "org.apache.flume.serialization.HeaderAndBodyTextEventSerializer$Builder",
-                    ],
-                    1,
-                ),
-                (
-                    &[
-                        "avro_event",
-                        "org.apache.flume.serialization.FlumeEventAvroEventSerializer$Builder",
-                    ],
-                    2,
-                ),
-            ],
-        )?;
-        let append_newline = p.bool("serializer.appendNewline", true)?;
-        let sequence_text = p.choice(
-            "hdfs.writeFormat",
-            false,
-            &[(&["Writable"], false), (&["Text"], true)],
-        )?;
-        let serializer = match avro {
-            _ if file_type == FileType::SequenceFile => Serializer::SequenceFile {
-                text: sequence_text,
-            },
-            0 => Serializer::Text { append_newline },
-            1 => Serializer::HeaderAndText { append_newline },
-            _ => Serializer::AvroEvent {
-                deflate: p.choice(
-                    "serializer.compressionCodec",
-                    false,
-                    &[(&["null"], false), (&["deflate"], true)],
-                )?,
-                sync_interval: p.int("serializer.syncIntervalBytes", 2_048_000, 1..=1 << 30)?,
-            },
-        };
-        let round = p.bool("hdfs.round", false)?;
-        let unit = p.choice(
-            "hdfs.roundUnit",
-            RoundUnit::Second,
-            &[
-                (&["second"], RoundUnit::Second),
-                (&["minute"], RoundUnit::Minute),
-                (&["hour"], RoundUnit::Hour),
-            ],
-        )?;
-        let value = p.int("hdfs.roundValue", 1u64, 1..=86_400)?;
-        let max = match unit {
-            RoundUnit::Second | RoundUnit::Minute => 60,
-            RoundUnit::Hour => 24,
-        };
-        if value > max {
-            return Err(p.error(
-                "hdfs.roundValue",
-                format!("must be at most {max} for hdfs.roundUnit {unit:?}"),
-            ));
-        }
-        let time_zone = match p.get("hdfs.timeZone").filter(|v| !v.is_empty()) {
-            None => None,
-            Some(v) => Some(v.parse::<chrono_tz::Tz>().map_err(|_| {
-                p.error(
-                    "hdfs.timeZone",
-                    format!("unknown time zone `{v}`; expected an IANA name like Europe/Paris"),
-                )
-            })?),
-        };
-        let in_use_suffix = if p.bool("hdfs.emptyInUseSuffix", false)? {
-            let _ = p.get("hdfs.inUseSuffix");
-            String::new()
-        } else {
-            p.string("hdfs.inUseSuffix", ".tmp")
-        };
+            .map_err(|m| p.error("hdfs.filePrefix", m.to_string()))?;
+        let (file_type, codec) = file_type_and_codec(p)?;
+        let serializer = serializer(p, file_type)?;
+        let rounding = rounding(p)?;
+        let time_zone = time_zone(p)?;
+        let in_use_suffix = in_use_suffix(p)?;
         let call_timeout = p.millis("hdfs.callTimeout", 30_000, 1..=MAX_MILLIS)?;
         if call_timeout.is_zero() {
             return Err(p.error("hdfs.callTimeout", "must be greater than 0"));
@@ -253,7 +135,7 @@ impl HdfsConfig {
             file_type,
             codec,
             serializer,
-            rounding: round.then_some(Rounding { unit, value }),
+            rounding,
             time_zone,
             use_local_timestamp: p.bool("hdfs.useLocalTimeStamp", false)?,
             close_tries: p.int("hdfs.closeTries", 0, 0..=10_000)?,
@@ -268,6 +150,157 @@ impl HdfsConfig {
                 .map(str::to_string),
         })
     }
+}
+
+/// `hdfs.fileType` and the `hdfs.codeC` it allows.
+fn file_type_and_codec(p: &Props) -> Result<(FileType, Option<Codec>), ConfigError> {
+    let file_type = p.choice(
+        "hdfs.fileType",
+        FileType::SequenceFile,
+        &[
+            (&["SequenceFile"], FileType::SequenceFile),
+            (&["DataStream"], FileType::DataStream),
+            (&["CompressedStream"], FileType::CompressedStream),
+        ],
+    )?;
+    let codec = p.choice(
+        "hdfs.codeC",
+        None,
+        &[(
+            &[
+                "gzip",
+                "org.apache.hadoop.io.compress.GzipCodec",
+                "GzipCodec",
+            ],
+            Some(Codec::Gzip),
+        )],
+    )?;
+    let codec = match (file_type, codec) {
+        (FileType::CompressedStream, None) => {
+            return Err(p.error(
+                "hdfs.codeC",
+                "is required with `hdfs.fileType = CompressedStream` (accepted: gzip)",
+            ));
+        }
+        // Flume ignores the codec for DataStream files; so does sluice.
+        (FileType::DataStream, Some(_)) => None,
+        (FileType::SequenceFile, Some(_)) => {
+            return Err(p.error(
+                "hdfs.codeC",
+                "compressed SequenceFiles are not supported by sluice; use \
+                 `hdfs.fileType = CompressedStream` or no codec (see docs/hdfs.md)",
+            ));
+        }
+        (_, c) => c,
+    };
+    Ok((file_type, codec))
+}
+
+/// `serializer` and its `serializer.*` keys, or `hdfs.writeFormat` for SequenceFiles.
+fn serializer(p: &Props, file_type: FileType) -> Result<Serializer, ConfigError> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Named {
+        Text,
+        HeaderAndText,
+        AvroEvent,
+    }
+    let named = p.choice(
+        "serializer",
+        Named::Text,
+        &[
+            (
+                &[
+                    "text",
+                    "org.apache.flume.serialization.BodyTextEventSerializer$Builder",
+                ],
+                Named::Text,
+            ),
+            (
+                &[
+                    "header_and_text",
+                    "org.apache.flume.serialization.HeaderAndBodyTextEventSerializer$Builder",
+                ],
+                Named::HeaderAndText,
+            ),
+            (
+                &[
+                    "avro_event",
+                    "org.apache.flume.serialization.FlumeEventAvroEventSerializer$Builder",
+                ],
+                Named::AvroEvent,
+            ),
+        ],
+    )?;
+    let append_newline = p.bool("serializer.appendNewline", true)?;
+    let sequence_text = p.choice(
+        "hdfs.writeFormat",
+        false,
+        &[(&["Writable"], false), (&["Text"], true)],
+    )?;
+    Ok(match named {
+        _ if file_type == FileType::SequenceFile => Serializer::SequenceFile {
+            text: sequence_text,
+        },
+        Named::Text => Serializer::Text { append_newline },
+        Named::HeaderAndText => Serializer::HeaderAndText { append_newline },
+        Named::AvroEvent => Serializer::AvroEvent {
+            deflate: p.choice(
+                "serializer.compressionCodec",
+                false,
+                &[(&["null"], false), (&["deflate"], true)],
+            )?,
+            sync_interval: p.int("serializer.syncIntervalBytes", 2_048_000, 1..=1 << 30)?,
+        },
+    })
+}
+
+/// `hdfs.round`, `hdfs.roundUnit` and `hdfs.roundValue` (checked even when rounding is off).
+fn rounding(p: &Props) -> Result<Option<Rounding>, ConfigError> {
+    let round = p.bool("hdfs.round", false)?;
+    let unit = p.choice(
+        "hdfs.roundUnit",
+        RoundUnit::Second,
+        &[
+            (&["second"], RoundUnit::Second),
+            (&["minute"], RoundUnit::Minute),
+            (&["hour"], RoundUnit::Hour),
+        ],
+    )?;
+    let value = p.int("hdfs.roundValue", 1u64, 1..=86_400)?;
+    let max = match unit {
+        RoundUnit::Second | RoundUnit::Minute => 60,
+        RoundUnit::Hour => 24,
+    };
+    if value > max {
+        return Err(p.error(
+            "hdfs.roundValue",
+            format!("must be at most {max} for hdfs.roundUnit {unit:?}"),
+        ));
+    }
+    Ok(round.then_some(Rounding { unit, value }))
+}
+
+/// `hdfs.timeZone`: an IANA name, or the local time zone when unset.
+fn time_zone(p: &Props) -> Result<Option<chrono_tz::Tz>, ConfigError> {
+    match p.get("hdfs.timeZone").filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => v.parse::<chrono_tz::Tz>().map(Some).map_err(|_| {
+            p.error(
+                "hdfs.timeZone",
+                format!("unknown time zone `{v}`; expected an IANA name like Europe/Paris"),
+            )
+        }),
+    }
+}
+
+/// `hdfs.inUseSuffix`, or none with `hdfs.emptyInUseSuffix`.
+fn in_use_suffix(p: &Props) -> Result<String, ConfigError> {
+    Ok(if p.bool("hdfs.emptyInUseSuffix", false)? {
+        let _ = p.get("hdfs.inUseSuffix");
+        String::new()
+    } else {
+        p.string("hdfs.inUseSuffix", ".tmp")
+    })
 }
 
 #[cfg(test)]

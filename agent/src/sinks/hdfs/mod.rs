@@ -43,8 +43,8 @@ use hdfs_native::file::FileWriter;
 use hdfs_native::{Client, ClientBuilder, HdfsError, WriteOptions};
 
 use self::config::HdfsConfig;
-use self::format::FileEncoder;
-use self::path::{TimeCache, TimeContext};
+use self::format::{FileEncoder, FormatError};
+use self::path::{RenderError, TimeCache, TimeContext};
 use crate::event::Event;
 use crate::metrics::{SinkCounters, now_millis};
 use crate::pipeline::{Sink, SinkError};
@@ -102,50 +102,62 @@ pub struct HdfsSink {
     prefix_cache: TimeCache,
 }
 
-/// A failed HDFS call: what was tried, and whether the path was missing or already there.
-struct CallError {
-    message: String,
-    not_found: bool,
-    exists: bool,
+/// A failed HDFS call: what was tried and why.
+#[derive(Debug, thiserror::Error)]
+enum CallError {
+    #[error("{what}: {source}")]
+    Failed { what: String, source: HdfsError },
+    #[error("{what}: the sink is not started")]
+    NotStarted { what: String },
+    #[error("{what}: no answer within hdfs.callTimeout ({timeout:?})")]
+    TimedOut { what: String, timeout: Duration },
 }
 
 impl CallError {
-    fn new(what: &str, e: HdfsError) -> Self {
-        let (not_found, exists) = match &e {
-            HdfsError::FileNotFound(_) => (true, false),
-            HdfsError::AlreadyExists(_) => (false, true),
-            HdfsError::RPCError(class, _) => (
-                class.ends_with("FileNotFoundException"),
-                class.ends_with("FileAlreadyExistsException"),
-            ),
-            _ => (false, false),
-        };
-        Self {
-            message: format!("{what}: {e}"),
-            not_found,
-            exists,
+    /// The path was missing.
+    fn not_found(&self) -> bool {
+        match self {
+            Self::Failed { source, .. } => match source {
+                HdfsError::FileNotFound(_) => true,
+                HdfsError::RPCError(class, _) => class.ends_with("FileNotFoundException"),
+                _ => false,
+            },
+            _ => false,
         }
     }
 
-    fn other(message: String) -> Self {
-        Self {
-            message,
-            not_found: false,
-            exists: false,
+    /// The path was already there.
+    fn exists(&self) -> bool {
+        match self {
+            Self::Failed { source, .. } => match source {
+                HdfsError::AlreadyExists(_) => true,
+                HdfsError::RPCError(class, _) => class.ends_with("FileAlreadyExistsException"),
+                _ => false,
+            },
+            _ => false,
         }
     }
 }
 
-impl std::fmt::Display for CallError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl From<CallError> for String {
-    fn from(e: CallError) -> Self {
-        e.message
-    }
+/// Why writing a batch, rolling, closing or recovering a file failed.
+#[derive(Debug, thiserror::Error)]
+enum WriteError {
+    #[error("the sink is not started")]
+    NotStarted,
+    #[error("cannot create an HDFS client for {fs}: {source}")]
+    Client { fs: String, source: HdfsError },
+    #[error(transparent)]
+    Call(#[from] CallError),
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    #[error("hdfs.path `{dir}` is not absolute")]
+    NotAbsolute { dir: String },
+    #[error("cannot find a free file name for prefix `{prefix}` in {dir}")]
+    NoFreeName { prefix: String, dir: String },
+    #[error("internal: the open file vanished")]
+    OpenFileVanished,
 }
 
 /// Splits an escaped `hdfs.path` into file system URL and absolute path.
@@ -193,10 +205,10 @@ impl HdfsSink {
         }
     }
 
-    fn err(&self, message: impl Into<String>) -> SinkError {
+    fn err(&self, message: impl std::fmt::Display) -> SinkError {
         SinkError::Delivery {
             sink: self.name.clone(),
-            message: message.into(),
+            message: message.to_string(),
         }
     }
 
@@ -207,20 +219,26 @@ impl HdfsSink {
         f: impl Future<Output = Result<T, HdfsError>>,
     ) -> Result<T, CallError> {
         let Some(rt) = &self.runtime else {
-            return Err(CallError::other(format!("{what}: the sink is not started")));
+            return Err(CallError::NotStarted {
+                what: what.to_string(),
+            });
         };
         let timeout = self.config.call_timeout;
         match rt.block_on(async { tokio::time::timeout(timeout, f).await }) {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(CallError::new(what, e)),
-            Err(_) => Err(CallError::other(format!(
-                "{what}: no answer within hdfs.callTimeout ({timeout:?})"
-            ))),
+            Ok(Err(source)) => Err(CallError::Failed {
+                what: what.to_string(),
+                source,
+            }),
+            Err(_) => Err(CallError::TimedOut {
+                what: what.to_string(),
+                timeout,
+            }),
         }
     }
 
-    fn build_client(&self, fs: &str) -> Result<Client, String> {
-        let rt = self.runtime.as_ref().ok_or("the sink is not started")?;
+    fn build_client(&self, fs: &str) -> Result<Client, WriteError> {
+        let rt = self.runtime.as_ref().ok_or(WriteError::NotStarted)?;
         let mut b = ClientBuilder::new().with_io_runtime(rt.handle().clone());
         if !fs.is_empty() {
             b = b.with_url(fs);
@@ -235,11 +253,13 @@ impl HdfsSink {
             b = b.with_kerberos_keytab(k);
         }
         let shown = if fs.is_empty() { "fs.defaultFS" } else { fs };
-        b.build()
-            .map_err(|e| format!("cannot create an HDFS client for {shown}: {e}"))
+        b.build().map_err(|source| WriteError::Client {
+            fs: shown.to_string(),
+            source,
+        })
     }
 
-    fn client(&mut self, fs: &str, recovery: bool) -> Result<Client, String> {
+    fn client(&mut self, fs: &str, recovery: bool) -> Result<Client, WriteError> {
         let map = if recovery {
             &self.recovery_clients
         } else {
@@ -259,7 +279,11 @@ impl HdfsSink {
     }
 
     /// `(escaped directory, escaped prefix)` of an event.
-    fn bucket(&mut self, e: &Event, local_now: Option<i64>) -> Result<(String, String), String> {
+    fn bucket(
+        &mut self,
+        e: &Event,
+        local_now: Option<i64>,
+    ) -> Result<(String, String), RenderError> {
         let time = TimeContext {
             zone: self.config.time_zone,
             rounding: self.config.rounding,
@@ -289,17 +313,18 @@ impl HdfsSink {
         (join(dir, &in_use), join(dir, &name))
     }
 
-    fn open_file(&mut self, key: &str, dir: &str, prefix: &str) -> Result<(), String> {
+    fn open_file(&mut self, key: &str, dir: &str, prefix: &str) -> Result<(), WriteError> {
         if self.open.len() >= self.config.max_open_files {
             self.close_least_recent()?;
         }
         let (fs, dir_path) = split_fs(dir);
         if !dir_path.starts_with('/') {
-            return Err(format!("hdfs.path `{dir}` is not absolute"));
+            return Err(WriteError::NotAbsolute {
+                dir: dir.to_string(),
+            });
         }
         let client = self.client(&fs, false)?;
-        let encoder = FileEncoder::new(self.config.serializer, self.config.codec)
-            .map_err(|e| e.to_string())?;
+        let encoder = FileEncoder::new(self.config.serializer, self.config.codec)?;
         // A name taken by an earlier run with a clock behind ours gets the next counter.
         for _ in 0..5 {
             let (in_use, target) = self.file_names(&dir_path, prefix);
@@ -330,7 +355,7 @@ impl HdfsSink {
                     );
                     return Ok(());
                 }
-                Err(e) if e.exists => continue,
+                Err(e) if e.exists() => continue,
                 Err(e) => {
                     self.counters
                         .connection_failed
@@ -339,17 +364,18 @@ impl HdfsSink {
                 }
             }
         }
-        Err(format!(
-            "cannot find a free file name for prefix `{prefix}` in {dir}"
-        ))
+        Err(WriteError::NoFreeName {
+            prefix: prefix.to_string(),
+            dir: dir.to_string(),
+        })
     }
 
     /// Writes and syncs what the encoder holds.
-    fn flush_file(&self, f: &mut OpenFile) -> Result<(), String> {
+    fn flush_file(&self, f: &mut OpenFile) -> Result<(), WriteError> {
         if !f.dirty {
             return Ok(());
         }
-        let bytes = f.encoder.finish_batch().map_err(|e| e.to_string())?;
+        let bytes = f.encoder.finish_batch()?;
         if !bytes.is_empty() {
             let what = format!("write {}", f.in_use);
             self.call(&what, f.writer.write_bytes(Bytes::from(bytes)))?;
@@ -378,7 +404,7 @@ impl HdfsSink {
     }
 
     /// Flushes and retires an open file (a roll). A flush failure is an error of the batch.
-    fn roll(&mut self, key: &str) -> Result<(), String> {
+    fn roll(&mut self, key: &str) -> Result<(), WriteError> {
         let Some(mut f) = self.open.remove(key) else {
             return Ok(());
         };
@@ -394,7 +420,7 @@ impl HdfsSink {
         }
     }
 
-    fn close_least_recent(&mut self) -> Result<(), String> {
+    fn close_least_recent(&mut self) -> Result<(), WriteError> {
         let oldest = self
             .open
             .iter()
@@ -448,7 +474,7 @@ impl HdfsSink {
     }
 
     /// Close (or lease recovery) then rename. `Ok(false)`: a lease recovery is under way.
-    fn finish_file(&mut self, c: &mut Closing) -> Result<bool, String> {
+    fn finish_file(&mut self, c: &mut Closing) -> Result<bool, WriteError> {
         if let Some(mut w) = c.writer.take() {
             match self.call(&format!("close {}", c.in_use), w.close()) {
                 Ok(()) => {
@@ -477,7 +503,7 @@ impl HdfsSink {
                         .fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(false) => return Ok(false),
-                Err(e) if e.not_found => {
+                Err(e) if e.not_found() => {
                     // Renamed by an earlier attempt whose answer was lost, or removed.
                     return Ok(true);
                 }
@@ -545,7 +571,7 @@ impl HdfsSink {
     }
 
     /// Finds in-use files a previous run left under the literal part of `hdfs.path`.
-    fn recover_leftovers(&mut self) -> Result<(), String> {
+    fn recover_leftovers(&mut self) -> Result<(), WriteError> {
         let cfg = &self.config;
         if cfg.in_use_prefix.is_empty() && cfg.in_use_suffix.is_empty() {
             return Ok(());
@@ -572,7 +598,7 @@ impl HdfsSink {
         let listed = self.call(&format!("list {dir}"), client.list_status(&dir, true));
         let files = match listed {
             Ok(f) => f,
-            Err(e) if e.not_found => return Ok(()),
+            Err(e) if e.not_found() => return Ok(()),
             Err(e) => return Err(e.into()),
         };
         for st in files.into_iter().filter(|s| !s.isdir) {
@@ -607,7 +633,7 @@ impl HdfsSink {
         Ok(())
     }
 
-    fn write_batch(&mut self, events: &[Event]) -> Result<(), String> {
+    fn write_batch(&mut self, events: &[Event]) -> Result<(), WriteError> {
         let local_now = self.config.use_local_timestamp.then(|| now_millis() as i64);
         let mut key = String::new();
         let mut last: Option<(String, String)> = None;
@@ -638,9 +664,9 @@ impl HdfsSink {
             self.use_clock += 1;
             let clock = self.use_clock;
             let Some(f) = self.open.get_mut(&key) else {
-                return Err("internal: the open file vanished".into());
+                return Err(WriteError::OpenFileVanished);
             };
-            f.encoder.append(e).map_err(|e| e.to_string())?;
+            f.encoder.append(e)?;
             f.events += 1;
             f.bytes += e.body.len() as u64;
             f.dirty = true;

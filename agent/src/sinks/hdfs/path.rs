@@ -89,6 +89,39 @@ pub struct TimeContext {
     pub local_now: Option<i64>,
 }
 
+/// Why `hdfs.path` or `hdfs.filePrefix` is no valid template.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("unterminated `%{open}{name}` escape")]
+    Unterminated { open: char, name: String },
+    #[error("unknown escape `%[{0}]`; accepted: %[localhost], %[IP], %[FQDN]")]
+    UnknownHost(String),
+    #[error(
+        "unknown escape `%{0}`; accepted: %{{header}}, %[localhost], %[IP], %[FQDN], %% and the \
+         time escapes %a %A %b %B %c %d %e %D %H %I %j %k %l %m %n %M %p %s %S %t %y %Y %z"
+    )]
+    UnknownEscape(char),
+    #[error("a lone `%` at the end; write `%%` for a percent sign")]
+    LonePercent,
+}
+
+/// Why an event's time escapes cannot be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error(
+        "the event has no `timestamp` header for the time escapes of hdfs.path / \
+         hdfs.filePrefix (add a timestamp interceptor or set hdfs.useLocalTimeStamp = true)"
+    )]
+    NoTimestamp,
+    #[error("the event's `timestamp` header `{raw}` is not epoch ms")]
+    BadTimestamp {
+        raw: String,
+        source: std::num::ParseIntError,
+    },
+    #[error("timestamp {0} is out of range")]
+    OutOfRange(i64),
+}
+
 /// Formatted time fields of the last timestamp rendered, so a batch whose events share a
 /// second formats each field once.
 #[derive(Default)]
@@ -98,7 +131,7 @@ pub struct TimeCache {
 }
 
 impl PathTemplate {
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, TemplateError> {
         let mut tokens = Vec::new();
         let mut lit = String::new();
         let mut chars = s.chars().peekable();
@@ -119,7 +152,7 @@ impl PathTemplate {
                         match chars.next() {
                             Some(c) if c == close => break,
                             Some(c) => name.push(c),
-                            None => return Err(format!("unterminated `%{open}{name}` escape")),
+                            None => return Err(TemplateError::Unterminated { open, name }),
                         }
                     }
                     if open == '{' {
@@ -131,22 +164,14 @@ impl PathTemplate {
                     } else if name.eq_ignore_ascii_case("fqdn") {
                         Token::Host(Host::Fqdn)
                     } else {
-                        return Err(format!(
-                            "unknown escape `%[{name}]`; accepted: %[localhost], %[IP], %[FQDN]"
-                        ));
+                        return Err(TemplateError::UnknownHost(name));
                     }
                 }
                 Some(c) => match time_format(c) {
                     Some(f) => Token::Time(f),
-                    None => {
-                        return Err(format!(
-                            "unknown escape `%{c}`; accepted: %{{header}}, %[localhost], %[IP], \
-                             %[FQDN], %% and the time escapes %a %A %b %B %c %d %e %D %H %I %j \
-                             %k %l %m %n %M %p %s %S %t %y %Y %z"
-                        ));
-                    }
+                    None => return Err(TemplateError::UnknownEscape(c)),
                 },
-                None => return Err("a lone `%` at the end; write `%%` for a percent sign".into()),
+                None => return Err(TemplateError::LonePercent),
             };
             if !lit.is_empty() {
                 tokens.push(Token::Literal(std::mem::take(&mut lit)));
@@ -191,7 +216,7 @@ impl PathTemplate {
         time: &TimeContext,
         cache: &mut TimeCache,
         out: &mut String,
-    ) -> Result<(), String> {
+    ) -> Result<(), RenderError> {
         let mut fields = None;
         let mut field = 0;
         for t in &self.tokens {
@@ -218,22 +243,20 @@ impl PathTemplate {
         headers: &Headers,
         time: &TimeContext,
         cache: &'c mut TimeCache,
-    ) -> Result<&'c [String], String> {
+    ) -> Result<&'c [String], RenderError> {
         let ts = match time.local_now {
             Some(now) => now,
             None => {
-                let raw = headers.get("timestamp").ok_or(
-                    "the event has no `timestamp` header for the time escapes of hdfs.path / \
-                     hdfs.filePrefix (add a timestamp interceptor or set \
-                     hdfs.useLocalTimeStamp = true)",
-                )?;
-                raw.trim().parse::<i64>().map_err(|_| {
-                    format!("the event's `timestamp` header `{raw}` is not epoch ms")
-                })?
+                let raw = headers.get("timestamp").ok_or(RenderError::NoTimestamp)?;
+                raw.trim()
+                    .parse::<i64>()
+                    .map_err(|source| RenderError::BadTimestamp {
+                        raw: raw.to_string(),
+                        source,
+                    })?
             }
         };
-        let dt =
-            to_datetime(ts, time.zone).ok_or_else(|| format!("timestamp {ts} is out of range"))?;
+        let dt = to_datetime(ts, time.zone).ok_or(RenderError::OutOfRange(ts))?;
         let dt = match time.rounding {
             Some(r) => round_down(dt, r),
             None => dt,
@@ -328,7 +351,9 @@ fn fqdn(name: &str, ip: &str) -> String {
 mod tests {
     use super::*;
 
-    fn render(t: &str, h: &[(&str, &str)], ctx: &TimeContext) -> Result<String, String> {
+    type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
+
+    fn render(t: &str, h: &[(&str, &str)], ctx: &TimeContext) -> TestResult<String> {
         let t = PathTemplate::parse(t)?;
         let headers: Headers = h.iter().copied().collect();
         let mut out = String::new();
@@ -345,7 +370,7 @@ mod tests {
     }
 
     #[test]
-    fn time_header_and_literal_escapes() -> Result<(), String> {
+    fn time_header_and_literal_escapes() -> TestResult {
         // 2024-03-05 07:08:09.123 UTC, a Tuesday, day 65.
         let ts = [("timestamp", "1709622489123"), ("host", "web1")];
         let got = render(
@@ -368,7 +393,7 @@ mod tests {
     }
 
     #[test]
-    fn rounding_and_missing_timestamp() -> Result<(), String> {
+    fn rounding_and_missing_timestamp() -> TestResult {
         let ts = [("timestamp", "1709622489123")];
         let r = |unit, value| utc(Some(Rounding { unit, value }));
         assert_eq!(
@@ -391,7 +416,7 @@ mod tests {
     }
 
     #[test]
-    fn parse_errors_and_prefixes() -> Result<(), String> {
+    fn parse_errors_and_prefixes() -> TestResult {
         assert!(PathTemplate::parse("/a/%Q").is_err());
         assert!(PathTemplate::parse("/a/%{x").is_err());
         assert!(PathTemplate::parse("/a/%[nope]").is_err());

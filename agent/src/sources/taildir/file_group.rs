@@ -25,18 +25,30 @@ pub struct FileGroup {
     pub headers: Vec<(String, String)>,
 }
 
+/// Why a `filegroups.<g>` value is no directory and file name regex.
+#[derive(Debug, thiserror::Error)]
+pub enum FileGroupError {
+    #[error("`{spec}` must be a directory followed by a file name regex, e.g. /var/log/.*\\.log")]
+    NoFileName { spec: String },
+    #[error("invalid file name regex `{file}`: {source}")]
+    Regex { file: String, source: regex::Error },
+}
+
 impl FileGroup {
     /// Splits `/dir/regex` into its directory and anchored pattern.
-    pub fn parse(name: &str, spec: &str) -> Result<Self, String> {
+    pub fn parse(name: &str, spec: &str) -> Result<Self, FileGroupError> {
         let path = Path::new(spec);
         let (Some(dir), Some(file)) = (path.parent(), path.file_name()) else {
-            return Err(format!(
-                "`{spec}` must be a directory followed by a file name regex, e.g. /var/log/.*\\.log"
-            ));
+            return Err(FileGroupError::NoFileName {
+                spec: spec.to_string(),
+            });
         };
         let file = file.to_string_lossy();
-        let pattern = Regex::new(&format!("^(?:{file})$"))
-            .map_err(|e| format!("invalid file name regex `{file}`: {e}"))?;
+        let pattern =
+            Regex::new(&format!("^(?:{file})$")).map_err(|source| FileGroupError::Regex {
+                file: file.to_string(),
+                source,
+            })?;
         let dir = if dir.as_os_str().is_empty() {
             PathBuf::from(".")
         } else {
@@ -132,6 +144,7 @@ mod tests {
     fn bad_specs_are_explained() {
         let err = FileGroup::parse("g", "/var/log/([")
             .err()
+            .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("invalid file name regex"), "{err}");
     }

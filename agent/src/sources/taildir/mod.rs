@@ -116,7 +116,7 @@ impl TaildirConfig {
         for name in &names {
             let key = format!("filegroups.{name}");
             let spec = p.required(&key)?;
-            groups.push(FileGroup::parse(name, &spec).map_err(|m| p.error(&key, m))?);
+            groups.push(FileGroup::parse(name, &spec).map_err(|m| p.error(&key, m.to_string()))?);
         }
         for (rest, value) in p.children("headers.") {
             let key = format!("headers.{rest}");

@@ -93,13 +93,32 @@ pub enum PositionFileError {
          read from its start, or from its end with skipToEnd = true)",
         path.display()
     )]
-    Corrupt { path: PathBuf, message: String },
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        message: FlumeFormatError,
+    },
     #[error("position file {}: {source}", path.display())]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+}
+
+/// What is wrong with Flume's position JSON.
+#[derive(Debug, thiserror::Error)]
+pub enum FlumeFormatError {
+    #[error("not valid JSON ({0})")]
+    Json(#[source] serde_json::Error),
+    #[error("expected a JSON array of {{\"inode\", \"pos\", \"file\"}} objects")]
+    NotArray,
+    #[error("entry {entry}: missing `{key}`")]
+    Missing { entry: usize, key: &'static str },
+    #[error("entry {entry}: `{key}` must be a non-negative integer")]
+    NotUnsigned { entry: usize, key: &'static str },
+    #[error("entry {entry}: `file` must be a string")]
+    FileNotString { entry: usize },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -397,29 +416,33 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Parses Flume's position JSON. Unknown keys are ignored; a missing key is an error, as in
 /// Flume.
-fn parse_flume(bytes: &[u8]) -> Result<Vec<PositionEntry>, String> {
-    let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON ({e})"))?;
+fn parse_flume(bytes: &[u8]) -> Result<Vec<PositionEntry>, FlumeFormatError> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(FlumeFormatError::Json)?;
     let serde_json::Value::Array(items) = value else {
-        return Err("expected a JSON array of {\"inode\", \"pos\", \"file\"} objects".into());
+        return Err(FlumeFormatError::NotArray);
     };
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let field = |k: &str| item.get(k).filter(|v| !v.is_null());
-        let num = |k: &str| -> Result<u64, String> {
-            match field(k) {
-                None => Err(format!("entry {i}: missing `{k}`")),
+        let num = |key: &'static str| -> Result<u64, FlumeFormatError> {
+            match field(key) {
+                None => Err(FlumeFormatError::Missing { entry: i, key }),
                 Some(v) => v
                     .as_u64()
-                    .ok_or_else(|| format!("entry {i}: `{k}` must be a non-negative integer")),
+                    .ok_or(FlumeFormatError::NotUnsigned { entry: i, key }),
             }
         };
         let inode = num("inode")?;
         let pos = num("pos")?;
         let file = match field("file") {
             Some(serde_json::Value::String(s)) => PathBuf::from(s),
-            Some(_) => return Err(format!("entry {i}: `file` must be a string")),
-            None => return Err(format!("entry {i}: missing `file`")),
+            Some(_) => return Err(FlumeFormatError::FileNotString { entry: i }),
+            None => {
+                return Err(FlumeFormatError::Missing {
+                    entry: i,
+                    key: "file",
+                });
+            }
         };
         out.push(PositionEntry {
             inode,
