@@ -21,7 +21,7 @@ use std::time::Duration;
 use crate::event::Event;
 use crate::metrics::{ChannelCounters, MetricSet};
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ChannelError {
     #[error(
         "channel `{channel}` is full ({detail}); no room after waiting keep-alive {keep_alive:?}"
@@ -44,6 +44,14 @@ pub enum ChannelError {
     Closed { channel: String },
     #[error("channel `{channel}`: {message}")]
     Io { channel: String, message: String },
+    /// An I/O failure with its cause (shared: the error is cloned to every waiting commit).
+    #[error("channel `{channel}`: {what}: {cause}")]
+    Failed {
+        channel: String,
+        what: String,
+        #[source]
+        cause: std::sync::Arc<std::io::Error>,
+    },
 }
 
 /// A parsed channel (`a1.channels.c1.*`): opening it gives the running channel. Lives here, not

@@ -15,7 +15,7 @@ use crate::channels::{ChannelError, ChannelRef, PutTransaction};
 use crate::event::Event;
 use crate::metrics::SourceCounters;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ProcessError {
     #[error(transparent)]
     Interceptor(#[from] InterceptorError),

@@ -24,7 +24,7 @@ pub use build::{
 pub use channel_processor::{ChannelProcessor, ProcessError};
 pub use interceptor::{Interceptor, InterceptorChain, InterceptorError};
 pub use selector::{ChannelSelector, Routed, SelectorError};
-pub use sink::{Sink, SinkError, SinkSlot, SinkStatus, TAKE_WAIT};
+pub use sink::{Cause, Sink, SinkError, SinkSlot, SinkStatus, TAKE_WAIT};
 pub use sink_processor::SinkProcessor;
 pub use sink_runner::SinkRunner;
 pub use source::{EventDrivenSource, PollConfig, PollStatus, PollableSource, SourceError};

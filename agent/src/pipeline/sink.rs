@@ -13,8 +13,19 @@ use crate::channels::{ChannelError, ChannelRef, TakeTransaction};
 use crate::event::Event;
 use crate::metrics::SinkCounters;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// A failure's cause, shared so errors stay cheap to clone.
+pub type Cause = std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>;
+
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SinkError {
+    /// The destination refused or failed the batch; `cause` is the sink's own error.
+    #[error("sink `{sink}`: {cause}")]
+    Failed {
+        sink: String,
+        #[source]
+        cause: Cause,
+    },
+    /// A failure without an underlying error (a check of the sink's own).
     #[error("sink `{sink}`: {message}")]
     Delivery { sink: String, message: String },
     #[error("sink `{sink}`: {source}")]

@@ -22,6 +22,14 @@ pub enum PollStatus {
 pub enum SourceError {
     #[error(transparent)]
     Process(#[from] ProcessError),
+    /// The source's own failure; `cause` is its error.
+    #[error("source `{source_name}`: {cause}")]
+    Failed {
+        source_name: String,
+        #[source]
+        cause: super::Cause,
+    },
+    /// A failure without an underlying error.
     #[error("source `{source_name}`: {message}")]
     Other {
         source_name: String,
