@@ -137,8 +137,7 @@ mod tests {
     use super::*;
     use crate::channels::memory::{MemoryChannel, MemoryChannelConfig};
     use crate::channels::{Channel, TakeTransaction};
-    use crate::config::Props;
-    use crate::pipeline::{BuildContext, InterceptorChain};
+    use crate::pipeline::InterceptorChain;
 
     fn mem(name: &str, capacity: usize) -> Arc<MemoryChannel> {
         Arc::new(MemoryChannel::new(
@@ -152,17 +151,12 @@ mod tests {
         ))
     }
 
-    fn processor(channels: &[Arc<MemoryChannel>], selector: &[(&str, &str)]) -> ChannelProcessor {
-        let names: Vec<String> = channels.iter().map(|c| c.name().to_string()).collect();
-        let sel = crate::registry::selector(&Props::from_pairs(selector), &names);
-        let sel = match sel {
-            Ok(s) => s.spec.build(&BuildContext::detached("test")),
-            Err(e) => panic!("{e}"),
-        };
-        let sel = match sel {
-            Ok(s) => s,
-            Err(e) => panic!("{e}"),
-        };
+    /// `optional`: indices of the channels that are optional.
+    fn processor(channels: &[Arc<MemoryChannel>], optional: &[usize]) -> ChannelProcessor {
+        let sel = Box::new(crate::pipeline::selector::ToAll {
+            channels: channels.len(),
+            optional: optional.to_vec(),
+        });
         let refs: Vec<ChannelRef> = channels.iter().map(|c| c.clone() as ChannelRef).collect();
         ChannelProcessor::new(
             "r1",
@@ -194,7 +188,7 @@ mod tests {
     #[test]
     fn optional_failure_is_counted_and_ignored() -> Result<(), ProcessError> {
         let (c1, c2) = (mem("c1", 10), mem("c2", 3));
-        let p = processor(&[c1.clone(), c2.clone()], &[("optional", "c2")]);
+        let p = processor(&[c1.clone(), c2.clone()], &[1]);
         p.process_batch(batch(5))?;
         assert_eq!(c1.size(), 5);
         assert_eq!(c2.size(), 0);

@@ -29,3 +29,27 @@ pub struct SelectorError(pub String);
 pub trait ChannelSelector: Send + Sync {
     fn route(&self, events: Vec<Event>) -> Result<Routed, SelectorError>;
 }
+
+/// Every event to every channel, those listed in `optional` as optional: the pipeline's own
+/// tests route with it (the real selectors sit above the pipeline).
+#[cfg(test)]
+pub(crate) struct ToAll {
+    pub channels: usize,
+    pub optional: Vec<usize>,
+}
+
+#[cfg(test)]
+impl ChannelSelector for ToAll {
+    fn route(&self, events: Vec<Event>) -> Result<Routed, SelectorError> {
+        let mut routed = Routed::new(self.channels);
+        for i in 0..self.channels {
+            let target = if self.optional.contains(&i) {
+                &mut routed.optional[i]
+            } else {
+                &mut routed.required[i]
+            };
+            target.extend(events.iter().cloned());
+        }
+        Ok(routed)
+    }
+}

@@ -106,8 +106,7 @@ mod tests {
     use super::*;
     use crate::channels::ChannelRef;
     use crate::channels::memory::{MemoryChannel, MemoryChannelConfig};
-    use crate::config::Props;
-    use crate::pipeline::{BuildContext, InterceptorChain};
+    use crate::pipeline::InterceptorChain;
 
     use crate::metrics::SourceCounters;
 
@@ -143,12 +142,10 @@ mod tests {
                 keep_alive: Duration::ZERO,
             },
         ));
-        let selector = match crate::registry::selector(&Props::from_pairs(&[]), &["c1".into()])
-            .map(|s| s.spec.build(&BuildContext::detached("test")))
-        {
-            Ok(Ok(s)) => s,
-            _ => panic!("replicating selector"),
-        };
+        let selector = Box::new(crate::pipeline::selector::ToAll {
+            channels: 1,
+            optional: Vec::new(),
+        });
         Arc::new(ChannelProcessor::new(
             "r1",
             InterceptorChain::default(),

@@ -40,7 +40,10 @@ impl AgentConfig {
                 let prefix = format!("interceptors.{}.", i.name);
                 settings(&mut out, 6, &s.settings, &prefix);
             }
-            let routed = s.settings.iter().any(|x| x.key.starts_with("selector."));
+            let routed = s
+                .settings
+                .iter()
+                .any(|x| x.key.starts_with("selector.") && !STRUCTURE.contains(&x.key.as_str()));
             if routed || s.selector.kind != crate::registry::DEFAULT_SELECTOR {
                 let _ = writeln!(out, "    selector: {}", s.selector.kind);
                 settings(&mut out, 6, &s.settings, "selector.");
