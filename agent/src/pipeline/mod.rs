@@ -31,4 +31,6 @@ pub use source::{EventDrivenSource, PollConfig, PollStatus, PollableSource, Sour
 pub use source_runner::SourceRunner;
 
 #[cfg(test)]
+pub(crate) use selector::ToAll;
+#[cfg(test)]
 pub(crate) use sink::test_support;

@@ -7,8 +7,8 @@ use super::*;
 use crate::channels::memory::{MemoryChannel, MemoryChannelConfig};
 use crate::channels::{ChannelRef, TakeTransaction};
 use crate::metrics::SourceCounters;
-use crate::pipeline::BuildContext;
 use crate::pipeline::InterceptorChain;
+use crate::pipeline::ToAll;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -95,10 +95,10 @@ impl Rig {
                 keep_alive: Duration::from_millis(10),
             },
         ));
-        let selector = crate::registry::selector(&props(&[]), &["c1".to_string()])?
-            .spec
-            .build(&BuildContext::detached("test"))
-            .map_err(|e| e.to_string())?;
+        let selector = Box::new(ToAll {
+            channels: 1,
+            optional: Vec::new(),
+        });
         let processor = ChannelProcessor::new(
             "r1",
             InterceptorChain::default(),
@@ -249,10 +249,10 @@ fn a_full_channel_rolls_back_and_nothing_is_skipped() -> TestResult {
             keep_alive: Duration::ZERO,
         },
     ));
-    let selector = crate::registry::selector(&props(&[]), &["c2".to_string()])?
-        .spec
-        .build(&BuildContext::detached("test"))
-        .map_err(|e| e.to_string())?;
+    let selector = Box::new(ToAll {
+        channels: 1,
+        optional: Vec::new(),
+    });
     let processor = ChannelProcessor::new(
         "r1",
         InterceptorChain::default(),
