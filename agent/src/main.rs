@@ -350,25 +350,12 @@ fn run_agent(
         }
         None => None,
     };
-
     let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        // The first signal starts a drain; a second one while it runs exits at once (status
-        // 130, as a shell reports an interrupted program). Order matters: the conditional exit
-        // must see the flag as the first signal left it.
-        let installed = signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())
-            .and_then(|_| signal_hook::flag::register(sig, stop.clone()));
-        if let Err(e) = installed {
-            eprintln!("sluice: cannot install signal handler: {e}");
-            return ExitCode::from(1);
-        }
+    if let Err(e) = install_signal_handlers(&stop) {
+        eprintln!("sluice: cannot install signal handler: {e}");
+        return ExitCode::from(1);
     }
-
-    // The text of the config the agent runs; a reload that fails to build is retried at the
-    // next poll even if the file did not change again (a full disk, a port in use, a guest
-    // file still being written can all go away).
-    let mut applied_text = std::fs::read(file).unwrap_or_default();
-    let mut rejected_text: Option<Vec<u8>> = None;
+    let mut watcher = ConfigWatcher::new(name, file, reload);
     let mut agent = match Agent::start(config, registry) {
         Ok(a) => a,
         Err(e) => {
@@ -376,7 +363,6 @@ fn run_agent(
             return ExitCode::from(1);
         }
     };
-    let mut next_check = reload.map(|r| Instant::now() + r);
     let mut failed: Vec<(String, String)> = Vec::new();
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(100));
@@ -384,48 +370,100 @@ fn run_agent(
         if !failed.is_empty() {
             break;
         }
-        let (Some(at), Some(every)) = (next_check, reload) else {
-            continue;
+        watcher.poll(&mut agent);
+    }
+    // The drain clock starts when the signal arrives, not when sources have stopped.
+    stop_agent(agent, Instant::now() + drain, drain, &failed)
+}
+
+/// The first SIGTERM/SIGINT sets `stop` (a drain starts); a second one while it runs exits at
+/// once (status 130, as a shell reports an interrupted program).
+fn install_signal_handlers(stop: &Arc<AtomicBool>) -> std::io::Result<()> {
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        // Order matters: the conditional exit must see the flag as the first signal left it.
+        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())?;
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    Ok(())
+}
+
+/// Polls the config file and reloads the agent when its text changed (Flume's
+/// `PollingPropertiesFileConfigurationProvider`).
+struct ConfigWatcher<'a> {
+    name: &'a str,
+    file: &'a Path,
+    every: Option<Duration>,
+    next_check: Option<Instant>,
+    /// The text of the config the agent runs. A reload that fails to build is retried at
+    /// the next poll even if the file did not change again (a full disk, a port in use, a
+    /// guest file still being written can all go away).
+    applied_text: Vec<u8>,
+    /// Text that failed to parse: parsing reads only the file, so it fails the same way.
+    rejected_text: Option<Vec<u8>>,
+}
+
+impl<'a> ConfigWatcher<'a> {
+    fn new(name: &'a str, file: &'a Path, every: Option<Duration>) -> Self {
+        Self {
+            name,
+            file,
+            every,
+            next_check: every.map(|r| Instant::now() + r),
+            applied_text: std::fs::read(file).unwrap_or_default(),
+            rejected_text: None,
+        }
+    }
+
+    fn poll(&mut self, agent: &mut Agent) {
+        let (Some(at), Some(every)) = (self.next_check, self.every) else {
+            return;
         };
         if Instant::now() < at {
-            continue;
+            return;
         }
-        next_check = Some(Instant::now() + every);
-        let text = match std::fs::read(file) {
+        self.next_check = Some(Instant::now() + every);
+        let text = match std::fs::read(self.file) {
             Ok(t) => t,
             Err(e) => {
-                tracing::warn!(file = %file.display(), error = %e,
+                tracing::warn!(file = %self.file.display(), error = %e,
                     "Cannot read the config file; keeping the running configuration.");
-                continue;
+                return;
             }
         };
-        if text == applied_text || rejected_text.as_ref() == Some(&text) {
-            continue;
+        if text == self.applied_text || self.rejected_text.as_ref() == Some(&text) {
+            return;
         }
-        match AgentConfig::load(file, name) {
+        match AgentConfig::load(self.file, self.name) {
             Ok(new) => {
                 for w in &new.warnings {
                     tracing::warn!("{w}");
                 }
                 match agent.reload(new) {
-                    Ok(()) => applied_text = text,
+                    Ok(()) => self.applied_text = text,
                     Err(e) => tracing::error!(error = %e,
                         "Reload failed; the running pipeline is unchanged and the reload is \
                          retried at the next check."),
                 }
             }
             Err(errors) => {
-                // Parsing and validation read only the file: the same text fails the same way.
-                rejected_text = Some(text);
+                self.rejected_text = Some(text);
                 tracing::error!(
                     "Rejected the changed configuration; the running one is kept:\n{errors}"
                 );
             }
         }
     }
-    // The drain clock starts when the signal arrives, not when sources have stopped.
-    let deadline = Instant::now() + drain;
-    for (component, why) in &failed {
+}
+
+/// Shuts the agent down by `deadline` and reports what is left; status 3 when a component
+/// had stopped on its own.
+fn stop_agent(
+    agent: Agent,
+    deadline: Instant,
+    drain: Duration,
+    failed: &[(String, String)],
+) -> ExitCode {
+    for (component, why) in failed {
         tracing::error!(component = %component, reason = %why,
             "A component stopped unexpectedly; stopping the agent.");
     }
