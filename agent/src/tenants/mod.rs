@@ -340,8 +340,10 @@ impl TenantRouter {
     }
 }
 
-impl ChannelSelector for TenantRouter {
-    fn route(&self, events: Vec<Event>) -> Result<Routed, SelectorError> {
+impl TenantRouter {
+    /// The batch's events per tenant (unknown tenants to the default one, or counted and
+    /// dropped as rejected).
+    fn group_by_tenant(&self, events: Vec<Event>) -> Vec<Vec<Event>> {
         let mut groups: Vec<Vec<Event>> = vec![Vec::new(); self.tenants.len()];
         let mut rejected = 0u64;
         for e in events {
@@ -362,76 +364,102 @@ impl ChannelSelector for TenantRouter {
                 .event_dropped
                 .fetch_add(rejected, Ordering::Relaxed);
         }
+        groups
+    }
 
-        // Quotas: check every tenant first, charge only if the batch goes ahead.
+    /// Checks every tenant's quota before any is charged: a tenant over quota with
+    /// `backpressure` refuses the whole batch, one with `drop` is not admitted.
+    fn admit(&self, groups: &[Vec<Event>]) -> Result<Vec<bool>, SelectorError> {
         let mut admitted = vec![true; self.tenants.len()];
-        for (i, (t, g)) in self.tenants.iter().zip(&groups).enumerate() {
-            if g.is_empty() {
+        for (i, (t, g)) in self.tenants.iter().zip(groups).enumerate() {
+            if g.is_empty() || t.within_quota(g) {
                 continue;
             }
-            let bytes: usize = g.iter().map(Event::body_len).sum();
-            let mut q = t.quota.lock();
-            let ok = q.events.as_mut().is_none_or(|b| b.allows(g.len() as f64))
-                && q.bytes.as_mut().is_none_or(|b| b.allows(bytes as f64));
-            if !ok {
-                t.counters.quota_hits.fetch_add(1, Ordering::Relaxed);
-                match t.policy {
-                    QuotaPolicy::Backpressure => {
-                        return Err(SelectorError(format!(
-                            "tenant `{}` is over its quota; batch refused so the sender backs off",
-                            t.name
-                        )));
-                    }
-                    QuotaPolicy::Drop => admitted[i] = false,
+            t.counters.quota_hits.fetch_add(1, Ordering::Relaxed);
+            match t.policy {
+                QuotaPolicy::Backpressure => {
+                    return Err(SelectorError(format!(
+                        "tenant `{}` is over its quota; batch refused so the sender backs off",
+                        t.name
+                    )));
                 }
+                QuotaPolicy::Drop => admitted[i] = false,
             }
         }
+        Ok(admitted)
+    }
+}
 
+impl Tenant {
+    fn within_quota(&self, events: &[Event]) -> bool {
+        let bytes: usize = events.iter().map(Event::body_len).sum();
+        let mut q = self.quota.lock();
+        q.events
+            .as_mut()
+            .is_none_or(|b| b.allows(events.len() as f64))
+            && q.bytes.as_mut().is_none_or(|b| b.allows(bytes as f64))
+    }
+
+    fn charge(&self, events: &[Event]) {
+        let bytes: usize = events.iter().map(Event::body_len).sum();
+        let mut q = self.quota.lock();
+        if let Some(b) = q.events.as_mut() {
+            b.take(events.len() as f64);
+        }
+        if let Some(b) = q.bytes.as_mut() {
+            b.take(bytes as f64);
+        }
+    }
+
+    /// The tenant's own interceptors, then its selector over its channels, mapped onto the
+    /// routing source's channels.
+    fn route(&self, events: Vec<Event>, routed: &mut Routed) -> Result<(), SelectorError> {
+        let n = events.len() as u64;
+        let kept = self.chain.intercept(events).map_err(|e| {
+            self.counters
+                .interceptor_errors
+                .fetch_add(1, Ordering::Relaxed);
+            SelectorError(format!("tenant `{}`: {e}", self.name))
+        })?;
+        self.counters
+            .interceptor_dropped
+            .fetch_add(n - kept.len() as u64, Ordering::Relaxed);
+        self.counters
+            .event_routed
+            .fetch_add(kept.len() as u64, Ordering::Relaxed);
+        if kept.is_empty() {
+            return Ok(());
+        }
+        let sub = self
+            .selector
+            .route(kept)
+            .map_err(|e| SelectorError(format!("tenant `{}`: {e}", self.name)))?;
+        for (ti, (req, opt)) in sub.required.into_iter().zip(sub.optional).enumerate() {
+            let si = self.map[ti];
+            routed.required[si].extend(req);
+            routed.optional[si].extend(opt);
+        }
+        Ok(())
+    }
+}
+
+impl ChannelSelector for TenantRouter {
+    fn route(&self, events: Vec<Event>) -> Result<Routed, SelectorError> {
+        let groups = self.group_by_tenant(events);
+        let admitted = self.admit(&groups)?;
         let mut routed = Routed::new(self.source_channels);
-        for (i, (t, g)) in self.tenants.iter().zip(groups).enumerate() {
+        for ((t, g), admitted) in self.tenants.iter().zip(groups).zip(admitted) {
             if g.is_empty() {
                 continue;
             }
             let n = g.len() as u64;
             t.counters.event_received.fetch_add(n, Ordering::Relaxed);
-            if !admitted[i] {
+            if !admitted {
                 t.counters.event_dropped.fetch_add(n, Ordering::Relaxed);
                 continue;
             }
-            {
-                let bytes: usize = g.iter().map(Event::body_len).sum();
-                let mut q = t.quota.lock();
-                if let Some(b) = q.events.as_mut() {
-                    b.take(n as f64);
-                }
-                if let Some(b) = q.bytes.as_mut() {
-                    b.take(bytes as f64);
-                }
-            }
-            let kept = t.chain.intercept(g).map_err(|e| {
-                t.counters
-                    .interceptor_errors
-                    .fetch_add(1, Ordering::Relaxed);
-                SelectorError(format!("tenant `{}`: {e}", t.name))
-            })?;
-            t.counters
-                .interceptor_dropped
-                .fetch_add(n - kept.len() as u64, Ordering::Relaxed);
-            t.counters
-                .event_routed
-                .fetch_add(kept.len() as u64, Ordering::Relaxed);
-            if kept.is_empty() {
-                continue;
-            }
-            let sub = t
-                .selector
-                .route(kept)
-                .map_err(|e| SelectorError(format!("tenant `{}`: {e}", t.name)))?;
-            for (ti, (req, opt)) in sub.required.into_iter().zip(sub.optional).enumerate() {
-                let si = t.map[ti];
-                routed.required[si].extend(req);
-                routed.optional[si].extend(opt);
-            }
+            t.charge(&g);
+            t.route(g, &mut routed)?;
         }
         Ok(routed)
     }
