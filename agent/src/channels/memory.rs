@@ -132,11 +132,6 @@ impl MemoryChannel {
             .channel_size
             .store((st.queue.len() + st.held) as u64, Ordering::Relaxed);
     }
-
-    /// Events queued and not yet taken, for the shutdown report.
-    pub fn queued(&self) -> usize {
-        self.state.lock().queue.len()
-    }
 }
 
 impl Channel for MemoryChannel {

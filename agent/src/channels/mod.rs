@@ -164,6 +164,8 @@ impl<'a> PutTransaction<'a> {
         Ok(())
     }
 
+    /// One event more (tests build batches this way; sources hand whole batches over).
+    #[cfg(test)]
     pub fn put(&mut self, event: Event) -> Result<(), ChannelError> {
         self.check_room(1)?;
         self.channel
@@ -173,14 +175,6 @@ impl<'a> PutTransaction<'a> {
         self.bytes += event.body_len() as u64;
         self.events.push(event);
         Ok(())
-    }
-
-    pub fn len(&self) -> usize {
-        self.events.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
     }
 
     /// Reserves room for the buffered events (waits up to the channel's keep-alive).
@@ -205,8 +199,6 @@ impl<'a> PutTransaction<'a> {
             .fetch_add(n, Ordering::Relaxed);
         Ok(())
     }
-
-    pub fn rollback(self) {}
 }
 
 impl Drop for PutTransaction<'_> {

@@ -160,12 +160,6 @@ pub struct DefaultProcessor {
     slots: Vec<SinkSlot>,
 }
 
-impl DefaultProcessor {
-    pub fn new(slot: SinkSlot) -> Self {
-        Self { slots: vec![slot] }
-    }
-}
-
 impl SinkProcessor for DefaultProcessor {
     fn process(&mut self, wait: Duration) -> Result<SinkStatus, SinkError> {
         match self.slots.first_mut() {
