@@ -1,7 +1,6 @@
 //! Fixtures for integration tests: run the real `sluice` binary (and, in later suites, real
 //! peers) as child processes on loopback, with their own temporary directories.
 
-pub mod bench;
 pub mod flume;
 pub mod flume_taildir;
 pub mod guests;
