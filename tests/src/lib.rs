@@ -1,7 +1,6 @@
 //! Fixtures for integration tests: run the real `sluice` binary (and, in later suites, real
 //! peers) as child processes on loopback, with their own temporary directories.
 
-pub mod bench;
 pub mod flume;
 pub mod flume_taildir;
 pub mod guests;
@@ -14,6 +13,7 @@ pub mod tls;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -97,9 +97,31 @@ pub fn parse_counter(metrics: &serde_json::Value, component: &str, name: &str) -
         .with_context(|| format!("no counter {component}/{name} in {metrics}"))
 }
 
-/// A TCP port that was free on 127.0.0.1 a moment ago (bound to port 0, then released), for
-/// peers that only take a port number.
+/// A TCP port that was free on 127.0.0.1 a moment ago (bound, then released), for peers that
+/// only take a port number.
+///
+/// It comes from below the kernel's ephemeral range (`ip_local_port_range`): the suites share
+/// one test process, and the client sockets of a concurrent test (hundreds at once in the Avro
+/// suite) take ephemeral ports, so one of them could take a port handed out from that range
+/// before its peer binds it. The ports of one process come in sequence from an offset of its
+/// pid, so two tests never get the same one; port 0 is the fallback.
 pub fn free_port() -> Result<u16> {
+    const FLOOR: u32 = 10_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    if let Some(span) = ephemeral_low.checked_sub(FLOOR).filter(|s| *s >= 1000) {
+        let start = std::process::id() % span;
+        for _ in 0..1000 {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let port = u16::try_from(FLOOR + (start + n) % span).unwrap_or(0);
+            if port != 0 && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return Ok(port);
+            }
+        }
+    }
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("cannot bind 127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
 }

@@ -3,10 +3,10 @@
 //!
 //! ```text
 //! cargo build --release --workspace --bins
-//! cargo run --release -p sluice-integration --bin bench_kafka [-- OPTIONS]
+//! cargo run --release -p sluice-bench --bin bench_kafka [-- OPTIONS]
 //!   --records N     records pre-filled for the source benchmark   (default 1000000)
-//!   --warmup SECS   sink benchmark: seconds before the window      (default 5)
-//!   --window SECS   sink benchmark: measured seconds               (default 10)
+//!   --warmup SECS   sink benchmark: seconds before the window      (default 5, env BENCH_WARMUP_SECS)
+//!   --window SECS   sink benchmark: measured seconds               (default 10, env BENCH_WINDOW_SECS)
 //!   --body BYTES    record / event body size                       (default 256)
 //!   --batch N       batchSize / flumeBatchSize / transactionCapacity (default 1000)
 //!   --only NAME     run only `sluice` or `flume`
@@ -31,99 +31,62 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use sluice_integration::bench::{cpu_seconds, thousands};
-use sluice_integration::flume::{FLUME_VERSION, Flume, FlumeOptions, ensure_flume_kafka};
+use anyhow::{Result, bail};
+use clap::{Parser, ValueEnum};
+use sluice_bench::harness::{
+    self, Only, Payload, Sample, Side, Table, Window, cpu_seconds, measure, peak_rss_mib,
+    print_load, print_machine, sluice_release_bin,
+};
+use sluice_integration::Sluice;
+use sluice_integration::flume::{Flume, FlumeOptions, ensure_flume_kafka};
 use sluice_integration::kafka::{KAFKA_VERSION, KafkaBroker};
-use sluice_integration::{Sluice, peak_rss_kib, sluice_bin};
 
+/// KafkaSource and KafkaSink on sluice and on Apache Flume, against one real broker
+#[derive(Parser)]
 struct Args {
+    /// Records pre-filled for the source benchmark
+    #[arg(long, value_name = "N", default_value_t = 1_000_000, value_parser = records)]
     records: u64,
-    warmup: Duration,
-    window: Duration,
-    body: usize,
-    batch: usize,
-    only: Option<String>,
-    /// `--producer KEY=VALUE`: extra `kafka.producer.*` keys for both agents' sinks.
+    /// The sink benchmark's warm-up and window
+    #[command(flatten)]
+    window: Window,
+    #[command(flatten)]
+    payload: Payload,
+    #[command(flatten)]
+    only: Only,
+    /// Extra `kafka.producer.KEY = VALUE` for both sinks (repeatable)
+    #[arg(long, value_name = "KEY=VALUE", value_parser = key_value)]
     producer: Vec<(String, String)>,
-    /// `--consumer KEY=VALUE`: extra `kafka.consumer.*` keys for both agents' sources.
+    /// Extra `kafka.consumer.KEY = VALUE` for both sources (repeatable)
+    #[arg(long, value_name = "KEY=VALUE", value_parser = key_value)]
     consumer: Vec<(String, String)>,
-    /// `--sink KEY=VALUE`: extra `a1.sinks.k1.*` keys.
+    /// Extra sink key `KEY = VALUE` for both sinks, e.g. inFlightBatches=1 (repeatable)
+    #[arg(long, value_name = "KEY=VALUE", value_parser = key_value)]
     sink: Vec<(String, String)>,
-    scenario: Option<String>,
+    /// Run only this scenario (default: both)
+    #[arg(long, value_enum)]
+    scenario: Option<Scenario>,
 }
 
-fn parse_args() -> Result<Args> {
-    let mut args = Args {
-        records: 1_000_000,
-        warmup: Duration::from_secs(5),
-        window: Duration::from_secs(10),
-        body: 256,
-        batch: 1000,
-        only: None,
-        producer: Vec::new(),
-        consumer: Vec::new(),
-        sink: Vec::new(),
-        scenario: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--records" => args.records = value()?.parse()?,
-            "--warmup" => args.warmup = Duration::from_secs(value()?.parse()?),
-            "--window" => args.window = Duration::from_secs(value()?.parse()?),
-            "--body" => args.body = value()?.parse()?,
-            "--batch" => args.batch = value()?.parse()?,
-            "--only" => {
-                let v = value()?;
-                if v != "sluice" && v != "flume" {
-                    bail!("--only takes `sluice` or `flume`, not `{v}`");
-                }
-                args.only = Some(v);
-            }
-            "--producer" | "--consumer" | "--sink" => {
-                let v = value()?;
-                let (k, val) = v
-                    .split_once('=')
-                    .with_context(|| format!("{flag} takes KEY=VALUE, not `{v}`"))?;
-                let list = match flag.as_str() {
-                    "--producer" => &mut args.producer,
-                    "--consumer" => &mut args.consumer,
-                    _ => &mut args.sink,
-                };
-                list.push((k.to_string(), val.to_string()));
-            }
-            "--scenario" => {
-                let v = value()?;
-                if v != "source" && v != "sink" {
-                    bail!("--scenario takes `source` or `sink`, not `{v}`");
-                }
-                args.scenario = Some(v);
-            }
-            "-h" | "--help" => {
-                println!(
-                    "bench_kafka [--records N] [--warmup SECS] [--window SECS] [--body BYTES] \
-                     [--batch N] [--only sluice|flume] [--producer KEY=VALUE]... \
-                     [--consumer KEY=VALUE]... [--sink KEY=VALUE]... [--scenario source|sink]"
-                );
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument `{other}` (try --help)"),
-        }
-    }
-    if args.window.is_zero() || args.records == 0 {
-        bail!("--window and --records must be at least 1");
-    }
-    Ok(args)
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    Source,
+    Sink,
 }
 
-#[derive(Clone, Copy)]
-struct Sample {
-    events_per_s: f64,
-    mb_per_s: f64,
-    rss_mib: f64,
-    cpu_cores: f64,
+fn records(s: &str) -> Result<u64, String> {
+    match s.parse() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{s}` is not a number")),
+    }
+}
+
+fn key_value(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("takes KEY=VALUE, not `{s}`"))?;
+    Ok((k.to_string(), v.to_string()))
 }
 
 fn source_conf(bootstrap: &str, group: &str, batch: usize) -> String {
@@ -179,6 +142,7 @@ fn measure_drain(
     args: &Args,
     taken: &dyn Fn() -> Result<u64>,
 ) -> Result<Sample> {
+    print_load(&format!("the {name} drain"));
     let deadline = Instant::now() + Duration::from_secs(600);
     let (c0, t0, cpu0) = loop {
         let c = taken()?;
@@ -205,24 +169,8 @@ fn measure_drain(
     eprintln!("{name}: {} records in {secs:.2} s.", c1 - c0);
     Ok(Sample {
         events_per_s: eps,
-        mb_per_s: eps * args.body as f64 / 1e6,
-        rss_mib: peak_rss_kib(pid)? as f64 / 1024.0,
-        cpu_cores: (cpu1 - cpu0) / secs,
-    })
-}
-
-/// Sink benchmark: events taken from the channel over the window, after the warm-up.
-fn measure_window(pid: u32, args: &Args, taken: &dyn Fn() -> Result<u64>) -> Result<Sample> {
-    std::thread::sleep(args.warmup);
-    let (c0, cpu0, t0) = (taken()?, cpu_seconds(pid)?, Instant::now());
-    std::thread::sleep(args.window);
-    let (c1, cpu1, t1) = (taken()?, cpu_seconds(pid)?, Instant::now());
-    let secs = (t1 - t0).as_secs_f64();
-    let eps = c1.saturating_sub(c0) as f64 / secs;
-    Ok(Sample {
-        events_per_s: eps,
-        mb_per_s: eps * args.body as f64 / 1e6,
-        rss_mib: peak_rss_kib(pid)? as f64 / 1024.0,
+        mb_per_s: eps * args.payload.body as f64 / 1e6,
+        rss_mib: peak_rss_mib(&[pid])?,
         cpu_cores: (cpu1 - cpu0) / secs,
     })
 }
@@ -234,8 +182,8 @@ enum Agent {
 
 impl Agent {
     /// `scenario` names the log file: each run gets a fresh one.
-    fn start(who: &str, scenario: &str, dir: &Path, conf: &str) -> Result<Self> {
-        Ok(if who == "sluice" {
+    fn start(who: Side, scenario: &str, dir: &Path, conf: &str) -> Result<Self> {
+        Ok(if who == Side::Sluice {
             Agent::Sluice(Sluice::start(dir, scenario, conf, &[])?)
         } else {
             let opts = FlumeOptions {
@@ -277,83 +225,56 @@ impl Agent {
     }
 }
 
-fn row(label: &str, s: Option<f64>, f: Option<f64>, fmt: fn(f64) -> String) {
-    let ratio = match (s, f) {
-        (Some(s), Some(f)) if f > 0.0 => format!("{:.2}x", s / f),
-        _ => "-".into(),
-    };
-    let cell = |v: Option<f64>| v.map_or_else(|| "-".into(), fmt);
-    println!("{label:<22}{:>16}{:>16}{ratio:>14}", cell(s), cell(f));
-}
-
 fn table(title: &str, s: Option<Sample>, f: Option<Sample>) {
     println!();
     println!("{title}");
-    println!(
-        "{:<22}{:>16}{:>16}{:>14}",
-        "",
-        "sluice",
-        format!("Flume {FLUME_VERSION}"),
-        "sluice/Flume"
-    );
-    row(
-        "events/s",
-        s.map(|x| x.events_per_s),
-        f.map(|x| x.events_per_s),
-        thousands,
-    );
-    row(
-        "MB/s (body bytes)",
-        s.map(|x| x.mb_per_s),
-        f.map(|x| x.mb_per_s),
-        |v| format!("{v:.1}"),
-    );
-    row(
-        "peak RSS MiB",
-        s.map(|x| x.rss_mib),
-        f.map(|x| x.rss_mib),
-        |v| format!("{v:.1}"),
-    );
-    row(
-        "CPU cores used",
-        s.map(|x| x.cpu_cores),
-        f.map(|x| x.cpu_cores),
-        |v| format!("{v:.2}"),
-    );
+    let table = Table::vs_flume(22);
+    table.print_header();
+    table.sample_rows(s.as_ref(), f.as_ref(), "peak RSS MiB");
 }
 
 fn main() -> std::process::ExitCode {
-    sluice_integration::bench::main("bench_kafka", bench)
+    let args: Args = harness::parse_with_window(5, 10);
+    harness::report("bench_kafka", bench(&args))
 }
 
-fn bench() -> Result<()> {
-    let args = parse_args()?;
-    let run = |who: &str| args.only.as_deref().is_none_or(|o| o == who);
-    let whos: Vec<&str> = ["sluice", "flume"].into_iter().filter(|w| run(w)).collect();
-    if run("sluice") {
-        sluice_bin().context(
-            "the bench runs the release build: `cargo build --release --workspace --bins`",
-        )?;
+fn name(side: Side) -> &'static str {
+    match side {
+        Side::Sluice => "sluice",
+        Side::Flume => "flume",
     }
-    if run("flume") {
+}
+
+fn bench(args: &Args) -> Result<()> {
+    let whos: Vec<Side> = [Side::Sluice, Side::Flume]
+        .into_iter()
+        .filter(|w| args.only.runs(*w))
+        .collect();
+    let Payload { body, batch } = args.payload;
+    if args.only.runs(Side::Sluice) {
+        sluice_release_bin()?;
+    }
+    if args.only.runs(Side::Flume) {
         ensure_flume_kafka()?;
     }
     let dir = tempfile::tempdir()?;
     let started = Instant::now();
     let broker = KafkaBroker::start()?;
     println!(
-        "bench_kafka: Apache Kafka {KAFKA_VERSION} (KRaft, 1 node, {}), {}-byte bodies, batch {}, \
-         {} cores",
+        "bench_kafka: Apache Kafka {KAFKA_VERSION} (KRaft, 1 node, {}), {body}-byte bodies, \
+         batch {batch}",
         broker.bootstrap,
-        args.body,
-        args.batch,
-        std::thread::available_parallelism().map_or(0, |n| n.get())
     );
+    print_machine();
     eprintln!("Broker up in {:.1?}.", started.elapsed());
 
-    let scenario = |s: &str| args.scenario.as_deref().is_none_or(|only| only == s);
+    let scenario = |s: Scenario| args.scenario.is_none_or(|only| only == s);
     // Source: fill the topic once, each agent drains it in its own group.
-    let source_whos: &[&str] = if scenario("source") { &whos } else { &[] };
+    let source_whos: &[Side] = if scenario(Scenario::Source) {
+        &whos
+    } else {
+        &[]
+    };
     broker.create_topic("bench-in", 4)?;
     let t = Instant::now();
     let records = if source_whos.is_empty() {
@@ -361,20 +282,20 @@ fn bench() -> Result<()> {
     } else {
         args.records
     };
-    broker.produce_bulk("bench-in", records, args.body)?;
+    broker.produce_bulk("bench-in", records, body)?;
     eprintln!(
         "Filled bench-in with {} records in {:.1?}.",
         records,
         t.elapsed()
     );
     let mut src = (None, None);
-    for who in source_whos {
-        let mut conf = source_conf(&broker.bootstrap, &format!("bench-{who}"), args.batch);
+    for &who in source_whos {
+        let mut conf = source_conf(&broker.bootstrap, &format!("bench-{}", name(who)), batch);
         for (k, v) in &args.consumer {
             conf.push_str(&format!("a1.sources.r1.kafka.consumer.{k} = {v}\n"));
         }
         let mut agent = Agent::start(who, "source", dir.path(), &conf)?;
-        let sample = measure_drain(who, agent.pid(), &args, &|| agent.taken())?;
+        let sample = measure_drain(name(who), agent.pid(), args, &|| agent.taken())?;
         agent.alive()?;
         if let Agent::Sluice(s) = &agent {
             let commit_ms = s.counter("SOURCE.r1", "KafkaCommitTimer")?;
@@ -384,20 +305,19 @@ fn bench() -> Result<()> {
                 "sluice source: {batches} batches, {get_ms} ms reading, {commit_ms} ms committing"
             );
         }
-        if *who == "sluice" {
-            src.0 = Some(sample)
-        } else {
-            src.1 = Some(sample)
+        match who {
+            Side::Sluice => src.0 = Some(sample),
+            Side::Flume => src.1 = Some(sample),
         }
     }
 
     // Sink: generator -> memory -> Kafka, each to its own topic.
     let mut sink = (None, None);
-    let sink_whos: &[&str] = if scenario("sink") { &whos } else { &[] };
-    for who in sink_whos {
-        let topic = format!("bench-out-{who}");
+    let sink_whos: &[Side] = if scenario(Scenario::Sink) { &whos } else { &[] };
+    for &who in sink_whos {
+        let topic = format!("bench-out-{}", name(who));
         broker.create_topic(&topic, 4)?;
-        let mut conf = sink_conf(&broker.bootstrap, &topic, args.body, args.batch);
+        let mut conf = sink_conf(&broker.bootstrap, &topic, body, batch);
         for (k, v) in &args.producer {
             conf.push_str(&format!("a1.sinks.k1.kafka.producer.{k} = {v}\n"));
         }
@@ -405,13 +325,18 @@ fn bench() -> Result<()> {
             conf.push_str(&format!("a1.sinks.k1.{k} = {v}\n"));
         }
         let mut agent = Agent::start(who, "sink", dir.path(), &conf)?;
-        let sample = measure_window(agent.pid(), &args, &|| agent.taken())?;
+        let sample = measure(name(who), &[agent.pid()], &args.window, body, &|| {
+            agent.taken()
+        })?;
         agent.alive()?;
-        eprintln!("{who}: {:.0} events/s into {topic}.", sample.events_per_s);
-        if *who == "sluice" {
-            sink.0 = Some(sample)
-        } else {
-            sink.1 = Some(sample)
+        eprintln!(
+            "{}: {:.0} events/s into {topic}.",
+            name(who),
+            sample.events_per_s
+        );
+        match who {
+            Side::Sluice => sink.0 = Some(sample),
+            Side::Flume => sink.1 = Some(sample),
         }
     }
 
@@ -426,8 +351,8 @@ fn bench() -> Result<()> {
     table(
         &format!(
             "StressSource -> memory -> KafkaSink (acks=1; warm-up {} s, window {} s)",
-            args.warmup.as_secs(),
-            args.window.as_secs()
+            args.window.warmup.as_secs(),
+            args.window.window.as_secs()
         ),
         sink.0,
         sink.1,

@@ -11,7 +11,7 @@
 //!
 //! ```text
 //! cargo build --release --workspace --bins
-//! cargo run --release -p sluice-integration --bin bench_tenants [-- --window SECS --warmup SECS --batch N]
+//! cargo run --release -p sluice-bench --bin bench_tenants [-- --window SECS --warmup SECS --batch N]
 //! ```
 //!
 //! Throughput is the growth of the source's `EventAcceptedCount` (events committed to the
@@ -22,36 +22,20 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use sluice_integration::bench::{Window, measure, thousands};
-use sluice_integration::{Sluice, guests, sluice_bin, wait_for};
+use clap::Parser;
+use sluice_bench::harness::{
+    self, Window, at_least_one, measure, print_machine, sluice_release_bin, thousands,
+};
+use sluice_integration::{Sluice, guests, wait_for};
 
+/// seq -> tenant router with 1, 10 and 100 tenants (a wasm guest and a channel each)
+#[derive(Parser)]
 struct Args {
+    #[command(flatten)]
     window: Window,
+    /// Source, channel transaction and sink batch size
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = at_least_one)]
     batch: usize,
-}
-
-fn parse_args() -> Result<Args> {
-    let mut args = Args {
-        window: Window {
-            warmup: Duration::from_secs(3),
-            window: Duration::from_secs(8),
-        },
-        batch: 1000,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--warmup" => args.window.warmup = Duration::from_secs(value()?.parse()?),
-            "--window" => args.window.window = Duration::from_secs(value()?.parse()?),
-            "--batch" => args.batch = value()?.parse()?,
-            other => bail!("unknown argument `{other}`"),
-        }
-    }
-    if args.window.window.is_zero() || args.batch == 0 {
-        bail!("--window and --batch must be positive");
-    }
-    Ok(args)
 }
 
 /// Tenant names for `n` tenants: what the extractor's regex yields from seq bodies.
@@ -174,21 +158,21 @@ fn run(dir: &Path, n: usize, args: &Args, guest: &Path) -> Result<Row> {
     })
 }
 
-fn main() -> Result<()> {
-    let args = parse_args()?;
-    let bin = sluice_bin()?;
-    if !bin.to_string_lossy().contains("release") {
-        eprintln!(
-            "warning: measuring {} (not a release build); build with --release for real numbers",
-            bin.display()
-        );
-    }
+fn main() -> std::process::ExitCode {
+    let args: Args = harness::parse_with_window(3, 8);
+    harness::report("bench_tenants", bench(&args))
+}
+
+fn bench(args: &Args) -> Result<()> {
+    let bin = sluice_release_bin()?;
+    println!("bench_tenants: sluice {}", bin.display());
+    print_machine();
     let guest = guests::rust("drop-by-level", None)?;
     let tmp = tempfile::tempdir()?;
     let mut rows = Vec::new();
     // The baseline runs first and last, to show the run-to-run noise; ratios use their mean.
     for n in [0, 1, 10, 100, 0] {
-        rows.push((n, run(tmp.path(), n, &args, &guest)?));
+        rows.push((n, run(tmp.path(), n, args, &guest)?));
     }
     let base = (rows[0].1.events_per_s + rows[4].1.events_per_s) / 2.0;
     println!(

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo build --release --workspace --bins
-//! cargo run --release -p sluice-integration --bin bench_taildir [-- OPTIONS]
+//! cargo run --release -p sluice-bench --bin bench_taildir [-- OPTIONS]
 //!   --files N       files tailed                         (default 10)
 //!   --lines N       lines per file, written before start (default 300000)
 //!   --line BYTES    bytes per line, newline included     (default 200)
@@ -26,63 +26,47 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use sluice_integration::bench::cpu_seconds;
-use sluice_integration::flume::{FLUME_VERSION, Flume, FlumeOptions};
+use anyhow::{Result, bail};
+use clap::Parser;
+use sluice_bench::harness::{
+    self, Only, Side, Table, at_least_one, cpu_seconds, one_decimal, peak_rss_mib, print_load,
+    print_machine, sluice_release_bin, thousands,
+};
+use sluice_integration::Sluice;
+use sluice_integration::flume::{Flume, FlumeOptions};
 use sluice_integration::flume_taildir::ensure_flume_taildir;
-use sluice_integration::{Sluice, peak_rss_kib, sluice_bin};
 
+/// TAILDIR -> memory -> null on sluice and on Apache Flume's TaildirSource; latency
+#[derive(Parser)]
 struct Args {
+    /// Files tailed
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = at_least_one)]
     files: usize,
+    /// Lines per file, written before the agent starts
+    #[arg(long, value_name = "N", default_value_t = 300_000, value_parser = at_least_one)]
     lines: usize,
+    /// Bytes per line, newline included (at least 2)
+    #[arg(long, value_name = "BYTES", default_value_t = 200, value_parser = line_len)]
     line: usize,
+    /// Source, channel transaction and sink batch size
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = at_least_one)]
     batch: usize,
+    /// Latency samples
+    #[arg(long, value_name = "N", default_value_t = 20)]
     samples: usize,
+    /// The source's writePosInterval in ms (3000 is Flume's; 0 = per batch)
+    #[arg(long, value_name = "MS", default_value_t = 3000)]
     write_pos: u64,
-    only: Option<String>,
+    #[command(flatten)]
+    only: Only,
 }
 
-fn parse_args() -> Result<Args> {
-    let mut a = Args {
-        files: 10,
-        lines: 300_000,
-        line: 200,
-        batch: 1000,
-        samples: 20,
-        write_pos: 3000,
-        only: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--files" => a.files = value()?.parse()?,
-            "--lines" => a.lines = value()?.parse()?,
-            "--line" => a.line = value()?.parse()?,
-            "--batch" => a.batch = value()?.parse()?,
-            "--samples" => a.samples = value()?.parse()?,
-            "--write-pos" => a.write_pos = value()?.parse()?,
-            "--only" => {
-                let v = value()?;
-                if v != "sluice" && v != "flume" {
-                    bail!("--only takes `sluice` or `flume`, not `{v}`");
-                }
-                a.only = Some(v);
-            }
-            "-h" | "--help" => {
-                println!(
-                    "bench_taildir [--files N] [--lines N] [--line BYTES] [--batch N] \
-                     [--samples N] [--write-pos MS] [--only sluice|flume]"
-                );
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument `{other}` (try --help)"),
-        }
+fn line_len(s: &str) -> Result<usize, String> {
+    match s.parse() {
+        Ok(n) if n >= 2 => Ok(n),
+        Ok(_) => Err("must be at least 2 (a byte and the newline)".into()),
+        Err(_) => Err(format!("`{s}` is not a number")),
     }
-    if a.files == 0 || a.lines == 0 || a.line < 2 || a.batch == 0 {
-        bail!("--files, --lines and --batch must be positive and --line at least 2");
-    }
-    Ok(a)
 }
 
 fn config(logs: &Path, position_file: &Path, batch: usize, write_pos: u64) -> String {
@@ -147,6 +131,7 @@ fn measure(
     files: &[PathBuf],
     taken: &dyn Fn() -> Result<u64>,
 ) -> Result<Sample> {
+    print_load(&format!("the {name} drain"));
     let total = (a.files * a.lines) as u64;
     let deadline = Instant::now() + Duration::from_secs(600);
     let cpu0 = cpu_seconds(pid)?;
@@ -204,7 +189,7 @@ fn measure(
         lines_per_s,
         mb_per_s: lines_per_s * a.line as f64 / 1e6,
         cpu_s,
-        rss_mib: peak_rss_kib(pid)? as f64 / 1024.0,
+        rss_mib: peak_rss_mib(&[pid])?,
         latency_ms,
     })
 }
@@ -217,8 +202,11 @@ fn pct(v: &[f64], p: f64) -> Option<f64> {
     v.get(i).copied()
 }
 
-fn run(name: &str, root: &Path, logs: &Path, files: &[PathBuf], a: &Args) -> Result<Sample> {
-    let dir = root.join(name);
+fn run(side: Side, root: &Path, logs: &Path, files: &[PathBuf], a: &Args) -> Result<Sample> {
+    let dir = root.join(match side {
+        Side::Sluice => "sluice",
+        Side::Flume => "flume",
+    });
     std::fs::create_dir_all(&dir)?;
     let conf = config(
         logs,
@@ -226,7 +214,7 @@ fn run(name: &str, root: &Path, logs: &Path, files: &[PathBuf], a: &Args) -> Res
         a.batch,
         a.write_pos,
     );
-    if name == "sluice" {
+    if side == Side::Sluice {
         let mut sluice = Sluice::start(&dir, "bench", &conf, &["--no-reload-conf"])?;
         let pid = sluice.pid();
         let taken = || sluice.counter("CHANNEL.c1", "EventTakeSuccessCount");
@@ -252,26 +240,21 @@ fn run(name: &str, root: &Path, logs: &Path, files: &[PathBuf], a: &Args) -> Res
     Ok(sample)
 }
 
-fn row(label: &str, s: Option<f64>, f: Option<f64>, digits: usize) {
-    let ratio = match (s, f) {
-        (Some(s), Some(f)) if f > 0.0 => format!("{:.2}x", s / f),
-        _ => "-".into(),
-    };
-    let cell = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{v:.digits$}"));
-    println!("{label:<24}{:>14}{:>14}{ratio:>12}", cell(s), cell(f));
+fn main() -> std::process::ExitCode {
+    harness::report("bench_taildir", bench(&Args::parse()))
 }
 
-fn bench() -> Result<()> {
-    let a = parse_args()?;
-    let bin = sluice_bin()?;
-    if !bin.to_string_lossy().contains("release") {
-        eprintln!("warning: {} is not a release build", bin.display());
-    }
+fn bench(a: &Args) -> Result<()> {
+    let bin = a
+        .only
+        .runs(Side::Sluice)
+        .then(sluice_release_bin)
+        .transpose()?;
     let tmp = tempfile::tempdir()?;
     let logs = tmp.path().join("logs");
     std::fs::create_dir_all(&logs)?;
     let started = Instant::now();
-    let files = write_files(&logs, &a)?;
+    let files = write_files(&logs, a)?;
     eprintln!(
         "Wrote {} files x {} lines x {} bytes in {:.1?}.",
         a.files,
@@ -279,72 +262,42 @@ fn bench() -> Result<()> {
         a.line,
         started.elapsed()
     );
-    let want = |n: &str| a.only.as_deref().is_none_or(|o| o == n);
-    let sluice = want("sluice")
-        .then(|| run("sluice", tmp.path(), &logs, &files, &a))
-        .transpose()?;
-    let flume = want("flume")
-        .then(|| run("flume", tmp.path(), &logs, &files, &a))
-        .transpose()?;
-
     println!(
-        "\nTAILDIR -> memory -> null: {} files x {} lines of {} bytes, batch {}, \
+        "bench_taildir: TAILDIR -> memory -> null: {} files x {} lines of {} bytes, batch {}, \
          writePosInterval {} ms; {} latency samples",
         a.files, a.lines, a.line, a.batch, a.write_pos, a.samples
     );
-    println!(
-        "{:<24}{:>14}{:>14}{:>12}",
-        "",
-        "sluice",
-        format!("Flume {FLUME_VERSION}"),
-        "ratio"
-    );
-    let get = |s: &Option<Sample>, f: fn(&Sample) -> Option<f64>| s.as_ref().and_then(f);
-    row(
-        "lines/s",
-        get(&sluice, |s| Some(s.lines_per_s)),
-        get(&flume, |s| Some(s.lines_per_s)),
-        0,
-    );
-    row(
-        "MB/s",
-        get(&sluice, |s| Some(s.mb_per_s)),
-        get(&flume, |s| Some(s.mb_per_s)),
-        1,
-    );
-    row(
-        "CPU seconds (drain)",
-        get(&sluice, |s| Some(s.cpu_s)),
-        get(&flume, |s| Some(s.cpu_s)),
-        1,
-    );
-    row(
-        "peak RSS MiB",
-        get(&sluice, |s| Some(s.rss_mib)),
-        get(&flume, |s| Some(s.rss_mib)),
-        1,
-    );
-    row(
-        "latency p50 ms",
-        get(&sluice, |s| pct(&s.latency_ms, 0.5)),
-        get(&flume, |s| pct(&s.latency_ms, 0.5)),
-        1,
-    );
-    row(
-        "latency p90 ms",
-        get(&sluice, |s| pct(&s.latency_ms, 0.9)),
-        get(&flume, |s| pct(&s.latency_ms, 0.9)),
-        1,
-    );
-    row(
-        "latency max ms",
-        get(&sluice, |s| pct(&s.latency_ms, 1.0)),
-        get(&flume, |s| pct(&s.latency_ms, 1.0)),
-        1,
-    );
-    Ok(())
-}
+    if let Some(bin) = bin {
+        println!("  sluice: {}", bin.display());
+    }
+    print_machine();
+    let sluice = a
+        .only
+        .runs(Side::Sluice)
+        .then(|| run(Side::Sluice, tmp.path(), &logs, &files, a))
+        .transpose()?;
+    let flume = a
+        .only
+        .runs(Side::Flume)
+        .then(|| run(Side::Flume, tmp.path(), &logs, &files, a))
+        .transpose()?;
 
-fn main() -> std::process::ExitCode {
-    sluice_integration::bench::main("bench_taildir", bench)
+    let table = Table::vs_flume(24);
+    table.print_header();
+    let row = |label: &str, f: fn(&Sample) -> Option<f64>, fmt: fn(f64) -> String| {
+        table.row(
+            label,
+            sluice.as_ref().and_then(f),
+            &[flume.as_ref().and_then(f)],
+            fmt,
+        )
+    };
+    row("lines/s", |s| Some(s.lines_per_s), thousands);
+    row("MB/s", |s| Some(s.mb_per_s), one_decimal);
+    row("CPU seconds (drain)", |s| Some(s.cpu_s), one_decimal);
+    row("peak RSS MiB", |s| Some(s.rss_mib), one_decimal);
+    row("latency p50 ms", |s| pct(&s.latency_ms, 0.5), one_decimal);
+    row("latency p90 ms", |s| pct(&s.latency_ms, 0.9), one_decimal);
+    row("latency max ms", |s| pct(&s.latency_ms, 1.0), one_decimal);
+    Ok(())
 }

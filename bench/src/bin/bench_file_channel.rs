@@ -3,9 +3,9 @@
 //!
 //! ```text
 //! cargo build --release --workspace --bins
-//! cargo run --release -p sluice-integration --bin bench_file_channel [-- OPTIONS]
-//!   --warmup SECS     seconds before the window opens         (default 5)
-//!   --window SECS     measured seconds                        (default 10)
+//! cargo run --release -p sluice-bench --bin bench_file_channel [-- OPTIONS]
+//!   --warmup SECS     seconds before the window opens         (default 5, env BENCH_WARMUP_SECS)
+//!   --window SECS     measured seconds                        (default 10, env BENCH_WINDOW_SECS)
 //!   --body BYTES      event body size                         (default 256)
 //!   --batch N         source/channel/sink batch size          (default 1000)
 //!   --replay N        events in the replay test, 0 = skip     (default 1000000)
@@ -28,65 +28,31 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use sluice_integration::bench::thousands;
+use anyhow::{Result, bail};
+use clap::Parser;
+use sluice_bench::harness::{
+    self, Only, Payload, Sample, Side, Table, Window, measure, one_decimal, print_machine,
+    sluice_release_bin, thousands,
+};
 use sluice_integration::flume::{FLUME_VERSION, Flume, FlumeOptions};
-use sluice_integration::{Sluice, sluice_bin, wait_for};
+use sluice_integration::{Sluice, wait_for};
 
+/// stress -> file -> null on sluice and on Apache Flume, next to the raw disk; replay time
+#[derive(Parser)]
 struct Args {
-    warmup: Duration,
-    window: Duration,
-    body: usize,
-    batch: usize,
+    #[command(flatten)]
+    window: Window,
+    #[command(flatten)]
+    payload: Payload,
+    /// Events in the replay test, 0 = skip
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     replay: u64,
+    /// Where channel files go (default: a temp dir; the same disk for all)
+    #[arg(long, value_name = "PATH")]
     dir: Option<PathBuf>,
-    only: Option<String>,
-}
-
-fn parse_args() -> Result<Args> {
-    let mut args = Args {
-        warmup: Duration::from_secs(5),
-        window: Duration::from_secs(10),
-        body: 256,
-        batch: 1000,
-        replay: 1_000_000,
-        dir: None,
-        only: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--warmup" => args.warmup = Duration::from_secs(value()?.parse()?),
-            "--window" => args.window = Duration::from_secs(value()?.parse()?),
-            "--body" => args.body = value()?.parse()?,
-            "--batch" => args.batch = value()?.parse()?,
-            "--replay" => args.replay = value()?.parse()?,
-            "--dir" => args.dir = Some(PathBuf::from(value()?)),
-            "--only" => {
-                let v = value()?;
-                if v != "sluice" && v != "flume" {
-                    bail!("--only takes `sluice` or `flume`, not `{v}`");
-                }
-                args.only = Some(v);
-            }
-            "-h" | "--help" => {
-                println!(
-                    "bench_file_channel [--warmup SECS] [--window SECS] [--body BYTES] \
-                     [--batch N] [--replay N] [--dir PATH] [--only sluice|flume]"
-                );
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument `{other}` (try --help)"),
-        }
-    }
-    if args.window.is_zero() || args.batch == 0 || args.body == 0 {
-        bail!("--window, --batch and --body must be at least 1");
-    }
-    if args.warmup + args.window > Duration::from_secs(60) {
-        bail!("--warmup + --window must stay within 60 s");
-    }
-    Ok(args)
+    /// The raw disk baseline always runs
+    #[command(flatten)]
+    only: Only,
 }
 
 fn throughput_config(dir: &Path, body: usize, batch: usize) -> String {
@@ -186,33 +152,16 @@ fn raw_disk(dir: &Path, bytes_per_commit: usize, window: Duration) -> Result<(f6
     Ok((written as f64 / secs, commits))
 }
 
-struct Sample {
-    events_per_s: f64,
-    mb_per_s: f64,
-}
-
-fn measure(name: &str, args: &Args, drained: &dyn Fn() -> Result<u64>) -> Result<Sample> {
-    std::thread::sleep(args.warmup);
-    let (c0, t0) = (drained()?, Instant::now());
-    std::thread::sleep(args.window);
-    let (c1, t1) = (drained()?, Instant::now());
-    let events_per_s = c1.saturating_sub(c0) as f64 / (t1 - t0).as_secs_f64();
-    eprintln!(
-        "{name}: {} events taken in the window.",
-        c1.saturating_sub(c0)
-    );
-    Ok(Sample {
-        events_per_s,
-        mb_per_s: events_per_s * args.body as f64 / 1e6,
-    })
-}
-
 fn run_sluice(dir: &Path, args: &Args) -> Result<Sample> {
-    let conf = throughput_config(dir, args.body, args.batch);
+    let conf = throughput_config(dir, args.payload.body, args.payload.batch);
     let mut s = Sluice::start(dir, "sluice-throughput", &conf, &[])?;
-    let sample = measure("sluice", args, &|| {
-        s.counter("CHANNEL.c1", "EventTakeSuccessCount")
-    })?;
+    let sample = measure(
+        "sluice",
+        &[s.pid()],
+        &args.window,
+        args.payload.body,
+        &|| s.counter("CHANNEL.c1", "EventTakeSuccessCount"),
+    )?;
     if s.child.try_wait()?.is_some() {
         bail!(
             "sluice exited during the measurement; log:\n{}",
@@ -224,15 +173,19 @@ fn run_sluice(dir: &Path, args: &Args) -> Result<Sample> {
 }
 
 fn run_flume(dir: &Path, args: &Args) -> Result<Sample> {
-    let conf = throughput_config(dir, args.body, args.batch);
+    let conf = throughput_config(dir, args.payload.body, args.payload.batch);
     let opts = FlumeOptions {
         log_level: "WARN".into(),
         ..FlumeOptions::default()
     };
     let mut flume = Flume::start_with(dir, &conf, "a1", &opts)?;
-    let sample = measure("Flume", args, &|| {
-        flume.counter("CHANNEL.c1", "EventTakeSuccessCount")
-    })?;
+    let sample = measure(
+        "Flume",
+        &[flume.pid()],
+        &args.window,
+        args.payload.body,
+        &|| flume.counter("CHANNEL.c1", "EventTakeSuccessCount"),
+    )?;
     if flume.child.try_wait()?.is_some() {
         bail!(
             "Flume exited during the measurement; log:\n{}",
@@ -246,7 +199,8 @@ fn run_flume(dir: &Path, args: &Args) -> Result<Sample> {
 /// (events replayed, ms) after a kill -9 and after a clean stop of a channel holding `n` events.
 fn replay(dir: &Path, args: &Args) -> Result<[(u64, u64); 2]> {
     let n = args.replay;
-    let fill = fill_config(dir, args.body, args.batch, n);
+    let Payload { body, batch } = args.payload;
+    let fill = fill_config(dir, body, batch, n);
     let started = Instant::now();
     let mut s = Sluice::start(dir, "sluice-fill", &fill, &[])?;
     wait_for("the channel to fill", Duration::from_secs(300), || {
@@ -254,7 +208,7 @@ fn replay(dir: &Path, args: &Args) -> Result<[(u64, u64); 2]> {
     })?;
     eprintln!("replay: filled {n} events in {:.1?}.", started.elapsed());
     s.kill9()?;
-    let reopen = reopen_config(dir, n, args.batch);
+    let reopen = reopen_config(dir, n, batch);
     let mut out = [(0, 0); 2];
     for (i, how) in ["after kill -9", "after clean stop"].iter().enumerate() {
         let mut s = Sluice::start(dir, &format!("sluice-replay{i}"), &reopen, &[])?;
@@ -272,49 +226,44 @@ fn replay(dir: &Path, args: &Args) -> Result<[(u64, u64); 2]> {
 }
 
 fn main() -> std::process::ExitCode {
-    sluice_integration::bench::main("bench_file_channel", bench)
+    let args: Args = harness::parse_with_window(5, 10);
+    harness::report("bench_file_channel", bench(&args))
 }
 
-fn bench() -> Result<()> {
-    let args = parse_args()?;
+fn bench(args: &Args) -> Result<()> {
+    args.window.check_total(Duration::from_secs(60))?;
     let tmp = tempfile::tempdir_in(args.dir.as_deref().unwrap_or(&std::env::temp_dir()))?;
     let root = tmp.path();
-    let run = |who: &str| args.only.as_deref().is_none_or(|o| o == who);
+    let run = |side| args.only.runs(side);
+    let Payload { body, batch } = args.payload;
     println!(
-        "bench_file_channel: stress -> file -> null, {}-byte bodies, {}-event commits, fsync \
-         per commit, warm-up {} s, window {} s, files in {}",
-        args.body,
-        args.batch,
-        args.warmup.as_secs(),
-        args.window.as_secs(),
+        "bench_file_channel: stress -> file -> null, {body}-byte bodies, {batch}-event commits, \
+         fsync per commit, warm-up {} s, window {} s, files in {}",
+        args.window.warmup.as_secs(),
+        args.window.window.as_secs(),
         root.display()
     );
-    if run("sluice") {
-        let bin =
-            sluice_bin().context("build it first: `cargo build --release --workspace --bins`")?;
-        println!("  sluice: {}", bin.display());
+    if run(Side::Sluice) {
+        println!("  sluice: {}", sluice_release_bin()?.display());
     }
-    println!(
-        "  cores:  {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
+    print_machine();
 
     // The raw disk is measured before and after the agents (half a window each) and averaged:
     // on a shared machine its speed drifts.
-    let half = (args.window / 2).max(Duration::from_secs(1));
-    let (raw_before, commits_before) = raw_disk(root, args.batch * args.body, half)?;
+    let half = (args.window.window / 2).max(Duration::from_secs(1));
+    let (raw_before, commits_before) = raw_disk(root, batch * body, half)?;
 
-    let sluice = if run("sluice") {
+    let sluice = if run(Side::Sluice) {
         let d = root.join("sluice");
         std::fs::create_dir_all(&d)?;
-        Some(run_sluice(&d, &args)?)
+        Some(run_sluice(&d, args)?)
     } else {
         None
     };
-    let flume = if run("flume") {
+    let flume = if run(Side::Flume) {
         let d = root.join("flume");
         std::fs::create_dir_all(&d)?;
-        match run_flume(&d, &args) {
+        match run_flume(&d, args) {
             Ok(s) => Some(s),
             Err(e) => {
                 println!("  Flume baseline missing: {e:#}");
@@ -325,63 +274,47 @@ fn bench() -> Result<()> {
         None
     };
 
-    let (raw_after, commits_after) = raw_disk(root, args.batch * args.body, half)?;
+    let (raw_after, commits_after) = raw_disk(root, batch * body, half)?;
     let raw_bps = (raw_before + raw_after) / 2.0;
-    let raw_events = raw_bps / args.body as f64;
     println!(
         "  raw disk: write + fdatasync of {} bytes: {:.1} MB/s before ({commits_before} \
          commits), {:.1} MB/s after ({commits_after} commits); the table uses the mean",
-        args.batch * args.body,
+        batch * body,
         raw_before / 1e6,
         raw_after / 1e6
     );
-    println!();
-    println!(
-        "{:<22}{:>14}{:>14}{:>16}{:>14}{:>14}",
-        "",
-        "raw disk",
-        "sluice",
-        format!("Flume {FLUME_VERSION}"),
-        "sluice/raw",
-        "sluice/Flume"
+    let table = Table::new(
+        22,
+        &[
+            ("raw disk", "raw"),
+            (&format!("Flume {FLUME_VERSION}"), "Flume"),
+        ],
     );
-    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
-        _ => "-".into(),
-    };
-    let cell = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or_else(|| "-".into(), f);
-    let (se, fe) = (
-        sluice.as_ref().map(|s| s.events_per_s),
-        flume.as_ref().map(|s| s.events_per_s),
-    );
-    println!(
-        "{:<22}{:>14}{:>14}{:>16}{:>14}{:>14}",
+    table.print_header();
+    let (s, f) = (sluice.as_ref(), flume.as_ref());
+    table.row(
         "events/s",
-        thousands(raw_events),
-        cell(se, &thousands),
-        cell(fe, &thousands),
-        ratio(se, Some(raw_events)),
-        ratio(se, fe)
+        s.map(|x| x.events_per_s),
+        &[Some(raw_bps / body as f64), f.map(|x| x.events_per_s)],
+        thousands,
     );
-    let (sm, fm) = (
-        sluice.as_ref().map(|s| s.mb_per_s),
-        flume.as_ref().map(|s| s.mb_per_s),
-    );
-    let mb = |v: f64| format!("{v:.1}");
-    println!(
-        "{:<22}{:>14}{:>14}{:>16}{:>14}{:>14}",
+    table.row(
         "MB/s (body bytes)",
-        mb(raw_bps / 1e6),
-        cell(sm, &mb),
-        cell(fm, &mb),
-        ratio(sm, Some(raw_bps / 1e6)),
-        ratio(sm, fm)
+        s.map(|x| x.mb_per_s),
+        &[Some(raw_bps / 1e6), f.map(|x| x.mb_per_s)],
+        one_decimal,
+    );
+    table.row(
+        "peak RSS MiB",
+        s.map(|x| x.rss_mib),
+        &[None, f.map(|x| x.rss_mib)],
+        one_decimal,
     );
 
-    if args.replay > 0 && run("sluice") {
+    if args.replay > 0 && run(Side::Sluice) {
         let d = root.join("replay");
         std::fs::create_dir_all(&d)?;
-        let [(k_events, k_ms), (c_events, c_ms)] = replay(&d, &args)?;
+        let [(k_events, k_ms), (c_events, c_ms)] = replay(&d, args)?;
         println!();
         println!(
             "replay of a {}-event channel (target < 2000 ms):",

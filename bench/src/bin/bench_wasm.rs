@@ -13,7 +13,7 @@
 //!
 //! ```text
 //! cargo build --release --workspace --bins
-//! cargo run --release -p sluice-integration --bin bench_wasm [-- --window SECS --warmup SECS --batch N --body BYTES]
+//! cargo run --release -p sluice-bench --bin bench_wasm [-- --window SECS --warmup SECS --batch N --body BYTES]
 //! ```
 //!
 //! Throughput is the growth of `CHANNEL.c1/EventTakeSuccessCount` over the window. Guests are
@@ -22,38 +22,18 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use sluice_integration::{Sluice, guests, sluice_bin, wait_for};
+use anyhow::{Result, bail};
+use clap::Parser;
+use sluice_bench::harness::{self, Payload, Window, measure, print_machine, sluice_release_bin};
+use sluice_integration::{Sluice, guests, wait_for};
 
+/// stress -> [wasm hook] -> memory -> null for each example guest, next to no hook
+#[derive(Parser)]
 struct Args {
-    warmup: Duration,
-    window: Duration,
-    body: usize,
-    batch: usize,
-}
-
-fn parse_args() -> Result<Args> {
-    let mut args = Args {
-        warmup: Duration::from_secs(3),
-        window: Duration::from_secs(8),
-        body: 256,
-        batch: 1000,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--warmup" => args.warmup = Duration::from_secs(value()?.parse()?),
-            "--window" => args.window = Duration::from_secs(value()?.parse()?),
-            "--body" => args.body = value()?.parse()?,
-            "--batch" => args.batch = value()?.parse()?,
-            other => bail!("unknown argument `{other}`"),
-        }
-    }
-    if args.window.is_zero() {
-        bail!("--window must be at least 1 second");
-    }
-    Ok(args)
+    #[command(flatten)]
+    window: Window,
+    #[command(flatten)]
+    payload: Payload,
 }
 
 /// Where the hook goes.
@@ -66,7 +46,7 @@ enum Hook<'a> {
 }
 
 fn config(args: &Args, hook: &Hook<'_>) -> String {
-    let (body, batch) = (args.body, args.batch);
+    let (body, batch) = (args.payload.body, args.payload.batch);
     let mut s = format!(
         "a1.sources = r1\n\
          a1.channels = c1\n\
@@ -118,17 +98,18 @@ struct Sample {
     instantiate_ms: Option<f64>,
 }
 
-fn measure(dir: &Path, name: &str, args: &Args, hook: &Hook<'_>, metric: &str) -> Result<Sample> {
+fn run(dir: &Path, name: &str, args: &Args, hook: &Hook<'_>, metric: &str) -> Result<Sample> {
     let run_dir = dir.join(name);
     std::fs::create_dir_all(&run_dir)?;
     let sluice = Sluice::start(&run_dir, "bench", &config(args, hook), &[])?;
-    eprintln!("{name}: warming up {:?}.", args.warmup);
-    std::thread::sleep(args.warmup);
-    let c0 = sluice.counter("CHANNEL.c1", "EventTakeSuccessCount")?;
-    let t0 = Instant::now();
-    std::thread::sleep(args.window);
-    let c1 = sluice.counter("CHANNEL.c1", "EventTakeSuccessCount")?;
-    let secs = t0.elapsed().as_secs_f64();
+    let taken = || sluice.counter("CHANNEL.c1", "EventTakeSuccessCount");
+    let sample = measure(
+        name,
+        &[sluice.pid()],
+        &args.window,
+        args.payload.body,
+        &taken,
+    )?;
     let instantiate_ms = if matches!(hook, Hook::None) {
         None
     } else {
@@ -138,10 +119,8 @@ fn measure(dir: &Path, name: &str, args: &Args, hook: &Hook<'_>, metric: &str) -
         }
         Some(sluice.counter(metric, "InstantiateMicros")? as f64 / 1000.0)
     };
-    let events_per_s = c1.saturating_sub(c0) as f64 / secs;
-    eprintln!("{name}: {:.0} events/s.", events_per_s);
     Ok(Sample {
-        events_per_s,
+        events_per_s: sample.events_per_s,
         instantiate_ms,
     })
 }
@@ -167,7 +146,7 @@ fn swap_latency(
         &config(args, &Hook::Interceptor(&guest, None)),
         &[],
     )?;
-    std::thread::sleep(args.warmup);
+    std::thread::sleep(args.window.warmup);
     let mut out = Vec::new();
     for (n, version) in next.iter().enumerate() {
         let tmp = run_dir.join("guest.wasm.tmp");
@@ -190,13 +169,12 @@ fn swap_latency(
 }
 
 fn main() -> std::process::ExitCode {
-    sluice_integration::bench::main("bench_wasm", bench)
+    let args: Args = harness::parse_with_window(3, 8);
+    harness::report("bench_wasm", bench(&args))
 }
 
-fn bench() -> Result<()> {
-    let args = parse_args()?;
-    let bin = sluice_bin()
-        .context("the bench runs the release build: `cargo build --release --workspace --bins`")?;
+fn bench(args: &Args) -> Result<()> {
+    let bin = sluice_release_bin()?;
     eprintln!("Building guests (sluice binary {}).", bin.display());
     let rust_filter = guests::rust("drop-by-level", None)?;
     let tagger_v1: PathBuf = guests::rust("tagger", Some("v1"))?;
@@ -262,11 +240,11 @@ fn bench() -> Result<()> {
     for (i, (name, hook, metric)) in cases.iter().enumerate() {
         let slug: String = name.chars().filter(char::is_ascii_alphanumeric).collect();
         let slug = format!("{i}-{slug}");
-        results.push((name, measure(dir.path(), &slug, &args, hook, metric)?));
+        results.push((name, run(dir.path(), &slug, args, hook, metric)?));
     }
     let reloads = swap_latency(
         dir.path(),
-        &args,
+        args,
         &tagger_v1,
         &[&tagger_v2, &tagger_cold, &tagger_edit],
         "reload",
@@ -274,15 +252,14 @@ fn bench() -> Result<()> {
 
     println!(
         "bench_wasm: stress -> [hook] -> memory -> null, {}-byte bodies, batch {}, warm-up {} s, \
-         window {} s, load average {}",
-        args.body,
-        args.batch,
-        args.warmup.as_secs(),
-        args.window.as_secs(),
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .trim()
+         window {} s",
+        args.payload.body,
+        args.payload.batch,
+        args.window.warmup.as_secs(),
+        args.window.window.as_secs(),
     );
+    println!("  sluice: {}", bin.display());
+    print_machine();
     println!(
         "{:<24}{:>16}{:>12}{:>22}",
         "pipeline", "events/s", "vs none", "instantiate+init ms"

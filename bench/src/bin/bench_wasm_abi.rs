@@ -4,7 +4,7 @@
 //! process on the same events, one after the other in one run.
 //!
 //! ```text
-//! cargo run --release -p sluice-integration --bin bench_wasm_abi [-- --secs S --batch N --body BYTES]
+//! cargo run --release -p sluice-bench --bin bench_wasm_abi [-- --secs S --batch N --body BYTES]
 //! ```
 //!
 //! Rows: a host-only floor (clone and drop the batch), the flat ABI (whole bodies, then
@@ -16,12 +16,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use bytes::Bytes;
+use clap::Parser;
 use sluice::event::{Event, Headers};
-use sluice::interceptors::Interceptor;
+use sluice::pipeline::Interceptor;
 use sluice::wasm::interceptor::WasmInterceptor;
 use sluice::wasm::{OnError, WasmConfig, WasmCounters};
+use sluice_bench::harness::{self, Payload, positive_secs, print_machine};
 use sluice_integration::guests;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store};
@@ -36,36 +38,14 @@ mod naive {
 
 use naive::sluice::abi_naive::types::Event as NaiveEvent;
 
+/// The flat batch ABI next to a naive `list<event>` one, in process, on the same guest logic
+#[derive(Parser)]
 struct Args {
+    /// Measured seconds per row (after a 300 ms warm-up)
+    #[arg(long, value_name = "SECS", default_value = "3", value_parser = positive_secs)]
     secs: Duration,
-    batch: usize,
-    body: usize,
-}
-
-fn parse_args() -> Result<Args> {
-    let mut args = Args {
-        secs: Duration::from_secs(3),
-        batch: 1000,
-        body: 256,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--secs" => args.secs = Duration::from_secs(value()?.parse()?),
-            "--batch" => args.batch = value()?.parse()?,
-            "--body" => args.body = value()?.parse()?,
-            "-h" | "--help" => {
-                println!("bench_wasm_abi [--secs S] [--batch N] [--body BYTES]");
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument `{other}` (try --help)"),
-        }
-    }
-    if args.batch == 0 || args.secs.is_zero() {
-        bail!("--batch and --secs must be at least 1");
-    }
-    Ok(args)
+    #[command(flatten)]
+    payload: Payload,
 }
 
 /// Runs `batch` over and over for `secs` (at most 10 M batches); returns events/s.
@@ -90,7 +70,9 @@ fn rate(secs: Duration, n: usize, mut batch: impl FnMut() -> Result<usize>) -> R
 }
 
 fn events(args: &Args, headers: usize) -> Vec<Event> {
-    let body: Vec<u8> = (0..args.body).map(|i| b'a' + (i % 26) as u8).collect();
+    let body: Vec<u8> = (0..args.payload.body)
+        .map(|i| b'a' + (i % 26) as u8)
+        .collect();
     let body = Bytes::from(body);
     let mut h = Headers::new();
     for (k, v) in [("host", "web-17.example.org"), ("service", "checkout")]
@@ -99,7 +81,7 @@ fn events(args: &Args, headers: usize) -> Vec<Event> {
     {
         h.insert(k, v);
     }
-    (0..args.batch)
+    (0..args.payload.batch)
         .map(|_| Event::with_headers(h.clone(), body.clone()))
         .collect()
 }
@@ -202,23 +184,23 @@ impl NaiveHost {
 }
 
 fn main() -> std::process::ExitCode {
-    sluice_integration::bench::main("bench_wasm_abi", bench)
+    harness::report("bench_wasm_abi", bench(&Args::parse()))
 }
 
-fn bench() -> Result<()> {
-    let args = parse_args()?;
+fn bench(args: &Args) -> Result<()> {
     eprintln!("Building guests.");
     let flat_guest = guests::rust("drop-by-level", None)?;
     let naive_guest = guests::rust("abi-naive", None)?;
     let whole = Arc::new(flat(&flat_guest, None)?);
     let prefix = Arc::new(flat(&flat_guest, Some(16))?);
     let mut naive = NaiveHost::new(&naive_guest)?;
-    let n = args.batch;
+    let n = args.payload.batch;
     println!(
         "bench_wasm_abi: drop-by-level, {}-byte bodies, batch {n}, {} s per row, in process",
-        args.body,
+        args.payload.body,
         args.secs.as_secs()
     );
+    print_machine();
     println!("{:<44}{:>14}{:>14}", "ABI", "0 headers/s", "2 headers/s");
     type Row<'a> = (
         &'a str,
@@ -242,7 +224,7 @@ fn bench() -> Result<()> {
     for (name, mut f) in rows {
         let mut r = Vec::new();
         for headers in [0, 2] {
-            let batch = events(&args, headers);
+            let batch = events(args, headers);
             r.push(rate(args.secs, n, || Ok(f(batch.clone())?.len()))?);
         }
         results.push((name.to_string(), r));
@@ -253,7 +235,7 @@ fn bench() -> Result<()> {
     ] {
         let mut r = Vec::new();
         for headers in [0, 2] {
-            let batch = events(&args, headers);
+            let batch = events(args, headers);
             r.push(rate(args.secs, n, || {
                 let out = if which == 0 {
                     naive.filter(batch.clone())?

@@ -1,0 +1,15 @@
+//! Every integration suite in one test binary, one module per suite:
+//! `cargo test -p sluice-integration --test integration kafka::` runs one of them.
+
+mod avro;
+mod avro_flume;
+mod avro_ha;
+mod core;
+mod file_channel;
+mod flume_fixture;
+mod hardening;
+mod hdfs;
+mod kafka;
+mod taildir;
+mod tenants;
+mod wasm;
