@@ -31,6 +31,11 @@ use super::bindings::Verdicts;
 use super::guest::Hook;
 use crate::event::Event;
 
+/// A batch whose bodies or headers pass 4 GiB: its offsets do not fit `record batch`'s u32s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("batch larger than 4 GiB")]
+pub struct BatchTooLarge;
+
 /// `record batch` borrowed from the host's events (bodies cut to `body-prefix` bytes).
 #[derive(Clone, Copy)]
 pub struct BatchRef<'a> {
@@ -42,7 +47,7 @@ pub struct BatchRef<'a> {
 
 impl<'a> BatchRef<'a> {
     /// Fails only when the batch exceeds 4 GiB (offsets are u32).
-    pub fn new(events: &'a [Event], body_prefix: Option<usize>) -> Result<Self, String> {
+    pub fn new(events: &'a [Event], body_prefix: Option<usize>) -> Result<Self, BatchTooLarge> {
         let limit = body_prefix.unwrap_or(usize::MAX);
         let mut body_len = 0usize;
         let mut header_len = 0usize;
@@ -53,7 +58,7 @@ impl<'a> BatchRef<'a> {
             }
         }
         if body_len > u32::MAX as usize || header_len > u32::MAX as usize {
-            return Err("batch larger than 4 GiB".into());
+            return Err(BatchTooLarge);
         }
         Ok(Self {
             events,

@@ -22,11 +22,15 @@
 
 pub mod bindings;
 pub mod codec;
+pub mod counters;
 pub mod engine;
 pub mod guest;
 pub mod guest_log;
+mod host_state;
+mod instance;
 pub mod interceptor;
 pub mod lower;
+mod reloader;
 pub mod router;
 pub mod sink_selector;
 pub mod tester;
@@ -39,7 +43,10 @@ use crate::config::{ConfigError, Props};
 use crate::metrics::ComponentType;
 use crate::pipeline::BuildContext;
 
-pub use guest::{Fault, Guest, GuestError, Hook, WasmCounters};
+pub use counters::WasmCounters;
+pub use engine::{CompileError, RuntimeError};
+pub use guest::{Fault, Guest, GuestError, Hook, InitFailure};
+pub use instance::LoadError;
 pub use interceptor::WasmInterceptorSpec;
 pub use router::WasmRouterSpec;
 pub use sink_selector::WasmSinkSelectorSpec;
