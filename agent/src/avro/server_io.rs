@@ -20,6 +20,8 @@ use flate2::{Decompress, FlushDecompress, Status};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use super::transport::DeflateError;
+
 /// Largest piece of plaintext (or inflated, or raw) bytes handed out by one read.
 pub const CHUNK: usize = 16 * 1024;
 
@@ -75,13 +77,6 @@ fn read_tail(
     }
 }
 
-fn corrupt(e: impl std::fmt::Display) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!("corrupt deflate stream: {e}"),
-    )
-}
-
 impl Wire {
     /// Appends at most [`CHUNK`] bytes (inflated when compressed) to `dst`; `Ok(0)` at a clean
     /// end of stream.
@@ -104,7 +99,7 @@ impl Wire {
                 let produced = (d.total_out() - out0) as usize;
                 dst.truncate(start + produced);
                 z.pos += consumed;
-                if status.map_err(corrupt)? == Status::StreamEnd {
+                if status.map_err(DeflateError::Corrupt)? == Status::StreamEnd {
                     z.ended = true;
                 }
                 if produced > 0 {
@@ -118,7 +113,7 @@ impl Wire {
             z.buf.drain(..z.pos);
             z.pos = 0;
             if z.buf.len() >= 4 * CHUNK {
-                return Err(corrupt("no progress"));
+                return Err(DeflateError::NoProgress.into());
             }
             let n = read_sock(&self.sock, &mut z.buf).await?;
             if n > 0 && z.z.is_none() {

@@ -74,29 +74,57 @@ impl<'a> BatchRef<'a> {
         let ends_size = n
             .checked_mul(4)
             .ok_or_else(|| wasmtime::format_err!("batch too large"))?;
+        let bodies = self.lower_bodies(cx)?;
+        let body_ends = self.lower_body_ends(cx, ends_size)?;
+        let (headers, header_ends) = self.lower_headers(cx, ends_size)?;
+        Ok([
+            bodies,
+            self.body_len,
+            body_ends,
+            n,
+            headers,
+            self.header_len,
+            header_ends,
+            n,
+        ])
+    }
 
+    /// `bodies`: every (cut) body, back to back.
+    fn lower_bodies<T>(&self, cx: &mut LowerContext<'_, T>) -> wasmtime::Result<usize> {
         let bodies = cx.realloc(0, 0, 1, self.body_len)?;
-        {
-            let mut dst = &mut cx.as_slice_mut()[bodies..bodies + self.body_len];
-            for e in self.events {
-                let body = &e.body[..e.body.len().min(self.limit)];
-                let (head, rest) = dst.split_at_mut(body.len());
-                head.copy_from_slice(body);
-                dst = rest;
-            }
+        let mut dst = &mut cx.as_slice_mut()[bodies..bodies + self.body_len];
+        for e in self.events {
+            let body = &e.body[..e.body.len().min(self.limit)];
+            let (head, rest) = dst.split_at_mut(body.len());
+            head.copy_from_slice(body);
+            dst = rest;
         }
+        Ok(bodies)
+    }
 
+    /// `body-ends`: each body's end offset in `bodies`.
+    fn lower_body_ends<T>(
+        &self,
+        cx: &mut LowerContext<'_, T>,
+        ends_size: usize,
+    ) -> wasmtime::Result<usize> {
         let body_ends = cx.realloc(0, 0, 4, ends_size)?;
-        {
-            let dst = &mut cx.as_slice_mut()[body_ends..body_ends + ends_size];
-            let mut end = 0u32;
-            for (slot, e) in dst.chunks_exact_mut(4).zip(self.events) {
-                // Fits: the total was checked against u32::MAX in `new`.
-                end += e.body.len().min(self.limit) as u32;
-                slot.copy_from_slice(&end.to_le_bytes());
-            }
+        let dst = &mut cx.as_slice_mut()[body_ends..body_ends + ends_size];
+        let mut end = 0u32;
+        for (slot, e) in dst.chunks_exact_mut(4).zip(self.events) {
+            // Fits: the total was checked against u32::MAX in `new`.
+            end += e.body.len().min(self.limit) as u32;
+            slot.copy_from_slice(&end.to_le_bytes());
         }
+        Ok(body_ends)
+    }
 
+    /// `headers` and `header-ends`: each event's encoded headers and their end offsets.
+    fn lower_headers<T>(
+        &self,
+        cx: &mut LowerContext<'_, T>,
+        ends_size: usize,
+    ) -> wasmtime::Result<(usize, usize)> {
         let headers = cx.realloc(0, 0, 1, self.header_len)?;
         let header_ends = cx.realloc(0, 0, 4, ends_size)?;
         if self.header_len > 0
@@ -108,42 +136,33 @@ impl<'a> BatchRef<'a> {
         let mem = cx.as_slice_mut();
         if self.header_len == 0 {
             mem[header_ends..header_ends + ends_size].fill(0);
-        } else {
-            let (before, after) = mem.split_at_mut(header_ends.max(headers));
-            // Two disjoint blocks (checked above): borrow each from its side of the split.
-            let (hdst, edst) = if headers < header_ends {
-                (
-                    &mut before[headers..headers + self.header_len],
-                    &mut after[..ends_size],
-                )
-            } else {
-                (
-                    &mut after[..self.header_len],
-                    &mut before[header_ends..header_ends + ends_size],
-                )
-            };
-            let mut at = 0usize;
-            for (slot, e) in edst.chunks_exact_mut(4).zip(self.events) {
-                for (k, v) in e.headers.iter() {
-                    for part in [k.as_bytes(), v.as_bytes()] {
-                        hdst[at..at + 4].copy_from_slice(&(part.len() as u32).to_le_bytes());
-                        hdst[at + 4..at + 4 + part.len()].copy_from_slice(part);
-                        at += 4 + part.len();
-                    }
-                }
-                slot.copy_from_slice(&(at as u32).to_le_bytes());
-            }
+            return Ok((headers, header_ends));
         }
-        Ok([
-            bodies,
-            self.body_len,
-            body_ends,
-            n,
-            headers,
-            self.header_len,
-            header_ends,
-            n,
-        ])
+        let (before, after) = mem.split_at_mut(header_ends.max(headers));
+        // Two disjoint blocks (checked above): borrow each from its side of the split.
+        let (hdst, edst) = if headers < header_ends {
+            (
+                &mut before[headers..headers + self.header_len],
+                &mut after[..ends_size],
+            )
+        } else {
+            (
+                &mut after[..self.header_len],
+                &mut before[header_ends..header_ends + ends_size],
+            )
+        };
+        let mut at = 0usize;
+        for (slot, e) in edst.chunks_exact_mut(4).zip(self.events) {
+            for (k, v) in e.headers.iter() {
+                for part in [k.as_bytes(), v.as_bytes()] {
+                    hdst[at..at + 4].copy_from_slice(&(part.len() as u32).to_le_bytes());
+                    hdst[at + 4..at + 4 + part.len()].copy_from_slice(part);
+                    at += 4 + part.len();
+                }
+            }
+            slot.copy_from_slice(&(at as u32).to_le_bytes());
+        }
+        Ok((headers, header_ends))
     }
 }
 
