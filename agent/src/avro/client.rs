@@ -8,8 +8,8 @@ use super::decode::Reader;
 use super::framing::{Frame, FrameError, read_frame, write_frame};
 use super::protocol::{
     HandshakeRequest, Match, PROTOCOL_JSON, ProtocolError, Status, protocol_hash, read_bool,
-    read_error, read_handshake_response, read_meta, read_status, write_empty_meta, write_event,
-    write_events, write_handshake_request, write_string,
+    read_error, read_handshake_response, read_meta, read_status, write_empty_meta, write_events,
+    write_handshake_request, write_string,
 };
 use super::tls::TlsFileError;
 use super::transport::{self, Writer};
@@ -131,20 +131,20 @@ impl RpcClient {
         }
     }
 
-    pub fn peer(&self) -> &str {
+    pub(crate) fn peer(&self) -> &str {
         &self.peer
     }
 
-    pub fn is_connected(&self) -> bool {
+    pub(crate) fn is_connected(&self) -> bool {
         self.conn.is_some()
     }
 
     /// Age of the current connection.
-    pub fn connection_age(&self) -> Option<Duration> {
+    pub(crate) fn connection_age(&self) -> Option<Duration> {
         self.conn.as_ref().map(|c| c.opened.elapsed())
     }
 
-    pub fn close(&mut self) {
+    pub(crate) fn close(&mut self) {
         if let Some(c) = self.conn.take() {
             let _ = c.stream.shutdown(std::net::Shutdown::Both);
         }
@@ -160,7 +160,7 @@ impl RpcClient {
     /// Closes the connection if the server closed it (or sent something unasked) since the
     /// last reply, e.g. after its idle timeout: a request sent on it would fail. `true` if it
     /// was closed.
-    pub fn close_if_closed_by_peer(&mut self) -> bool {
+    pub(crate) fn close_if_closed_by_peer(&mut self) -> bool {
         let Some(c) = &self.conn else {
             return false;
         };
@@ -177,7 +177,7 @@ impl RpcClient {
     }
 
     /// Opens the TCP connection if needed (the handshake rides on the next request).
-    pub fn connect(&mut self) -> Result<(), RpcError> {
+    pub(crate) fn connect(&mut self) -> Result<(), RpcError> {
         if self.conn.is_some() {
             return Ok(());
         }
@@ -242,13 +242,6 @@ impl RpcClient {
         let mut params = Vec::with_capacity(events.iter().map(|e| e.body.len() + 16).sum());
         write_events(&mut params, events).map_err(|e| self.proto_err(e))?;
         self.call("appendBatch", &params)
-    }
-
-    /// Sends `append(event)`.
-    pub fn append(&mut self, event: &Event) -> Result<(), RpcError> {
-        let mut params = Vec::new();
-        write_event(&mut params, event).map_err(|e| self.proto_err(e))?;
-        self.call("append", &params)
     }
 
     fn call(&mut self, message: &str, params: &[u8]) -> Result<(), RpcError> {

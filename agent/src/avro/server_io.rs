@@ -23,7 +23,7 @@ use tokio::net::TcpStream;
 use super::transport::DeflateError;
 
 /// Largest piece of plaintext (or inflated, or raw) bytes handed out by one read.
-pub const CHUNK: usize = 16 * 1024;
+pub(crate) const CHUNK: usize = 16 * 1024;
 
 /// Compressed input waiting for the inflater.
 struct Inflate {
@@ -172,7 +172,7 @@ fn zlib_stored(data: &[u8], header: bool) -> Vec<u8> {
 }
 
 /// One accepted connection's streams.
-pub struct ServerIo {
+pub(crate) struct ServerIo {
     wire: Wire,
     tls: Option<Box<rustls::ServerConnection>>,
     /// Bytes for rustls not handed to it yet.
@@ -183,7 +183,11 @@ pub struct ServerIo {
 
 impl ServerIo {
     /// `deflate`: `compression-type = deflate`.
-    pub fn new(sock: TcpStream, deflate: bool, tls: Option<rustls::ServerConnection>) -> Self {
+    pub(crate) fn new(
+        sock: TcpStream,
+        deflate: bool,
+        tls: Option<rustls::ServerConnection>,
+    ) -> Self {
         Self {
             wire: Wire {
                 sock,
@@ -203,12 +207,12 @@ impl ServerIo {
     }
 
     /// The TLS handshake has not completed yet.
-    pub fn is_handshaking(&self) -> bool {
+    pub(crate) fn is_handshaking(&self) -> bool {
         self.tls.as_ref().is_some_and(|t| t.is_handshaking())
     }
 
     /// Frees read buffers that hold nothing (an idle connection keeps none).
-    pub fn release_buffers(&mut self) {
+    pub(crate) fn release_buffers(&mut self) {
         self.wire.release_buffers();
         if self.tls_pos == self.tls_in.len() {
             self.tls_in = Vec::new();
@@ -218,7 +222,7 @@ impl ServerIo {
 
     /// Appends at most [`CHUNK`] bytes of the frame stream to `dst`; `Ok(0)` when the client
     /// closed the connection (TLS: with `close_notify`; without, an `UnexpectedEof` error).
-    pub async fn read(&mut self, dst: &mut Vec<u8>) -> io::Result<usize> {
+    pub(crate) async fn read(&mut self, dst: &mut Vec<u8>) -> io::Result<usize> {
         let Some(tls) = &mut self.tls else {
             return self.wire.read(dst).await;
         };
@@ -262,7 +266,7 @@ impl ServerIo {
     }
 
     /// Writes `data` (one whole reply frame) through TLS and zlib.
-    pub async fn write(&mut self, data: &[u8]) -> io::Result<()> {
+    pub(crate) async fn write(&mut self, data: &[u8]) -> io::Result<()> {
         match &mut self.tls {
             None => self.wire.write(data).await,
             Some(tls) => {

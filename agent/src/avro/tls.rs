@@ -87,7 +87,7 @@ fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsFileError> {
 }
 
 /// A server configuration from a PEM certificate chain and private key.
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsFileError> {
+pub(crate) fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsFileError> {
     let chain = certs(cert)?;
     let key_der = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsFileError::ReadKey {
         path: key.to_path_buf(),
@@ -104,7 +104,7 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsFi
 }
 
 /// A client configuration trusting the PEM CA file, or anything with `trust_all`.
-pub fn client_config(
+pub(crate) fn client_config(
     ca: Option<&Path>,
     trust_all: bool,
 ) -> Result<Arc<ClientConfig>, TlsFileError> {
@@ -224,7 +224,14 @@ where
 }
 
 /// Wraps the streams of an accepted connection in TLS (the handshake happens on first use).
-pub fn accept(config: &Arc<ServerConfig>, r: Reader, w: Writer) -> io::Result<(Reader, Writer)> {
+/// The agent's server side runs on `server_io` instead; this blocking form serves the tests'
+/// echo servers.
+#[cfg(test)]
+pub(crate) fn accept(
+    config: &Arc<ServerConfig>,
+    r: Reader,
+    w: Writer,
+) -> io::Result<(Reader, Writer)> {
     let conn = rustls::ServerConnection::new(config.clone()).map_err(io::Error::other)?;
     let shared = Arc::new(Mutex::new(rustls::StreamOwned::new(conn, Duplex { r, w })));
     Ok((
@@ -234,7 +241,7 @@ pub fn accept(config: &Arc<ServerConfig>, r: Reader, w: Writer) -> io::Result<(R
 }
 
 /// Wraps the streams of an outgoing connection to `host` in TLS.
-pub fn connect(
+pub(crate) fn connect(
     config: &Arc<ClientConfig>,
     host: &str,
     r: Reader,

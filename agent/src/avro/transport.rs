@@ -23,11 +23,11 @@ impl From<DeflateError> for io::Error {
     }
 }
 
-pub type Reader = Box<dyn Read + Send>;
-pub type Writer = Box<dyn Write + Send>;
+pub(crate) type Reader = Box<dyn Read + Send>;
+pub(crate) type Writer = Box<dyn Write + Send>;
 
 /// Splits a socket into reader and writer; `deflate` is the compression level when enabled.
-pub fn split(stream: &TcpStream, deflate: Option<u32>) -> io::Result<(Reader, Writer)> {
+pub(crate) fn split(stream: &TcpStream, deflate: Option<u32>) -> io::Result<(Reader, Writer)> {
     let rs = stream.try_clone()?;
     let ws = stream.try_clone()?;
     Ok(match deflate {

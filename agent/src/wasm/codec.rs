@@ -13,7 +13,7 @@ use crate::event::{Event, Headers};
 
 /// What is wrong with a batch a guest returned.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum DecodeError {
+pub(crate) enum DecodeError {
     #[error("batch has {bodies} body offsets but {headers} header offsets")]
     OffsetCounts { bodies: usize, headers: usize },
     #[error("batch offsets out of order or out of range")]
@@ -25,7 +25,7 @@ pub enum DecodeError {
 }
 
 /// Decodes a batch a guest returned; bodies share one buffer (no copy per event).
-pub fn decode(b: Batch) -> Result<Vec<Event>, DecodeError> {
+pub(crate) fn decode(b: Batch) -> Result<Vec<Event>, DecodeError> {
     if b.body_ends.len() != b.header_ends.len() {
         return Err(DecodeError::OffsetCounts {
             bodies: b.body_ends.len(),

@@ -32,7 +32,7 @@ use super::bindings;
 use super::host_state::HostState;
 
 /// Epoch tick: the resolution of `limits.timeout`.
-pub const TICK: Duration = Duration::from_millis(5);
+pub(crate) const TICK: Duration = Duration::from_millis(5);
 
 /// Compiled functions by Cranelift's key, kept in memory for the agent's lifetime (the
 /// compiled-component cache covers restarts). Bounded: emptied when it passes 64 MiB.
@@ -109,11 +109,11 @@ enum CacheWriteError {
 }
 
 /// A compiled component's identity: digest of the file's bytes.
-pub type Digest16 = [u8; 16];
+pub(crate) type Digest16 = [u8; 16];
 
-pub struct Runtime {
-    pub engine: Engine,
-    pub linker: Linker<HostState>,
+pub(crate) struct Runtime {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<HostState>,
     cache: Mutex<HashMap<Digest16, Component>>,
     _ticker: EpochTicker,
 }
@@ -122,7 +122,7 @@ static RUNTIME: Mutex<Weak<Runtime>> = Mutex::new(Weak::new());
 
 impl Runtime {
     /// The shared runtime, created on first use and dropped (ticker stopped) with its last hook.
-    pub fn shared() -> Result<Arc<Self>, RuntimeError> {
+    pub(crate) fn shared() -> Result<Arc<Self>, RuntimeError> {
         let mut slot = RUNTIME.lock();
         if let Some(rt) = slot.upgrade() {
             return Ok(rt);
@@ -162,7 +162,7 @@ impl Runtime {
     }
 
     /// Reads and compiles `path`, or returns the cached compilation of identical bytes.
-    pub fn load(&self, path: &Path) -> Result<(Component, Digest16), CompileError> {
+    pub(crate) fn load(&self, path: &Path) -> Result<(Component, Digest16), CompileError> {
         let bytes = std::fs::read(path).map_err(|source| CompileError::Read {
             path: path.to_path_buf(),
             source,

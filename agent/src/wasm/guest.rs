@@ -31,7 +31,7 @@ use super::lower::BatchFn;
 use super::reloader::{Pending, Reloader};
 
 /// Shortest wait between two attempts to recreate an instance whose init keeps failing.
-pub const RETRY: Duration = Duration::from_secs(1);
+pub(crate) const RETRY: Duration = Duration::from_secs(1);
 
 /// Which world a guest implements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,7 +42,7 @@ pub enum Hook {
 }
 
 impl Hook {
-    pub fn world(self) -> &'static str {
+    pub(crate) fn world(self) -> &'static str {
         match self {
             Self::Interceptor => "interceptor",
             Self::Router => "router",
@@ -144,7 +144,7 @@ pub struct Guest {
 impl Guest {
     /// Compiles (or takes from the cache), links and checks the world; instantiates and inits.
     /// A failing `init` is not an error here: it is a fault, retried before later batches.
-    pub fn new(
+    pub(crate) fn new(
         name: &str,
         hook: Hook,
         config: &WasmConfig,
@@ -201,22 +201,22 @@ impl Guest {
         })
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.maker.name
     }
 
-    pub fn config(&self) -> &WasmConfig {
+    pub(crate) fn config(&self) -> &WasmConfig {
         &self.maker.config
     }
 
-    pub fn counters(&self) -> &Arc<WasmCounters> {
+    pub(crate) fn counters(&self) -> &Arc<WasmCounters> {
         &self.maker.counters
     }
 
     /// Runs `f` on the live instance (recreating it first if needed). `f`'s inner error is a
     /// return the guest got wrong. A failure is counted, logged and drops the instance; the
     /// caller applies `on-error`.
-    pub fn call<T, E>(
+    pub(crate) fn call<T, E>(
         &self,
         f: impl FnOnce(&mut Store<HostState>, BatchFn) -> wasmtime::Result<Result<T, E>>,
     ) -> Result<T, Fault>

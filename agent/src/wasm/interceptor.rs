@@ -38,7 +38,7 @@ impl WasmInterceptor {
 /// `type = wasm` in an interceptor chain: the parsed keys of a guest implementing the
 /// `interceptor` world.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WasmInterceptorSpec(pub WasmConfig);
+pub struct WasmInterceptorSpec(pub(crate) WasmConfig);
 
 impl InterceptorSpec for WasmInterceptorSpec {
     fn build(&self, cx: &BuildContext) -> Result<Box<dyn Interceptor>, BoxError> {
@@ -49,7 +49,7 @@ impl InterceptorSpec for WasmInterceptorSpec {
 
 /// What an interceptor guest got wrong in its verdicts.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum VerdictError {
+pub(crate) enum VerdictError {
     #[error(transparent)]
     Replacements(#[from] DecodeError),
     #[error("{replacements} replacement events without verdicts")]
@@ -84,7 +84,7 @@ pub(crate) fn decode_verdicts(
 
 /// Checks verdicts against the batch; the error names what the guest got wrong. `cut(i)` says
 /// whether event `i`'s body was cut by `body-prefix` (it may not be replaced whole).
-pub fn validate(
+pub(crate) fn validate(
     events: usize,
     codes: &[u8],
     replacements: usize,
@@ -122,7 +122,7 @@ pub fn validate(
 }
 
 /// Applies validated verdicts.
-pub fn apply(events: Vec<Event>, codes: &[u8], replacements: Vec<Event>) -> Vec<Event> {
+pub(crate) fn apply(events: Vec<Event>, codes: &[u8], replacements: Vec<Event>) -> Vec<Event> {
     if codes.is_empty() {
         return events;
     }

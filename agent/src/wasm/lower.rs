@@ -38,7 +38,7 @@ pub struct BatchTooLarge;
 
 /// `record batch` borrowed from the host's events (bodies cut to `body-prefix` bytes).
 #[derive(Clone, Copy)]
-pub struct BatchRef<'a> {
+pub(crate) struct BatchRef<'a> {
     events: &'a [Event],
     limit: usize,
     body_len: usize,
@@ -47,7 +47,10 @@ pub struct BatchRef<'a> {
 
 impl<'a> BatchRef<'a> {
     /// Fails only when the batch exceeds 4 GiB (offsets are u32).
-    pub fn new(events: &'a [Event], body_prefix: Option<usize>) -> Result<Self, BatchTooLarge> {
+    pub(crate) fn new(
+        events: &'a [Event],
+        body_prefix: Option<usize>,
+    ) -> Result<Self, BatchTooLarge> {
         let limit = body_prefix.unwrap_or(usize::MAX);
         let mut body_len = 0usize;
         let mut header_len = 0usize;
@@ -225,13 +228,17 @@ unsafe impl Lower for BatchRef<'_> {
 /// A live instance's batch function (`intercept`, `route` or `select`), type-checked against
 /// [`BatchRef`] and the hook's result type once, when the instance is created.
 #[derive(Clone, Copy)]
-pub struct BatchFn {
+pub(crate) struct BatchFn {
     func: Func,
     hook: Hook,
 }
 
 impl BatchFn {
-    pub fn new<T>(store: &mut Store<T>, instance: &Instance, hook: Hook) -> wasmtime::Result<Self> {
+    pub(crate) fn new<T>(
+        store: &mut Store<T>,
+        instance: &Instance,
+        hook: Hook,
+    ) -> wasmtime::Result<Self> {
         let name = match hook {
             Hook::Interceptor => "intercept",
             Hook::Router => "route",
@@ -255,7 +262,7 @@ impl BatchFn {
     }
 
     /// `intercept(events)`.
-    pub fn intercept<T>(
+    pub(crate) fn intercept<T>(
         &self,
         store: &mut Store<T>,
         batch: BatchRef<'_>,
@@ -265,7 +272,7 @@ impl BatchFn {
     }
 
     /// `route(events)`: a channel mask per event.
-    pub fn route<T>(
+    pub(crate) fn route<T>(
         &self,
         store: &mut Store<T>,
         batch: BatchRef<'_>,
@@ -275,7 +282,7 @@ impl BatchFn {
     }
 
     /// `select(events)`: a sink index per event.
-    pub fn select<T>(
+    pub(crate) fn select<T>(
         &self,
         store: &mut Store<T>,
         batch: BatchRef<'_>,

@@ -20,19 +20,19 @@
 //! - a hot reload swaps the instance between two batches under the lock that serialises
 //!   batches, so every event is processed by exactly one guest version.
 
-pub mod bindings;
-pub mod codec;
-pub mod counters;
-pub mod engine;
-pub mod guest;
-pub mod guest_log;
+pub(crate) mod bindings;
+pub(crate) mod codec;
+pub(crate) mod counters;
+pub(crate) mod engine;
+pub(crate) mod guest;
+pub(crate) mod guest_log;
 mod host_state;
 mod instance;
 pub mod interceptor;
-pub mod lower;
+pub(crate) mod lower;
 mod reloader;
-pub mod router;
-pub mod sink_selector;
+pub(crate) mod router;
+pub(crate) mod sink_selector;
 pub mod tester;
 
 use std::path::PathBuf;
@@ -48,6 +48,7 @@ pub use engine::{CompileError, RuntimeError};
 pub use guest::{Fault, Guest, GuestError, Hook, InitFailure};
 pub use instance::LoadError;
 pub use interceptor::WasmInterceptorSpec;
+pub use lower::BatchTooLarge;
 pub use router::WasmRouterSpec;
 pub use sink_selector::WasmSinkSelectorSpec;
 

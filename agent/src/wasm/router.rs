@@ -18,13 +18,13 @@ use crate::pipeline::{
     BoxError, BuildContext, ChannelSelector, Routed, SelectorError, SelectorSpec,
 };
 
-pub struct WasmRouter {
+pub(crate) struct WasmRouter {
     guest: Guest,
     channels: usize,
 }
 
 impl WasmRouter {
-    pub fn new(
+    pub(crate) fn new(
         name: &str,
         config: &WasmConfig,
         channels: usize,
@@ -44,18 +44,18 @@ impl WasmRouter {
 }
 
 /// The most channels a router's 64-bit mask addresses.
-pub const MAX_CHANNELS: usize = 64;
+pub(crate) const MAX_CHANNELS: usize = 64;
 
 /// `selector.type = wasm`: the parsed keys of a guest implementing the `router` world, over the
 /// source's channels.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WasmRouterSpec {
-    pub config: WasmConfig,
-    pub channels: usize,
+    pub(crate) config: WasmConfig,
+    pub(crate) channels: usize,
 }
 
 impl WasmRouterSpec {
-    pub fn from_props(p: &Props, channels: &[String]) -> Result<Self, ConfigError> {
+    pub(crate) fn from_props(p: &Props, channels: &[String]) -> Result<Self, ConfigError> {
         if channels.len() > MAX_CHANNELS {
             return Err(p.error("type", "a wasm router handles at most 64 channels"));
         }
@@ -80,7 +80,7 @@ impl SelectorSpec for WasmRouterSpec {
 
 /// What a router guest got wrong in its masks.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum RouteError {
+pub(crate) enum RouteError {
     #[error("{routes} routes for {events} events")]
     Count { routes: usize, events: usize },
     #[error(
@@ -103,7 +103,7 @@ fn all_channels(channels: usize) -> u64 {
 }
 
 /// Checks the masks: one per event, no bit beyond the source's channels.
-pub fn validate(events: usize, channels: usize, masks: &[u64]) -> Result<(), RouteError> {
+pub(crate) fn validate(events: usize, channels: usize, masks: &[u64]) -> Result<(), RouteError> {
     if masks.len() != events {
         return Err(RouteError::Count {
             routes: masks.len(),
@@ -121,7 +121,7 @@ pub fn validate(events: usize, channels: usize, masks: &[u64]) -> Result<(), Rou
     Ok(())
 }
 
-pub fn split(events: Vec<Event>, channels: usize, masks: &[u64]) -> Routed {
+pub(crate) fn split(events: Vec<Event>, channels: usize, masks: &[u64]) -> Routed {
     let mut routed = Routed::new(channels);
     for (e, &mask) in events.into_iter().zip(masks) {
         if mask == 0 {

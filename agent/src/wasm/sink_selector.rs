@@ -21,7 +21,7 @@ use crate::pipeline::{
     BoxError, BuildContext, ProcessorSpec, SinkError, SinkProcessor, SinkSlot, SinkStatus,
 };
 
-pub struct WasmSinkProcessor {
+pub(crate) struct WasmSinkProcessor {
     group: String,
     guest: Guest,
     slots: Vec<SinkSlot>,
@@ -30,7 +30,7 @@ pub struct WasmSinkProcessor {
 }
 
 impl WasmSinkProcessor {
-    pub fn new(
+    pub(crate) fn new(
         group: &str,
         config: &WasmConfig,
         slots: Vec<SinkSlot>,
@@ -69,7 +69,7 @@ impl WasmSinkProcessor {
 
 /// `processor.type = wasm`: the parsed keys of a guest implementing the `sink-selector` world.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WasmSinkSelectorSpec(pub WasmConfig);
+pub struct WasmSinkSelectorSpec(pub(crate) WasmConfig);
 
 impl ProcessorSpec for WasmSinkSelectorSpec {
     fn build(
@@ -87,7 +87,7 @@ impl ProcessorSpec for WasmSinkSelectorSpec {
 
 /// What a sink-selector guest got wrong in its choices.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ChoiceError {
+pub(crate) enum ChoiceError {
     #[error("{choices} sink choices for {events} events")]
     Count { choices: usize, events: usize },
     #[error("event {event} sent to sink {sink}, but the group has {sinks} sinks")]
@@ -99,7 +99,7 @@ pub enum ChoiceError {
 }
 
 /// Checks the choices: one per event, each a sink of the group.
-pub fn validate(events: usize, sinks: usize, choice: &[u32]) -> Result<(), ChoiceError> {
+pub(crate) fn validate(events: usize, sinks: usize, choice: &[u32]) -> Result<(), ChoiceError> {
     if choice.len() != events {
         return Err(ChoiceError::Count {
             choices: choice.len(),
@@ -120,7 +120,7 @@ pub fn validate(events: usize, sinks: usize, choice: &[u32]) -> Result<(), Choic
     Ok(())
 }
 
-pub fn split(events: &[Event], sinks: usize, choice: &[u32]) -> Vec<Vec<Event>> {
+pub(crate) fn split(events: &[Event], sinks: usize, choice: &[u32]) -> Vec<Vec<Event>> {
     let mut parts = vec![Vec::new(); sinks];
     for (e, &s) in events.iter().zip(choice) {
         parts[s as usize].push(e.clone());

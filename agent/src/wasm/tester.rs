@@ -87,7 +87,7 @@ pub fn read_events(input: impl BufRead, source: &Path) -> Result<Vec<Event>, Tes
     Ok(out)
 }
 
-pub fn event_json(e: &Event) -> serde_json::Value {
+pub(crate) fn event_json(e: &Event) -> serde_json::Value {
     let headers: serde_json::Map<String, serde_json::Value> = e
         .headers
         .iter()
