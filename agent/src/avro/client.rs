@@ -355,3 +355,39 @@ impl RpcClient {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+    use std::net::TcpListener;
+
+    use super::*;
+
+    #[test]
+    fn a_refused_connection_keeps_its_io_error_and_names_the_peer() -> Result<(), Box<dyn Error>> {
+        // A port that was just free: nothing listens on it once the listener is dropped.
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut client = RpcClient::new(ClientConfig {
+            host: "127.0.0.1".into(),
+            port,
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(2),
+            deflate: None,
+            tls: None,
+        });
+        let Err(e) = client.append_batch(&[Event::new("x")]) else {
+            return Err("sent to a closed port".into());
+        };
+        let text = e.to_string();
+        assert!(
+            text.starts_with(&format!("cannot connect to 127.0.0.1:{port}: ")),
+            "{text}"
+        );
+        let io = e.source().and_then(|s| s.downcast_ref::<io::Error>());
+        assert_eq!(
+            io.map(io::Error::kind),
+            Some(io::ErrorKind::ConnectionRefused)
+        );
+        Ok(())
+    }
+}

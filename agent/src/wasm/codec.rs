@@ -116,4 +116,18 @@ mod tests {
         };
         assert!(decode(b).is_err());
     }
+
+    #[test]
+    fn a_header_that_is_not_utf8_keeps_the_utf8_error() {
+        let b = Batch {
+            bodies: vec![],
+            body_ends: vec![0],
+            headers: vec![1, 0, 0, 0, 0xff, 0, 0, 0, 0],
+            header_ends: vec![9],
+        };
+        let e = decode(b).err();
+        assert!(matches!(e, Some(DecodeError::HeaderUtf8(_))), "{e:?}");
+        let source = e.as_ref().and_then(std::error::Error::source);
+        assert!(source.is_some_and(|s| s.is::<std::str::Utf8Error>()));
+    }
 }

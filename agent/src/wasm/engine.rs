@@ -283,3 +283,37 @@ impl Drop for EpochTicker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use super::*;
+
+    #[test]
+    fn an_unreadable_file_keeps_its_io_error() -> Result<(), Box<dyn Error>> {
+        let dir = tempfile::tempdir()?;
+        let missing = dir.path().join("missing.wasm");
+        let Err(e) = Runtime::shared()?.load(&missing) else {
+            return Err("loading a missing file succeeded".into());
+        };
+        assert!(e.to_string().starts_with("cannot read "), "{e}");
+        assert!(e.to_string().contains("missing.wasm"), "{e}");
+        let io = e.source().and_then(|s| s.downcast_ref::<io::Error>());
+        assert_eq!(io.map(io::Error::kind), Some(io::ErrorKind::NotFound));
+        Ok(())
+    }
+
+    #[test]
+    fn a_file_that_is_no_component_keeps_wasmtimes_error() -> Result<(), Box<dyn Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("junk.wasm");
+        std::fs::write(&path, b"not wasm")?;
+        let Err(e) = Runtime::shared()?.load(&path) else {
+            return Err("loading junk succeeded".into());
+        };
+        assert!(e.to_string().contains("is not a valid component"), "{e}");
+        assert!(matches!(e, CompileError::Invalid { .. }) && e.source().is_some());
+        Ok(())
+    }
+}
