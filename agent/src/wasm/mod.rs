@@ -11,7 +11,14 @@
 //!   file's digest, so restarts and config reloads do not recompile;
 //! - per configured hook, one [`guest::Guest`]: an `InstancePre` built when the agent builds the
 //!   component, one `Store` per live instance with a memory limiter and a per-batch epoch
-//!   deadline, and a reloader that compiles a changed file off the hot path.
+//!   deadline, and a reloader that compiles a changed file off the hot path. Its parts live by
+//!   role: [`instance`] (load a file, make a store and run `init`), [`host_state`] (a store's
+//!   data: WASI, limiter, the `host` interface), [`reloader`] and [`counters`].
+//!
+//! Errors keep their cause: a guest that cannot be built is a [`GuestError`] whose source is
+//! the [`LoadError`] / [`CompileError`] / [`RuntimeError`] (and through it the I/O or wasmtime
+//! error); a failed call is a [`Fault`] whose source is the trap or what the guest returned
+//! wrong (the adapters' `VerdictError`, `RouteError`, `ChoiceError`).
 //!
 //! Invariants:
 //! - a guest fault (trap, timeout, memory limit, bad return, failed init) never propagates as a
