@@ -1,15 +1,17 @@
 //! An Avro RPC client for `AvroSourceProtocol`: used by the Avro sink and `sluice send`.
 
+use std::io;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use super::decode::Reader;
-use super::framing::{read_frame, write_frame};
+use super::framing::{Frame, FrameError, read_frame, write_frame};
 use super::protocol::{
     HandshakeRequest, Match, PROTOCOL_JSON, ProtocolError, Status, protocol_hash, read_bool,
-    read_error, read_handshake_response, read_meta, read_status, write_empty_meta, write_event,
-    write_events, write_handshake_request, write_string,
+    read_error, read_handshake_response, read_meta, read_status, write_empty_meta, write_events,
+    write_handshake_request, write_string,
 };
+use super::tls::TlsFileError;
 use super::transport::{self, Writer};
 use crate::event::Event;
 
@@ -36,16 +38,60 @@ pub struct TlsClient {
     pub trust_all: bool,
 }
 
+/// A failed call; every variant names the peer.
 #[derive(Debug, thiserror::Error)]
 pub enum RpcError {
-    #[error("cannot connect to {peer}: {message}")]
-    Connect { peer: String, message: String },
-    #[error("{peer}: {message}")]
-    Io { peer: String, message: String },
-    #[error("{peer}: protocol error: {message}")]
-    Protocol { peer: String, message: String },
+    #[error("cannot connect to {peer}: {source}")]
+    Tls {
+        peer: String,
+        #[source]
+        source: TlsFileError,
+    },
+    #[error("cannot connect to {peer}: {source}")]
+    Connect {
+        peer: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot connect to {peer}: no address")]
+    NoAddress { peer: String },
+    /// Setting up the connected socket (options, zlib, TLS) failed.
+    #[error("{peer}: {source}")]
+    Io {
+        peer: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{peer}: send failed: {source}")]
+    Send {
+        peer: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{peer}: no response: {source}")]
+    Receive {
+        peer: String,
+        #[source]
+        source: FrameError,
+    },
+    #[error("{peer}: not connected")]
+    NotConnected { peer: String },
+    #[error("{peer}: protocol error: {}", .source.0)]
+    Protocol {
+        peer: String,
+        #[source]
+        source: ProtocolError,
+    },
+    #[error("{peer}: protocol error: response serial {got} for request {sent}")]
+    Serial { peer: String, got: i32, sent: i32 },
+    #[error(
+        "{peer}: protocol error: handshake failed: the server accepted neither protocol hash nor \
+         text"
+    )]
+    Handshake { peer: String },
     #[error("{peer} answered {status:?}")]
     Refused { peer: String, status: Status },
+    /// The server's own error text.
     #[error("{peer} returned an error: {message}")]
     Remote { peer: String, message: String },
 }
@@ -85,43 +131,36 @@ impl RpcClient {
         }
     }
 
-    pub fn peer(&self) -> &str {
+    pub(crate) fn peer(&self) -> &str {
         &self.peer
     }
 
-    pub fn is_connected(&self) -> bool {
+    pub(crate) fn is_connected(&self) -> bool {
         self.conn.is_some()
     }
 
     /// Age of the current connection.
-    pub fn connection_age(&self) -> Option<Duration> {
+    pub(crate) fn connection_age(&self) -> Option<Duration> {
         self.conn.as_ref().map(|c| c.opened.elapsed())
     }
 
-    pub fn close(&mut self) {
+    pub(crate) fn close(&mut self) {
         if let Some(c) = self.conn.take() {
             let _ = c.stream.shutdown(std::net::Shutdown::Both);
         }
     }
 
-    fn io_err(&self, e: impl std::fmt::Display) -> RpcError {
-        RpcError::Io {
-            peer: self.peer.clone(),
-            message: e.to_string(),
-        }
-    }
-
-    fn proto_err(&self, e: ProtocolError) -> RpcError {
+    fn proto_err(&self, source: ProtocolError) -> RpcError {
         RpcError::Protocol {
             peer: self.peer.clone(),
-            message: e.0,
+            source,
         }
     }
 
     /// Closes the connection if the server closed it (or sent something unasked) since the
     /// last reply, e.g. after its idle timeout: a request sent on it would fail. `true` if it
     /// was closed.
-    pub fn close_if_closed_by_peer(&mut self) -> bool {
+    pub(crate) fn close_if_closed_by_peer(&mut self) -> bool {
         let Some(c) = &self.conn else {
             return false;
         };
@@ -138,41 +177,35 @@ impl RpcClient {
     }
 
     /// Opens the TCP connection if needed (the handshake rides on the next request).
-    pub fn connect(&mut self) -> Result<(), RpcError> {
+    pub(crate) fn connect(&mut self) -> Result<(), RpcError> {
         if self.conn.is_some() {
             return Ok(());
         }
         if let (Some(t), None) = (&self.config.tls, &self.tls) {
-            let cfg = super::tls::client_config(t.ca.as_deref(), t.trust_all).map_err(|e| {
-                RpcError::Connect {
-                    peer: self.peer.clone(),
-                    message: e.to_string(),
-                }
-            })?;
+            let cfg =
+                super::tls::client_config(t.ca.as_deref(), t.trust_all).map_err(|source| {
+                    RpcError::Tls {
+                        peer: self.peer.clone(),
+                        source,
+                    }
+                })?;
             self.tls = Some(cfg);
         }
         let addrs: Vec<SocketAddr> = (self.config.host.as_str(), self.config.port)
             .to_socket_addrs()
-            .map_err(|e| RpcError::Connect {
+            .map_err(|source| RpcError::Connect {
                 peer: self.peer.clone(),
-                message: e.to_string(),
+                source,
             })?
             .collect();
-        let mut last = String::from("no address");
+        let mut last = None;
         for addr in addrs {
             match TcpStream::connect_timeout(&addr, self.config.connect_timeout) {
                 Ok(stream) => {
-                    let setup = (|| {
-                        stream.set_nodelay(true)?;
-                        stream.set_read_timeout(Some(self.config.request_timeout))?;
-                        stream.set_write_timeout(Some(self.config.request_timeout))?;
-                        let (r, w) = transport::split(&stream, self.config.deflate)?;
-                        match &self.tls {
-                            Some(cfg) => super::tls::connect(cfg, &self.config.host, r, w),
-                            None => Ok((r, w)),
-                        }
-                    })();
-                    let (reader, writer) = setup.map_err(|e| self.io_err(e))?;
+                    let (reader, writer) = self.set_up(&stream).map_err(|source| RpcError::Io {
+                        peer: self.peer.clone(),
+                        source,
+                    })?;
                     self.conn = Some(Connection {
                         reader,
                         writer,
@@ -182,13 +215,26 @@ impl RpcClient {
                     });
                     return Ok(());
                 }
-                Err(e) => last = e.to_string(),
+                Err(e) => last = Some(e),
             }
         }
-        Err(RpcError::Connect {
-            peer: self.peer.clone(),
-            message: last,
+        let peer = self.peer.clone();
+        Err(match last {
+            Some(source) => RpcError::Connect { peer, source },
+            None => RpcError::NoAddress { peer },
         })
+    }
+
+    /// Socket options, then the optional zlib stream, then the optional TLS session.
+    fn set_up(&self, stream: &TcpStream) -> io::Result<(transport::Reader, Writer)> {
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(self.config.request_timeout))?;
+        stream.set_write_timeout(Some(self.config.request_timeout))?;
+        let (r, w) = transport::split(stream, self.config.deflate)?;
+        match &self.tls {
+            Some(cfg) => super::tls::connect(cfg, &self.config.host, r, w),
+            None => Ok((r, w)),
+        }
     }
 
     /// Sends `appendBatch(events)`; `Ok` only when the server answered OK.
@@ -196,13 +242,6 @@ impl RpcClient {
         let mut params = Vec::with_capacity(events.iter().map(|e| e.body.len() + 16).sum());
         write_events(&mut params, events).map_err(|e| self.proto_err(e))?;
         self.call("appendBatch", &params)
-    }
-
-    /// Sends `append(event)`.
-    pub fn append(&mut self, event: &Event) -> Result<(), RpcError> {
-        let mut params = Vec::new();
-        write_event(&mut params, event).map_err(|e| self.proto_err(e))?;
-        self.call("append", &params)
     }
 
     fn call(&mut self, message: &str, params: &[u8]) -> Result<(), RpcError> {
@@ -218,44 +257,11 @@ impl RpcClient {
         // At most two rounds: a NONE handshake is retried once with our protocol text.
         for _ in 0..2 {
             self.connect()?;
-            let established = self.conn.as_ref().is_some_and(|c| c.established);
-            let mut req = Vec::with_capacity(params.len() + 128);
-            let handshake = !established;
-            let build = (|| {
-                if handshake {
-                    write_handshake_request(
-                        &mut req,
-                        &HandshakeRequest {
-                            client_hash: protocol_hash(),
-                            client_protocol: self.send_protocol.then(|| PROTOCOL_JSON.to_string()),
-                            server_hash: self.server_hash.unwrap_or_else(protocol_hash),
-                        },
-                    )?;
-                }
-                write_empty_meta(&mut req)?;
-                write_string(&mut req, message)?;
-                Ok::<(), ProtocolError>(())
-            })();
-            build.map_err(|e| self.proto_err(e))?;
-            req.extend_from_slice(params);
-            self.serial = self.serial.wrapping_add(1);
-            let serial = self.serial;
-            let Some(conn) = self.conn.as_mut() else {
-                return Err(self.io_err("not connected"));
-            };
-            if let Err(e) = write_frame(&mut conn.writer, serial, &req) {
-                return Err(self.io_err(format!("send failed: {e}")));
-            }
-            let frame = match read_frame(&mut conn.reader, MAX_RESPONSE) {
-                Ok(f) => f,
-                Err(e) => return Err(self.io_err(format!("no response: {e}"))),
-            };
-            if frame.serial != serial {
-                return Err(RpcError::Protocol {
-                    peer: self.peer.clone(),
-                    message: format!("response serial {} for request {serial}", frame.serial),
-                });
-            }
+            let handshake = !self.conn.as_ref().is_some_and(|c| c.established);
+            let req = self
+                .request(handshake, message, params)
+                .map_err(|e| self.proto_err(e))?;
+            let frame = self.exchange(&req)?;
             let mut r = Reader::new(frame.payload);
             if handshake {
                 let hs = read_handshake_response(&mut r).map_err(|e| self.proto_err(e))?;
@@ -271,27 +277,117 @@ impl RpcClient {
                     c.established = true;
                 }
             }
-            read_meta(&mut r).map_err(|e| self.proto_err(e))?;
-            let is_error = read_bool(&mut r).map_err(|e| self.proto_err(e))?;
-            if is_error {
-                let message = read_error(&mut r).map_err(|e| self.proto_err(e))?;
-                return Err(RpcError::Remote {
-                    peer: self.peer.clone(),
-                    message,
-                });
-            }
-            let status = read_status(&mut r).map_err(|e| self.proto_err(e))?;
-            return match status {
-                Status::Ok => Ok(()),
-                s => Err(RpcError::Refused {
-                    peer: self.peer.clone(),
-                    status: s,
-                }),
-            };
+            return self.read_reply(&mut r);
         }
-        Err(RpcError::Protocol {
+        Err(RpcError::Handshake {
             peer: self.peer.clone(),
-            message: "handshake failed: the server accepted neither protocol hash nor text".into(),
         })
+    }
+
+    /// A request payload: the handshake if the connection has none yet, then the call.
+    fn request(
+        &self,
+        handshake: bool,
+        message: &str,
+        params: &[u8],
+    ) -> Result<Vec<u8>, ProtocolError> {
+        let mut req = Vec::with_capacity(params.len() + 128);
+        if handshake {
+            write_handshake_request(
+                &mut req,
+                &HandshakeRequest {
+                    client_hash: protocol_hash(),
+                    client_protocol: self.send_protocol.then(|| PROTOCOL_JSON.to_string()),
+                    server_hash: self.server_hash.unwrap_or_else(protocol_hash),
+                },
+            )?;
+        }
+        write_empty_meta(&mut req)?;
+        write_string(&mut req, message)?;
+        req.extend_from_slice(params);
+        Ok(req)
+    }
+
+    /// Sends one request frame and reads the frame answering it.
+    fn exchange(&mut self, req: &[u8]) -> Result<Frame, RpcError> {
+        self.serial = self.serial.wrapping_add(1);
+        let serial = self.serial;
+        let peer = || self.peer.clone();
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(RpcError::NotConnected { peer: peer() });
+        };
+        write_frame(&mut conn.writer, serial, req).map_err(|source| RpcError::Send {
+            peer: peer(),
+            source,
+        })?;
+        let frame =
+            read_frame(&mut conn.reader, MAX_RESPONSE).map_err(|source| RpcError::Receive {
+                peer: peer(),
+                source,
+            })?;
+        if frame.serial != serial {
+            return Err(RpcError::Serial {
+                peer: peer(),
+                got: frame.serial,
+                sent: serial,
+            });
+        }
+        Ok(frame)
+    }
+
+    /// The call's response after the handshake: metadata, error flag, then status or error.
+    fn read_reply(&self, r: &mut Reader) -> Result<(), RpcError> {
+        read_meta(r).map_err(|e| self.proto_err(e))?;
+        let is_error = read_bool(r).map_err(|e| self.proto_err(e))?;
+        if is_error {
+            let message = read_error(r).map_err(|e| self.proto_err(e))?;
+            return Err(RpcError::Remote {
+                peer: self.peer.clone(),
+                message,
+            });
+        }
+        match read_status(r).map_err(|e| self.proto_err(e))? {
+            Status::Ok => Ok(()),
+            s => Err(RpcError::Refused {
+                peer: self.peer.clone(),
+                status: s,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+    use std::net::TcpListener;
+
+    use super::*;
+
+    #[test]
+    fn a_refused_connection_keeps_its_io_error_and_names_the_peer() -> Result<(), Box<dyn Error>> {
+        // A port that was just free: nothing listens on it once the listener is dropped.
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut client = RpcClient::new(ClientConfig {
+            host: "127.0.0.1".into(),
+            port,
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(2),
+            deflate: None,
+            tls: None,
+        });
+        let Err(e) = client.append_batch(&[Event::new("x")]) else {
+            return Err("sent to a closed port".into());
+        };
+        let text = e.to_string();
+        assert!(
+            text.starts_with(&format!("cannot connect to 127.0.0.1:{port}: ")),
+            "{text}"
+        );
+        let io = e.source().and_then(|s| s.downcast_ref::<io::Error>());
+        assert_eq!(
+            io.map(io::Error::kind),
+            Some(io::ErrorKind::ConnectionRefused)
+        );
+        Ok(())
     }
 }

@@ -15,7 +15,7 @@ use crate::event::{Event, Headers};
 
 /// A cursor over one received message, held in one or more chunks (the server receives a
 /// large message in chunks rather than one buffer grown by copying).
-pub struct Reader {
+pub(crate) struct Reader {
     cur: Bytes,
     pos: usize,
     rest: std::vec::IntoIter<Bytes>,
@@ -28,12 +28,12 @@ fn err(msg: impl Into<String>) -> ProtocolError {
 }
 
 impl Reader {
-    pub fn new(buf: impl Into<Bytes>) -> Self {
+    pub(crate) fn new(buf: impl Into<Bytes>) -> Self {
         Self::from_chunks(vec![buf.into()])
     }
 
     /// A message made of `chunks`, in order.
-    pub fn from_chunks(chunks: Vec<Bytes>) -> Self {
+    pub(crate) fn from_chunks(chunks: Vec<Bytes>) -> Self {
         let left = chunks.iter().map(Bytes::len).sum();
         Self {
             cur: Bytes::new(),
@@ -43,7 +43,7 @@ impl Reader {
         }
     }
 
-    pub fn remaining(&self) -> usize {
+    pub(crate) fn remaining(&self) -> usize {
         self.left
     }
 
@@ -77,7 +77,7 @@ impl Reader {
     }
 
     /// Avro `long`: zig-zag varint of at most 10 bytes.
-    pub fn long(&mut self) -> Result<i64, ProtocolError> {
+    pub(crate) fn long(&mut self) -> Result<i64, ProtocolError> {
         let mut v: u64 = 0;
         for i in 0..10 {
             let b = self.byte()?;
@@ -103,7 +103,7 @@ impl Reader {
     }
 
     /// The next `n` bytes: a slice of the message, or a copy when they span two chunks.
-    pub fn slice(&mut self, n: usize) -> Result<Bytes, ProtocolError> {
+    pub(crate) fn slice(&mut self, n: usize) -> Result<Bytes, ProtocolError> {
         if n > self.left {
             return Err(err("message ends early"));
         }
@@ -137,12 +137,7 @@ impl Reader {
         Ok(())
     }
 
-    pub fn bytes(&mut self) -> Result<Bytes, ProtocolError> {
-        let n = self.len("bytes")?;
-        self.slice(n)
-    }
-
-    pub fn string(&mut self) -> Result<String, ProtocolError> {
+    pub(crate) fn string(&mut self) -> Result<String, ProtocolError> {
         let n = self.len("string")?;
         self.string_of(n)
     }
@@ -161,7 +156,7 @@ impl Reader {
         self.string_of(n)
     }
 
-    pub fn fixed16(&mut self) -> Result<[u8; 16], ProtocolError> {
+    pub(crate) fn fixed16(&mut self) -> Result<[u8; 16], ProtocolError> {
         let b = self.slice(16)?;
         let mut out = [0u8; 16];
         out.copy_from_slice(&b);
@@ -249,21 +244,23 @@ impl Reader {
 /// Receives the estimated heap bytes of what is being decoded, before it is allocated; an
 /// error stops decoding. Lets a server bound the memory of the requests it is decoding: a
 /// message of small header entries takes tens of times its size once decoded.
-pub type Charge<'a> = &'a mut dyn FnMut(usize) -> Result<(), ProtocolError>;
+pub(crate) type Charge<'a> = &'a mut dyn FnMut(usize) -> Result<(), ProtocolError>;
 
 /// Estimated heap bytes of a non-empty header map besides its entries (the `Arc` and the
 /// first B-tree node).
-pub const HEADERS_COST: usize = 576;
+pub(crate) const HEADERS_COST: usize = 576;
 /// Estimated heap bytes of one header entry besides its key and value bytes.
-pub const HEADER_ENTRY_COST: usize = 80;
+pub(crate) const HEADER_ENTRY_COST: usize = 80;
 
-pub fn read_events(r: &mut Reader, max_events: usize) -> Result<Vec<Event>, ProtocolError> {
+/// Uncharged decoding, for the tests' round trips.
+#[cfg(test)]
+pub(crate) fn read_events(r: &mut Reader, max_events: usize) -> Result<Vec<Event>, ProtocolError> {
     read_events_charged(r, max_events, &mut |_| Ok(()))
 }
 
-/// [`read_events`], charging the decoded memory to `charge` as it goes (event bodies share the
+/// Decodes `appendBatch`'s events, charging the decoded memory to `charge` as it goes (event bodies share the
 /// message and cost nothing more).
-pub fn read_events_charged(
+pub(crate) fn read_events_charged(
     r: &mut Reader,
     max_events: usize,
     charge: Charge<'_>,
@@ -285,17 +282,20 @@ pub fn read_events_charged(
     }
 }
 
-pub fn read_event(r: &mut Reader) -> Result<Event, ProtocolError> {
+pub(crate) fn read_event(r: &mut Reader) -> Result<Event, ProtocolError> {
     r.event(&mut |_| Ok(()))
 }
 
 /// [`read_event`], charging the decoded memory to `charge`.
-pub fn read_event_charged(r: &mut Reader, charge: Charge<'_>) -> Result<Event, ProtocolError> {
+pub(crate) fn read_event_charged(
+    r: &mut Reader,
+    charge: Charge<'_>,
+) -> Result<Event, ProtocolError> {
     charge(std::mem::size_of::<Event>())?;
     r.event(charge)
 }
 
-pub fn read_handshake_request(r: &mut Reader) -> Result<HandshakeRequest, ProtocolError> {
+pub(crate) fn read_handshake_request(r: &mut Reader) -> Result<HandshakeRequest, ProtocolError> {
     let client_hash = r.fixed16()?;
     let client_protocol = match r.union_index(2)? {
         0 => None,
@@ -312,7 +312,7 @@ pub fn read_handshake_request(r: &mut Reader) -> Result<HandshakeRequest, Protoc
     })
 }
 
-pub fn read_handshake_response(r: &mut Reader) -> Result<HandshakeResponse, ProtocolError> {
+pub(crate) fn read_handshake_response(r: &mut Reader) -> Result<HandshakeResponse, ProtocolError> {
     let matched = match r.long()? {
         0 => Match::Both,
         1 => Match::Client,
@@ -337,25 +337,26 @@ pub fn read_handshake_response(r: &mut Reader) -> Result<HandshakeResponse, Prot
     })
 }
 
-pub fn read_meta(r: &mut Reader) -> Result<(), ProtocolError> {
+pub(crate) fn read_meta(r: &mut Reader) -> Result<(), ProtocolError> {
     r.skip_bytes_map()
 }
 
-pub fn read_string(r: &mut Reader) -> Result<String, ProtocolError> {
+#[cfg(test)]
+pub(crate) fn read_string(r: &mut Reader) -> Result<String, ProtocolError> {
     r.string()
 }
 
 /// Longest protocol text accepted in a handshake (Flume's is about 2 KiB).
-pub const MAX_PROTOCOL_TEXT: usize = 1 << 20;
+pub(crate) const MAX_PROTOCOL_TEXT: usize = 1 << 20;
 /// Longest message name accepted in a call.
-pub const MAX_MESSAGE_NAME: usize = 1024;
+pub(crate) const MAX_MESSAGE_NAME: usize = 1024;
 
 /// The message name of a call (at most [`MAX_MESSAGE_NAME`] bytes).
-pub fn read_message_name(r: &mut Reader) -> Result<String, ProtocolError> {
+pub(crate) fn read_message_name(r: &mut Reader) -> Result<String, ProtocolError> {
     r.short_string(MAX_MESSAGE_NAME, "message name")
 }
 
-pub fn read_bool(r: &mut Reader) -> Result<bool, ProtocolError> {
+pub(crate) fn read_bool(r: &mut Reader) -> Result<bool, ProtocolError> {
     match r.byte()? {
         0 => Ok(false),
         1 => Ok(true),
@@ -363,7 +364,7 @@ pub fn read_bool(r: &mut Reader) -> Result<bool, ProtocolError> {
     }
 }
 
-pub fn read_status(r: &mut Reader) -> Result<Status, ProtocolError> {
+pub(crate) fn read_status(r: &mut Reader) -> Result<Status, ProtocolError> {
     match r.long()? {
         0 => Ok(Status::Ok),
         1 => Ok(Status::Failed),
@@ -373,7 +374,7 @@ pub fn read_status(r: &mut Reader) -> Result<Status, ProtocolError> {
 }
 
 /// A remote error: `union {string}`.
-pub fn read_error(r: &mut Reader) -> Result<String, ProtocolError> {
+pub(crate) fn read_error(r: &mut Reader) -> Result<String, ProtocolError> {
     r.union_index(1)?;
     r.string()
 }

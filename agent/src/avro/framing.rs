@@ -6,9 +6,9 @@ use bytes::Bytes;
 
 /// A decoded frame: the serial and the concatenated payload.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Frame {
-    pub serial: i32,
-    pub payload: Vec<u8>,
+pub(crate) struct Frame {
+    pub(crate) serial: i32,
+    pub(crate) payload: Vec<u8>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +54,7 @@ fn check_len(len: i32, have: usize, max_bytes: usize) -> Result<usize, FrameErro
 /// Reads one frame whose payload is at most `max_bytes`, from a blocking reader (the client
 /// side). A clean end of stream before the first byte is [`FrameError::Closed`]. The payload
 /// grows as its bytes arrive: a declared length is never allocated up front.
-pub fn read_frame(r: &mut impl Read, max_bytes: usize) -> Result<Frame, FrameError> {
+pub(crate) fn read_frame(r: &mut impl Read, max_bytes: usize) -> Result<Frame, FrameError> {
     let mut first = [0u8; 4];
     match r.read(&mut first[..1]) {
         Ok(0) => return Err(FrameError::Closed),
@@ -81,24 +81,14 @@ pub fn read_frame(r: &mut impl Read, max_bytes: usize) -> Result<Frame, FrameErr
 
 /// A frame as the server receives it: the payload in chunks (see [`FrameDecoder`]).
 #[derive(Debug, PartialEq, Eq)]
-pub struct ChunkedFrame {
-    pub serial: i32,
-    pub chunks: Vec<Bytes>,
-}
-
-impl ChunkedFrame {
-    pub fn len(&self) -> usize {
-        self.chunks.iter().map(Bytes::len).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
+pub(crate) struct ChunkedFrame {
+    pub(crate) serial: i32,
+    pub(crate) chunks: Vec<Bytes>,
 }
 
 /// What [`FrameDecoder::feed`] did with its input.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Feed {
+pub(crate) enum Feed {
     /// Took `consumed` bytes (all of the input); the frame is not complete yet.
     Consumed(usize),
     /// Took `consumed` bytes, then needs a new payload chunk of `bytes` before it can take the
@@ -131,7 +121,7 @@ const MAX_CHUNK: usize = 256 * 1024;
 /// its received bytes plus 16 KiB (received + 256 KiB past that). Chunks are never grown by
 /// copying. The caller grants each chunk ([`Feed::NeedCapacity`]), so it can bound the memory
 /// of all connections together.
-pub struct FrameDecoder {
+pub(crate) struct FrameDecoder {
     max_bytes: usize,
     int: [u8; 4],
     int_len: usize,
@@ -147,7 +137,7 @@ pub struct FrameDecoder {
 }
 
 impl FrameDecoder {
-    pub fn new(max_bytes: usize) -> Self {
+    pub(crate) fn new(max_bytes: usize) -> Self {
         Self {
             max_bytes,
             int: [0; 4],
@@ -163,17 +153,17 @@ impl FrameDecoder {
     }
 
     /// Between frames, with no byte of the next one received.
-    pub fn is_idle(&self) -> bool {
+    pub(crate) fn is_idle(&self) -> bool {
         self.stage == Stage::Serial && self.int_len == 0
     }
 
     /// Payload bytes received so far of the current frame.
-    pub fn received(&self) -> usize {
+    pub(crate) fn received(&self) -> usize {
         self.received
     }
 
     /// Allocates the chunk of `bytes` asked for by [`Feed::NeedCapacity`].
-    pub fn grow(&mut self, bytes: usize) {
+    pub(crate) fn grow(&mut self, bytes: usize) {
         if !self.cur.is_empty() {
             self.chunks.push(Bytes::from(std::mem::take(&mut self.cur)));
         }
@@ -208,7 +198,7 @@ impl FrameDecoder {
     }
 
     /// Consumes a prefix of `input`; see [`Feed`].
-    pub fn feed(&mut self, input: &[u8]) -> Result<Feed, FrameError> {
+    pub(crate) fn feed(&mut self, input: &[u8]) -> Result<Feed, FrameError> {
         let mut pos = 0;
         loop {
             if self.stage == Stage::Data {
@@ -279,7 +269,7 @@ impl FrameDecoder {
 }
 
 /// Writes `payload` as one frame with a single buffer.
-pub fn write_frame(w: &mut impl Write, serial: i32, payload: &[u8]) -> io::Result<()> {
+pub(crate) fn write_frame(w: &mut impl Write, serial: i32, payload: &[u8]) -> io::Result<()> {
     let len = i32::try_from(payload.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "message over 2 GiB"))?;
     let mut head = [0u8; 12];

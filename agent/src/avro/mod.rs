@@ -24,9 +24,13 @@
 //! only as its bytes arrive (a declared length is never allocated up front).
 
 pub mod client;
-pub mod decode;
-pub mod framing;
-pub mod protocol;
-pub mod server_io;
-pub mod tls;
-pub mod transport;
+pub(crate) mod decode;
+pub(crate) mod framing;
+pub(crate) mod protocol;
+pub(crate) mod server_io;
+pub(crate) mod tls;
+pub(crate) mod transport;
+
+pub use framing::FrameError;
+pub use protocol::{ProtocolError, Status};
+pub use tls::TlsFileError;

@@ -8,15 +8,16 @@ use apache_avro::Schema;
 use apache_avro::types::Value;
 use md5::{Digest, Md5};
 
-pub use super::decode::{
-    Charge, read_bool, read_error, read_event, read_event_charged, read_events,
-    read_events_charged, read_handshake_request, read_handshake_response, read_message_name,
-    read_meta, read_status, read_string,
+pub(crate) use super::decode::{
+    read_bool, read_error, read_event, read_event_charged, read_events_charged,
+    read_handshake_request, read_handshake_response, read_message_name, read_meta, read_status,
 };
+#[cfg(test)]
+pub(crate) use super::decode::{read_events, read_string};
 use crate::event::Event;
 
 /// The protocol of flume-ng-sdk's `flume.avdl`, in Avro's JSON form.
-pub const PROTOCOL_JSON: &str = r#"{"protocol":"AvroSourceProtocol","namespace":"org.apache.flume.source.avro","types":[{"type":"enum","name":"Status","symbols":["OK","FAILED","UNKNOWN"]},{"type":"record","name":"AvroFlumeEvent","fields":[{"name":"headers","type":{"type":"map","values":"string"}},{"name":"body","type":"bytes"}]}],"messages":{"append":{"request":[{"name":"event","type":"AvroFlumeEvent"}],"response":"Status"},"appendBatch":{"request":[{"name":"events","type":{"type":"array","items":"AvroFlumeEvent"}}],"response":"Status"}}}"#;
+pub(crate) const PROTOCOL_JSON: &str = r#"{"protocol":"AvroSourceProtocol","namespace":"org.apache.flume.source.avro","types":[{"type":"enum","name":"Status","symbols":["OK","FAILED","UNKNOWN"]},{"type":"record","name":"AvroFlumeEvent","fields":[{"name":"headers","type":{"type":"map","values":"string"}},{"name":"body","type":"bytes"}]}],"messages":{"append":{"request":[{"name":"event","type":"AvroFlumeEvent"}],"response":"Status"},"appendBatch":{"request":[{"name":"events","type":{"type":"array","items":"AvroFlumeEvent"}}],"response":"Status"}}}"#;
 
 const EVENT: &str = r#"{"type":"record","name":"AvroFlumeEvent","namespace":"org.apache.flume.source.avro","fields":[{"name":"headers","type":{"type":"map","values":"string"}},{"name":"body","type":"bytes"}]}"#;
 
@@ -24,21 +25,21 @@ const HANDSHAKE_REQUEST: &str = r#"{"type":"record","name":"HandshakeRequest","n
 
 const HANDSHAKE_RESPONSE: &str = r#"{"type":"record","name":"HandshakeResponse","namespace":"org.apache.avro.ipc","fields":[{"name":"match","type":{"type":"enum","name":"HandshakeMatch","symbols":["BOTH","CLIENT","NONE"]}},{"name":"serverProtocol","type":["null","string"]},{"name":"serverHash","type":["null",{"type":"fixed","name":"MD5","size":16}]},{"name":"meta","type":["null",{"type":"map","values":"bytes"}]}]}"#;
 
-pub struct Schemas {
-    pub event: Schema,
-    pub events: Schema,
-    pub status: Schema,
-    pub handshake_request: Schema,
-    pub handshake_response: Schema,
-    pub meta: Schema,
-    pub string: Schema,
-    pub boolean: Schema,
-    pub error: Schema,
+pub(crate) struct Schemas {
+    pub(crate) event: Schema,
+    pub(crate) events: Schema,
+    pub(crate) status: Schema,
+    pub(crate) handshake_request: Schema,
+    pub(crate) handshake_response: Schema,
+    pub(crate) meta: Schema,
+    pub(crate) string: Schema,
+    pub(crate) boolean: Schema,
+    pub(crate) error: Schema,
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("avro: {0}")]
-pub struct ProtocolError(pub String);
+pub struct ProtocolError(pub(crate) String);
 
 impl From<apache_avro::Error> for ProtocolError {
     fn from(e: apache_avro::Error) -> Self {
@@ -51,7 +52,7 @@ fn parse(json: &str) -> Schema {
     Schema::parse_str(json).unwrap_or(Schema::Null)
 }
 
-pub static SCHEMAS: LazyLock<Schemas> = LazyLock::new(|| {
+pub(crate) static SCHEMAS: LazyLock<Schemas> = LazyLock::new(|| {
     let event = parse(EVENT);
     Schemas {
         events: Schema::array(event.clone()),
@@ -69,7 +70,7 @@ pub static SCHEMAS: LazyLock<Schemas> = LazyLock::new(|| {
 });
 
 /// MD5 of the protocol text, as Avro identifies protocols in the handshake.
-pub fn protocol_hash() -> [u8; 16] {
+pub(crate) fn protocol_hash() -> [u8; 16] {
     Md5::digest(PROTOCOL_JSON.as_bytes()).into()
 }
 
@@ -91,24 +92,24 @@ impl Status {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Match {
+pub(crate) enum Match {
     Both,
     Client,
     None,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HandshakeRequest {
-    pub client_hash: [u8; 16],
-    pub client_protocol: Option<String>,
-    pub server_hash: [u8; 16],
+pub(crate) struct HandshakeRequest {
+    pub(crate) client_hash: [u8; 16],
+    pub(crate) client_protocol: Option<String>,
+    pub(crate) server_hash: [u8; 16],
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HandshakeResponse {
-    pub matched: Match,
-    pub server_protocol: Option<String>,
-    pub server_hash: Option<[u8; 16]>,
+pub(crate) struct HandshakeResponse {
+    pub(crate) matched: Match,
+    pub(crate) server_protocol: Option<String>,
+    pub(crate) server_hash: Option<[u8; 16]>,
 }
 
 fn write(out: &mut Vec<u8>, schema: &Schema, v: Value) -> Result<(), ProtocolError> {
@@ -116,7 +117,7 @@ fn write(out: &mut Vec<u8>, schema: &Schema, v: Value) -> Result<(), ProtocolErr
     Ok(())
 }
 
-pub fn write_handshake_request(
+pub(crate) fn write_handshake_request(
     out: &mut Vec<u8>,
     h: &HandshakeRequest,
 ) -> Result<(), ProtocolError> {
@@ -139,7 +140,7 @@ pub fn write_handshake_request(
     write(out, &SCHEMAS.handshake_request, v)
 }
 
-pub fn write_handshake_response(
+pub(crate) fn write_handshake_response(
     out: &mut Vec<u8>,
     h: &HandshakeResponse,
 ) -> Result<(), ProtocolError> {
@@ -165,25 +166,25 @@ pub fn write_handshake_response(
     write(out, &SCHEMAS.handshake_response, v)
 }
 
-pub fn write_empty_meta(out: &mut Vec<u8>) -> Result<(), ProtocolError> {
+pub(crate) fn write_empty_meta(out: &mut Vec<u8>) -> Result<(), ProtocolError> {
     write(out, &SCHEMAS.meta, Value::Map(HashMap::new()))
 }
 
-pub fn write_string(out: &mut Vec<u8>, s: &str) -> Result<(), ProtocolError> {
+pub(crate) fn write_string(out: &mut Vec<u8>, s: &str) -> Result<(), ProtocolError> {
     write(out, &SCHEMAS.string, Value::String(s.to_string()))
 }
 
-pub fn write_bool(out: &mut Vec<u8>, b: bool) -> Result<(), ProtocolError> {
+pub(crate) fn write_bool(out: &mut Vec<u8>, b: bool) -> Result<(), ProtocolError> {
     write(out, &SCHEMAS.boolean, Value::Boolean(b))
 }
 
-pub fn write_status(out: &mut Vec<u8>, s: Status) -> Result<(), ProtocolError> {
+pub(crate) fn write_status(out: &mut Vec<u8>, s: Status) -> Result<(), ProtocolError> {
     let (i, sym) = s.symbol();
     write(out, &SCHEMAS.status, Value::Enum(i, sym.into()))
 }
 
 /// A remote error: `union {string}`.
-pub fn write_error(out: &mut Vec<u8>, message: &str) -> Result<(), ProtocolError> {
+pub(crate) fn write_error(out: &mut Vec<u8>, message: &str) -> Result<(), ProtocolError> {
     write(
         out,
         &SCHEMAS.error,
@@ -203,7 +204,7 @@ fn event_value(e: &Event) -> Value {
     ])
 }
 
-pub fn write_events(out: &mut Vec<u8>, events: &[Event]) -> Result<(), ProtocolError> {
+pub(crate) fn write_events(out: &mut Vec<u8>, events: &[Event]) -> Result<(), ProtocolError> {
     write(
         out,
         &SCHEMAS.events,
@@ -211,7 +212,7 @@ pub fn write_events(out: &mut Vec<u8>, events: &[Event]) -> Result<(), ProtocolE
     )
 }
 
-pub fn write_event(out: &mut Vec<u8>, e: &Event) -> Result<(), ProtocolError> {
+pub(crate) fn write_event(out: &mut Vec<u8>, e: &Event) -> Result<(), ProtocolError> {
     write(out, &SCHEMAS.event, event_value(e))
 }
 

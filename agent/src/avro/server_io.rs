@@ -20,8 +20,10 @@ use flate2::{Decompress, FlushDecompress, Status};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use super::transport::DeflateError;
+
 /// Largest piece of plaintext (or inflated, or raw) bytes handed out by one read.
-pub const CHUNK: usize = 16 * 1024;
+pub(crate) const CHUNK: usize = 16 * 1024;
 
 /// Compressed input waiting for the inflater.
 struct Inflate {
@@ -75,13 +77,6 @@ fn read_tail(
     }
 }
 
-fn corrupt(e: impl std::fmt::Display) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!("corrupt deflate stream: {e}"),
-    )
-}
-
 impl Wire {
     /// Appends at most [`CHUNK`] bytes (inflated when compressed) to `dst`; `Ok(0)` at a clean
     /// end of stream.
@@ -104,7 +99,7 @@ impl Wire {
                 let produced = (d.total_out() - out0) as usize;
                 dst.truncate(start + produced);
                 z.pos += consumed;
-                if status.map_err(corrupt)? == Status::StreamEnd {
+                if status.map_err(DeflateError::Corrupt)? == Status::StreamEnd {
                     z.ended = true;
                 }
                 if produced > 0 {
@@ -118,7 +113,7 @@ impl Wire {
             z.buf.drain(..z.pos);
             z.pos = 0;
             if z.buf.len() >= 4 * CHUNK {
-                return Err(corrupt("no progress"));
+                return Err(DeflateError::NoProgress.into());
             }
             let n = read_sock(&self.sock, &mut z.buf).await?;
             if n > 0 && z.z.is_none() {
@@ -177,7 +172,7 @@ fn zlib_stored(data: &[u8], header: bool) -> Vec<u8> {
 }
 
 /// One accepted connection's streams.
-pub struct ServerIo {
+pub(crate) struct ServerIo {
     wire: Wire,
     tls: Option<Box<rustls::ServerConnection>>,
     /// Bytes for rustls not handed to it yet.
@@ -188,7 +183,11 @@ pub struct ServerIo {
 
 impl ServerIo {
     /// `deflate`: `compression-type = deflate`.
-    pub fn new(sock: TcpStream, deflate: bool, tls: Option<rustls::ServerConnection>) -> Self {
+    pub(crate) fn new(
+        sock: TcpStream,
+        deflate: bool,
+        tls: Option<rustls::ServerConnection>,
+    ) -> Self {
         Self {
             wire: Wire {
                 sock,
@@ -208,12 +207,12 @@ impl ServerIo {
     }
 
     /// The TLS handshake has not completed yet.
-    pub fn is_handshaking(&self) -> bool {
+    pub(crate) fn is_handshaking(&self) -> bool {
         self.tls.as_ref().is_some_and(|t| t.is_handshaking())
     }
 
     /// Frees read buffers that hold nothing (an idle connection keeps none).
-    pub fn release_buffers(&mut self) {
+    pub(crate) fn release_buffers(&mut self) {
         self.wire.release_buffers();
         if self.tls_pos == self.tls_in.len() {
             self.tls_in = Vec::new();
@@ -223,7 +222,7 @@ impl ServerIo {
 
     /// Appends at most [`CHUNK`] bytes of the frame stream to `dst`; `Ok(0)` when the client
     /// closed the connection (TLS: with `close_notify`; without, an `UnexpectedEof` error).
-    pub async fn read(&mut self, dst: &mut Vec<u8>) -> io::Result<usize> {
+    pub(crate) async fn read(&mut self, dst: &mut Vec<u8>) -> io::Result<usize> {
         let Some(tls) = &mut self.tls else {
             return self.wire.read(dst).await;
         };
@@ -267,7 +266,7 @@ impl ServerIo {
     }
 
     /// Writes `data` (one whole reply frame) through TLS and zlib.
-    pub async fn write(&mut self, data: &[u8]) -> io::Result<()> {
+    pub(crate) async fn write(&mut self, data: &[u8]) -> io::Result<()> {
         match &mut self.tls {
             None => self.wire.write(data).await,
             Some(tls) => {

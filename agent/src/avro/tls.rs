@@ -11,16 +11,56 @@ use parking_lot::Mutex;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
-use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
 use super::transport::{Reader, Writer};
 
+/// A PEM file that cannot be used for TLS; every variant names the file.
 #[derive(Debug, thiserror::Error)]
-#[error("{}: {message}", path.display())]
-pub struct TlsFileError {
-    pub path: PathBuf,
-    pub message: String,
+pub enum TlsFileError {
+    #[error("{}: cannot read PEM certificates: {source}", path.display())]
+    ReadCerts {
+        path: PathBuf,
+        #[source]
+        source: pem::Error,
+    },
+    #[error("{}: bad PEM certificate: {source}", path.display())]
+    BadCert {
+        path: PathBuf,
+        #[source]
+        source: pem::Error,
+    },
+    #[error("{}: no CERTIFICATE block found", path.display())]
+    NoCert { path: PathBuf },
+    #[error("{}: cannot read a PEM private key: {source}", path.display())]
+    ReadKey {
+        path: PathBuf,
+        #[source]
+        source: pem::Error,
+    },
+    #[error("{}: unusable CA certificate: {source}", path.display())]
+    BadCa {
+        path: PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
+    /// rustls refused the configuration (`path` is empty when no file is involved).
+    #[error("{}: {source}", path.display())]
+    Config {
+        path: PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
+}
+
+/// A host name TLS cannot verify a certificate against.
+#[derive(Debug, thiserror::Error)]
+#[error("server name {host}: {source}")]
+struct BadServerName {
+    host: String,
+    #[source]
+    source: rustls_pki_types::InvalidDnsNameError,
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -28,47 +68,51 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsFileError> {
-    let e = |message: String| TlsFileError {
-        path: path.to_path_buf(),
-        message,
-    };
     let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-        .map_err(|x| e(format!("cannot read PEM certificates: {x}")))?
+        .map_err(|source| TlsFileError::ReadCerts {
+            path: path.to_path_buf(),
+            source,
+        })?
         .collect::<Result<_, _>>()
-        .map_err(|x| e(format!("bad PEM certificate: {x}")))?;
+        .map_err(|source| TlsFileError::BadCert {
+            path: path.to_path_buf(),
+            source,
+        })?;
     if certs.is_empty() {
-        return Err(e("no CERTIFICATE block found".into()));
+        return Err(TlsFileError::NoCert {
+            path: path.to_path_buf(),
+        });
     }
     Ok(certs)
 }
 
 /// A server configuration from a PEM certificate chain and private key.
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsFileError> {
+pub(crate) fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsFileError> {
     let chain = certs(cert)?;
-    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|x| TlsFileError {
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsFileError::ReadKey {
         path: key.to_path_buf(),
-        message: format!("cannot read a PEM private key: {x}"),
+        source,
     })?;
     let config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .and_then(|b| b.with_no_client_auth().with_single_cert(chain, key_der))
-        .map_err(|x| TlsFileError {
+        .map_err(|source| TlsFileError::Config {
             path: cert.to_path_buf(),
-            message: x.to_string(),
+            source,
         })?;
     Ok(Arc::new(config))
 }
 
 /// A client configuration trusting the PEM CA file, or anything with `trust_all`.
-pub fn client_config(
+pub(crate) fn client_config(
     ca: Option<&Path>,
     trust_all: bool,
 ) -> Result<Arc<ClientConfig>, TlsFileError> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|x| TlsFileError {
+        .map_err(|source| TlsFileError::Config {
             path: PathBuf::new(),
-            message: x.to_string(),
+            source,
         })?;
     let config = if trust_all {
         let algs = provider().signature_verification_algorithms;
@@ -80,9 +124,9 @@ pub fn client_config(
         let mut roots = RootCertStore::empty();
         if let Some(ca) = ca {
             for c in certs(ca)? {
-                roots.add(c).map_err(|x| TlsFileError {
+                roots.add(c).map_err(|source| TlsFileError::BadCa {
                     path: ca.to_path_buf(),
-                    message: format!("unusable CA certificate: {x}"),
+                    source,
                 })?;
             }
         }
@@ -180,7 +224,14 @@ where
 }
 
 /// Wraps the streams of an accepted connection in TLS (the handshake happens on first use).
-pub fn accept(config: &Arc<ServerConfig>, r: Reader, w: Writer) -> io::Result<(Reader, Writer)> {
+/// The agent's server side runs on `server_io` instead; this blocking form serves the tests'
+/// echo servers.
+#[cfg(test)]
+pub(crate) fn accept(
+    config: &Arc<ServerConfig>,
+    r: Reader,
+    w: Writer,
+) -> io::Result<(Reader, Writer)> {
     let conn = rustls::ServerConnection::new(config.clone()).map_err(io::Error::other)?;
     let shared = Arc::new(Mutex::new(rustls::StreamOwned::new(conn, Duplex { r, w })));
     Ok((
@@ -190,16 +241,19 @@ pub fn accept(config: &Arc<ServerConfig>, r: Reader, w: Writer) -> io::Result<(R
 }
 
 /// Wraps the streams of an outgoing connection to `host` in TLS.
-pub fn connect(
+pub(crate) fn connect(
     config: &Arc<ClientConfig>,
     host: &str,
     r: Reader,
     w: Writer,
 ) -> io::Result<(Reader, Writer)> {
-    let name = ServerName::try_from(host.to_string()).map_err(|e| {
+    let name = ServerName::try_from(host.to_string()).map_err(|source| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("server name {host}: {e}"),
+            BadServerName {
+                host: host.to_string(),
+                source,
+            },
         )
     })?;
     let conn = rustls::ClientConnection::new(config.clone(), name).map_err(io::Error::other)?;

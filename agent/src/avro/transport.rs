@@ -7,11 +7,27 @@ use std::net::TcpStream;
 use flate2::write::ZlibEncoder;
 use flate2::{Compression, Decompress, FlushDecompress, Status};
 
-pub type Reader = Box<dyn Read + Send>;
-pub type Writer = Box<dyn Write + Send>;
+/// A zlib stream that cannot be inflated, carried inside the `io::Error` a read returns.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DeflateError {
+    #[error("corrupt deflate stream: {0}")]
+    Corrupt(#[source] flate2::DecompressError),
+    /// The inflater consumed nothing from a full input buffer.
+    #[error("corrupt deflate stream: no progress")]
+    NoProgress,
+}
+
+impl From<DeflateError> for io::Error {
+    fn from(e: DeflateError) -> Self {
+        io::Error::new(io::ErrorKind::InvalidData, e)
+    }
+}
+
+pub(crate) type Reader = Box<dyn Read + Send>;
+pub(crate) type Writer = Box<dyn Write + Send>;
 
 /// Splits a socket into reader and writer; `deflate` is the compression level when enabled.
-pub fn split(stream: &TcpStream, deflate: Option<u32>) -> io::Result<(Reader, Writer)> {
+pub(crate) fn split(stream: &TcpStream, deflate: Option<u32>) -> io::Result<(Reader, Writer)> {
     let rs = stream.try_clone()?;
     let ws = stream.try_clone()?;
     Ok(match deflate {
@@ -66,12 +82,7 @@ impl<R: Read> Read for InflateReader<R> {
             let status = self
                 .z
                 .decompress(&self.buf[self.pos..self.len], dst, FlushDecompress::None)
-                .map_err(|e| {
-                    io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("corrupt deflate stream: {e}"),
-                    )
-                })?;
+                .map_err(DeflateError::Corrupt)?;
             let consumed = (self.z.total_in() - in0) as usize;
             let produced = (self.z.total_out() - out0) as usize;
             self.pos += consumed;

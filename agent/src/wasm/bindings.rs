@@ -3,14 +3,14 @@
 //! The `types` and `host` interfaces are generated once (in `interceptor`) and shared by the
 //! other worlds through `with`, so the host implements `host` a single time.
 
-pub mod interceptor {
+pub(crate) mod interceptor {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "interceptor",
     });
 }
 
-pub mod router {
+pub(crate) mod router {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "router",
@@ -21,7 +21,7 @@ pub mod router {
     });
 }
 
-pub mod sink_selector {
+pub(crate) mod sink_selector {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "sink-selector",
@@ -32,5 +32,5 @@ pub mod sink_selector {
     });
 }
 
-pub use interceptor::sluice::pipeline::host;
-pub use interceptor::sluice::pipeline::types::{Batch, Level, Verdicts};
+pub(crate) use interceptor::sluice::pipeline::host;
+pub(crate) use interceptor::sluice::pipeline::types::{Batch, Level, Verdicts};

@@ -11,14 +11,26 @@ use bytes::Bytes;
 use super::bindings::Batch;
 use crate::event::{Event, Headers};
 
+/// What is wrong with a batch a guest returned.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum DecodeError {
+    #[error("batch has {bodies} body offsets but {headers} header offsets")]
+    OffsetCounts { bodies: usize, headers: usize },
+    #[error("batch offsets out of order or out of range")]
+    Offsets,
+    #[error("truncated header entry")]
+    TruncatedHeader,
+    #[error("header is not UTF-8")]
+    HeaderUtf8(#[source] std::str::Utf8Error),
+}
+
 /// Decodes a batch a guest returned; bodies share one buffer (no copy per event).
-pub fn decode(b: Batch) -> Result<Vec<Event>, String> {
+pub(crate) fn decode(b: Batch) -> Result<Vec<Event>, DecodeError> {
     if b.body_ends.len() != b.header_ends.len() {
-        return Err(format!(
-            "batch has {} body offsets but {} header offsets",
-            b.body_ends.len(),
-            b.header_ends.len()
-        ));
+        return Err(DecodeError::OffsetCounts {
+            bodies: b.body_ends.len(),
+            headers: b.header_ends.len(),
+        });
     }
     let bodies = Bytes::from(b.bodies);
     let mut out = Vec::with_capacity(b.body_ends.len());
@@ -26,7 +38,7 @@ pub fn decode(b: Batch) -> Result<Vec<Event>, String> {
     for (&be, &he) in b.body_ends.iter().zip(&b.header_ends) {
         let (be, he) = (be as usize, he as usize);
         if be < body_start || be > bodies.len() || he < header_start || he > b.headers.len() {
-            return Err("batch offsets out of order or out of range".into());
+            return Err(DecodeError::Offsets);
         }
         let headers = decode_headers(&b.headers[header_start..he])?;
         out.push(Event {
@@ -39,7 +51,7 @@ pub fn decode(b: Batch) -> Result<Vec<Event>, String> {
     Ok(out)
 }
 
-fn decode_headers(mut buf: &[u8]) -> Result<Headers, String> {
+fn decode_headers(mut buf: &[u8]) -> Result<Headers, DecodeError> {
     let mut pairs = Vec::new();
     while !buf.is_empty() {
         let (k, rest) = take_str(buf)?;
@@ -50,15 +62,15 @@ fn decode_headers(mut buf: &[u8]) -> Result<Headers, String> {
     Ok(pairs.into_iter().collect())
 }
 
-fn take_str(buf: &[u8]) -> Result<(String, &[u8]), String> {
+fn take_str(buf: &[u8]) -> Result<(String, &[u8]), DecodeError> {
     let Some((len, rest)) = buf.split_first_chunk::<4>() else {
-        return Err("truncated header entry".into());
+        return Err(DecodeError::TruncatedHeader);
     };
     let len = u32::from_le_bytes(*len) as usize;
     if rest.len() < len {
-        return Err("truncated header entry".into());
+        return Err(DecodeError::TruncatedHeader);
     }
-    let s = std::str::from_utf8(&rest[..len]).map_err(|_| "header is not UTF-8".to_string())?;
+    let s = std::str::from_utf8(&rest[..len]).map_err(DecodeError::HeaderUtf8)?;
     Ok((s.to_string(), &rest[len..]))
 }
 
@@ -67,7 +79,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn decodes_events_sharing_one_body_buffer() -> Result<(), String> {
+    fn decodes_events_sharing_one_body_buffer() -> Result<(), DecodeError> {
         let mut headers = Vec::new();
         for part in ["host", "h1", "level", "warn"] {
             headers.extend_from_slice(&(part.len() as u32).to_le_bytes());
@@ -103,5 +115,19 @@ mod tests {
             header_ends: vec![5],
         };
         assert!(decode(b).is_err());
+    }
+
+    #[test]
+    fn a_header_that_is_not_utf8_keeps_the_utf8_error() {
+        let b = Batch {
+            bodies: vec![],
+            body_ends: vec![0],
+            headers: vec![1, 0, 0, 0, 0xff, 0, 0, 0, 0],
+            header_ends: vec![9],
+        };
+        let e = decode(b).err();
+        assert!(matches!(e, Some(DecodeError::HeaderUtf8(_))), "{e:?}");
+        let source = e.as_ref().and_then(std::error::Error::source);
+        assert!(source.is_some_and(|s| s.is::<std::str::Utf8Error>()));
     }
 }

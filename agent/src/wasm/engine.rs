@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -28,10 +29,10 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine};
 
 use super::bindings;
-use super::guest::HostState;
+use super::host_state::HostState;
 
 /// Epoch tick: the resolution of `limits.timeout`.
-pub const TICK: Duration = Duration::from_millis(5);
+pub(crate) const TICK: Duration = Duration::from_millis(5);
 
 /// Compiled functions by Cranelift's key, kept in memory for the agent's lifetime (the
 /// compiled-component cache covers restarts). Bounded: emptied when it passes 64 MiB.
@@ -66,12 +67,53 @@ impl wasmtime::CacheStore for FunctionCache {
     }
 }
 
-/// A compiled component's identity: digest of the file's bytes.
-pub type Digest16 = [u8; 16];
+/// Why the shared runtime could not be created (a broken host, not a bad guest).
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot enable incremental compilation: {0:#}")]
+    IncrementalCache(#[source] wasmtime::Error),
+    #[error("cannot create engine: {0:#}")]
+    Engine(#[source] wasmtime::Error),
+    #[error("cannot link WASI: {0:#}")]
+    LinkWasi(#[source] wasmtime::Error),
+    #[error("cannot link host interface: {0:#}")]
+    LinkHost(#[source] wasmtime::Error),
+    #[error("cannot start epoch ticker: {0}")]
+    Ticker(#[source] io::Error),
+}
 
-pub struct Runtime {
-    pub engine: Engine,
-    pub linker: Linker<HostState>,
+/// Why a component file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{} is not a valid component: {source:#}", path.display())]
+    Invalid {
+        path: PathBuf,
+        #[source]
+        source: wasmtime::Error,
+    },
+}
+
+/// Why a compiled component could not be written to the disk cache (only logged).
+#[derive(Debug, thiserror::Error)]
+enum CacheWriteError {
+    #[error("{0}")]
+    Serialize(#[source] wasmtime::Error),
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// A compiled component's identity: digest of the file's bytes.
+pub(crate) type Digest16 = [u8; 16];
+
+pub(crate) struct Runtime {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<HostState>,
     cache: Mutex<HashMap<Digest16, Component>>,
     _ticker: EpochTicker,
 }
@@ -80,7 +122,7 @@ static RUNTIME: Mutex<Weak<Runtime>> = Mutex::new(Weak::new());
 
 impl Runtime {
     /// The shared runtime, created on first use and dropped (ticker stopped) with its last hook.
-    pub fn shared() -> Result<Arc<Self>, String> {
+    pub(crate) fn shared() -> Result<Arc<Self>, RuntimeError> {
         let mut slot = RUNTIME.lock();
         if let Some(rt) = slot.upgrade() {
             return Ok(rt);
@@ -90,7 +132,7 @@ impl Runtime {
         Ok(rt)
     }
 
-    fn new() -> Result<Self, String> {
+    fn new() -> Result<Self, RuntimeError> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
@@ -98,21 +140,19 @@ impl Runtime {
         // functions that changed (the SDK, std and most of the guest's own code do not).
         config
             .enable_incremental_compilation(Arc::new(FunctionCache::default()))
-            .map_err(|e| format!("cannot enable incremental compilation: {e:#}"))?;
+            .map_err(RuntimeError::IncrementalCache)?;
         if std::env::var_os("SLUICE_WASM_PERFMAP").is_some() {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
-        let engine = Engine::new(&config).map_err(|e| format!("cannot create engine: {e:#}"))?;
+        let engine = Engine::new(&config).map_err(RuntimeError::Engine)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .map_err(|e| format!("cannot link WASI: {e:#}"))?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(RuntimeError::LinkWasi)?;
         bindings::host::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(
             &mut linker,
             |s| s,
         )
-        .map_err(|e| format!("cannot link host interface: {e:#}"))?;
-        let ticker = EpochTicker::start(engine.clone())
-            .map_err(|e| format!("cannot start epoch ticker: {e}"))?;
+        .map_err(RuntimeError::LinkHost)?;
+        let ticker = EpochTicker::start(engine.clone()).map_err(RuntimeError::Ticker)?;
         Ok(Self {
             engine,
             linker,
@@ -122,9 +162,11 @@ impl Runtime {
     }
 
     /// Reads and compiles `path`, or returns the cached compilation of identical bytes.
-    pub fn load(&self, path: &Path) -> Result<(Component, Digest16), String> {
-        let bytes =
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    pub(crate) fn load(&self, path: &Path) -> Result<(Component, Digest16), CompileError> {
+        let bytes = std::fs::read(path).map_err(|source| CompileError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let digest: Digest16 = Md5::digest(&bytes).into();
         if let Some(c) = self.cache.lock().get(&digest) {
             return Ok((c.clone(), digest));
@@ -133,8 +175,12 @@ impl Runtime {
         let component = match cached.as_deref().and_then(|p| self.load_cached(p)) {
             Some(c) => c,
             None => {
-                let c = Component::new(&self.engine, &bytes)
-                    .map_err(|e| format!("{} is not a valid component: {e:#}", path.display()))?;
+                let c = Component::new(&self.engine, &bytes).map_err(|source| {
+                    CompileError::Invalid {
+                        path: path.to_path_buf(),
+                        source,
+                    }
+                })?;
                 if let Some(p) = cached.as_deref() {
                     store_cached(&c, p);
                 }
@@ -190,14 +236,14 @@ impl Runtime {
 }
 
 fn store_cached(component: &Component, path: &Path) {
-    let write = || -> Result<(), String> {
-        let bytes = component.serialize().map_err(|e| e.to_string())?;
+    let write = || -> Result<(), CacheWriteError> {
+        let bytes = component.serialize().map_err(CacheWriteError::Serialize)?;
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+            std::fs::create_dir_all(dir)?;
         }
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, bytes).map_err(|e| e.to_string())?;
-        std::fs::rename(&tmp, path).map_err(|e| e.to_string())
+        std::fs::write(&tmp, bytes)?;
+        Ok(std::fs::rename(&tmp, path)?)
     };
     if let Err(e) = write() {
         tracing::warn!(path = %path.display(), error = %e, "Cannot cache compiled component.");
@@ -235,5 +281,39 @@ impl Drop for EpochTicker {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use super::*;
+
+    #[test]
+    fn an_unreadable_file_keeps_its_io_error() -> Result<(), Box<dyn Error>> {
+        let dir = tempfile::tempdir()?;
+        let missing = dir.path().join("missing.wasm");
+        let Err(e) = Runtime::shared()?.load(&missing) else {
+            return Err("loading a missing file succeeded".into());
+        };
+        assert!(e.to_string().starts_with("cannot read "), "{e}");
+        assert!(e.to_string().contains("missing.wasm"), "{e}");
+        let io = e.source().and_then(|s| s.downcast_ref::<io::Error>());
+        assert_eq!(io.map(io::Error::kind), Some(io::ErrorKind::NotFound));
+        Ok(())
+    }
+
+    #[test]
+    fn a_file_that_is_no_component_keeps_wasmtimes_error() -> Result<(), Box<dyn Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("junk.wasm");
+        std::fs::write(&path, b"not wasm")?;
+        let Err(e) = Runtime::shared()?.load(&path) else {
+            return Err("loading junk succeeded".into());
+        };
+        assert!(e.to_string().contains("is not a valid component"), "{e}");
+        assert!(matches!(e, CompileError::Invalid { .. }) && e.source().is_some());
+        Ok(())
     }
 }

@@ -9,15 +9,15 @@
 use std::time::Instant;
 
 /// Lines a guest may log at once.
-pub const BURST: f64 = 100.0;
+pub(crate) const BURST: f64 = 100.0;
 /// Lines per second a guest may log over time.
-pub const PER_SECOND: f64 = 10.0;
+pub(crate) const PER_SECOND: f64 = 10.0;
 /// Longest line written, bytes (longer messages are cut at a character boundary).
-pub const MAX_LINE: usize = 4096;
+pub(crate) const MAX_LINE: usize = 4096;
 
 /// A guest's log allowance.
 #[derive(Debug)]
-pub struct LogBucket {
+pub(crate) struct LogBucket {
     tokens: f64,
     last: Option<Instant>,
     /// Lines refused since the last line that passed.
@@ -36,7 +36,7 @@ impl Default for LogBucket {
 
 /// What to do with one line.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Write it; `suppressed` lines were refused since the previous one written.
     Write {
         suppressed: u64,
@@ -45,7 +45,7 @@ pub enum Verdict {
 }
 
 impl LogBucket {
-    pub fn admit(&mut self, now: Instant) -> Verdict {
+    pub(crate) fn admit(&mut self, now: Instant) -> Verdict {
         if let Some(last) = self.last {
             let refill = now.saturating_duration_since(last).as_secs_f64() * PER_SECOND;
             self.tokens = (self.tokens + refill).min(BURST);
@@ -64,7 +64,7 @@ impl LogBucket {
 }
 
 /// `message` cut to at most [`MAX_LINE`] bytes, at a character boundary.
-pub fn clip(message: &str) -> &str {
+pub(crate) fn clip(message: &str) -> &str {
     if message.len() <= MAX_LINE {
         return message;
     }

@@ -4,9 +4,12 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::guest::{Guest, GuestError, Hook, WasmCounters};
+use super::bindings::Verdicts;
+use super::codec::{self, DecodeError};
+use super::counters::WasmCounters;
+use super::guest::{Guest, GuestError, Hook};
 use super::lower::BatchRef;
-use super::{OnError, WasmConfig, codec};
+use super::{OnError, WasmConfig};
 use crate::event::Event;
 use crate::pipeline::{BoxError, BuildContext, Interceptor, InterceptorError, InterceptorSpec};
 
@@ -35,7 +38,7 @@ impl WasmInterceptor {
 /// `type = wasm` in an interceptor chain: the parsed keys of a guest implementing the
 /// `interceptor` world.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WasmInterceptorSpec(pub WasmConfig);
+pub struct WasmInterceptorSpec(pub(crate) WasmConfig);
 
 impl InterceptorSpec for WasmInterceptorSpec {
     fn build(&self, cx: &BuildContext) -> Result<Box<dyn Interceptor>, BoxError> {
@@ -44,50 +47,82 @@ impl InterceptorSpec for WasmInterceptorSpec {
     }
 }
 
+/// What an interceptor guest got wrong in its verdicts.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum VerdictError {
+    #[error(transparent)]
+    Replacements(#[from] DecodeError),
+    #[error("{replacements} replacement events without verdicts")]
+    ReplacementsWithoutVerdicts { replacements: usize },
+    #[error("{verdicts} verdicts for {events} events")]
+    Count { verdicts: usize, events: usize },
+    #[error(
+        "event {event} was sent cut to body-prefix bytes and cannot be replaced whole (that \
+         would lose the rest of its body); use set-headers (3)"
+    )]
+    CutReplaced { event: usize },
+    #[error("unknown verdict {0}")]
+    Unknown(u8),
+    #[error("{replaces} replace/set-headers verdicts but {replacements} replacement events")]
+    ReplacementCount {
+        replaces: usize,
+        replacements: usize,
+    },
+}
+
+/// Decodes the replacement events of `v` and checks them and the verdicts against a batch of
+/// `events`; `cut` as for [`validate`].
+pub(crate) fn decode_verdicts(
+    v: Verdicts,
+    events: usize,
+    cut: impl Fn(usize) -> bool,
+) -> Result<(Vec<u8>, Vec<Event>), VerdictError> {
+    let replacements = codec::decode(v.replacements)?;
+    validate(events, &v.codes, replacements.len(), cut)?;
+    Ok((v.codes, replacements))
+}
+
 /// Checks verdicts against the batch; the error names what the guest got wrong. `cut(i)` says
 /// whether event `i`'s body was cut by `body-prefix` (it may not be replaced whole).
-pub fn validate(
+pub(crate) fn validate(
     events: usize,
     codes: &[u8],
     replacements: usize,
     cut: impl Fn(usize) -> bool,
-) -> Result<(), String> {
+) -> Result<(), VerdictError> {
     if codes.is_empty() {
         if replacements != 0 {
-            return Err(format!(
-                "{replacements} replacement events without verdicts"
-            ));
+            return Err(VerdictError::ReplacementsWithoutVerdicts { replacements });
         }
         return Ok(());
     }
     if codes.len() != events {
-        return Err(format!("{} verdicts for {events} events", codes.len()));
+        return Err(VerdictError::Count {
+            verdicts: codes.len(),
+            events,
+        });
     }
     let mut replaces = 0;
     for (i, &code) in codes.iter().enumerate() {
         match code {
             KEEP | DROP => {}
             SET_HEADERS => replaces += 1,
-            REPLACE if cut(i) => {
-                return Err(format!(
-                    "event {i} was sent cut to body-prefix bytes and cannot be replaced whole \
-                     (that would lose the rest of its body); use set-headers (3)"
-                ));
-            }
+            REPLACE if cut(i) => return Err(VerdictError::CutReplaced { event: i }),
             REPLACE => replaces += 1,
-            other => return Err(format!("unknown verdict {other}")),
+            other => return Err(VerdictError::Unknown(other)),
         }
     }
     if replaces != replacements {
-        return Err(format!(
-            "{replaces} replace/set-headers verdicts but {replacements} replacement events"
-        ));
+        return Err(VerdictError::ReplacementCount {
+            replaces,
+            replacements,
+        });
     }
     Ok(())
 }
 
 /// Applies validated verdicts.
-pub fn apply(events: Vec<Event>, codes: &[u8], replacements: Vec<Event>) -> Vec<Event> {
+pub(crate) fn apply(events: Vec<Event>, codes: &[u8], replacements: Vec<Event>) -> Vec<Event> {
     if codes.is_empty() {
         return events;
     }
@@ -119,19 +154,16 @@ impl Interceptor for WasmInterceptor {
         c.events_in
             .fetch_add(events.len() as u64, Ordering::Relaxed);
         let prefix = self.guest.config().body_prefix;
-        let batch = BatchRef::new(&events, prefix).map_err(|message| InterceptorError {
+        let batch = BatchRef::new(&events, prefix).map_err(|e| InterceptorError {
             interceptor: name.to_string(),
-            message,
+            message: e.to_string(),
         })?;
         let n = events.len();
         let cut =
             |i: usize| prefix.is_some_and(|p| events.get(i).is_some_and(|e| e.body.len() > p));
         let result = self.guest.call(|store, f| {
             let v = f.intercept(store, batch)?;
-            Ok(codec::decode(v.replacements).and_then(|r| {
-                validate(n, &v.codes, r.len(), cut)?;
-                Ok((v.codes, r))
-            }))
+            Ok(decode_verdicts(v, n, cut))
         });
         match result {
             Ok((codes, replacements)) => {

@@ -31,9 +31,14 @@ use super::bindings::Verdicts;
 use super::guest::Hook;
 use crate::event::Event;
 
+/// A batch whose bodies or headers pass 4 GiB: its offsets do not fit `record batch`'s u32s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("batch larger than 4 GiB")]
+pub struct BatchTooLarge;
+
 /// `record batch` borrowed from the host's events (bodies cut to `body-prefix` bytes).
 #[derive(Clone, Copy)]
-pub struct BatchRef<'a> {
+pub(crate) struct BatchRef<'a> {
     events: &'a [Event],
     limit: usize,
     body_len: usize,
@@ -42,7 +47,10 @@ pub struct BatchRef<'a> {
 
 impl<'a> BatchRef<'a> {
     /// Fails only when the batch exceeds 4 GiB (offsets are u32).
-    pub fn new(events: &'a [Event], body_prefix: Option<usize>) -> Result<Self, String> {
+    pub(crate) fn new(
+        events: &'a [Event],
+        body_prefix: Option<usize>,
+    ) -> Result<Self, BatchTooLarge> {
         let limit = body_prefix.unwrap_or(usize::MAX);
         let mut body_len = 0usize;
         let mut header_len = 0usize;
@@ -53,7 +61,7 @@ impl<'a> BatchRef<'a> {
             }
         }
         if body_len > u32::MAX as usize || header_len > u32::MAX as usize {
-            return Err("batch larger than 4 GiB".into());
+            return Err(BatchTooLarge);
         }
         Ok(Self {
             events,
@@ -69,29 +77,57 @@ impl<'a> BatchRef<'a> {
         let ends_size = n
             .checked_mul(4)
             .ok_or_else(|| wasmtime::format_err!("batch too large"))?;
+        let bodies = self.lower_bodies(cx)?;
+        let body_ends = self.lower_body_ends(cx, ends_size)?;
+        let (headers, header_ends) = self.lower_headers(cx, ends_size)?;
+        Ok([
+            bodies,
+            self.body_len,
+            body_ends,
+            n,
+            headers,
+            self.header_len,
+            header_ends,
+            n,
+        ])
+    }
 
+    /// `bodies`: every (cut) body, back to back.
+    fn lower_bodies<T>(&self, cx: &mut LowerContext<'_, T>) -> wasmtime::Result<usize> {
         let bodies = cx.realloc(0, 0, 1, self.body_len)?;
-        {
-            let mut dst = &mut cx.as_slice_mut()[bodies..bodies + self.body_len];
-            for e in self.events {
-                let body = &e.body[..e.body.len().min(self.limit)];
-                let (head, rest) = dst.split_at_mut(body.len());
-                head.copy_from_slice(body);
-                dst = rest;
-            }
+        let mut dst = &mut cx.as_slice_mut()[bodies..bodies + self.body_len];
+        for e in self.events {
+            let body = &e.body[..e.body.len().min(self.limit)];
+            let (head, rest) = dst.split_at_mut(body.len());
+            head.copy_from_slice(body);
+            dst = rest;
         }
+        Ok(bodies)
+    }
 
+    /// `body-ends`: each body's end offset in `bodies`.
+    fn lower_body_ends<T>(
+        &self,
+        cx: &mut LowerContext<'_, T>,
+        ends_size: usize,
+    ) -> wasmtime::Result<usize> {
         let body_ends = cx.realloc(0, 0, 4, ends_size)?;
-        {
-            let dst = &mut cx.as_slice_mut()[body_ends..body_ends + ends_size];
-            let mut end = 0u32;
-            for (slot, e) in dst.chunks_exact_mut(4).zip(self.events) {
-                // Fits: the total was checked against u32::MAX in `new`.
-                end += e.body.len().min(self.limit) as u32;
-                slot.copy_from_slice(&end.to_le_bytes());
-            }
+        let dst = &mut cx.as_slice_mut()[body_ends..body_ends + ends_size];
+        let mut end = 0u32;
+        for (slot, e) in dst.chunks_exact_mut(4).zip(self.events) {
+            // Fits: the total was checked against u32::MAX in `new`.
+            end += e.body.len().min(self.limit) as u32;
+            slot.copy_from_slice(&end.to_le_bytes());
         }
+        Ok(body_ends)
+    }
 
+    /// `headers` and `header-ends`: each event's encoded headers and their end offsets.
+    fn lower_headers<T>(
+        &self,
+        cx: &mut LowerContext<'_, T>,
+        ends_size: usize,
+    ) -> wasmtime::Result<(usize, usize)> {
         let headers = cx.realloc(0, 0, 1, self.header_len)?;
         let header_ends = cx.realloc(0, 0, 4, ends_size)?;
         if self.header_len > 0
@@ -103,42 +139,33 @@ impl<'a> BatchRef<'a> {
         let mem = cx.as_slice_mut();
         if self.header_len == 0 {
             mem[header_ends..header_ends + ends_size].fill(0);
-        } else {
-            let (before, after) = mem.split_at_mut(header_ends.max(headers));
-            // Two disjoint blocks (checked above): borrow each from its side of the split.
-            let (hdst, edst) = if headers < header_ends {
-                (
-                    &mut before[headers..headers + self.header_len],
-                    &mut after[..ends_size],
-                )
-            } else {
-                (
-                    &mut after[..self.header_len],
-                    &mut before[header_ends..header_ends + ends_size],
-                )
-            };
-            let mut at = 0usize;
-            for (slot, e) in edst.chunks_exact_mut(4).zip(self.events) {
-                for (k, v) in e.headers.iter() {
-                    for part in [k.as_bytes(), v.as_bytes()] {
-                        hdst[at..at + 4].copy_from_slice(&(part.len() as u32).to_le_bytes());
-                        hdst[at + 4..at + 4 + part.len()].copy_from_slice(part);
-                        at += 4 + part.len();
-                    }
-                }
-                slot.copy_from_slice(&(at as u32).to_le_bytes());
-            }
+            return Ok((headers, header_ends));
         }
-        Ok([
-            bodies,
-            self.body_len,
-            body_ends,
-            n,
-            headers,
-            self.header_len,
-            header_ends,
-            n,
-        ])
+        let (before, after) = mem.split_at_mut(header_ends.max(headers));
+        // Two disjoint blocks (checked above): borrow each from its side of the split.
+        let (hdst, edst) = if headers < header_ends {
+            (
+                &mut before[headers..headers + self.header_len],
+                &mut after[..ends_size],
+            )
+        } else {
+            (
+                &mut after[..self.header_len],
+                &mut before[header_ends..header_ends + ends_size],
+            )
+        };
+        let mut at = 0usize;
+        for (slot, e) in edst.chunks_exact_mut(4).zip(self.events) {
+            for (k, v) in e.headers.iter() {
+                for part in [k.as_bytes(), v.as_bytes()] {
+                    hdst[at..at + 4].copy_from_slice(&(part.len() as u32).to_le_bytes());
+                    hdst[at + 4..at + 4 + part.len()].copy_from_slice(part);
+                    at += 4 + part.len();
+                }
+            }
+            slot.copy_from_slice(&(at as u32).to_le_bytes());
+        }
+        Ok((headers, header_ends))
     }
 }
 
@@ -201,13 +228,17 @@ unsafe impl Lower for BatchRef<'_> {
 /// A live instance's batch function (`intercept`, `route` or `select`), type-checked against
 /// [`BatchRef`] and the hook's result type once, when the instance is created.
 #[derive(Clone, Copy)]
-pub struct BatchFn {
+pub(crate) struct BatchFn {
     func: Func,
     hook: Hook,
 }
 
 impl BatchFn {
-    pub fn new<T>(store: &mut Store<T>, instance: &Instance, hook: Hook) -> wasmtime::Result<Self> {
+    pub(crate) fn new<T>(
+        store: &mut Store<T>,
+        instance: &Instance,
+        hook: Hook,
+    ) -> wasmtime::Result<Self> {
         let name = match hook {
             Hook::Interceptor => "intercept",
             Hook::Router => "route",
@@ -231,7 +262,7 @@ impl BatchFn {
     }
 
     /// `intercept(events)`.
-    pub fn intercept<T>(
+    pub(crate) fn intercept<T>(
         &self,
         store: &mut Store<T>,
         batch: BatchRef<'_>,
@@ -241,7 +272,7 @@ impl BatchFn {
     }
 
     /// `route(events)`: a channel mask per event.
-    pub fn route<T>(
+    pub(crate) fn route<T>(
         &self,
         store: &mut Store<T>,
         batch: BatchRef<'_>,
@@ -251,7 +282,7 @@ impl BatchFn {
     }
 
     /// `select(events)`: a sink index per event.
-    pub fn select<T>(
+    pub(crate) fn select<T>(
         &self,
         store: &mut Store<T>,
         batch: BatchRef<'_>,

@@ -11,7 +11,14 @@
 //!   file's digest, so restarts and config reloads do not recompile;
 //! - per configured hook, one [`guest::Guest`]: an `InstancePre` built when the agent builds the
 //!   component, one `Store` per live instance with a memory limiter and a per-batch epoch
-//!   deadline, and a reloader that compiles a changed file off the hot path.
+//!   deadline, and a reloader that compiles a changed file off the hot path. Its parts live by
+//!   role: [`instance`] (load a file, make a store and run `init`), [`host_state`] (a store's
+//!   data: WASI, limiter, the `host` interface), [`reloader`] and [`counters`].
+//!
+//! Errors keep their cause: a guest that cannot be built is a [`GuestError`] whose source is
+//! the [`LoadError`] / [`CompileError`] / [`RuntimeError`] (and through it the I/O or wasmtime
+//! error); a failed call is a [`Fault`] whose source is the trap or what the guest returned
+//! wrong (the adapters' `VerdictError`, `RouteError`, `ChoiceError`).
 //!
 //! Invariants:
 //! - a guest fault (trap, timeout, memory limit, bad return, failed init) never propagates as a
@@ -20,15 +27,19 @@
 //! - a hot reload swaps the instance between two batches under the lock that serialises
 //!   batches, so every event is processed by exactly one guest version.
 
-pub mod bindings;
-pub mod codec;
-pub mod engine;
-pub mod guest;
-pub mod guest_log;
+pub(crate) mod bindings;
+pub(crate) mod codec;
+pub(crate) mod counters;
+pub(crate) mod engine;
+pub(crate) mod guest;
+pub(crate) mod guest_log;
+mod host_state;
+mod instance;
 pub mod interceptor;
-pub mod lower;
-pub mod router;
-pub mod sink_selector;
+pub(crate) mod lower;
+mod reloader;
+pub(crate) mod router;
+pub(crate) mod sink_selector;
 pub mod tester;
 
 use std::path::PathBuf;
@@ -39,8 +50,12 @@ use crate::config::{ConfigError, Props};
 use crate::metrics::ComponentType;
 use crate::pipeline::BuildContext;
 
-pub use guest::{Fault, Guest, GuestError, Hook, WasmCounters};
+pub use counters::WasmCounters;
+pub use engine::{CompileError, RuntimeError};
+pub use guest::{Fault, Guest, GuestError, Hook, InitFailure};
+pub use instance::LoadError;
 pub use interceptor::WasmInterceptorSpec;
+pub use lower::BatchTooLarge;
 pub use router::WasmRouterSpec;
 pub use sink_selector::WasmSinkSelectorSpec;
 

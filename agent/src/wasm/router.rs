@@ -8,7 +8,8 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::guest::{Guest, GuestError, Hook, WasmCounters};
+use super::counters::WasmCounters;
+use super::guest::{Guest, GuestError, Hook};
 use super::lower::BatchRef;
 use super::{OnError, WasmConfig};
 use crate::config::{ConfigError, Props};
@@ -17,22 +18,22 @@ use crate::pipeline::{
     BoxError, BuildContext, ChannelSelector, Routed, SelectorError, SelectorSpec,
 };
 
-pub struct WasmRouter {
+pub(crate) struct WasmRouter {
     guest: Guest,
     channels: usize,
 }
 
 impl WasmRouter {
-    pub fn new(
+    pub(crate) fn new(
         name: &str,
         config: &WasmConfig,
         channels: usize,
         counters: Arc<WasmCounters>,
     ) -> Result<Self, GuestError> {
         if channels > MAX_CHANNELS {
-            return Err(GuestError {
+            return Err(GuestError::TooManyChannels {
                 guest: name.to_string(),
-                message: format!("a wasm router handles at most 64 channels, not {channels}"),
+                channels,
             });
         }
         Ok(Self {
@@ -43,18 +44,18 @@ impl WasmRouter {
 }
 
 /// The most channels a router's 64-bit mask addresses.
-pub const MAX_CHANNELS: usize = 64;
+pub(crate) const MAX_CHANNELS: usize = 64;
 
 /// `selector.type = wasm`: the parsed keys of a guest implementing the `router` world, over the
 /// source's channels.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WasmRouterSpec {
-    pub config: WasmConfig,
-    pub channels: usize,
+    pub(crate) config: WasmConfig,
+    pub(crate) channels: usize,
 }
 
 impl WasmRouterSpec {
-    pub fn from_props(p: &Props, channels: &[String]) -> Result<Self, ConfigError> {
+    pub(crate) fn from_props(p: &Props, channels: &[String]) -> Result<Self, ConfigError> {
         if channels.len() > MAX_CHANNELS {
             return Err(p.error("type", "a wasm router handles at most 64 channels"));
         }
@@ -77,25 +78,50 @@ impl SelectorSpec for WasmRouterSpec {
     }
 }
 
-/// Checks the masks: one per event, no bit beyond the source's channels.
-pub fn validate(events: usize, channels: usize, masks: &[u64]) -> Result<(), String> {
-    if masks.len() != events {
-        return Err(format!("{} routes for {events} events", masks.len()));
-    }
-    let allowed = if channels >= 64 {
+/// What a router guest got wrong in its masks.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum RouteError {
+    #[error("{routes} routes for {events} events")]
+    Count { routes: usize, events: usize },
+    #[error(
+        "event {event} routed to channel bit set {mask:#x}, but the source has {channels} channels"
+    )]
+    UnknownChannel {
+        event: usize,
+        mask: u64,
+        channels: usize,
+    },
+}
+
+/// Every channel's bit, for `channels` channels.
+fn all_channels(channels: usize) -> u64 {
+    if channels >= 64 {
         u64::MAX
     } else {
         (1u64 << channels) - 1
-    };
+    }
+}
+
+/// Checks the masks: one per event, no bit beyond the source's channels.
+pub(crate) fn validate(events: usize, channels: usize, masks: &[u64]) -> Result<(), RouteError> {
+    if masks.len() != events {
+        return Err(RouteError::Count {
+            routes: masks.len(),
+            events,
+        });
+    }
+    let allowed = all_channels(channels);
     if let Some((i, m)) = masks.iter().enumerate().find(|(_, m)| *m & !allowed != 0) {
-        return Err(format!(
-            "event {i} routed to channel bit set {m:#x}, but the source has {channels} channels"
-        ));
+        return Err(RouteError::UnknownChannel {
+            event: i,
+            mask: *m,
+            channels,
+        });
     }
     Ok(())
 }
 
-pub fn split(events: Vec<Event>, channels: usize, masks: &[u64]) -> Routed {
+pub(crate) fn split(events: Vec<Event>, channels: usize, masks: &[u64]) -> Routed {
     let mut routed = Routed::new(channels);
     for (e, &mask) in events.into_iter().zip(masks) {
         if mask == 0 {
@@ -121,8 +147,8 @@ impl ChannelSelector for WasmRouter {
         c.batches.fetch_add(1, Ordering::Relaxed);
         c.events_in
             .fetch_add(events.len() as u64, Ordering::Relaxed);
-        let batch =
-            BatchRef::new(&events, self.guest.config().body_prefix).map_err(SelectorError)?;
+        let batch = BatchRef::new(&events, self.guest.config().body_prefix)
+            .map_err(|e| SelectorError(e.to_string()))?;
         let (n, channels) = (events.len(), self.channels);
         let result = self.guest.call(|store, f| {
             let masks = f.route(store, batch)?;
@@ -149,12 +175,7 @@ impl ChannelSelector for WasmRouter {
                 OnError::Pass => {
                     c.policy_passed.fetch_add(1, Ordering::Relaxed);
                     c.events_out.fetch_add(n as u64, Ordering::Relaxed);
-                    let all = if channels >= 64 {
-                        u64::MAX
-                    } else {
-                        (1u64 << channels) - 1
-                    };
-                    Ok(split(events, channels, &vec![all; n]))
+                    Ok(split(events, channels, &vec![all_channels(channels); n]))
                 }
             },
         }

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::guest::{Guest, GuestError, Hook, WasmCounters};
+use super::counters::WasmCounters;
+use super::guest::{Guest, GuestError, Hook};
 use super::lower::BatchRef;
 use super::{OnError, WasmConfig};
 use crate::channels::{ChannelRef, TakeTransaction};
@@ -20,7 +21,7 @@ use crate::pipeline::{
     BoxError, BuildContext, ProcessorSpec, SinkError, SinkProcessor, SinkSlot, SinkStatus,
 };
 
-pub struct WasmSinkProcessor {
+pub(crate) struct WasmSinkProcessor {
     group: String,
     guest: Guest,
     slots: Vec<SinkSlot>,
@@ -29,37 +30,29 @@ pub struct WasmSinkProcessor {
 }
 
 impl WasmSinkProcessor {
-    pub fn new(
+    pub(crate) fn new(
         group: &str,
         config: &WasmConfig,
         slots: Vec<SinkSlot>,
         counters: Arc<WasmCounters>,
     ) -> Result<Self, GuestError> {
-        let err = |message: String| GuestError {
-            guest: format!("{group}.processor"),
-            message,
-        };
+        let guest = format!("{group}.processor");
         let Some(first) = slots.first() else {
-            return Err(err("the sink group has no sinks".into()));
+            return Err(GuestError::NoSinks { guest });
         };
         let channel = first.channel.clone();
         let same = |c: &ChannelRef| std::ptr::addr_eq(Arc::as_ptr(c), Arc::as_ptr(&channel));
         if let Some(other) = slots.iter().find(|s| !same(&s.channel)) {
-            return Err(err(format!(
-                "every sink of a wasm group must read the same channel; `{}` reads another one \
-                 than `{}`",
-                other.name, first.name
-            )));
+            return Err(GuestError::MixedChannels {
+                guest,
+                first: first.name.clone(),
+                other: other.name.clone(),
+            });
         }
         let batch_size = slots.iter().map(|s| s.batch_size).max().unwrap_or(100);
         Ok(Self {
             group: group.to_string(),
-            guest: Guest::new(
-                &format!("{group}.processor"),
-                Hook::SinkSelector,
-                config,
-                counters,
-            )?,
+            guest: Guest::new(&guest, Hook::SinkSelector, config, counters)?,
             slots,
             channel,
             batch_size,
@@ -76,7 +69,7 @@ impl WasmSinkProcessor {
 
 /// `processor.type = wasm`: the parsed keys of a guest implementing the `sink-selector` world.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WasmSinkSelectorSpec(pub WasmConfig);
+pub struct WasmSinkSelectorSpec(pub(crate) WasmConfig);
 
 impl ProcessorSpec for WasmSinkSelectorSpec {
     fn build(
@@ -92,24 +85,42 @@ impl ProcessorSpec for WasmSinkSelectorSpec {
     }
 }
 
+/// What a sink-selector guest got wrong in its choices.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ChoiceError {
+    #[error("{choices} sink choices for {events} events")]
+    Count { choices: usize, events: usize },
+    #[error("event {event} sent to sink {sink}, but the group has {sinks} sinks")]
+    UnknownSink {
+        event: usize,
+        sink: u32,
+        sinks: usize,
+    },
+}
+
 /// Checks the choices: one per event, each a sink of the group.
-pub fn validate(events: usize, sinks: usize, choice: &[u32]) -> Result<(), String> {
+pub(crate) fn validate(events: usize, sinks: usize, choice: &[u32]) -> Result<(), ChoiceError> {
     if choice.len() != events {
-        return Err(format!("{} sink choices for {events} events", choice.len()));
+        return Err(ChoiceError::Count {
+            choices: choice.len(),
+            events,
+        });
     }
     if let Some((i, s)) = choice
         .iter()
         .enumerate()
         .find(|(_, s)| **s as usize >= sinks)
     {
-        return Err(format!(
-            "event {i} sent to sink {s}, but the group has {sinks} sinks"
-        ));
+        return Err(ChoiceError::UnknownSink {
+            event: i,
+            sink: *s,
+            sinks,
+        });
     }
     Ok(())
 }
 
-pub fn split(events: &[Event], sinks: usize, choice: &[u32]) -> Vec<Vec<Event>> {
+pub(crate) fn split(events: &[Event], sinks: usize, choice: &[u32]) -> Vec<Vec<Event>> {
     let mut parts = vec![Vec::new(); sinks];
     for (e, &s) in events.iter().zip(choice) {
         parts[s as usize].push(e.clone());
@@ -139,7 +150,7 @@ impl SinkProcessor for WasmSinkProcessor {
             Ok(b) => b,
             Err(e) => {
                 tx.rollback();
-                return Err(self.group_err(e));
+                return Err(self.group_err(e.to_string()));
             }
         };
         let result = self.guest.call(|store, f| {

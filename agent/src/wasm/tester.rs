@@ -2,18 +2,33 @@
 //! authors can check a component without an agent.
 
 use std::io::{BufRead, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::guest::{Guest, Hook};
-use super::lower::BatchRef;
-use super::{WasmConfig, codec, interceptor, router, sink_selector};
+use super::lower::{BatchRef, BatchTooLarge};
+use super::{WasmConfig, interceptor, router, sink_selector};
 use crate::event::{Event, Headers};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TestError {
     #[error("{0}")]
     Input(String),
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}:{line}: {source}", path.display())]
+    Json {
+        path: PathBuf,
+        line: usize,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{0}")]
+    Batch(#[from] BatchTooLarge),
     #[error(transparent)]
     Guest(#[from] super::GuestError),
     #[error("guest fault: {0}")]
@@ -27,12 +42,19 @@ pub enum TestError {
 pub fn read_events(input: impl BufRead, source: &Path) -> Result<Vec<Event>, TestError> {
     let mut out = Vec::new();
     for (n, line) in input.lines().enumerate() {
-        let line = line.map_err(|e| TestError::Input(format!("{}: {e}", source.display())))?;
+        let line = line.map_err(|e| TestError::Read {
+            path: source.to_path_buf(),
+            source: e,
+        })?;
         if line.trim().is_empty() {
             continue;
         }
         let bad = |m: String| TestError::Input(format!("{}:{}: {m}", source.display(), n + 1));
-        let v: serde_json::Value = serde_json::from_str(&line).map_err(|e| bad(e.to_string()))?;
+        let v: serde_json::Value = serde_json::from_str(&line).map_err(|e| TestError::Json {
+            path: source.to_path_buf(),
+            line: n + 1,
+            source: e,
+        })?;
         let event = match v {
             serde_json::Value::String(body) => Event::new(body),
             serde_json::Value::Object(o) => {
@@ -65,7 +87,7 @@ pub fn read_events(input: impl BufRead, source: &Path) -> Result<Vec<Event>, Tes
     Ok(out)
 }
 
-pub fn event_json(e: &Event) -> serde_json::Value {
+pub(crate) fn event_json(e: &Event) -> serde_json::Value {
     let headers: serde_json::Map<String, serde_json::Value> = e
         .headers
         .iter()
@@ -85,6 +107,16 @@ pub struct TestPlan {
     pub targets: usize,
 }
 
+/// Running totals over the batches of one test.
+#[derive(Default)]
+struct Tally {
+    /// The next input event's index.
+    index: usize,
+    kept: usize,
+    dropped: usize,
+    replaced: usize,
+}
+
 /// Runs `events` through the guest in batches; writes one JSON line per input event to `out`
 /// and returns a one-line summary.
 pub fn run(
@@ -97,97 +129,128 @@ pub fn run(
     let guest = Guest::new("test", plan.hook, config, super::WasmCounters::new())?;
     let instantiate = started.elapsed();
     let started = Instant::now();
-    let mut index = 0usize;
-    let (mut kept, mut dropped, mut replaced) = (0usize, 0usize, 0usize);
+    let mut t = Tally::default();
     for chunk in events.chunks(plan.batch.max(1)) {
-        let batch = BatchRef::new(chunk, config.body_prefix).map_err(TestError::Input)?;
-        let cut = |i: usize| {
-            config
-                .body_prefix
-                .is_some_and(|p| chunk.get(i).is_some_and(|e| e.body.len() > p))
-        };
-        let n = chunk.len();
+        let batch = BatchRef::new(chunk, config.body_prefix)?;
         match plan.hook {
-            Hook::Interceptor => {
-                let (codes, repl) = guest.call(|store, f| {
-                    let v = f.intercept(store, batch)?;
-                    Ok(codec::decode(v.replacements).and_then(|r| {
-                        interceptor::validate(n, &v.codes, r.len(), cut)?;
-                        Ok((v.codes, r))
-                    }))
-                })?;
-                let mut repl = repl.into_iter();
-                for (i, e) in chunk.iter().enumerate() {
-                    let code = codes.get(i).copied().unwrap_or(0);
-                    let line = match code {
-                        0 => {
-                            kept += 1;
-                            serde_json::json!({"index": index, "verdict": "keep", "event": event_json(e)})
-                        }
-                        1 => {
-                            dropped += 1;
-                            serde_json::json!({"index": index, "verdict": "drop"})
-                        }
-                        3 => {
-                            replaced += 1;
-                            let r = repl.next().map(|r| {
-                                event_json(&Event {
-                                    headers: r.headers,
-                                    body: e.body.clone(),
-                                })
-                            });
-                            serde_json::json!({"index": index, "verdict": "set-headers", "event": r})
-                        }
-                        _ => {
-                            replaced += 1;
-                            let r = repl.next().map(|r| event_json(&r));
-                            serde_json::json!({"index": index, "verdict": "replace", "event": r})
-                        }
-                    };
-                    writeln!(out, "{line}")?;
-                    index += 1;
-                }
-            }
-            Hook::Router => {
-                let targets = plan.targets;
-                let masks = guest.call(|store, f| {
-                    let m = f.route(store, batch)?;
-                    Ok(router::validate(n, targets, &m).map(|()| m))
-                })?;
-                for m in masks {
-                    let channels: Vec<u32> = (0..64).filter(|b| m & (1 << b) != 0).collect();
-                    if channels.is_empty() {
-                        dropped += 1;
-                    } else {
-                        kept += 1;
-                    }
-                    writeln!(
-                        out,
-                        "{}",
-                        serde_json::json!({"index": index, "channels": channels})
-                    )?;
-                    index += 1;
-                }
-            }
-            Hook::SinkSelector => {
-                let targets = plan.targets;
-                let choice = guest.call(|store, f| {
-                    let c = f.select(store, batch)?;
-                    Ok(sink_selector::validate(n, targets, &c).map(|()| c))
-                })?;
-                for s in choice {
-                    kept += 1;
-                    writeln!(out, "{}", serde_json::json!({"index": index, "sink": s}))?;
-                    index += 1;
-                }
-            }
+            Hook::Interceptor => intercept(&guest, config, chunk, batch, &mut t, out)?,
+            Hook::Router => route(&guest, plan.targets, batch, chunk.len(), &mut t, out)?,
+            Hook::SinkSelector => select(&guest, plan.targets, batch, chunk.len(), &mut t, out)?,
         }
     }
     Ok(format!(
-        "{} events: {kept} kept/routed, {dropped} dropped, {replaced} replaced; \
+        "{} events: {} kept/routed, {} dropped, {} replaced; \
          instantiate+init {:.1} ms, run {:.1} ms",
         events.len(),
+        t.kept,
+        t.dropped,
+        t.replaced,
         instantiate.as_secs_f64() * 1000.0,
         started.elapsed().as_secs_f64() * 1000.0
     ))
+}
+
+/// One interceptor batch: a verdict line per event.
+fn intercept(
+    guest: &Guest,
+    config: &WasmConfig,
+    chunk: &[Event],
+    batch: BatchRef<'_>,
+    t: &mut Tally,
+    out: &mut impl Write,
+) -> Result<(), TestError> {
+    let cut = |i: usize| {
+        config
+            .body_prefix
+            .is_some_and(|p| chunk.get(i).is_some_and(|e| e.body.len() > p))
+    };
+    let n = chunk.len();
+    let (codes, repl) = guest.call(|store, f| {
+        let v = f.intercept(store, batch)?;
+        Ok(interceptor::decode_verdicts(v, n, cut))
+    })?;
+    let mut repl = repl.into_iter();
+    for (i, e) in chunk.iter().enumerate() {
+        let index = t.index;
+        let code = codes.get(i).copied().unwrap_or(0);
+        let line = match code {
+            0 => {
+                t.kept += 1;
+                serde_json::json!({"index": index, "verdict": "keep", "event": event_json(e)})
+            }
+            1 => {
+                t.dropped += 1;
+                serde_json::json!({"index": index, "verdict": "drop"})
+            }
+            3 => {
+                t.replaced += 1;
+                let r = repl.next().map(|r| {
+                    event_json(&Event {
+                        headers: r.headers,
+                        body: e.body.clone(),
+                    })
+                });
+                serde_json::json!({"index": index, "verdict": "set-headers", "event": r})
+            }
+            _ => {
+                t.replaced += 1;
+                let r = repl.next().map(|r| event_json(&r));
+                serde_json::json!({"index": index, "verdict": "replace", "event": r})
+            }
+        };
+        writeln!(out, "{line}")?;
+        t.index += 1;
+    }
+    Ok(())
+}
+
+/// One router batch: a channel list per event.
+fn route(
+    guest: &Guest,
+    targets: usize,
+    batch: BatchRef<'_>,
+    n: usize,
+    t: &mut Tally,
+    out: &mut impl Write,
+) -> Result<(), TestError> {
+    let masks = guest.call(|store, f| {
+        let m = f.route(store, batch)?;
+        Ok(router::validate(n, targets, &m).map(|()| m))
+    })?;
+    for m in masks {
+        let channels: Vec<u32> = (0..64).filter(|b| m & (1 << b) != 0).collect();
+        if channels.is_empty() {
+            t.dropped += 1;
+        } else {
+            t.kept += 1;
+        }
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({"index": t.index, "channels": channels})
+        )?;
+        t.index += 1;
+    }
+    Ok(())
+}
+
+/// One sink-selector batch: a sink index per event.
+fn select(
+    guest: &Guest,
+    targets: usize,
+    batch: BatchRef<'_>,
+    n: usize,
+    t: &mut Tally,
+    out: &mut impl Write,
+) -> Result<(), TestError> {
+    let choice = guest.call(|store, f| {
+        let c = f.select(store, batch)?;
+        Ok(sink_selector::validate(n, targets, &c).map(|()| c))
+    })?;
+    for s in choice {
+        t.kept += 1;
+        writeln!(out, "{}", serde_json::json!({"index": t.index, "sink": s}))?;
+        t.index += 1;
+    }
+    Ok(())
 }
