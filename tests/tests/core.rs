@@ -359,7 +359,19 @@ fn config_errors_name_file_line_and_key() -> Result<()> {
         err.contains("good.conf:10: a1.sinks.k1.shoeSize: unknown key, ignored"),
         "{err}"
     );
-    ensure!(out.contains("sink k1 <- c1"), "{out}");
+    ensure!(out.contains("sink k1: null <- c1"), "{out}");
+    ensure!(out.contains("channel c1: memory\n"), "{out}");
+
+    // The same pipeline as Graphviz DOT, and the same errors for a broken file.
+    let (code, out, err) = run_sluice(&["graph", "-n", "a1", "-f", &good.display().to_string()])?;
+    ensure!(code == 0, "{err}");
+    ensure!(out.starts_with("digraph \"a1\" {"), "{out}");
+    ensure!(out.contains("\"channel/c1\" -> \"sink/k1\";"), "{out}");
+    let (code, _out, err) = run_sluice(&["graph", "-n", "a1", "-f", &path])?;
+    ensure!(
+        code == 2 && err.contains("unknown sink type"),
+        "{code}: {err}"
+    );
     Ok(())
 }
 
