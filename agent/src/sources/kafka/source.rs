@@ -49,6 +49,17 @@ impl Batch {
     }
 }
 
+/// Why the source could not start; the cause of its [`SourceError::Failed`].
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    #[error("cannot create the Kafka consumer: {0}")]
+    Create(#[source] KafkaError),
+    #[error("cannot subscribe: {0}")]
+    Subscribe(#[source] KafkaError),
+    #[error("cannot start the offset committer thread: {0}")]
+    Committer(#[source] std::io::Error),
+}
+
 pub struct KafkaSource {
     name: String,
     config: KafkaSourceConfig,
@@ -82,6 +93,13 @@ impl KafkaSource {
             errors: ClientErrors::default(),
             topics: Vec::new(),
             revoked: Arc::default(),
+        }
+    }
+
+    fn failed(&self, cause: StartError) -> SourceError {
+        SourceError::Failed {
+            source_name: self.name.clone(),
+            cause: Arc::new(cause),
         }
     }
 
@@ -379,7 +397,7 @@ impl PollableSource for KafkaSource {
             .client
             .0
             .create_with_context(context)
-            .map_err(|e| self.err(format!("cannot create the Kafka consumer: {e}")))?;
+            .map_err(|e| self.failed(StartError::Create(e)))?;
         let subscribed = match &self.config.subscription {
             Subscription::Topics(t) => {
                 let names: Vec<&str> = t.iter().map(String::as_str).collect();
@@ -387,7 +405,7 @@ impl PollableSource for KafkaSource {
             }
             Subscription::Pattern(p) => consumer.subscribe(&[p.as_str()]),
         };
-        subscribed.map_err(|e| self.err(format!("cannot subscribe: {e}")))?;
+        subscribed.map_err(|e| self.failed(StartError::Subscribe(e)))?;
         tracing::info!(
             source = %self.name, subscription = ?self.config.subscription,
             group = self.config.client.0.get("group.id").unwrap_or_default(),
@@ -395,7 +413,7 @@ impl PollableSource for KafkaSource {
         );
         let consumer = Arc::new(consumer);
         let committer = Committer::start(&self.name, consumer.clone())
-            .map_err(|e| self.err(format!("cannot start the offset committer thread: {e}")))?;
+            .map_err(|e| self.failed(StartError::Committer(e)))?;
         self.consumer = Some(consumer);
         self.committer = Some(committer);
         Ok(())
