@@ -3,11 +3,12 @@ use std::sync::Arc;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
+use crate::config::Props;
+use crate::event::Event;
+
 use super::client_errors::ClientErrors;
 use super::source::Batch;
 use super::{KafkaSourceConfig, Subscription};
-use crate::config::Props;
-use crate::event::Event;
 
 #[test]
 fn config_defaults_and_topics() {
