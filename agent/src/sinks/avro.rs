@@ -123,9 +123,9 @@ impl AvroSink {
                     self.counters
                         .connection_failed
                         .fetch_add(1, Ordering::Relaxed);
-                    return Err(SinkError::Delivery {
+                    return Err(SinkError::Failed {
                         sink: self.name.clone(),
-                        message: e.to_string(),
+                        cause: Arc::new(e),
                     });
                 }
             }
@@ -143,9 +143,9 @@ impl Sink for AvroSink {
                     .connection_closed
                     .fetch_add(1, Ordering::Relaxed);
             }
-            SinkError::Delivery {
+            SinkError::Failed {
                 sink: self.name.clone(),
-                message: e.to_string(),
+                cause: Arc::new(e),
             }
         })
     }

@@ -10,13 +10,44 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{ConfigError, MAX_ROLL_SECONDS, Props};
 use crate::event::Event;
 use crate::metrics::now_millis;
 use crate::pipeline::{BoxError, Sink, SinkContext, SinkError, SinkSpec};
+
+/// What the sink was doing with a file when it failed.
+#[derive(Clone, Copy, Debug)]
+enum FileOp {
+    CreateDirectory,
+    Open,
+    Write,
+    Flush,
+}
+
+impl std::fmt::Display for FileOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::CreateDirectory => "cannot create sink.directory",
+            Self::Open => "cannot open",
+            Self::Write => "cannot write",
+            Self::Flush => "cannot flush",
+        })
+    }
+}
+
+/// An I/O failure on one of the sink's files; the cause of its [`SinkError::Failed`].
+#[derive(Debug, thiserror::Error)]
+#[error("{what} {}: {source}", path.display())]
+struct FileRollError {
+    what: FileOp,
+    path: PathBuf,
+    #[source]
+    source: std::io::Error,
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileRollConfig {
@@ -111,6 +142,18 @@ impl FileRollSink {
         }
     }
 
+    /// The sink's error for an I/O failure on `path`, which stays its source.
+    fn io_failed(&self, what: FileOp, path: &Path, source: std::io::Error) -> SinkError {
+        SinkError::Failed {
+            sink: self.name.clone(),
+            cause: Arc::new(FileRollError {
+                what,
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
     fn next_path(&mut self) -> PathBuf {
         self.index += 1;
         let mut name = format!("{}{}-{}", self.config.prefix, self.series, self.index);
@@ -125,7 +168,7 @@ impl FileRollSink {
         if let Some(mut f) = self.current.take() {
             f.writer
                 .flush()
-                .map_err(|e| self.err(format!("cannot flush {}: {e}", f.path.display())))?;
+                .map_err(|e| self.io_failed(FileOp::Flush, &f.path, e))?;
         }
         Ok(())
     }
@@ -145,18 +188,14 @@ impl FileRollSink {
             }
         }
         if self.current.is_none() {
-            std::fs::create_dir_all(&self.config.directory).map_err(|e| {
-                self.err(format!(
-                    "cannot create sink.directory {}: {e}",
-                    self.config.directory.display()
-                ))
-            })?;
+            std::fs::create_dir_all(&self.config.directory)
+                .map_err(|e| self.io_failed(FileOp::CreateDirectory, &self.config.directory, e))?;
             let path = self.next_path();
             let file = OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(&path)
-                .map_err(|e| self.err(format!("cannot open {}: {e}", path.display())))?;
+                .map_err(|e| self.io_failed(FileOp::Open, &path, e))?;
             let ino = file.metadata().map(|m| m.ino()).unwrap_or(0);
             tracing::debug!(sink = %self.name, file = %path.display(), "Opened output file.");
             self.current = Some(OpenFile {
@@ -207,10 +246,10 @@ impl Sink for FileRollSink {
             Ok::<(), std::io::Error>(())
         })();
         if let Err(e) = result {
-            let path = f.path.display().to_string();
+            let path = f.path.clone();
             // A partly written batch stays in the old file; the retry goes to a fresh one.
             self.current = None;
-            return Err(self.err(format!("cannot write {path}: {e}")));
+            return Err(self.io_failed(FileOp::Write, &path, e));
         }
         Ok(())
     }

@@ -36,7 +36,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext};
 
-use crate::avro::protocol::write_event;
+use crate::avro::protocol::{ProtocolError, write_event};
 use crate::config::{ConfigError, MAX_BATCH, Props};
 use crate::event::Event;
 use crate::kafka::{ClientKind, ClientProps, LogContext, apply_passthrough, check, set_default};
@@ -173,7 +173,7 @@ struct Reports {
     dropped: usize,
     failed: usize,
     /// The first retriable failure of the batch.
-    failure: Option<String>,
+    failure: Option<KafkaError>,
     started: Option<Instant>,
 }
 
@@ -232,7 +232,7 @@ impl ProducerContext for SinkContext {
             Err((e, _)) => {
                 r.failed += 1;
                 if r.failure.is_none() {
-                    r.failure = Some(e.to_string());
+                    r.failure = Some(e.clone());
                 }
             }
         }
@@ -240,6 +240,27 @@ impl ProducerContext for SinkContext {
             self.complete.notify_all();
         }
     }
+}
+
+/// Why a batch (or the producer) failed; the cause of the sink's [`SinkError::Failed`].
+#[derive(Debug, thiserror::Error)]
+enum KafkaSinkError {
+    #[error("cannot create the Kafka producer: {0}")]
+    Create(#[source] KafkaError),
+    #[error("cannot encode a Flume event: {0}")]
+    Encode(#[source] ProtocolError),
+    #[error("cannot send to topic `{topic}`: {source}")]
+    Send {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("delivery failed: {0}; the batch will be retried")]
+    Delivery(#[source] KafkaError),
+    #[error("unknown Kafka batch {0}")]
+    UnknownBatch(u64),
+    #[error("records were not acknowledged within {0:?}")]
+    Unacknowledged(Duration),
 }
 
 pub struct KafkaSink {
@@ -270,10 +291,19 @@ impl KafkaSink {
         }
     }
 
-    fn fail(&self, message: String) -> SinkError {
+    /// Counts a failed batch; the sink's error for `cause`, which stays its source.
+    fn fail(&self, cause: KafkaSinkError) -> SinkError {
         self.counters.rollback.fetch_add(1, Ordering::Relaxed);
         self.counters.delivery_fail.fetch_add(1, Ordering::Relaxed);
-        self.err(message)
+        match cause {
+            KafkaSinkError::Unacknowledged(..) | KafkaSinkError::UnknownBatch(_) => {
+                self.err(cause.to_string())
+            }
+            _ => SinkError::Failed {
+                sink: self.name.clone(),
+                cause: Arc::new(cause),
+            },
+        }
     }
 }
 
@@ -326,7 +356,10 @@ impl Sink for KafkaSink {
             .client
             .0
             .create_with_context(context)
-            .map_err(|e| self.err(format!("cannot create the Kafka producer: {e}")))?;
+            .map_err(|e| SinkError::Failed {
+                sink: self.name.clone(),
+                cause: Arc::new(KafkaSinkError::Create(e)),
+            })?;
         self.producer = Some(producer);
         tracing::info!(sink = %self.name, topic = %self.config.topic, "Kafka sink started.");
         Ok(())
@@ -415,87 +448,114 @@ impl KafkaSink {
             let payload: &[u8] = if self.config.flume_format {
                 self.buf.clear();
                 write_event(&mut self.buf, e)
-                    .map_err(|err| self.fail(format!("cannot encode a Flume event: {err}")))?;
+                    .map_err(|err| self.fail(KafkaSinkError::Encode(err)))?;
                 &self.buf
             } else {
                 &e.body
             };
-            let mut record: BaseRecord<'_, str, [u8], usize> =
-                BaseRecord::with_opaque_to(&topic, opaque).payload(payload);
-            if let Some(k) = e.headers.get("key") {
-                record = record.key(k);
-            }
-            let partition = self
-                .config
-                .partition_header
-                .as_ref()
-                .and_then(|h| e.headers.get(h))
-                .and_then(|v| match v.trim().parse::<i32>() {
-                    Ok(n) if n >= 0 => Some(n),
-                    _ => {
-                        tracing::warn!(sink = %self.name, value = v,
-                            "partitionIdHeader value is not a partition number; ignored.");
-                        None
-                    }
-                })
-                .or(self.config.default_partition);
-            if let Some(pt) = partition {
-                record = record.partition(pt);
-            }
-            if let Some(ts) = self
-                .config
-                .timestamp_header
-                .as_ref()
-                .and_then(|h| e.headers.get(h))
-                .and_then(|v| v.trim().parse::<i64>().ok())
-            {
-                record = record.timestamp(ts);
-            }
-            if !self.config.header_map.is_empty() {
-                let mut hs = OwnedHeaders::new();
-                for (flume, kafka) in &self.config.header_map {
-                    if let Some(v) = e.headers.get(flume) {
-                        hs = hs.insert(Header {
-                            key: kafka,
-                            value: Some(v),
-                        });
-                    }
-                }
-                record = record.headers(hs);
-            }
-            // Read the clock only when librdkafka's queue is full, not once per record.
-            let mut deadline = None;
-            loop {
-                match producer.send(record) {
-                    Ok(()) => {
-                        sent += 1;
-                        break;
-                    }
-                    Err((err, back))
-                        if err.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull)
-                            && Instant::now()
-                                < *deadline
-                                    .get_or_insert_with(|| Instant::now() + self.config.wait) =>
-                    {
-                        record = back;
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                    Err((err, _)) if permanent(err.rdkafka_error_code()) => {
-                        refused += 1;
-                        tracing::error!(
-                            sink = %self.name, topic = %topic, bytes = payload.len(), error = %err,
-                            "Kafka cannot take this event (check message.max.bytes / the topic \
-                             name); it is dropped."
-                        );
-                        break;
-                    }
-                    Err((err, _)) => {
-                        return Err(self.fail(format!("cannot send to topic `{topic}`: {err}")));
-                    }
-                }
+            let record = self.record(e, &topic, payload, opaque);
+            if self.send_one(producer, record, &topic, payload.len())? {
+                sent += 1;
+            } else {
+                refused += 1;
             }
         }
         Ok((sent, refused))
+    }
+
+    /// The record of `e` for `topic`: its key, partition, timestamp and mapped headers.
+    fn record<'a>(
+        &'a self,
+        e: &'a Event,
+        topic: &'a str,
+        payload: &'a [u8],
+        opaque: usize,
+    ) -> BaseRecord<'a, str, [u8], usize> {
+        let mut record: BaseRecord<'_, str, [u8], usize> =
+            BaseRecord::with_opaque_to(topic, opaque).payload(payload);
+        if let Some(k) = e.headers.get("key") {
+            record = record.key(k);
+        }
+        let partition = self
+            .config
+            .partition_header
+            .as_ref()
+            .and_then(|h| e.headers.get(h))
+            .and_then(|v| match v.trim().parse::<i32>() {
+                Ok(n) if n >= 0 => Some(n),
+                _ => {
+                    tracing::warn!(sink = %self.name, value = v,
+                        "partitionIdHeader value is not a partition number; ignored.");
+                    None
+                }
+            })
+            .or(self.config.default_partition);
+        if let Some(pt) = partition {
+            record = record.partition(pt);
+        }
+        if let Some(ts) = self
+            .config
+            .timestamp_header
+            .as_ref()
+            .and_then(|h| e.headers.get(h))
+            .and_then(|v| v.trim().parse::<i64>().ok())
+        {
+            record = record.timestamp(ts);
+        }
+        if !self.config.header_map.is_empty() {
+            let mut hs = OwnedHeaders::new();
+            for (flume, kafka) in &self.config.header_map {
+                if let Some(v) = e.headers.get(flume) {
+                    hs = hs.insert(Header {
+                        key: kafka,
+                        value: Some(v),
+                    });
+                }
+            }
+            record = record.headers(hs);
+        }
+        record
+    }
+
+    /// Sends one record, waiting up to `kafka.producer` wait while librdkafka's queue is full;
+    /// false when Kafka refused it for good (it is dropped).
+    fn send_one(
+        &self,
+        producer: &ThreadedProducer<SinkContext>,
+        mut record: BaseRecord<'_, str, [u8], usize>,
+        topic: &str,
+        bytes: usize,
+    ) -> Result<bool, SinkError> {
+        // Read the clock only when librdkafka's queue is full, not once per record.
+        let mut deadline = None;
+        loop {
+            match producer.send(record) {
+                Ok(()) => return Ok(true),
+                Err((err, back))
+                    if err.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull)
+                        && Instant::now()
+                            < *deadline
+                                .get_or_insert_with(|| Instant::now() + self.config.wait) =>
+                {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((err, _)) if permanent(err.rdkafka_error_code()) => {
+                    tracing::error!(
+                        sink = %self.name, topic = %topic, bytes, error = %err,
+                        "Kafka cannot take this event (check message.max.bytes / the topic \
+                         name); it is dropped."
+                    );
+                    return Ok(false);
+                }
+                Err((err, _)) => {
+                    return Err(self.fail(KafkaSinkError::Send {
+                        topic: topic.to_string(),
+                        source: err,
+                    }));
+                }
+            }
+        }
     }
 
     /// Waits for the delivery reports of batch `generation`.
@@ -510,7 +570,7 @@ impl KafkaSink {
         let finished = loop {
             let Some(i) = reports.iter().position(|r| r.generation == generation) else {
                 drop(reports);
-                return Err(self.fail(format!("unknown Kafka batch {generation}")));
+                return Err(self.fail(KafkaSinkError::UnknownBatch(generation)));
             };
             let r = &reports[i];
             if r.acked + r.dropped + r.failed >= r.sent
@@ -521,10 +581,7 @@ impl KafkaSink {
             if Instant::now() >= deadline {
                 reports.retain(|r| r.generation != generation);
                 drop(reports);
-                return Err(self.fail(format!(
-                    "records were not acknowledged within {:?}",
-                    self.config.wait
-                )));
+                return Err(self.fail(KafkaSinkError::Unacknowledged(self.config.wait)));
             }
             ctx.complete.wait_until(&mut reports, deadline);
         };
@@ -536,7 +593,7 @@ impl KafkaSink {
                 .fetch_add(dropped as u64, Ordering::Relaxed);
         }
         if let Some(f) = finished.failure {
-            return Err(self.fail(format!("delivery failed: {f}; the batch will be retried")));
+            return Err(self.fail(KafkaSinkError::Delivery(f)));
         }
         if let Some(started) = finished.started {
             self.counters
