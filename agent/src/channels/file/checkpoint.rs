@@ -223,10 +223,13 @@ impl Inner {
             self.stats
                 .checkpoint_write_errors
                 .fetch_add(1, Ordering::Relaxed);
-            return Err(self.io_err(format!(
-                "cannot write checkpoint in {}: {e}",
-                self.config.checkpoint_dir.display()
-            )));
+            return Err(self.failed(
+                format!(
+                    "cannot write checkpoint in {}",
+                    self.config.checkpoint_dir.display()
+                ),
+                e,
+            ));
         }
         if let Some(dir) = &self.config.backup_checkpoint_dir
             && let Err(e) = self.check_checkpoint_space(dir, cp.live.len())
@@ -243,10 +246,10 @@ impl Inner {
             self.stats
                 .checkpoint_backup_write_errors
                 .fetch_add(1, Ordering::Relaxed);
-            return Err(self.io_err(format!(
-                "cannot write backup checkpoint in {}: {e}",
-                dir.display()
-            )));
+            return Err(self.failed(
+                format!("cannot write backup checkpoint in {}", dir.display()),
+                e,
+            ));
         }
         self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
         self.delete_segments(&cp);

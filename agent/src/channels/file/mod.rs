@@ -259,7 +259,15 @@ struct State {
 struct SyncState {
     synced: u64,
     leader: bool,
-    failed: Option<String>,
+    failed: Option<Failure>,
+}
+
+/// What made the channel unusable, with its I/O error (shared: it is cloned to every waiting
+/// commit).
+#[derive(Clone, Debug)]
+struct Failure {
+    what: String,
+    cause: Arc<std::io::Error>,
 }
 
 struct Inner {
@@ -327,6 +335,22 @@ impl Inner {
         ChannelError::Io {
             channel: self.name.clone(),
             message,
+        }
+    }
+
+    /// The channel's error for an I/O failure while doing `what`, which stays its cause.
+    fn failed(&self, what: String, cause: std::io::Error) -> ChannelError {
+        self.failure_err(Failure {
+            what,
+            cause: Arc::new(cause),
+        })
+    }
+
+    fn failure_err(&self, f: Failure) -> ChannelError {
+        ChannelError::Failed {
+            channel: self.name.clone(),
+            what: f.what,
+            cause: f.cause,
         }
     }
 
