@@ -195,106 +195,144 @@ impl TailFile {
         out: &mut Vec<Line>,
     ) -> io::Result<ReadOutcome> {
         let mut outcome = ReadOutcome::default();
-        let Some(file) = self.file.as_ref() else {
+        if self.file.is_none() {
             return Ok(outcome);
-        };
+        }
         let max_len = limits.max_len.max(1);
-        let start_len = out.len();
+        let end = out.len().saturating_add(max);
         loop {
-            while out.len() - start_len < max {
-                let Some(i) = memchr::memchr(b'\n', &self.carry) else {
-                    break;
-                };
-                let end = if i > 0 && self.carry[i - 1] == b'\r' {
-                    i - 1
-                } else {
-                    i
-                };
-                if end > max_len {
-                    outcome.long_lines += 1;
-                    if limits.policy == LongLinePolicy::Split {
-                        emit_piece(&mut self.carry, &mut self.read_pos, max_len, out);
-                        continue;
-                    }
-                    out.push(Line {
-                        body: self.carry.slice(..max_len),
-                        offset: self.read_pos,
-                    });
-                } else {
-                    out.push(Line {
-                        body: self.carry.slice(..end),
-                        offset: self.read_pos,
-                    });
-                }
-                self.read_pos += i as u64 + 1;
-                self.carry = self.carry.slice(i + 1..);
-            }
-            if out.len() - start_len >= max {
+            self.take_lines(end, limits, max_len, &mut outcome, out);
+            if out.len() >= end {
                 break;
             }
-            // A trailing `\r` may be the first half of a line's `\r\n`: not content yet.
-            let content_len = self.carry.len() - usize::from(self.carry.last() == Some(&b'\r'));
-            if self.skip.is_none() && content_len > max_len {
-                outcome.long_lines += 1;
-                match limits.policy {
-                    LongLinePolicy::Split => {
-                        emit_piece(&mut self.carry, &mut self.read_pos, max_len, out);
-                        continue;
-                    }
-                    LongLinePolicy::Truncate => {
-                        self.skip = Some(Skip {
-                            head: self.carry.slice(..max_len),
-                            start: self.read_pos,
-                            scan: self.read_pos + self.carry.len() as u64,
-                        });
-                        self.carry = Bytes::new();
-                    }
-                }
-            }
-            let next = match &self.skip {
-                Some(skip) => skip.scan,
-                None => self.read_pos + self.carry.len() as u64,
-            };
-            // Sized by fstat: an idle file costs one syscall and no buffer.
-            let avail = file.metadata()?.len().saturating_sub(next);
-            if avail == 0 {
-                break;
-            }
-            self.last_activity = Instant::now();
-            let want = usize::try_from(avail).map_or(CHUNK, |a| a.min(CHUNK));
-            if let Some(skip) = self.skip.as_mut() {
-                let mut buf = vec![0u8; want];
-                let n = file.read_at(&mut buf, skip.scan)?;
-                if n == 0 {
-                    break;
-                }
-                match memchr::memchr(b'\n', &buf[..n]) {
-                    Some(i) => {
-                        out.push(Line {
-                            body: skip.head.clone(),
-                            offset: skip.start,
-                        });
-                        self.read_pos = skip.scan + i as u64 + 1;
-                        buf.truncate(n);
-                        self.carry = Bytes::from(buf).slice(i + 1..);
-                        self.skip = None;
-                    }
-                    None => skip.scan += n as u64,
-                }
+            if self.cut_long_line(limits, max_len, &mut outcome, out) {
                 continue;
             }
-            let old = self.carry.len();
-            let mut buf = Vec::with_capacity(old + want);
-            buf.extend_from_slice(&self.carry);
-            buf.resize(old + want, 0);
-            let n = file.read_at(&mut buf[old..], next)?;
-            buf.truncate(old + n);
-            self.carry = Bytes::from(buf);
-            if n == 0 {
+            if !self.read_more(out)? {
                 break;
             }
         }
         Ok(outcome)
+    }
+
+    /// Moves the complete lines of `carry` to `out`, until `out` holds `end` lines.
+    fn take_lines(
+        &mut self,
+        end: usize,
+        limits: LineLimits,
+        max_len: usize,
+        outcome: &mut ReadOutcome,
+        out: &mut Vec<Line>,
+    ) {
+        while out.len() < end {
+            let Some(i) = memchr::memchr(b'\n', &self.carry) else {
+                break;
+            };
+            let end = if i > 0 && self.carry[i - 1] == b'\r' {
+                i - 1
+            } else {
+                i
+            };
+            if end > max_len {
+                outcome.long_lines += 1;
+                if limits.policy == LongLinePolicy::Split {
+                    emit_piece(&mut self.carry, &mut self.read_pos, max_len, out);
+                    continue;
+                }
+                out.push(Line {
+                    body: self.carry.slice(..max_len),
+                    offset: self.read_pos,
+                });
+            } else {
+                out.push(Line {
+                    body: self.carry.slice(..end),
+                    offset: self.read_pos,
+                });
+            }
+            self.read_pos += i as u64 + 1;
+            self.carry = self.carry.slice(i + 1..);
+        }
+    }
+
+    /// A line without its newline yet is over `maxLineLength`: splits off a piece (true: go
+    /// on taking lines) or starts skipping the rest of the line (truncate).
+    fn cut_long_line(
+        &mut self,
+        limits: LineLimits,
+        max_len: usize,
+        outcome: &mut ReadOutcome,
+        out: &mut Vec<Line>,
+    ) -> bool {
+        // A trailing `\r` may be the first half of a line's `\r\n`: not content yet.
+        let content_len = self.carry.len() - usize::from(self.carry.last() == Some(&b'\r'));
+        if self.skip.is_some() || content_len <= max_len {
+            return false;
+        }
+        outcome.long_lines += 1;
+        match limits.policy {
+            LongLinePolicy::Split => {
+                emit_piece(&mut self.carry, &mut self.read_pos, max_len, out);
+                true
+            }
+            LongLinePolicy::Truncate => {
+                self.skip = Some(Skip {
+                    head: self.carry.slice(..max_len),
+                    start: self.read_pos,
+                    scan: self.read_pos + self.carry.len() as u64,
+                });
+                self.carry = Bytes::new();
+                false
+            }
+        }
+    }
+
+    /// Reads the next chunk of the file into `carry`; while the rest of a truncated line is
+    /// skipped, reads up to its newline and then hands out the line's head. False at the end
+    /// of the file.
+    fn read_more(&mut self, out: &mut Vec<Line>) -> io::Result<bool> {
+        let Some(file) = self.file.as_ref() else {
+            return Ok(false);
+        };
+        let next = match &self.skip {
+            Some(skip) => skip.scan,
+            None => self.read_pos + self.carry.len() as u64,
+        };
+        // Sized by fstat: an idle file costs one syscall and no buffer.
+        let avail = file.metadata()?.len().saturating_sub(next);
+        if avail == 0 {
+            return Ok(false);
+        }
+        self.last_activity = Instant::now();
+        let want = usize::try_from(avail).map_or(CHUNK, |a| a.min(CHUNK));
+        if let Some(skip) = self.skip.as_mut() {
+            let mut buf = vec![0u8; want];
+            let n = file.read_at(&mut buf, skip.scan)?;
+            if n == 0 {
+                return Ok(false);
+            }
+            match memchr::memchr(b'\n', &buf[..n]) {
+                Some(i) => {
+                    out.push(Line {
+                        body: skip.head.clone(),
+                        offset: skip.start,
+                    });
+                    self.read_pos = skip.scan + i as u64 + 1;
+                    buf.truncate(n);
+                    self.carry = Bytes::from(buf).slice(i + 1..);
+                    self.skip = None;
+                }
+                None => skip.scan += n as u64,
+            }
+            return Ok(true);
+        }
+        let old = self.carry.len();
+        let mut buf = Vec::with_capacity(old + want);
+        buf.extend_from_slice(&self.carry);
+        buf.resize(old + want, 0);
+        let n = file.read_at(&mut buf[old..], next)?;
+        buf.truncate(old + n);
+        self.carry = Bytes::from(buf);
+        Ok(n != 0)
     }
 }
 
