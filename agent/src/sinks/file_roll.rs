@@ -50,27 +50,27 @@ struct FileRollError {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FileRollConfig {
+pub(crate) struct FileRollConfig {
     /// `sink.directory` (required).
-    pub directory: PathBuf,
+    pub(crate) directory: PathBuf,
     /// `sink.rollInterval` seconds, 0 = never roll (default 30).
-    pub roll_interval: Duration,
+    pub(crate) roll_interval: Duration,
     /// `sink.pathManager.prefix` (default empty).
-    pub prefix: String,
+    pub(crate) prefix: String,
     /// `sink.pathManager.extension` (default empty).
-    pub extension: String,
+    pub(crate) extension: String,
     /// `sink.serializer.appendNewline` (default true).
-    pub append_newline: bool,
+    pub(crate) append_newline: bool,
     /// `sink.batchSize` (default 100).
-    pub batch_size: usize,
+    pub(crate) batch_size: usize,
     /// `sink.fsync` (sluice; default false): fsync every batch before committing.
-    pub fsync: bool,
+    pub(crate) fsync: bool,
     /// `sink.serializer = header_and_text`: `{k=v, k2=v2} ` before each body.
-    pub headers: bool,
+    pub(crate) headers: bool,
 }
 
 impl FileRollConfig {
-    pub fn from_props(p: &Props) -> Result<Self, ConfigError> {
+    pub(crate) fn from_props(p: &Props) -> Result<Self, ConfigError> {
         p.choice(
             "sink.pathManager",
             "default",
@@ -116,7 +116,7 @@ struct OpenFile {
     opened: Instant,
 }
 
-pub struct FileRollSink {
+pub(crate) struct FileRollSink {
     name: String,
     config: FileRollConfig,
     series: u64,
@@ -125,7 +125,7 @@ pub struct FileRollSink {
 }
 
 impl FileRollSink {
-    pub fn new(name: &str, config: FileRollConfig) -> Self {
+    pub(crate) fn new(name: &str, config: FileRollConfig) -> Self {
         Self {
             name: name.to_string(),
             config,

@@ -44,46 +44,46 @@ use crate::metrics::{Combined, ComponentType, KafkaSinkCounters};
 use crate::pipeline::{BoxError, Sink, SinkContext as BuildSinkContext, SinkError, SinkSpec};
 
 /// Flume's `DEFAULT_TOPIC`.
-pub const DEFAULT_TOPIC: &str = "default-flume-topic";
+pub(crate) const DEFAULT_TOPIC: &str = "default-flume-topic";
 /// Default `inFlightBatches`.
-pub const DEFAULT_IN_FLIGHT: usize = 8;
+pub(crate) const DEFAULT_IN_FLIGHT: usize = 8;
 /// sluice's default `message.timeout.ms` (Java's `delivery.timeout.ms` is 120 s, librdkafka's
 /// 300 s): a batch waits at most this long before it rolls back, which also bounds shutdown.
 const DEFAULT_MESSAGE_TIMEOUT_MS: u64 = 30_000;
 
 #[derive(Clone, Debug)]
-pub struct KafkaSinkConfig {
+pub(crate) struct KafkaSinkConfig {
     /// librdkafka producer properties (`kafka.bootstrap.servers`, `kafka.producer.*`).
-    pub client: ClientProps,
+    pub(crate) client: ClientProps,
     /// `kafka.topic` (default `default-flume-topic`), may contain `%{header}`.
-    pub topic: String,
+    pub(crate) topic: String,
     /// Whether `topic` contains `%{`.
-    pub topic_has_escapes: bool,
+    pub(crate) topic_has_escapes: bool,
     /// `flumeBatchSize` (default 100).
-    pub batch_size: usize,
+    pub(crate) batch_size: usize,
     /// `useFlumeEventFormat` (default false).
-    pub flume_format: bool,
+    pub(crate) flume_format: bool,
     /// `partitionIdHeader`.
-    pub partition_header: Option<String>,
+    pub(crate) partition_header: Option<String>,
     /// `defaultPartitionId`.
-    pub default_partition: Option<i32>,
+    pub(crate) default_partition: Option<i32>,
     /// `allowTopicOverride` (default true).
-    pub allow_topic_override: bool,
+    pub(crate) allow_topic_override: bool,
     /// `topicHeader` (default `topic`).
-    pub topic_header: String,
+    pub(crate) topic_header: String,
     /// `timestampHeader`.
-    pub timestamp_header: Option<String>,
+    pub(crate) timestamp_header: Option<String>,
     /// `header.<flume header> = <kafka header>`.
-    pub header_map: Vec<(String, String)>,
+    pub(crate) header_map: Vec<(String, String)>,
     /// How long `deliver` waits for the batch's reports (`message.timeout.ms` + 5 s).
-    pub wait: Duration,
+    pub(crate) wait: Duration,
     /// `inFlightBatches` (sluice, default 8): batches sent before the oldest one's
     /// acknowledgements are awaited; each is its own take transaction.
-    pub in_flight: usize,
+    pub(crate) in_flight: usize,
 }
 
 impl KafkaSinkConfig {
-    pub fn from_props(p: &Props) -> Result<Self, ConfigError> {
+    pub(crate) fn from_props(p: &Props) -> Result<Self, ConfigError> {
         // Flume translates these pre-1.7 names; so does sluice.
         let servers = match (p.get("kafka.bootstrap.servers"), p.get("brokerList")) {
             (Some(s), _) | (None, Some(s)) if !s.is_empty() => s.to_string(),
@@ -263,7 +263,7 @@ enum KafkaSinkError {
     Unacknowledged(Duration),
 }
 
-pub struct KafkaSink {
+pub(crate) struct KafkaSink {
     name: String,
     config: KafkaSinkConfig,
     counters: Arc<KafkaSinkCounters>,
@@ -273,7 +273,11 @@ pub struct KafkaSink {
 }
 
 impl KafkaSink {
-    pub fn new(name: &str, config: KafkaSinkConfig, counters: Arc<KafkaSinkCounters>) -> Self {
+    pub(crate) fn new(
+        name: &str,
+        config: KafkaSinkConfig,
+        counters: Arc<KafkaSinkCounters>,
+    ) -> Self {
         Self {
             name: name.to_string(),
             config,

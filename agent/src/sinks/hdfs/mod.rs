@@ -28,12 +28,12 @@
 //! (so the client's lease renewal and packet pipelines run between batches) and blocks on it.
 
 mod closer;
-pub mod config;
+pub(crate) mod config;
 mod error;
-pub mod format;
-pub mod path;
+pub(crate) mod format;
+pub(crate) mod path;
 mod sink;
 mod spec;
 mod writer;
 
-pub use sink::HdfsSink;
+pub(crate) use sink::HdfsSink;

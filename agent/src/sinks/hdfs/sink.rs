@@ -44,7 +44,7 @@ pub(super) struct Closing {
     pub(super) next_attempt: Instant,
 }
 
-pub struct HdfsSink {
+pub(crate) struct HdfsSink {
     pub(super) name: String,
     pub(super) config: HdfsConfig,
     pub(super) counters: Arc<SinkCounters>,
@@ -63,7 +63,7 @@ pub struct HdfsSink {
 }
 
 impl HdfsSink {
-    pub fn new(name: &str, config: HdfsConfig, counters: Arc<SinkCounters>) -> Self {
+    pub(crate) fn new(name: &str, config: HdfsConfig, counters: Arc<SinkCounters>) -> Self {
         Self {
             name: name.to_string(),
             config,

@@ -9,49 +9,49 @@ use crate::pipeline::{BoxError, SourceContext, SourceInstance, SourceSpec};
 use super::source::AvroSource;
 
 #[derive(Clone, Debug)]
-pub struct IpRule {
-    pub allow: bool,
-    pub pattern: Regex,
+pub(crate) struct IpRule {
+    pub(crate) allow: bool,
+    pub(crate) pattern: Regex,
 }
 
 #[derive(Clone, Debug)]
-pub struct AvroSourceConfig {
+pub(crate) struct AvroSourceConfig {
     /// `bind` (required).
-    pub bind: String,
+    pub(crate) bind: String,
     /// `port` (required).
-    pub port: u16,
+    pub(crate) port: u16,
     /// `threads`: requests decoded and committed at once (blocking worker threads); 0 (the
     /// default) = the number of CPUs, at least 4 and at most 64.
-    pub threads: usize,
+    pub(crate) threads: usize,
     /// `max-connections` (sluice; default 1000): open connections; further clients wait in the
     /// accept backlog.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// `idle-timeout` (sluice; ms, default 60000, 0 = never): a connection with no request in
     /// progress that sends nothing for this long is closed.
-    pub idle_timeout: Option<Duration>,
+    pub(crate) idle_timeout: Option<Duration>,
     /// `read-timeout` (sluice; ms, default 30000): a client that sends nothing for this long
     /// in the middle of a request, or does not take its reply, is closed; also the longest
     /// wait for `max-buffered-bytes`.
-    pub read_timeout: Duration,
+    pub(crate) read_timeout: Duration,
     /// `max-buffered-bytes` (sluice; default 256 MiB, at least `max-message-bytes`): requests
     /// being received or processed, over all connections.
-    pub max_buffered_bytes: usize,
+    pub(crate) max_buffered_bytes: usize,
     /// `compression-type`: `none` or `deflate` (default none).
-    pub deflate: bool,
+    pub(crate) deflate: bool,
     /// `ipFilter` + `ipFilterRules`: `allow|deny:ip:<pattern>` rules, first match wins.
-    pub ip_rules: Option<Vec<IpRule>>,
+    pub(crate) ip_rules: Option<Vec<IpRule>>,
     /// `max-message-bytes` (sluice; default 64 MiB): larger requests close the connection.
-    pub max_message_bytes: usize,
+    pub(crate) max_message_bytes: usize,
     /// `max-batch-events` (sluice; default 100000): larger batches close the connection.
-    pub max_batch_events: usize,
+    pub(crate) max_batch_events: usize,
     /// `ssl = true` with `ssl.certificate` and `ssl.key` (PEM).
-    pub tls: Option<TlsFiles>,
+    pub(crate) tls: Option<TlsFiles>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TlsFiles {
-    pub certificate: std::path::PathBuf,
-    pub key: std::path::PathBuf,
+pub(crate) struct TlsFiles {
+    pub(crate) certificate: std::path::PathBuf,
+    pub(crate) key: std::path::PathBuf,
 }
 
 fn parse_rules(p: &Props) -> Result<Vec<IpRule>, ConfigError> {
@@ -85,7 +85,7 @@ fn parse_rules(p: &Props) -> Result<Vec<IpRule>, ConfigError> {
 }
 
 impl AvroSourceConfig {
-    pub fn from_props(p: &Props) -> Result<Self, ConfigError> {
+    pub(crate) fn from_props(p: &Props) -> Result<Self, ConfigError> {
         let deflate = p.choice(
             "compression-type",
             false,
@@ -167,7 +167,7 @@ impl AvroSourceConfig {
     }
 
     /// Blocking workers: `threads`, or by default one per CPU, at least 4 and at most 64.
-    pub fn workers(&self) -> usize {
+    pub(crate) fn workers(&self) -> usize {
         if self.threads > 0 {
             return self.threads;
         }

@@ -33,8 +33,7 @@ mod source;
 #[cfg(test)]
 mod tests;
 
-pub use config::{AvroSourceConfig, IpRule, TlsFiles};
-pub use source::AvroSource;
+pub(crate) use config::AvroSourceConfig;
 
 /// Client protocol hashes remembered from handshakes, at most (a client can announce any
 /// hash; one not remembered is asked for its protocol text again).

@@ -71,18 +71,18 @@ enum StartError {
     Listener { addr: String, source: io::Error },
 }
 
-pub struct AvroSource {
+pub(crate) struct AvroSource {
     name: String,
     config: AvroSourceConfig,
     shared: Option<Arc<Shared>>,
     runtime: Option<tokio::runtime::Runtime>,
     stop: Option<watch::Sender<bool>>,
     /// The bound address (useful with port 0).
-    pub local_addr: Option<SocketAddr>,
+    pub(crate) local_addr: Option<SocketAddr>,
 }
 
 impl AvroSource {
-    pub fn new(name: &str, config: AvroSourceConfig) -> Self {
+    pub(crate) fn new(name: &str, config: AvroSourceConfig) -> Self {
         Self {
             name: name.to_string(),
             config,

@@ -14,7 +14,7 @@ use super::KafkaSource;
 
 /// What the source subscribes to.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Subscription {
+pub(crate) enum Subscription {
     /// `kafka.topics`: comma-separated names.
     Topics(Vec<String>),
     /// `kafka.topics.regex`, anchored with `^` as librdkafka requires.
@@ -22,27 +22,27 @@ pub enum Subscription {
 }
 
 #[derive(Clone, Debug)]
-pub struct KafkaSourceConfig {
+pub(crate) struct KafkaSourceConfig {
     /// The librdkafka consumer properties: `kafka.bootstrap.servers`,
     /// `kafka.consumer.group.id` (default `flume`) and the mapped `kafka.consumer.*` keys.
-    pub client: ClientProps,
-    pub subscription: Subscription,
+    pub(crate) client: ClientProps,
+    pub(crate) subscription: Subscription,
     /// `batchSize` (default 1000).
-    pub batch_size: usize,
+    pub(crate) batch_size: usize,
     /// `batchDurationMillis` (default 1000): the longest a batch waits to fill.
-    pub batch_duration: Duration,
+    pub(crate) batch_duration: Duration,
     /// `useFlumeEventFormat` (default false): values are Avro `AvroFlumeEvent`s.
-    pub flume_format: bool,
+    pub(crate) flume_format: bool,
     /// `setTopicHeader` (default true).
-    pub set_topic_header: bool,
+    pub(crate) set_topic_header: bool,
     /// `topicHeader` (default `topic`).
-    pub topic_header: String,
+    pub(crate) topic_header: String,
     /// `backoffSleepIncrement` / `maxBackoffSleep`.
-    pub poll: PollConfig,
+    pub(crate) poll: PollConfig,
 }
 
 impl KafkaSourceConfig {
-    pub fn from_props(p: &Props) -> Result<Self, ConfigError> {
+    pub(crate) fn from_props(p: &Props) -> Result<Self, ConfigError> {
         let servers = p.required("kafka.bootstrap.servers")?;
         check("bootstrap.servers", &servers)
             .map_err(|m| p.error("kafka.bootstrap.servers", m.to_string()))?;

@@ -49,8 +49,8 @@ mod tests;
 
 use std::time::Duration;
 
-pub use config::{KafkaSourceConfig, Subscription};
-pub use source::KafkaSource;
+pub(crate) use config::{KafkaSourceConfig, Subscription};
+pub(crate) use source::KafkaSource;
 
 /// How often a repeated consumer error of one kind is logged.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);

@@ -60,7 +60,7 @@ enum StartError {
     Committer(#[source] std::io::Error),
 }
 
-pub struct KafkaSource {
+pub(crate) struct KafkaSource {
     name: String,
     config: KafkaSourceConfig,
     counters: Arc<KafkaSourceCounters>,
@@ -80,7 +80,11 @@ pub struct KafkaSource {
 }
 
 impl KafkaSource {
-    pub fn new(name: &str, config: KafkaSourceConfig, counters: Arc<KafkaSourceCounters>) -> Self {
+    pub(crate) fn new(
+        name: &str,
+        config: KafkaSourceConfig,
+        counters: Arc<KafkaSourceCounters>,
+    ) -> Self {
         Self {
             name: name.to_string(),
             config,

@@ -9,36 +9,36 @@ use super::source::TaildirSource;
 use super::tail_file::{LineLimits, LongLinePolicy};
 
 #[derive(Clone, Debug)]
-pub struct TaildirConfig {
+pub(crate) struct TaildirConfig {
     /// `filegroups` and `filegroups.<g>` (required), with `headers.<g>.<key>`.
-    pub groups: Vec<FileGroup>,
+    pub(crate) groups: Vec<FileGroup>,
     /// `positionFile` (default `~/.flume/taildir_position.json`).
-    pub position_file: PathBuf,
+    pub(crate) position_file: PathBuf,
     /// `byteOffsetHeader`: add the line's offset as header `byteoffset` (default false).
-    pub byte_offset_header: bool,
+    pub(crate) byte_offset_header: bool,
     /// `skipToEnd`: files found at start and absent from the position file are read from their
     /// end (default false).
-    pub skip_to_end: bool,
+    pub(crate) skip_to_end: bool,
     /// `idleTimeout` ms: close a file not grown for this long (default 120000).
-    pub idle_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
     /// `writePosInterval` ms: save positions this often; 0 = after every batch (default 3000).
-    pub write_pos_interval: Duration,
+    pub(crate) write_pos_interval: Duration,
     /// `batchSize` (default 100).
-    pub batch_size: usize,
+    pub(crate) batch_size: usize,
     /// `maxBatchCount`: batches read from one file in a row (default unlimited).
-    pub max_batch_count: u64,
+    pub(crate) max_batch_count: u64,
     /// `cachePatternMatching` (default true).
-    pub cache_pattern_matching: bool,
+    pub(crate) cache_pattern_matching: bool,
     /// `fileHeader`: add the file's absolute path as a header (default false).
-    pub file_header: bool,
+    pub(crate) file_header: bool,
     /// `fileHeaderKey` (default `file`).
-    pub file_header_key: String,
+    pub(crate) file_header_key: String,
     /// sluice: `maxLineLength` bytes (default 1048576) and `longLinePolicy` (`split`, default,
     /// or `truncate`).
-    pub line_limits: LineLimits,
+    pub(crate) line_limits: LineLimits,
     /// sluice: `maxOpenFiles`, descriptors held at most (default 1000).
-    pub max_open_files: usize,
-    pub poll: PollConfig,
+    pub(crate) max_open_files: usize,
+    pub(crate) poll: PollConfig,
 }
 
 fn default_position_file() -> PathBuf {
@@ -47,7 +47,7 @@ fn default_position_file() -> PathBuf {
 }
 
 impl TaildirConfig {
-    pub fn from_props(p: &Props) -> Result<Self, ConfigError> {
+    pub(crate) fn from_props(p: &Props) -> Result<Self, ConfigError> {
         let names = p.list("filegroups");
         if names.is_empty() {
             return Err(p.error("filegroups", "is required: a list of file group names"));

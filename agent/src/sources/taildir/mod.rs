@@ -40,23 +40,22 @@
 mod config;
 mod delivery;
 mod discovery;
-pub mod file_group;
-pub mod position_file;
+pub(crate) mod file_group;
+pub(crate) mod position_file;
 mod source;
-pub mod tail_file;
+pub(crate) mod tail_file;
 #[cfg(test)]
 mod tests;
 
 use std::time::Duration;
 
-pub use config::TaildirConfig;
-pub use source::{TaildirError, TaildirSource};
+pub(crate) use config::TaildirConfig;
 
 /// Minimum time between two scans triggered by notifications.
-pub const SCAN_MIN_GAP: Duration = Duration::from_millis(100);
+pub(crate) const SCAN_MIN_GAP: Duration = Duration::from_millis(100);
 /// Maximum time between two scans.
-pub const FALLBACK_SCAN: Duration = Duration::from_secs(1);
+pub(crate) const FALLBACK_SCAN: Duration = Duration::from_secs(1);
 /// Longest idle wait for a notification, so that stop requests are seen promptly.
 const MAX_IDLE_WAIT: Duration = Duration::from_secs(1);
 /// Flume's `byteOffsetHeader` key.
-pub const BYTE_OFFSET_HEADER: &str = "byteoffset";
+pub(crate) const BYTE_OFFSET_HEADER: &str = "byteoffset";

@@ -66,17 +66,17 @@ use serde::{Deserialize, Serialize};
 
 use format::{FlumeEntry, JournalRecord, Sidecar, SidecarEntry, parse_flume};
 
-pub use format::FlumeFormatError;
+pub(crate) use format::FlumeFormatError;
 
 /// A CRC-32 of a file's first `len` bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fingerprint {
-    pub len: u32,
-    pub crc: u32,
+pub(crate) struct Fingerprint {
+    pub(crate) len: u32,
+    pub(crate) crc: u32,
 }
 
 impl Fingerprint {
-    pub fn of(bytes: &[u8]) -> Self {
+    pub(crate) fn of(bytes: &[u8]) -> Self {
         Self {
             len: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
             crc: crc32fast::hash(bytes),
@@ -86,16 +86,16 @@ impl Fingerprint {
 
 /// One tailed file's saved state.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PositionEntry {
-    pub inode: u64,
-    pub pos: u64,
-    pub file: PathBuf,
+pub(crate) struct PositionEntry {
+    pub(crate) inode: u64,
+    pub(crate) pos: u64,
+    pub(crate) file: PathBuf,
     /// `None` for an entry read from a file without a matching sidecar (e.g. Flume's).
-    pub fingerprint: Option<Fingerprint>,
+    pub(crate) fingerprint: Option<Fingerprint>,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum PositionFileError {
+pub(crate) enum PositionFileError {
     #[error(
         "position file {}: {message}; fix or move the file away (without it every file is \
          read from its start, or from its end with skipToEnd = true)",
@@ -115,7 +115,7 @@ pub enum PositionFileError {
 }
 
 /// Reads and writes one position file and its sidecar.
-pub struct PositionFile {
+pub(crate) struct PositionFile {
     path: PathBuf,
     sidecar: PathBuf,
     journal_path: PathBuf,
@@ -136,7 +136,7 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 }
 
 impl PositionFile {
-    pub fn new(path: &Path) -> Self {
+    pub(crate) fn new(path: &Path) -> Self {
         Self {
             path: path.to_path_buf(),
             sidecar: with_suffix(path, ".sluice"),
@@ -148,7 +148,7 @@ impl PositionFile {
         }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
@@ -160,7 +160,7 @@ impl PositionFile {
     }
 
     /// Loads the saved positions (see the module header for which file wins).
-    pub fn load(&mut self) -> Result<Vec<PositionEntry>, PositionFileError> {
+    pub(crate) fn load(&mut self) -> Result<Vec<PositionEntry>, PositionFileError> {
         let main = match std::fs::read(&self.path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -271,7 +271,7 @@ impl PositionFile {
     }
 
     /// Journals one file's committed position (one `write`, no fsync).
-    pub fn append(&mut self, e: &PositionEntry) -> Result<(), PositionFileError> {
+    pub(crate) fn append(&mut self, e: &PositionEntry) -> Result<(), PositionFileError> {
         if self.journal.is_none() {
             let f = OpenOptions::new()
                 .create(true)
@@ -304,7 +304,7 @@ impl PositionFile {
 
     /// Saves `entries` atomically (sidecar first, then the Flume file), then empties the
     /// journal.
-    pub fn save(&mut self, entries: &[PositionEntry]) -> Result<(), PositionFileError> {
+    pub(crate) fn save(&mut self, entries: &[PositionEntry]) -> Result<(), PositionFileError> {
         let flume: Vec<FlumeEntry> = entries
             .iter()
             .map(|e| FlumeEntry {

@@ -13,7 +13,7 @@ use super::tail_file::{FileKey, TailFile};
 use super::{FALLBACK_SCAN, MAX_IDLE_WAIT, SCAN_MIN_GAP, TaildirConfig};
 
 #[derive(Debug, thiserror::Error)]
-pub enum TaildirError {
+pub(crate) enum TaildirError {
     #[error(transparent)]
     PositionFile(#[from] PositionFileError),
     #[error("file group `{group}`: directory {}: {source}", dir.display())]
@@ -33,7 +33,7 @@ pub enum TaildirError {
 
 type Notifications = mpsc::Receiver<notify::Result<notify::Event>>;
 
-pub struct TaildirSource {
+pub(crate) struct TaildirSource {
     pub(super) name: String,
     pub(super) config: TaildirConfig,
     pub(super) matchers: Vec<GroupMatcher>,
@@ -68,7 +68,7 @@ fn absolute(p: &Path) -> PathBuf {
 impl TaildirSource {
     /// Checks the directories, loads the position file and starts watching. Fails, naming the
     /// file, on an unreadable directory or position file; nothing is written then.
-    pub fn new(name: &str, mut config: TaildirConfig) -> Result<Self, TaildirError> {
+    pub(crate) fn new(name: &str, mut config: TaildirConfig) -> Result<Self, TaildirError> {
         for g in &mut config.groups {
             g.dir = absolute(&g.dir);
             if let Err(source) = std::fs::read_dir(&g.dir) {

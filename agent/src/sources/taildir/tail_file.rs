@@ -21,25 +21,25 @@ use super::position_file::Fingerprint;
 const CHUNK: usize = 64 * 1024;
 
 /// Bytes covered by a complete fingerprint.
-pub const FINGERPRINT_MAX: u32 = 1024;
+pub(crate) const FINGERPRINT_MAX: u32 = 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LongLinePolicy {
+pub(crate) enum LongLinePolicy {
     Split,
     Truncate,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LineLimits {
-    pub max_len: usize,
-    pub policy: LongLinePolicy,
+pub(crate) struct LineLimits {
+    pub(crate) max_len: usize,
+    pub(crate) policy: LongLinePolicy,
 }
 
 /// One line read from a file, with the offset of its first byte.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Line {
-    pub body: Bytes,
-    pub offset: u64,
+pub(crate) struct Line {
+    pub(crate) body: Bytes,
+    pub(crate) offset: u64,
 }
 
 /// Inside an over-long line in truncate mode: its head is kept, the rest skipped.
@@ -51,42 +51,42 @@ struct Skip {
 }
 
 /// `(st_dev, st_ino)`: the in-memory key of a file.
-pub type FileKey = (u64, u64);
+pub(crate) type FileKey = (u64, u64);
 
 #[derive(Debug)]
-pub struct TailFile {
-    pub key: FileKey,
+pub(crate) struct TailFile {
+    pub(crate) key: FileKey,
     /// The path the file was last seen under.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// Index of the file group the path matched.
-    pub group: usize,
+    pub(crate) group: usize,
     /// Offset up to which lines are committed to the channels.
-    pub pos: u64,
+    pub(crate) pos: u64,
     /// Offset after the lines handed out but not yet committed.
     read_pos: u64,
     /// Bytes at `read_pos..` already read and not yet handed out.
     carry: Bytes,
     skip: Option<Skip>,
     file: Option<File>,
-    pub fingerprint: Fingerprint,
+    pub(crate) fingerprint: Fingerprint,
     /// Size and mtime seen by the last scan.
-    pub seen_size: u64,
-    pub seen_mtime: (i64, i64),
+    pub(crate) seen_size: u64,
+    pub(crate) seen_mtime: (i64, i64),
     /// Last time the file grew or was read from.
-    pub last_activity: Instant,
+    pub(crate) last_activity: Instant,
     /// Whether the latest scan found the file under a matching name.
-    pub present: bool,
+    pub(crate) present: bool,
 }
 
 /// What [`TailFile::read_lines`] found.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct ReadOutcome {
+pub(crate) struct ReadOutcome {
     /// Lines cut or truncated for length.
-    pub long_lines: u64,
+    pub(crate) long_lines: u64,
 }
 
 impl TailFile {
-    pub fn new(key: FileKey, path: PathBuf, group: usize, pos: u64) -> Self {
+    pub(crate) fn new(key: FileKey, path: PathBuf, group: usize, pos: u64) -> Self {
         Self {
             key,
             path,
@@ -104,12 +104,12 @@ impl TailFile {
         }
     }
 
-    pub fn is_open(&self) -> bool {
+    pub(crate) fn is_open(&self) -> bool {
         self.file.is_some()
     }
 
     /// Opens the file at its path, checking that the path still names this file.
-    pub fn open(&mut self) -> io::Result<()> {
+    pub(crate) fn open(&mut self) -> io::Result<()> {
         if self.file.is_some() {
             return Ok(());
         }
@@ -125,36 +125,36 @@ impl TailFile {
         Ok(())
     }
 
-    pub fn close(&mut self) {
+    pub(crate) fn close(&mut self) {
         self.file = None;
         self.rollback();
     }
 
     /// Starts over at `offset` (a truncated or replaced file), forgetting uncommitted reads.
-    pub fn restart_at(&mut self, offset: u64) {
+    pub(crate) fn restart_at(&mut self, offset: u64) {
         self.pos = offset;
         self.rollback();
     }
 
     /// Forgets lines handed out since the last commit; they will be read again.
-    pub fn rollback(&mut self) {
+    pub(crate) fn rollback(&mut self) {
         self.read_pos = self.pos;
         self.carry = Bytes::new();
         self.skip = None;
     }
 
     /// The channels committed every line handed out.
-    pub fn commit(&mut self) {
+    pub(crate) fn commit(&mut self) {
         self.pos = self.read_pos;
     }
 
     /// Whether lines were handed out and not yet committed or rolled back.
-    pub fn has_uncommitted(&self) -> bool {
+    pub(crate) fn has_uncommitted(&self) -> bool {
         self.read_pos != self.pos
     }
 
     /// Reads the first `len` bytes (fewer if the file is shorter).
-    pub fn read_prefix(&self, len: u32) -> io::Result<Vec<u8>> {
+    pub(crate) fn read_prefix(&self, len: u32) -> io::Result<Vec<u8>> {
         let Some(f) = &self.file else {
             return Err(io::Error::other("file is not open"));
         };
@@ -164,7 +164,7 @@ impl TailFile {
     /// Checks the stored fingerprint against the file's first bytes and extends it up to
     /// [`FINGERPRINT_MAX`]. Returns false if the content differs (a new file behind the same
     /// inode, or one rewritten from the start).
-    pub fn check_fingerprint(&mut self) -> io::Result<bool> {
+    pub(crate) fn check_fingerprint(&mut self) -> io::Result<bool> {
         let prefix = self.read_prefix(FINGERPRINT_MAX)?;
         let old = self.fingerprint;
         let same =
@@ -175,7 +175,7 @@ impl TailFile {
 
     /// Extends an incomplete fingerprint after the file grew, so that a saved position is
     /// always covered by one; a mismatch is left for the next scan's [`Self::check_fingerprint`].
-    pub fn extend_fingerprint(&mut self) -> io::Result<()> {
+    pub(crate) fn extend_fingerprint(&mut self) -> io::Result<()> {
         if self.fingerprint.len >= FINGERPRINT_MAX {
             return Ok(());
         }
@@ -188,7 +188,7 @@ impl TailFile {
     }
 
     /// Appends up to `max` lines to `out`; stops early at the end of the file.
-    pub fn read_lines(
+    pub(crate) fn read_lines(
         &mut self,
         max: usize,
         limits: LineLimits,
@@ -346,7 +346,7 @@ fn emit_piece(carry: &mut Bytes, read_pos: &mut u64, len: usize, out: &mut Vec<L
     *carry = carry.slice(len..);
 }
 
-pub fn read_prefix(f: &File, len: u32) -> io::Result<Vec<u8>> {
+pub(crate) fn read_prefix(f: &File, len: u32) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; len as usize];
     let mut got = 0;
     while got < buf.len() {
@@ -361,11 +361,11 @@ pub fn read_prefix(f: &File, len: u32) -> io::Result<Vec<u8>> {
 }
 
 /// `(st_dev, st_ino)` of a path's metadata.
-pub fn key_of(md: &std::fs::Metadata) -> FileKey {
+pub(crate) fn key_of(md: &std::fs::Metadata) -> FileKey {
     (md.dev(), md.ino())
 }
 
-pub fn mtime_of(md: &std::fs::Metadata) -> (i64, i64) {
+pub(crate) fn mtime_of(md: &std::fs::Metadata) -> (i64, i64) {
     (md.mtime(), md.mtime_nsec())
 }
 

@@ -12,6 +12,7 @@ use crate::pipeline::BuildContext;
 use crate::pipeline::InterceptorChain;
 use crate::pipeline::{ChannelProcessor, PollableSource};
 
+use super::source::TaildirSource;
 use super::tail_file::LongLinePolicy;
 use super::*;
 

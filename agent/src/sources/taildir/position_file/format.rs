@@ -6,7 +6,7 @@ use super::PositionEntry;
 
 /// What is wrong with Flume's position JSON.
 #[derive(Debug, thiserror::Error)]
-pub enum FlumeFormatError {
+pub(crate) enum FlumeFormatError {
     #[error("not valid JSON ({0})")]
     Json(#[source] serde_json::Error),
     #[error("expected a JSON array of {{\"inode\", \"pos\", \"file\"}} objects")]
