@@ -26,6 +26,8 @@
 //!
 //! The core is thread-based, `hdfs-native` is async: the sink owns a one-worker tokio runtime
 //! (so the client's lease renewal and packet pipelines run between batches) and blocks on it.
+//!
+//! [`Sink::deliver`]: crate::pipeline::Sink::deliver
 
 mod closer;
 pub(crate) mod config;

@@ -24,6 +24,8 @@
 //!
 //! A connection that sends garbage, a truncated or oversized frame, or a bad handshake is
 //! closed with a logged reason; other connections are unaffected.
+//!
+//! [`FrameDecoder`]: crate::avro::framing::FrameDecoder
 
 mod budget;
 mod config;

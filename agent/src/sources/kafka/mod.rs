@@ -38,6 +38,8 @@
 //! headers are copied too. Keys and header values that are not UTF-8 are left out, logged and
 //! counted (`KafkaHeaderDecodeFailCount`); a record that is not a valid Flume event while
 //! `useFlumeEventFormat` is on is skipped, logged and counted (`KafkaRecordDecodeFailCount`).
+//!
+//! [`PollableSource::backoff`]: crate::pipeline::PollableSource::backoff
 
 mod client_errors;
 mod committer;
@@ -61,4 +63,5 @@ const COMMIT_WAIT: Duration = Duration::from_millis(100);
 /// The longest single `poll` of a backoff wait, so a stop or a finished commit is noticed.
 const WAIT_SLICE: Duration = Duration::from_millis(20);
 
+/// A topic and partition number.
 type Partition = (String, i32);
