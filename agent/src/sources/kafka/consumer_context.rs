@@ -22,7 +22,8 @@ pub(super) struct SourceContext {
     /// a revocation's commit-then-forget never interleave: a commit cannot reach the broker
     /// for a partition after its revocation handed it on.
     pub(super) committing: Mutex<()>,
-    /// Partitions revoked since `process` last looked (shared with [`KafkaSource`]).
+    /// Partitions revoked since `process` last looked (shared with
+    /// [`KafkaSource`](super::KafkaSource)).
     pub(super) revoked: Arc<Mutex<Vec<Partition>>>,
 }
 
