@@ -14,17 +14,17 @@ use crate::metrics::SinkCounters;
 use crate::pipeline::{BoxError, Sink, SinkContext, SinkError, SinkSpec};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AvroSinkConfig {
-    pub client: ClientConfig,
+pub(crate) struct AvroSinkConfig {
+    pub(crate) client: ClientConfig,
     /// `batch-size` (default 100).
-    pub batch_size: usize,
+    pub(crate) batch_size: usize,
     /// `reset-connection-interval` seconds, 0 = never (default 0): reconnect periodically so a
     /// load balancer in front of several receivers can spread clients.
-    pub reset_interval: Duration,
+    pub(crate) reset_interval: Duration,
 }
 
 impl AvroSinkConfig {
-    pub fn from_props(p: &Props) -> Result<Self, ConfigError> {
+    pub(crate) fn from_props(p: &Props) -> Result<Self, ConfigError> {
         let deflate = p.choice(
             "compression-type",
             false,
@@ -81,7 +81,7 @@ impl AvroSinkConfig {
     }
 }
 
-pub struct AvroSink {
+pub(crate) struct AvroSink {
     name: String,
     config: AvroSinkConfig,
     client: RpcClient,
@@ -89,7 +89,7 @@ pub struct AvroSink {
 }
 
 impl AvroSink {
-    pub fn new(name: &str, config: AvroSinkConfig, counters: Arc<SinkCounters>) -> Self {
+    pub(crate) fn new(name: &str, config: AvroSinkConfig, counters: Arc<SinkCounters>) -> Self {
         let client = RpcClient::new(config.client.clone());
         Self {
             name: name.to_string(),
@@ -123,9 +123,9 @@ impl AvroSink {
                     self.counters
                         .connection_failed
                         .fetch_add(1, Ordering::Relaxed);
-                    return Err(SinkError::Delivery {
+                    return Err(SinkError::Failed {
                         sink: self.name.clone(),
-                        message: e.to_string(),
+                        cause: Arc::new(e),
                     });
                 }
             }
@@ -143,9 +143,9 @@ impl Sink for AvroSink {
                     .connection_closed
                     .fetch_add(1, Ordering::Relaxed);
             }
-            SinkError::Delivery {
+            SinkError::Failed {
                 sink: self.name.clone(),
-                message: e.to_string(),
+                cause: Arc::new(e),
             }
         })
     }

@@ -10,7 +10,8 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{ConfigError, MAX_ROLL_SECONDS, Props};
@@ -18,28 +19,58 @@ use crate::event::Event;
 use crate::metrics::now_millis;
 use crate::pipeline::{BoxError, Sink, SinkContext, SinkError, SinkSpec};
 
+/// What the sink was doing with a file when it failed.
+#[derive(Clone, Copy, Debug)]
+enum FileOp {
+    CreateDirectory,
+    Open,
+    Write,
+    Flush,
+}
+
+impl std::fmt::Display for FileOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::CreateDirectory => "cannot create sink.directory",
+            Self::Open => "cannot open",
+            Self::Write => "cannot write",
+            Self::Flush => "cannot flush",
+        })
+    }
+}
+
+/// An I/O failure on one of the sink's files; the cause of its [`SinkError::Failed`].
+#[derive(Debug, thiserror::Error)]
+#[error("{what} {}: {source}", path.display())]
+struct FileRollError {
+    what: FileOp,
+    path: PathBuf,
+    #[source]
+    source: std::io::Error,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FileRollConfig {
+pub(crate) struct FileRollConfig {
     /// `sink.directory` (required).
-    pub directory: PathBuf,
+    pub(crate) directory: PathBuf,
     /// `sink.rollInterval` seconds, 0 = never roll (default 30).
-    pub roll_interval: Duration,
+    pub(crate) roll_interval: Duration,
     /// `sink.pathManager.prefix` (default empty).
-    pub prefix: String,
+    pub(crate) prefix: String,
     /// `sink.pathManager.extension` (default empty).
-    pub extension: String,
+    pub(crate) extension: String,
     /// `sink.serializer.appendNewline` (default true).
-    pub append_newline: bool,
+    pub(crate) append_newline: bool,
     /// `sink.batchSize` (default 100).
-    pub batch_size: usize,
+    pub(crate) batch_size: usize,
     /// `sink.fsync` (sluice; default false): fsync every batch before committing.
-    pub fsync: bool,
+    pub(crate) fsync: bool,
     /// `sink.serializer = header_and_text`: `{k=v, k2=v2} ` before each body.
-    pub headers: bool,
+    pub(crate) headers: bool,
 }
 
 impl FileRollConfig {
-    pub fn from_props(p: &Props) -> Result<Self, ConfigError> {
+    pub(crate) fn from_props(p: &Props) -> Result<Self, ConfigError> {
         p.choice(
             "sink.pathManager",
             "default",
@@ -85,7 +116,7 @@ struct OpenFile {
     opened: Instant,
 }
 
-pub struct FileRollSink {
+pub(crate) struct FileRollSink {
     name: String,
     config: FileRollConfig,
     series: u64,
@@ -94,7 +125,7 @@ pub struct FileRollSink {
 }
 
 impl FileRollSink {
-    pub fn new(name: &str, config: FileRollConfig) -> Self {
+    pub(crate) fn new(name: &str, config: FileRollConfig) -> Self {
         Self {
             name: name.to_string(),
             config,
@@ -108,6 +139,18 @@ impl FileRollSink {
         SinkError::Delivery {
             sink: self.name.clone(),
             message,
+        }
+    }
+
+    /// The sink's error for an I/O failure on `path`, which stays its source.
+    fn io_failed(&self, what: FileOp, path: &Path, source: std::io::Error) -> SinkError {
+        SinkError::Failed {
+            sink: self.name.clone(),
+            cause: Arc::new(FileRollError {
+                what,
+                path: path.to_path_buf(),
+                source,
+            }),
         }
     }
 
@@ -125,7 +168,7 @@ impl FileRollSink {
         if let Some(mut f) = self.current.take() {
             f.writer
                 .flush()
-                .map_err(|e| self.err(format!("cannot flush {}: {e}", f.path.display())))?;
+                .map_err(|e| self.io_failed(FileOp::Flush, &f.path, e))?;
         }
         Ok(())
     }
@@ -145,18 +188,14 @@ impl FileRollSink {
             }
         }
         if self.current.is_none() {
-            std::fs::create_dir_all(&self.config.directory).map_err(|e| {
-                self.err(format!(
-                    "cannot create sink.directory {}: {e}",
-                    self.config.directory.display()
-                ))
-            })?;
+            std::fs::create_dir_all(&self.config.directory)
+                .map_err(|e| self.io_failed(FileOp::CreateDirectory, &self.config.directory, e))?;
             let path = self.next_path();
             let file = OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(&path)
-                .map_err(|e| self.err(format!("cannot open {}: {e}", path.display())))?;
+                .map_err(|e| self.io_failed(FileOp::Open, &path, e))?;
             let ino = file.metadata().map(|m| m.ino()).unwrap_or(0);
             tracing::debug!(sink = %self.name, file = %path.display(), "Opened output file.");
             self.current = Some(OpenFile {
@@ -207,10 +246,10 @@ impl Sink for FileRollSink {
             Ok::<(), std::io::Error>(())
         })();
         if let Err(e) = result {
-            let path = f.path.display().to_string();
+            let path = f.path.clone();
             // A partly written batch stays in the old file; the retry goes to a fresh one.
             self.current = None;
-            return Err(self.err(format!("cannot write {path}: {e}")));
+            return Err(self.io_failed(FileOp::Write, &path, e));
         }
         Ok(())
     }

@@ -8,15 +8,15 @@ use crate::event::Event;
 use crate::pipeline::{BoxError, Sink, SinkContext, SinkError, SinkSpec};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LoggerConfig {
+pub(crate) struct LoggerConfig {
     /// `maxBytesToLog` (default 16).
-    pub max_bytes: usize,
+    pub(crate) max_bytes: usize,
     /// `batchSize` (default 100).
-    pub batch_size: usize,
+    pub(crate) batch_size: usize,
 }
 
 impl LoggerConfig {
-    pub fn from_props(p: &Props) -> Result<Self, ConfigError> {
+    pub(crate) fn from_props(p: &Props) -> Result<Self, ConfigError> {
         Ok(Self {
             max_bytes: p.int("maxBytesToLog", 16, 0..=1 << 20)?,
             batch_size: super::batch_size(p, "batchSize")?,
@@ -24,13 +24,13 @@ impl LoggerConfig {
     }
 }
 
-pub struct LoggerSink {
+pub(crate) struct LoggerSink {
     name: String,
     max_bytes: usize,
 }
 
 impl LoggerSink {
-    pub fn new(name: &str, config: &LoggerConfig) -> Self {
+    pub(crate) fn new(name: &str, config: &LoggerConfig) -> Self {
         Self {
             name: name.to_string(),
             max_bytes: config.max_bytes,
@@ -39,7 +39,7 @@ impl LoggerSink {
 }
 
 /// Flume's `EventHelper.dumpEvent` layout: `{ headers:{k=v} body: 68 69   hi }`.
-pub fn dump_event(e: &Event, max_bytes: usize) -> String {
+pub(crate) fn dump_event(e: &Event, max_bytes: usize) -> String {
     let mut s = String::from("{ headers:{");
     for (i, (k, v)) in e.headers.iter().enumerate() {
         if i > 0 {

@@ -5,20 +5,20 @@ use crate::event::Event;
 use crate::pipeline::{BoxError, Sink, SinkContext, SinkError, SinkSpec};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NullConfig {
+pub(crate) struct NullConfig {
     /// `batchSize` (default 100).
-    pub batch_size: usize,
+    pub(crate) batch_size: usize,
 }
 
 impl NullConfig {
-    pub fn from_props(p: &Props) -> Result<Self, ConfigError> {
+    pub(crate) fn from_props(p: &Props) -> Result<Self, ConfigError> {
         Ok(Self {
             batch_size: super::batch_size(p, "batchSize")?,
         })
     }
 }
 
-pub struct NullSink;
+pub(crate) struct NullSink;
 
 impl Sink for NullSink {
     fn deliver(&mut self, _events: &[Event]) -> Result<(), SinkError> {

@@ -3,8 +3,8 @@
 //! Each implements [`crate::pipeline::PollableSource`] (driven by a runner thread) or
 //! [`crate::pipeline::EventDrivenSource`] (runs its own threads).
 
-pub mod avro;
-pub mod kafka;
-pub mod seq;
-pub mod stress;
-pub mod taildir;
+pub(crate) mod avro;
+pub(crate) mod kafka;
+pub(crate) mod seq;
+pub(crate) mod stress;
+pub(crate) mod taildir;

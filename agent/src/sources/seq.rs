@@ -9,16 +9,16 @@ use crate::pipeline::{
 };
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SeqConfig {
+pub(crate) struct SeqConfig {
     /// `batchSize` (default 1).
-    pub batch_size: usize,
+    pub(crate) batch_size: usize,
     /// `totalEvents` (default unlimited).
-    pub total_events: u64,
-    pub poll: PollConfig,
+    pub(crate) total_events: u64,
+    pub(crate) poll: PollConfig,
 }
 
 impl SeqConfig {
-    pub fn from_props(p: &Props) -> Result<Self, ConfigError> {
+    pub(crate) fn from_props(p: &Props) -> Result<Self, ConfigError> {
         Ok(Self {
             batch_size: p.int("batchSize", 1, 1..=MAX_BATCH)?,
             total_events: p.int("totalEvents", u64::MAX, 0..=u64::MAX)?,
@@ -27,13 +27,13 @@ impl SeqConfig {
     }
 }
 
-pub struct SeqSource {
+pub(crate) struct SeqSource {
     config: SeqConfig,
     sent: u64,
 }
 
 impl SeqSource {
-    pub fn new(config: SeqConfig) -> Self {
+    pub(crate) fn new(config: SeqConfig) -> Self {
         Self { config, sent: 0 }
     }
 }

@@ -13,18 +13,18 @@ use crate::pipeline::{
 };
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StressConfig {
+pub(crate) struct StressConfig {
     /// `size`: body bytes (default 500).
-    pub size: usize,
+    pub(crate) size: usize,
     /// `maxTotalEvents`: events to attempt, -1 = unlimited (default -1).
-    pub max_total: Option<u64>,
+    pub(crate) max_total: Option<u64>,
     /// `maxSuccessfulEvents`: events to deliver, -1 = unlimited (default -1).
-    pub max_successful: Option<u64>,
+    pub(crate) max_successful: Option<u64>,
     /// `batchSize` (default 1).
-    pub batch_size: usize,
+    pub(crate) batch_size: usize,
     /// `maxEventsPerSecond`: rate limit, 0 = none (default 0).
-    pub max_per_second: u64,
-    pub poll: PollConfig,
+    pub(crate) max_per_second: u64,
+    pub(crate) poll: PollConfig,
 }
 
 fn limit(p: &Props, key: &str) -> Result<Option<u64>, ConfigError> {
@@ -33,7 +33,7 @@ fn limit(p: &Props, key: &str) -> Result<Option<u64>, ConfigError> {
 }
 
 impl StressConfig {
-    pub fn from_props(p: &Props) -> Result<Self, ConfigError> {
+    pub(crate) fn from_props(p: &Props) -> Result<Self, ConfigError> {
         Ok(Self {
             size: p.int("size", 500, 0..=64 << 20)?,
             max_total: limit(p, "maxTotalEvents")?,
@@ -45,7 +45,7 @@ impl StressConfig {
     }
 }
 
-pub struct StressSource {
+pub(crate) struct StressSource {
     config: StressConfig,
     body: Bytes,
     attempted: u64,
@@ -55,7 +55,7 @@ pub struct StressSource {
 }
 
 impl StressSource {
-    pub fn new(config: StressConfig) -> Self {
+    pub(crate) fn new(config: StressConfig) -> Self {
         let body: Vec<u8> = (0..config.size).map(|i| b'a' + (i % 26) as u8).collect();
         Self {
             body: Bytes::from(body),

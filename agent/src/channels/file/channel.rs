@@ -40,10 +40,10 @@ impl Inner {
             }
             let mut buf = vec![0u8; (end - start) as usize];
             files[i].read_exact_at(&mut buf, start).map_err(|e| {
-                self.io_err(format!(
-                    "cannot read segment log-{} at offset {start}: {e}",
-                    ptrs[i].seg
-                ))
+                self.failed(
+                    format!("cannot read segment log-{} at offset {start}", ptrs[i].seg),
+                    e,
+                )
             })?;
             let buf = Bytes::from(buf);
             for p in &ptrs[i..j] {
@@ -99,7 +99,7 @@ impl Channel for FileChannel {
     fn reserve(&self, events: usize, bytes: u64) -> Result<Reservation, ChannelError> {
         let inner = &self.inner;
         if let Some(f) = inner.failure() {
-            return Err(inner.io_err(f));
+            return Err(inner.failure_err(f));
         }
         if let Err(e) = inner.check_space(bytes, events) {
             inner.stats.put_errors.fetch_add(1, Ordering::Relaxed);

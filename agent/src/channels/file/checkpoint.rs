@@ -21,8 +21,8 @@ use super::{Inner, Ptr};
 use crate::channels::ChannelError;
 use crate::lifecycle::StopSignal;
 
-pub const CHECKPOINT_FILE: &str = "checkpoint";
-pub const CHECKPOINT_TMP: &str = "checkpoint.tmp";
+pub(crate) const CHECKPOINT_FILE: &str = "checkpoint";
+pub(crate) const CHECKPOINT_TMP: &str = "checkpoint.tmp";
 const CHECKPOINT_MAGIC: &[u8; 8] = b"SLUICECP";
 /// magic (8) + version (4) + segment (4) + offset (4) + next seq (8) + count (8).
 const HEADER_LEN: usize = 36;
@@ -31,18 +31,18 @@ const ENTRY_LEN: usize = 20;
 
 /// What a checkpoint records.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Checkpoint {
+pub(crate) struct Checkpoint {
     /// Every record before (`segment`, `offset`) is reflected in `live`; replay starts there.
-    pub segment: u32,
-    pub offset: u32,
+    pub(crate) segment: u32,
+    pub(crate) offset: u32,
     /// The next sequence number to assign.
-    pub next_seq: u64,
+    pub(crate) next_seq: u64,
     /// Events put and not take-committed at that position, by ascending sequence number.
-    pub live: Vec<Ptr>,
+    pub(crate) live: Vec<Ptr>,
 }
 
 /// Bytes of a checkpoint holding `live` events.
-pub fn encoded_len(live: u64) -> u64 {
+pub(crate) fn encoded_len(live: u64) -> u64 {
     (HEADER_LEN as u64 + 4).saturating_add(live.saturating_mul(ENTRY_LEN as u64))
 }
 
@@ -112,7 +112,7 @@ impl Checkpoint {
 
     /// Writes `dir/checkpoint` atomically and durably. On failure `checkpoint.tmp` is removed
     /// and the previous checkpoint is left as it was.
-    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+    pub(crate) fn write(&self, dir: &Path) -> std::io::Result<()> {
         let tmp = dir.join(CHECKPOINT_TMP);
         let written = (|| {
             let mut f = OpenOptions::new()
@@ -142,7 +142,7 @@ impl Checkpoint {
     }
 
     /// Removes a `checkpoint.tmp` that a crash left in `dir`; true if there was one.
-    pub fn remove_stale_tmp(dir: &Path) -> std::io::Result<bool> {
+    pub(crate) fn remove_stale_tmp(dir: &Path) -> std::io::Result<bool> {
         match std::fs::remove_file(dir.join(CHECKPOINT_TMP)) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
@@ -151,7 +151,7 @@ impl Checkpoint {
     }
 
     /// Reads `dir/checkpoint`: `Ok(None)` if there is none, `Err(reason)` if it is damaged.
-    pub fn read(dir: &Path) -> Result<Option<Self>, CheckpointDamage> {
+    pub(crate) fn read(dir: &Path) -> Result<Option<Self>, CheckpointDamage> {
         let path = dir.join(CHECKPOINT_FILE);
         let mut bytes = Vec::new();
         let mut f = match File::open(&path) {
@@ -171,7 +171,7 @@ impl Checkpoint {
 
 /// A checkpoint that exists but cannot be used.
 #[derive(Debug, thiserror::Error)]
-pub enum CheckpointDamage {
+pub(crate) enum CheckpointDamage {
     #[error("checkpoint {} is unusable: {source}", path.display())]
     Read {
         path: PathBuf,
@@ -186,7 +186,7 @@ pub enum CheckpointDamage {
 
 /// What is wrong with the bytes of a checkpoint file.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum CheckpointFormatError {
+pub(crate) enum CheckpointFormatError {
     #[error("truncated ({0} bytes)")]
     Truncated(usize),
     #[error("checksum mismatch")]
@@ -202,7 +202,7 @@ pub enum CheckpointFormatError {
 }
 
 /// Makes a create, rename or delete in `dir` durable.
-pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
@@ -223,10 +223,13 @@ impl Inner {
             self.stats
                 .checkpoint_write_errors
                 .fetch_add(1, Ordering::Relaxed);
-            return Err(self.io_err(format!(
-                "cannot write checkpoint in {}: {e}",
-                self.config.checkpoint_dir.display()
-            )));
+            return Err(self.failed(
+                format!(
+                    "cannot write checkpoint in {}",
+                    self.config.checkpoint_dir.display()
+                ),
+                e,
+            ));
         }
         if let Some(dir) = &self.config.backup_checkpoint_dir
             && let Err(e) = self.check_checkpoint_space(dir, cp.live.len())
@@ -243,10 +246,10 @@ impl Inner {
             self.stats
                 .checkpoint_backup_write_errors
                 .fetch_add(1, Ordering::Relaxed);
-            return Err(self.io_err(format!(
-                "cannot write backup checkpoint in {}: {e}",
-                dir.display()
-            )));
+            return Err(self.failed(
+                format!("cannot write backup checkpoint in {}", dir.display()),
+                e,
+            ));
         }
         self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
         self.delete_segments(&cp);

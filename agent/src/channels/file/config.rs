@@ -6,39 +6,39 @@ use std::time::Duration;
 use crate::config::{ConfigError, MAX_BATCH, MAX_MILLIS, MAX_SECONDS, Props};
 
 /// Flume's default and upper bound for `maxFileSize` (`Integer.MAX_VALUE - 500 MB`).
-pub const MAX_FILE_SIZE: u64 = i32::MAX as u64 - 500 * 1024 * 1024;
+pub(crate) const MAX_FILE_SIZE: u64 = i32::MAX as u64 - 500 * 1024 * 1024;
 
 /// `a1.channels.c1.*` for `type = file`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FileChannelConfig {
+pub(crate) struct FileChannelConfig {
     /// `checkpointDir` (default `~/.flume/file-channel/checkpoint`).
-    pub checkpoint_dir: PathBuf,
+    pub(crate) checkpoint_dir: PathBuf,
     /// `backupCheckpointDir`, used when `useDualCheckpoints = true` (default false).
-    pub backup_checkpoint_dir: Option<PathBuf>,
+    pub(crate) backup_checkpoint_dir: Option<PathBuf>,
     /// `dataDirs`: comma-separated (default `~/.flume/file-channel/data`); segments rotate over
     /// them.
-    pub data_dirs: Vec<PathBuf>,
+    pub(crate) data_dirs: Vec<PathBuf>,
     /// `capacity`: events stored at most (default 1000000).
-    pub capacity: usize,
+    pub(crate) capacity: usize,
     /// `transactionCapacity` (default 10000).
-    pub transaction_capacity: usize,
+    pub(crate) transaction_capacity: usize,
     /// `maxFileSize`: bytes per segment before a new one starts (default and maximum
     /// 1623195647, as Flume).
-    pub max_file_size: u64,
+    pub(crate) max_file_size: u64,
     /// `minimumRequiredSpace`: puts fail while a data or checkpoint dir has less free space
     /// than this + the batch + the next checkpoint, and checkpoints are skipped while a checkpoint
     /// dir has less than this + the checkpoint (default 524288000, at least 1048576).
-    pub minimum_required_space: u64,
+    pub(crate) minimum_required_space: u64,
     /// `checkpointInterval` in milliseconds (default 30000).
-    pub checkpoint_interval: Duration,
+    pub(crate) checkpoint_interval: Duration,
     /// `keep-alive`: seconds a put waits for room (default 3).
-    pub keep_alive: Duration,
+    pub(crate) keep_alive: Duration,
     /// `fsyncPerTransaction` (default true): commit returns after the log is fsynced.
-    pub fsync_per_transaction: bool,
+    pub(crate) fsync_per_transaction: bool,
     /// `fsyncInterval` seconds between fsyncs when `fsyncPerTransaction = false` (default 5).
-    pub fsync_interval: Duration,
+    pub(crate) fsync_interval: Duration,
     /// `checkpointOnClose` (default true).
-    pub checkpoint_on_close: bool,
+    pub(crate) checkpoint_on_close: bool,
 }
 
 /// `checkpointInterval` and `fsyncInterval`.
@@ -48,7 +48,7 @@ struct Intervals {
 }
 
 impl FileChannelConfig {
-    pub fn from_props(p: &Props) -> Result<Self, ConfigError> {
+    pub(crate) fn from_props(p: &Props) -> Result<Self, ConfigError> {
         let base = std::env::var_os("HOME")
             .map_or_else(|| PathBuf::from("."), PathBuf::from)
             .join(".flume/file-channel");

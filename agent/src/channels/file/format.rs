@@ -6,21 +6,21 @@ use bytes::Bytes;
 use crate::event::{Event, Headers};
 
 /// First bytes of every segment file.
-pub const SEGMENT_MAGIC: &[u8; 8] = b"SLUICELG";
+pub(crate) const SEGMENT_MAGIC: &[u8; 8] = b"SLUICELG";
 /// Version of the segment and checkpoint formats.
-pub const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 1;
 /// magic (8) + version (4) + segment id (8) + crc (4).
-pub const SEGMENT_HEADER_LEN: u64 = 24;
+pub(crate) const SEGMENT_HEADER_LEN: u64 = 24;
 /// Marks the start of every record, so a reader can find the next record after damage.
-pub const RECORD_MAGIC: u32 = 0x5343_4C52;
-pub const RECORD_HEADER_LEN: usize = 32;
+pub(crate) const RECORD_MAGIC: u32 = 0x5343_4C52;
+pub(crate) const RECORD_HEADER_LEN: usize = 32;
 /// An event frame: data length (4) + CRC32C of the data (4), then the data.
-pub const FRAME_HEADER_LEN: usize = 8;
+pub(crate) const FRAME_HEADER_LEN: usize = 8;
 /// A take range: first sequence number (8) + count (4).
-pub const RANGE_LEN: usize = 12;
+pub(crate) const RANGE_LEN: usize = 12;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// A committed put transaction: `count` event frames, sequence numbers `first..`.
     Put = 1,
     /// A committed take transaction: `count` ranges of sequence numbers.
@@ -29,19 +29,19 @@ pub enum Kind {
 
 /// The fixed header in front of every record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RecordHeader {
-    pub kind: Kind,
+pub(crate) struct RecordHeader {
+    pub(crate) kind: Kind,
     /// Bytes of the body that follows the header.
-    pub len: u32,
-    pub count: u32,
+    pub(crate) len: u32,
+    pub(crate) count: u32,
     /// Put: sequence number of the first event. Take: the take ticket (diagnostics only).
-    pub first: u64,
+    pub(crate) first: u64,
     /// Take: CRC32C of the body. Put: 0 (each frame carries its own checksum).
-    pub body_crc: u32,
+    pub(crate) body_crc: u32,
 }
 
 impl RecordHeader {
-    pub fn encode(&self) -> [u8; RECORD_HEADER_LEN] {
+    pub(crate) fn encode(&self) -> [u8; RECORD_HEADER_LEN] {
         let mut b = [0u8; RECORD_HEADER_LEN];
         b[0..4].copy_from_slice(&RECORD_MAGIC.to_le_bytes());
         b[4] = self.kind as u8;
@@ -55,7 +55,7 @@ impl RecordHeader {
     }
 
     /// Parses a header; `None` unless magic, kind, padding and checksum are all valid.
-    pub fn decode(b: &[u8]) -> Option<Self> {
+    pub(crate) fn decode(b: &[u8]) -> Option<Self> {
         let b = b.get(..RECORD_HEADER_LEN)?;
         if u32_at(b, 0)? != RECORD_MAGIC || b[5..8] != [0, 0, 0] {
             return None;
@@ -78,17 +78,17 @@ impl RecordHeader {
     }
 }
 
-pub fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+pub(crate) fn u32_at(b: &[u8], at: usize) -> Option<u32> {
     let s = b.get(at..at + 4)?;
     Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
 }
 
-pub fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+pub(crate) fn u64_at(b: &[u8], at: usize) -> Option<u64> {
     let s: [u8; 8] = b.get(at..at + 8)?.try_into().ok()?;
     Some(u64::from_le_bytes(s))
 }
 
-pub fn segment_header(id: u64) -> [u8; SEGMENT_HEADER_LEN as usize] {
+pub(crate) fn segment_header(id: u64) -> [u8; SEGMENT_HEADER_LEN as usize] {
     let mut b = [0u8; SEGMENT_HEADER_LEN as usize];
     b[0..8].copy_from_slice(SEGMENT_MAGIC);
     b[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -99,7 +99,7 @@ pub fn segment_header(id: u64) -> [u8; SEGMENT_HEADER_LEN as usize] {
 }
 
 /// True when `b` is a valid header for segment `id`.
-pub fn check_segment_header(b: &[u8], id: u64) -> bool {
+pub(crate) fn check_segment_header(b: &[u8], id: u64) -> bool {
     b.len() >= SEGMENT_HEADER_LEN as usize
         && &b[0..8] == SEGMENT_MAGIC
         && u32_at(b, 8) == Some(FORMAT_VERSION)
@@ -108,14 +108,14 @@ pub fn check_segment_header(b: &[u8], id: u64) -> bool {
 }
 
 /// A put record being built: header space, then one frame per event.
-pub struct PutRecord {
-    pub buf: Vec<u8>,
+pub(crate) struct PutRecord {
+    pub(crate) buf: Vec<u8>,
     /// Per event: (offset of its frame from the record start, data length).
-    pub frames: Vec<(u32, u32)>,
+    pub(crate) frames: Vec<(u32, u32)>,
 }
 
 impl PutRecord {
-    pub fn encode(events: &[Event]) -> Self {
+    pub(crate) fn encode(events: &[Event]) -> Self {
         let size: usize = events
             .iter()
             .map(|e| {
@@ -147,7 +147,7 @@ impl PutRecord {
 }
 
 /// Writes the header of an encoded put record once its first sequence number is known.
-pub fn seal_put(buf: &mut [u8], count: u32, first_seq: u64) {
+pub(crate) fn seal_put(buf: &mut [u8], count: u32, first_seq: u64) {
     let h = RecordHeader {
         kind: Kind::Put,
         len: (buf.len() - RECORD_HEADER_LEN) as u32,
@@ -159,7 +159,7 @@ pub fn seal_put(buf: &mut [u8], count: u32, first_seq: u64) {
 }
 
 /// Encodes a take record for `seqs` (sorted and deduplicated here) as ranges.
-pub fn take_record(seqs: &mut [u64], ticket: u64) -> Vec<u8> {
+pub(crate) fn take_record(seqs: &mut [u64], ticket: u64) -> Vec<u8> {
     seqs.sort_unstable();
     let mut body = Vec::with_capacity(RANGE_LEN * 4);
     let mut count = 0u32;
@@ -192,13 +192,13 @@ pub fn take_record(seqs: &mut [u64], ticket: u64) -> Vec<u8> {
 }
 
 /// The ranges of a take body: (first sequence number, count).
-pub fn take_ranges(body: &[u8]) -> impl Iterator<Item = (u64, u32)> + '_ {
+pub(crate) fn take_ranges(body: &[u8]) -> impl Iterator<Item = (u64, u32)> + '_ {
     body.chunks_exact(RANGE_LEN)
         .filter_map(|c| Some((u64_at(c, 0)?, u32_at(c, 8)?)))
 }
 
 /// Checks one frame at the start of `b`: `Some(data)` when length and checksum hold.
-pub fn frame_data(b: &[u8]) -> Option<&[u8]> {
+pub(crate) fn frame_data(b: &[u8]) -> Option<&[u8]> {
     let len = u32_at(b, 0)? as usize;
     let crc = u32_at(b, 4)?;
     let data = b.get(FRAME_HEADER_LEN..FRAME_HEADER_LEN + len)?;
@@ -206,7 +206,7 @@ pub fn frame_data(b: &[u8]) -> Option<&[u8]> {
 }
 
 /// Decodes frame data (header count, headers, body) into an event; the body shares `data`.
-pub fn decode_event(data: Bytes) -> Option<Event> {
+pub(crate) fn decode_event(data: Bytes) -> Option<Event> {
     let n = u32_at(&data, 0)? as usize;
     let mut at = 4;
     let mut pairs = Vec::with_capacity(n.min(64));

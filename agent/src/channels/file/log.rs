@@ -2,30 +2,36 @@
 //! (invariants 1, 3 and 4 of the `file` module header).
 
 use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::format::{Kind, SEGMENT_HEADER_LEN};
 use super::segment::{CreateSegmentError, NewSegment, create_segment};
-use super::{Inner, Log, PREALLOCATE_AHEAD, Segment, State, TAKE_RESERVE};
+use super::{Failure, Inner, Log, PREALLOCATE_AHEAD, Segment, State, TAKE_RESERVE};
 use crate::channels::ChannelError;
 
 impl Inner {
-    pub(super) fn failure(&self) -> Option<String> {
+    pub(super) fn failure(&self) -> Option<Failure> {
         self.sync.lock().failed.clone()
     }
 
     /// Marks the channel unusable: after a failed fsync the page cache may have dropped the
     /// data, so nothing written since the last good fsync can be trusted until a replay.
-    pub(super) fn fail(&self, message: String) {
+    pub(super) fn fail(&self, what: String, cause: std::io::Error) -> Failure {
         self.stats.unhealthy.store(1, Ordering::Relaxed);
         let mut s = self.sync.lock();
-        if s.failed.is_none() {
-            tracing::error!(channel = %self.name, error = %message,
+        let failure = s.failed.get_or_insert_with(|| {
+            tracing::error!(channel = %self.name, error = %cause, what,
                 "File channel failed; restart the agent to replay the log.");
-            s.failed = Some(message);
-        }
+            Failure {
+                what,
+                cause: Arc::new(cause),
+            }
+        });
+        let failure = failure.clone();
         drop(s);
         self.synced.notify_all();
+        failure
     }
 
     /// Appends `bytes` as one record of `kind` (starting a new segment first if this one is
@@ -44,7 +50,7 @@ impl Inner {
             return Err(self.closed_err());
         }
         if let Some(f) = self.failure() {
-            return Err(self.io_err(f));
+            return Err(self.failure_err(f));
         }
         self.roll_if_full(&mut log, kind, buf.len() as u64)?;
         seal(buf, &log);
@@ -92,25 +98,31 @@ impl Inner {
         if kind == Kind::Put
             && let Err(e) = self.allocate_to(log, off + len + TAKE_RESERVE, PREALLOCATE_AHEAD)
         {
-            return Err(self.io_err(format!(
-                "cannot allocate {} bytes in {} for the batch and the take reserve: {e}; puts \
-                 resume when space is freed",
-                len + TAKE_RESERVE,
-                log.path.display()
-            )));
+            return Err(self.failed(
+                format!(
+                    "puts wait for free space: cannot allocate {} bytes in {} for the batch and \
+                     the take reserve",
+                    len + TAKE_RESERVE,
+                    log.path.display()
+                ),
+                e,
+            ));
         }
         if let Err(e) = log.file.write_all_at(buf, off) {
             // Cut the partial record so the next one follows valid data.
             if let Err(e2) = log.file.set_len(off) {
-                self.fail(format!(
-                    "cannot write {} ({e}) nor truncate the partial record ({e2})",
-                    log.path.display()
-                ));
+                self.fail(
+                    format!(
+                        "cannot write {} ({e}) nor truncate the partial record",
+                        log.path.display()
+                    ),
+                    e2,
+                );
             }
             // The cut released the blocks past `off` as well: take back what the disk allows.
             log.alloc_end = off;
             let _ = self.allocate_to(log, off + TAKE_RESERVE, 0);
-            return Err(self.io_err(format!("cannot write {}: {e}", log.path.display())));
+            return Err(self.failed(format!("cannot write {}", log.path.display()), e));
         }
         log.off += len;
         log.alloc_end = log.alloc_end.max(log.off);
@@ -127,9 +139,8 @@ impl Inner {
     /// Seals the current segment (fsync) and starts the next one.
     fn roll(&self, log: &mut Log) -> Result<(), ChannelError> {
         if let Err(e) = log.file.sync_data() {
-            let m = format!("fsync of {} failed: {e}", log.path.display());
-            self.fail(m.clone());
-            return Err(self.io_err(m));
+            let f = self.fail(format!("fsync of {} failed", log.path.display()), e);
+            return Err(self.failure_err(f));
         }
         {
             let mut s = self.sync.lock();
@@ -143,7 +154,7 @@ impl Inner {
             alloc_end,
         } = create_segment(&self.config, id, &self.preallocate, &self.name).map_err(
             |CreateSegmentError { path, source }| {
-                self.io_err(format!("cannot create {}: {source}", path.display()))
+                self.failed(format!("cannot create {}", path.display()), source)
             },
         )?;
         // The sealed segment's unused reserve goes back to the filesystem (truncating to the
@@ -178,7 +189,7 @@ impl Inner {
         let mut s = self.sync.lock();
         loop {
             if let Some(f) = &s.failed {
-                return Err(self.io_err(f.clone()));
+                return Err(self.failure_err(f.clone()));
             }
             if s.synced >= pos {
                 return Ok(());
@@ -201,7 +212,7 @@ impl Inner {
                 Ok(()) => s.synced = s.synced.max(target),
                 Err(e) => {
                     drop(s);
-                    self.fail(format!("fsync of {} failed: {e}", path.display()));
+                    self.fail(format!("fsync of {} failed", path.display()), e);
                     s = self.sync.lock();
                 }
             }

@@ -94,7 +94,7 @@ use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex};
 
-pub use self::config::{FileChannelConfig, MAX_FILE_SIZE};
+pub(crate) use self::config::FileChannelConfig;
 use self::replay::ListSegmentsError;
 use super::ChannelError;
 use crate::lifecycle::StopSignal;
@@ -111,7 +111,7 @@ use {
 };
 
 /// Blocks kept allocated past the end of the active segment for take records (see the header).
-pub const TAKE_RESERVE: u64 = 1024 * 1024;
+pub(crate) const TAKE_RESERVE: u64 = 1024 * 1024;
 /// A put that must extend the allocation extends it this much further, so a stream of small puts
 /// costs one `fallocate` per MiB rather than one each.
 const PREALLOCATE_AHEAD: u64 = 1024 * 1024;
@@ -119,7 +119,7 @@ const LOCK_FILE: &str = "in_use.lock";
 
 /// Why a file channel could not open (the message leaves naming the channel to the caller).
 #[derive(Debug, thiserror::Error)]
-pub enum FileChannelError {
+pub(crate) enum FileChannelError {
     #[error(
         "{} is locked by another process (another agent uses this \
          directory); give each channel its own checkpointDir and dataDirs",
@@ -160,29 +160,29 @@ fn segment_names(ids: &[u32]) -> String {
 
 /// Where one event lives: sequence number, segment id, frame offset, data length.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Ptr {
-    pub seq: u64,
-    pub seg: u32,
-    pub off: u32,
-    pub len: u32,
+pub(crate) struct Ptr {
+    pub(crate) seq: u64,
+    pub(crate) seg: u32,
+    pub(crate) off: u32,
+    pub(crate) len: u32,
 }
 
 /// Counters beyond Flume's `ChannelCounter`: Flume's FileChannel extras and sluice's own.
 #[derive(Debug, Default)]
-pub struct FileChannelStats {
-    pub replay_millis: AtomicU64,
-    pub replay_events: AtomicU64,
-    pub corrupt_records: AtomicU64,
-    pub torn_writes: AtomicU64,
-    pub fsyncs: AtomicU64,
-    pub checkpoints: AtomicU64,
-    pub checkpoint_write_errors: AtomicU64,
-    pub checkpoint_backup_write_errors: AtomicU64,
-    pub put_errors: AtomicU64,
-    pub take_errors: AtomicU64,
-    pub unhealthy: AtomicU64,
-    pub segments: AtomicU64,
-    pub bytes_written: AtomicU64,
+pub(crate) struct FileChannelStats {
+    pub(crate) replay_millis: AtomicU64,
+    pub(crate) replay_events: AtomicU64,
+    pub(crate) corrupt_records: AtomicU64,
+    pub(crate) torn_writes: AtomicU64,
+    pub(crate) fsyncs: AtomicU64,
+    pub(crate) checkpoints: AtomicU64,
+    pub(crate) checkpoint_write_errors: AtomicU64,
+    pub(crate) checkpoint_backup_write_errors: AtomicU64,
+    pub(crate) put_errors: AtomicU64,
+    pub(crate) take_errors: AtomicU64,
+    pub(crate) unhealthy: AtomicU64,
+    pub(crate) segments: AtomicU64,
+    pub(crate) bytes_written: AtomicU64,
 }
 
 struct FileChannelMetrics {
@@ -259,7 +259,15 @@ struct State {
 struct SyncState {
     synced: u64,
     leader: bool,
-    failed: Option<String>,
+    failed: Option<Failure>,
+}
+
+/// What made the channel unusable, with its I/O error (shared: it is cloned to every waiting
+/// commit).
+#[derive(Clone, Debug)]
+struct Failure {
+    what: String,
+    cause: Arc<std::io::Error>,
 }
 
 struct Inner {
@@ -284,7 +292,7 @@ struct Inner {
 }
 
 /// The durable channel.
-pub struct FileChannel {
+pub(crate) struct FileChannel {
     inner: Arc<Inner>,
     stop: StopSignal,
     worker: Mutex<Option<JoinHandle<()>>>,
@@ -292,11 +300,13 @@ pub struct FileChannel {
 
 impl FileChannel {
     /// Writes a checkpoint now (normally done every `checkpointInterval`).
-    pub fn checkpoint(&self) -> Result<(), ChannelError> {
+    #[cfg(test)]
+    fn checkpoint(&self) -> Result<(), ChannelError> {
         self.inner.checkpoint()
     }
 
-    pub fn stats(&self) -> &Arc<FileChannelStats> {
+    #[cfg(test)]
+    fn stats(&self) -> &Arc<FileChannelStats> {
         &self.inner.stats
     }
 
@@ -327,6 +337,22 @@ impl Inner {
         ChannelError::Io {
             channel: self.name.clone(),
             message,
+        }
+    }
+
+    /// The channel's error for an I/O failure while doing `what`, which stays its cause.
+    fn failed(&self, what: String, cause: std::io::Error) -> ChannelError {
+        self.failure_err(Failure {
+            what,
+            cause: Arc::new(cause),
+        })
+    }
+
+    fn failure_err(&self, f: Failure) -> ChannelError {
+        ChannelError::Failed {
+            channel: self.name.clone(),
+            what: f.what,
+            cause: f.cause,
         }
     }
 

@@ -59,7 +59,7 @@ fn io_error(channel: &str, path: &Path) -> impl FnOnce(std::io::Error) -> FileCh
 
 impl FileChannel {
     /// Locks the directories, replays the log and starts the checkpoint thread.
-    pub fn open(name: &str, config: FileChannelConfig) -> Result<Self, FileChannelError> {
+    pub(crate) fn open(name: &str, config: FileChannelConfig) -> Result<Self, FileChannelError> {
         let started = Instant::now();
         let locks = lock_dirs(name, &config)?;
         let segments =

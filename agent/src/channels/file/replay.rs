@@ -26,7 +26,7 @@ const CHUNK: usize = 4 << 20;
 
 /// Why the segment files could not be listed.
 #[derive(Debug, thiserror::Error)]
-pub enum ListSegmentsError {
+pub(crate) enum ListSegmentsError {
     #[error("cannot list {}: {source}", dir.display())]
     List {
         dir: PathBuf,
@@ -41,7 +41,9 @@ pub enum ListSegmentsError {
 }
 
 /// Segment files found in the data directories, by id.
-pub fn list_segments(data_dirs: &[PathBuf]) -> Result<BTreeMap<u32, PathBuf>, ListSegmentsError> {
+pub(crate) fn list_segments(
+    data_dirs: &[PathBuf],
+) -> Result<BTreeMap<u32, PathBuf>, ListSegmentsError> {
     let mut found: BTreeMap<u32, PathBuf> = BTreeMap::new();
     for dir in data_dirs {
         let list_error = |source| ListSegmentsError::List {
@@ -74,7 +76,7 @@ pub fn list_segments(data_dirs: &[PathBuf]) -> Result<BTreeMap<u32, PathBuf>, Li
 
 /// How the scan of one segment ended.
 #[derive(Debug, PartialEq, Eq)]
-pub enum ScanEnd {
+pub(crate) enum ScanEnd {
     /// Scanned to the end of the file (possibly after truncating a torn tail).
     Complete,
     /// The newest segment held no valid header or record: a crash while creating it.
@@ -82,16 +84,16 @@ pub enum ScanEnd {
 }
 
 /// The state rebuilt by replay.
-pub struct Replay {
+pub(crate) struct Replay {
     channel: String,
     live: Vec<Ptr>,
     dead: usize,
-    pub next_seq: u64,
+    pub(crate) next_seq: u64,
     /// Damaged records and events found (each reported in the log).
-    pub corrupt: u64,
+    pub(crate) corrupt: u64,
     /// Torn tails truncated.
-    pub torn: u64,
-    pub records: u64,
+    pub(crate) torn: u64,
+    pub(crate) records: u64,
 }
 
 /// How a segment scanned from its start begins.
@@ -163,7 +165,7 @@ impl Reader {
 
 impl Replay {
     /// Starts from a checkpoint's live events (ascending sequence numbers), or from nothing.
-    pub fn new(channel: &str, live: Vec<Ptr>, next_seq: u64) -> Self {
+    pub(crate) fn new(channel: &str, live: Vec<Ptr>, next_seq: u64) -> Self {
         Self {
             channel: channel.to_string(),
             live,
@@ -176,7 +178,7 @@ impl Replay {
     }
 
     /// Applies the records of segment `id` from offset `from` (0 = the whole file).
-    pub fn scan(
+    pub(crate) fn scan(
         &mut self,
         id: u32,
         path: &Path,
@@ -351,7 +353,7 @@ impl Replay {
     }
 
     /// The live events, by ascending sequence number.
-    pub fn finish(mut self) -> Vec<Ptr> {
+    pub(crate) fn finish(mut self) -> Vec<Ptr> {
         if self.dead > 0 {
             self.live.retain(|p| p.seg != DEAD);
         }

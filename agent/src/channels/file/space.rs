@@ -23,7 +23,7 @@ pub(super) fn checkpoint_space_needed(min: u64, live: u64) -> u64 {
 impl Inner {
     fn free_space(&self, dir: &Path) -> Result<u64, ChannelError> {
         fs4::available_space(dir)
-            .map_err(|e| self.io_err(format!("cannot read free space of {}: {e}", dir.display())))
+            .map_err(|e| self.failed(format!("cannot read free space of {}", dir.display()), e))
     }
 
     /// Free space check of a put of `events` events and `bytes` bytes, in every data and

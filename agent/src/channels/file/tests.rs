@@ -6,6 +6,7 @@ use std::io::Write;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::config::MAX_FILE_SIZE;
 use super::*;
 use crate::channels::{PutTransaction, TakeTransaction};
 

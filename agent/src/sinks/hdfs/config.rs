@@ -7,7 +7,7 @@ use crate::config::{ConfigError, MAX_MILLIS, MAX_ROLL_SECONDS, MAX_SECONDS, Prop
 
 /// `hdfs.fileType`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FileType {
+pub(crate) enum FileType {
     /// Serializer output as is.
     DataStream,
     /// Serializer output through `hdfs.codeC`.
@@ -18,14 +18,14 @@ pub enum FileType {
 
 /// `hdfs.codeC` (CompressedStream only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Codec {
+pub(crate) enum Codec {
     Gzip,
 }
 
 impl Codec {
     /// Hadoop's default extension of the codec, which Flume appends when `hdfs.fileSuffix` is
     /// empty.
-    pub fn extension(self) -> &'static str {
+    pub(crate) fn extension(self) -> &'static str {
         match self {
             Self::Gzip => ".gz",
         }
@@ -34,7 +34,7 @@ impl Codec {
 
 /// `serializer`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Serializer {
+pub(crate) enum Serializer {
     /// `text`: the body, then a newline when `serializer.appendNewline`.
     Text { append_newline: bool },
     /// `header_and_text`: `{k=v, ...} ` before the body.
@@ -47,53 +47,53 @@ pub enum Serializer {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HdfsConfig {
+pub(crate) struct HdfsConfig {
     /// `hdfs.path` (required): directory, with escapes; `hdfs://nn:port/dir`, `hdfs://ns/dir`
     /// or `/dir` (resolved against `fs.defaultFS` from `HADOOP_CONF_DIR`).
-    pub path: PathTemplate,
+    pub(crate) path: PathTemplate,
     /// `hdfs.filePrefix` (default `FlumeData`), with escapes.
-    pub file_prefix: PathTemplate,
+    pub(crate) file_prefix: PathTemplate,
     /// `hdfs.fileSuffix` (default empty; the codec's extension when compressed).
-    pub file_suffix: String,
+    pub(crate) file_suffix: String,
     /// `hdfs.inUsePrefix` (default empty).
-    pub in_use_prefix: String,
+    pub(crate) in_use_prefix: String,
     /// `hdfs.inUseSuffix` (default `.tmp`; empty with `hdfs.emptyInUseSuffix = true`).
-    pub in_use_suffix: String,
+    pub(crate) in_use_suffix: String,
     /// `hdfs.rollInterval` seconds, 0 = never (default 30).
-    pub roll_interval: Duration,
+    pub(crate) roll_interval: Duration,
     /// `hdfs.rollSize` body bytes, 0 = never (default 1024).
-    pub roll_size: u64,
+    pub(crate) roll_size: u64,
     /// `hdfs.rollCount` events, 0 = never (default 10).
-    pub roll_count: u64,
+    pub(crate) roll_count: u64,
     /// `hdfs.idleTimeout` seconds, 0 = never (default 0).
-    pub idle_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
     /// `hdfs.batchSize` (default 100).
-    pub batch_size: usize,
+    pub(crate) batch_size: usize,
     /// `hdfs.fileType` (default `SequenceFile`).
-    pub file_type: FileType,
+    pub(crate) file_type: FileType,
     /// `hdfs.codeC`.
-    pub codec: Option<Codec>,
+    pub(crate) codec: Option<Codec>,
     /// `serializer` (default `text`).
-    pub serializer: Serializer,
+    pub(crate) serializer: Serializer,
     /// `hdfs.round`, `hdfs.roundValue`, `hdfs.roundUnit`.
-    pub rounding: Option<Rounding>,
+    pub(crate) rounding: Option<Rounding>,
     /// `hdfs.timeZone` (default: the local time zone).
-    pub time_zone: Option<chrono_tz::Tz>,
+    pub(crate) time_zone: Option<chrono_tz::Tz>,
     /// `hdfs.useLocalTimeStamp` (default false).
-    pub use_local_timestamp: bool,
+    pub(crate) use_local_timestamp: bool,
     /// `hdfs.closeTries`, 0 = until it works (default 0).
-    pub close_tries: u32,
+    pub(crate) close_tries: u32,
     /// `hdfs.retryInterval` seconds between close/rename attempts (default 180).
-    pub retry_interval: Duration,
+    pub(crate) retry_interval: Duration,
     /// `hdfs.callTimeout` ms for each HDFS call (default 30000).
-    pub call_timeout: Duration,
+    pub(crate) call_timeout: Duration,
     /// `hdfs.maxOpenFiles` (default 5000).
-    pub max_open_files: usize,
+    pub(crate) max_open_files: usize,
     /// `hdfs.kerberosPrincipal`, `hdfs.kerberosKeytab`.
-    pub kerberos_principal: Option<String>,
-    pub kerberos_keytab: Option<String>,
+    pub(crate) kerberos_principal: Option<String>,
+    pub(crate) kerberos_keytab: Option<String>,
     /// `hdfs.proxyUser`: the user files are written as.
-    pub user: Option<String>,
+    pub(crate) user: Option<String>,
 }
 
 /// Flume keys that configure things sluice does itself or differently; read and ignored.
@@ -104,7 +104,7 @@ const IGNORED: &[&str] = &[
 ];
 
 impl HdfsConfig {
-    pub fn from_props(p: &Props) -> Result<Self, ConfigError> {
+    pub(crate) fn from_props(p: &Props) -> Result<Self, ConfigError> {
         for k in IGNORED {
             let _ = p.get(k);
         }

@@ -23,13 +23,13 @@ use super::config::{Codec, Serializer};
 use crate::event::Event;
 
 /// The schema of Flume's `FlumeEventAvroEventSerializer` (record `Event`, no namespace).
-pub const FLUME_EVENT_SCHEMA: &str = r#"{"type":"record","name":"Event","fields":[{"name":"headers","type":{"type":"map","values":"string"}},{"name":"body","type":"bytes"}]}"#;
+pub(crate) const FLUME_EVENT_SCHEMA: &str = r#"{"type":"record","name":"Event","fields":[{"name":"headers","type":{"type":"map","values":"string"}},{"name":"body","type":"bytes"}]}"#;
 
 static SCHEMA: LazyLock<Result<Schema, String>> =
     LazyLock::new(|| Schema::parse_str(FLUME_EVENT_SCHEMA).map_err(|e| e.to_string()));
 
 #[derive(Debug, thiserror::Error)]
-pub enum FormatError {
+pub(crate) enum FormatError {
     #[error("avro_event serializer: {0}")]
     Avro(String),
     #[error("gzip: {0}")]
@@ -136,13 +136,13 @@ impl SequenceWriter {
 }
 
 /// The encoder of one open file.
-pub struct FileEncoder {
+pub(crate) struct FileEncoder {
     body: Body,
     codec: Option<Codec>,
 }
 
 impl FileEncoder {
-    pub fn new(serializer: Serializer, codec: Option<Codec>) -> Result<Self, FormatError> {
+    pub(crate) fn new(serializer: Serializer, codec: Option<Codec>) -> Result<Self, FormatError> {
         let body = match serializer {
             Serializer::Text { append_newline } => Body::Text {
                 newline: append_newline,
@@ -173,7 +173,7 @@ impl FileEncoder {
         Ok(Self { body, codec })
     }
 
-    pub fn append(&mut self, e: &Event) -> Result<(), FormatError> {
+    pub(crate) fn append(&mut self, e: &Event) -> Result<(), FormatError> {
         match &mut self.body {
             Body::Text {
                 newline,
@@ -216,7 +216,7 @@ impl FileEncoder {
     }
 
     /// The bytes of everything appended since the last call, ready to write and sync.
-    pub fn finish_batch(&mut self) -> Result<Vec<u8>, FormatError> {
+    pub(crate) fn finish_batch(&mut self) -> Result<Vec<u8>, FormatError> {
         let raw = match &mut self.body {
             Body::Text { buf, .. } => std::mem::take(buf),
             Body::Avro(w) => {

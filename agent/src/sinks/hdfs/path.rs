@@ -15,7 +15,7 @@ use crate::event::Headers;
 
 /// `hdfs.roundUnit`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RoundUnit {
+pub(crate) enum RoundUnit {
     Second,
     Minute,
     Hour,
@@ -23,9 +23,9 @@ pub enum RoundUnit {
 
 /// `hdfs.round = true`: the timestamp is rounded down to a multiple of `value` `unit`s.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Rounding {
-    pub unit: RoundUnit,
-    pub value: u64,
+pub(crate) struct Rounding {
+    pub(crate) unit: RoundUnit,
+    pub(crate) value: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,22 +76,22 @@ fn time_format(c: char) -> Option<Option<&'static str>> {
 
 /// A parsed `hdfs.path` or `hdfs.filePrefix`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PathTemplate {
+pub(crate) struct PathTemplate {
     source: String,
     tokens: Vec<Token>,
 }
 
 /// The event-independent inputs of one rendering.
-pub struct TimeContext {
-    pub zone: Option<chrono_tz::Tz>,
-    pub rounding: Option<Rounding>,
+pub(crate) struct TimeContext {
+    pub(crate) zone: Option<chrono_tz::Tz>,
+    pub(crate) rounding: Option<Rounding>,
     /// The agent's clock (epoch ms) when `hdfs.useLocalTimeStamp`, else `None`.
-    pub local_now: Option<i64>,
+    pub(crate) local_now: Option<i64>,
 }
 
 /// Why `hdfs.path` or `hdfs.filePrefix` is no valid template.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum TemplateError {
+pub(crate) enum TemplateError {
     #[error("unterminated `%{open}{name}` escape")]
     Unterminated { open: char, name: String },
     #[error("unknown escape `%[{0}]`; accepted: %[localhost], %[IP], %[FQDN]")]
@@ -107,7 +107,7 @@ pub enum TemplateError {
 
 /// Why an event's time escapes cannot be rendered.
 #[derive(Debug, thiserror::Error)]
-pub enum RenderError {
+pub(crate) enum RenderError {
     #[error(
         "the event has no `timestamp` header for the time escapes of hdfs.path / \
          hdfs.filePrefix (add a timestamp interceptor or set hdfs.useLocalTimeStamp = true)"
@@ -125,13 +125,13 @@ pub enum RenderError {
 /// Formatted time fields of the last timestamp rendered, so a batch whose events share a
 /// second formats each field once.
 #[derive(Default)]
-pub struct TimeCache {
+pub(crate) struct TimeCache {
     key: Option<i64>,
     fields: Vec<String>,
 }
 
 impl PathTemplate {
-    pub fn parse(s: &str) -> Result<Self, TemplateError> {
+    pub(crate) fn parse(s: &str) -> Result<Self, TemplateError> {
         let mut tokens = Vec::new();
         let mut lit = String::new();
         let mut chars = s.chars().peekable();
@@ -187,16 +187,17 @@ impl PathTemplate {
         })
     }
 
-    pub fn source(&self) -> &str {
+    pub(crate) fn source(&self) -> &str {
         &self.source
     }
 
-    pub fn needs_time(&self) -> bool {
+    #[cfg(test)]
+    fn needs_time(&self) -> bool {
         self.tokens.iter().any(|t| matches!(t, Token::Time(_)))
     }
 
     /// The literal text before the first escape.
-    pub fn literal_prefix(&self) -> &str {
+    pub(crate) fn literal_prefix(&self) -> &str {
         match self.tokens.first() {
             Some(Token::Literal(l)) => l,
             _ => "",
@@ -204,13 +205,13 @@ impl PathTemplate {
     }
 
     /// True when the template has no escapes.
-    pub fn is_literal(&self) -> bool {
+    pub(crate) fn is_literal(&self) -> bool {
         self.tokens.iter().all(|t| matches!(t, Token::Literal(_)))
     }
 
     /// Appends the rendering for an event to `out`. Fails only for time escapes without a
     /// usable `timestamp` header.
-    pub fn render(
+    pub(crate) fn render(
         &self,
         headers: &Headers,
         time: &TimeContext,

@@ -14,20 +14,20 @@ use regex::Regex;
 const MTIME_TRUST: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Debug)]
-pub struct FileGroup {
+pub(crate) struct FileGroup {
     /// The group's name in `filegroups`.
-    pub name: String,
+    pub(crate) name: String,
     /// The literal directory.
-    pub dir: PathBuf,
+    pub(crate) dir: PathBuf,
     /// The file name pattern, anchored at both ends.
-    pub pattern: Regex,
+    pub(crate) pattern: Regex,
     /// `headers.<g>.<key>` pairs.
-    pub headers: Vec<(String, String)>,
+    pub(crate) headers: Vec<(String, String)>,
 }
 
 /// Why a `filegroups.<g>` value is no directory and file name regex.
 #[derive(Debug, thiserror::Error)]
-pub enum FileGroupError {
+pub(crate) enum FileGroupError {
     #[error("`{spec}` must be a directory followed by a file name regex, e.g. /var/log/.*\\.log")]
     NoFileName { spec: String },
     #[error("invalid file name regex `{file}`: {source}")]
@@ -36,7 +36,7 @@ pub enum FileGroupError {
 
 impl FileGroup {
     /// Splits `/dir/regex` into its directory and anchored pattern.
-    pub fn parse(name: &str, spec: &str) -> Result<Self, FileGroupError> {
+    pub(crate) fn parse(name: &str, spec: &str) -> Result<Self, FileGroupError> {
         let path = Path::new(spec);
         let (Some(dir), Some(file)) = (path.parent(), path.file_name()) else {
             return Err(FileGroupError::NoFileName {
@@ -64,14 +64,14 @@ impl FileGroup {
 }
 
 /// Lists one group's matching files, caching the listing by directory mtime.
-pub struct GroupMatcher {
-    pub group: FileGroup,
+pub(crate) struct GroupMatcher {
+    pub(crate) group: FileGroup,
     cache_enabled: bool,
     cache: Option<(SystemTime, SystemTime, Vec<PathBuf>)>,
 }
 
 impl GroupMatcher {
-    pub fn new(group: FileGroup, cache_enabled: bool) -> Self {
+    pub(crate) fn new(group: FileGroup, cache_enabled: bool) -> Self {
         Self {
             group,
             cache_enabled,
@@ -80,7 +80,7 @@ impl GroupMatcher {
     }
 
     /// Matching paths, sorted.
-    pub fn matching_files(&mut self) -> std::io::Result<Vec<PathBuf>> {
+    pub(crate) fn matching_files(&mut self) -> std::io::Result<Vec<PathBuf>> {
         let dir_mtime = std::fs::metadata(&self.group.dir)?.modified()?;
         if self.cache_enabled
             && let Some((mtime, listed_at, files)) = &self.cache

@@ -54,21 +54,29 @@
 //! - `pos` is the offset just after the last delivered line's newline (or the end of the last
 //!   delivered piece of a line split for length).
 
+mod format;
+#[cfg(test)]
+mod tests;
+
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use format::{FlumeEntry, JournalRecord, Sidecar, SidecarEntry, parse_flume};
+
+pub(crate) use format::FlumeFormatError;
+
 /// A CRC-32 of a file's first `len` bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fingerprint {
-    pub len: u32,
-    pub crc: u32,
+pub(crate) struct Fingerprint {
+    pub(crate) len: u32,
+    pub(crate) crc: u32,
 }
 
 impl Fingerprint {
-    pub fn of(bytes: &[u8]) -> Self {
+    pub(crate) fn of(bytes: &[u8]) -> Self {
         Self {
             len: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
             crc: crc32fast::hash(bytes),
@@ -78,16 +86,16 @@ impl Fingerprint {
 
 /// One tailed file's saved state.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PositionEntry {
-    pub inode: u64,
-    pub pos: u64,
-    pub file: PathBuf,
+pub(crate) struct PositionEntry {
+    pub(crate) inode: u64,
+    pub(crate) pos: u64,
+    pub(crate) file: PathBuf,
     /// `None` for an entry read from a file without a matching sidecar (e.g. Flume's).
-    pub fingerprint: Option<Fingerprint>,
+    pub(crate) fingerprint: Option<Fingerprint>,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum PositionFileError {
+pub(crate) enum PositionFileError {
     #[error(
         "position file {}: {message}; fix or move the file away (without it every file is \
          read from its start, or from its end with skipToEnd = true)",
@@ -106,60 +114,8 @@ pub enum PositionFileError {
     },
 }
 
-/// What is wrong with Flume's position JSON.
-#[derive(Debug, thiserror::Error)]
-pub enum FlumeFormatError {
-    #[error("not valid JSON ({0})")]
-    Json(#[source] serde_json::Error),
-    #[error("expected a JSON array of {{\"inode\", \"pos\", \"file\"}} objects")]
-    NotArray,
-    #[error("entry {entry}: missing `{key}`")]
-    Missing { entry: usize, key: &'static str },
-    #[error("entry {entry}: `{key}` must be a non-negative integer")]
-    NotUnsigned { entry: usize, key: &'static str },
-    #[error("entry {entry}: `file` must be a string")]
-    FileNotString { entry: usize },
-}
-
-#[derive(Serialize, Deserialize)]
-struct FlumeEntry {
-    inode: u64,
-    pos: u64,
-    file: String,
-}
-
-#[derive(Serialize, Deserialize)]
-struct SidecarEntry {
-    inode: u64,
-    pos: u64,
-    file: String,
-    fp_len: u32,
-    fp_crc: u32,
-}
-
-#[derive(Serialize, Deserialize)]
-struct Sidecar {
-    version: u32,
-    main_crc: u32,
-    prev_main_crc: Option<u32>,
-    /// The snapshot generation that journal records follow.
-    #[serde(default)]
-    generation: u64,
-    files: Vec<SidecarEntry>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct JournalRecord {
-    g: u64,
-    inode: u64,
-    pos: u64,
-    fp_len: u32,
-    fp_crc: u32,
-    file: String,
-}
-
 /// Reads and writes one position file and its sidecar.
-pub struct PositionFile {
+pub(crate) struct PositionFile {
     path: PathBuf,
     sidecar: PathBuf,
     journal_path: PathBuf,
@@ -180,7 +136,7 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 }
 
 impl PositionFile {
-    pub fn new(path: &Path) -> Self {
+    pub(crate) fn new(path: &Path) -> Self {
         Self {
             path: path.to_path_buf(),
             sidecar: with_suffix(path, ".sluice"),
@@ -192,7 +148,7 @@ impl PositionFile {
         }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
@@ -204,7 +160,7 @@ impl PositionFile {
     }
 
     /// Loads the saved positions (see the module header for which file wins).
-    pub fn load(&mut self) -> Result<Vec<PositionEntry>, PositionFileError> {
+    pub(crate) fn load(&mut self) -> Result<Vec<PositionEntry>, PositionFileError> {
         let main = match std::fs::read(&self.path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -315,7 +271,7 @@ impl PositionFile {
     }
 
     /// Journals one file's committed position (one `write`, no fsync).
-    pub fn append(&mut self, e: &PositionEntry) -> Result<(), PositionFileError> {
+    pub(crate) fn append(&mut self, e: &PositionEntry) -> Result<(), PositionFileError> {
         if self.journal.is_none() {
             let f = OpenOptions::new()
                 .create(true)
@@ -348,7 +304,7 @@ impl PositionFile {
 
     /// Saves `entries` atomically (sidecar first, then the Flume file), then empties the
     /// journal.
-    pub fn save(&mut self, entries: &[PositionEntry]) -> Result<(), PositionFileError> {
+    pub(crate) fn save(&mut self, entries: &[PositionEntry]) -> Result<(), PositionFileError> {
         let flume: Vec<FlumeEntry> = entries
             .iter()
             .map(|e| FlumeEntry {
@@ -412,260 +368,4 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.sync_all()?;
     drop(f);
     std::fs::rename(&tmp, path)
-}
-
-/// Parses Flume's position JSON. Unknown keys are ignored; a missing key is an error, as in
-/// Flume.
-fn parse_flume(bytes: &[u8]) -> Result<Vec<PositionEntry>, FlumeFormatError> {
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(FlumeFormatError::Json)?;
-    let serde_json::Value::Array(items) = value else {
-        return Err(FlumeFormatError::NotArray);
-    };
-    let mut out = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let field = |k: &str| item.get(k).filter(|v| !v.is_null());
-        let num = |key: &'static str| -> Result<u64, FlumeFormatError> {
-            match field(key) {
-                None => Err(FlumeFormatError::Missing { entry: i, key }),
-                Some(v) => v
-                    .as_u64()
-                    .ok_or(FlumeFormatError::NotUnsigned { entry: i, key }),
-            }
-        };
-        let inode = num("inode")?;
-        let pos = num("pos")?;
-        let file = match field("file") {
-            Some(serde_json::Value::String(s)) => PathBuf::from(s),
-            Some(_) => return Err(FlumeFormatError::FileNotString { entry: i }),
-            None => {
-                return Err(FlumeFormatError::Missing {
-                    entry: i,
-                    key: "file",
-                });
-            }
-        };
-        out.push(PositionEntry {
-            inode,
-            pos,
-            file,
-            fingerprint: None,
-        });
-    }
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn entry(inode: u64, pos: u64, file: &str, fp: Option<(u32, u32)>) -> PositionEntry {
-        PositionEntry {
-            inode,
-            pos,
-            file: PathBuf::from(file),
-            fingerprint: fp.map(|(len, crc)| Fingerprint { len, crc }),
-        }
-    }
-
-    #[test]
-    fn reads_a_flume_written_file() -> Result<(), PositionFileError> {
-        let dir = tempfile::tempdir().map_err(|e| PositionFileError::Io {
-            path: PathBuf::new(),
-            source: e,
-        })?;
-        let path = dir.path().join("taildir_position.json");
-        // As Flume 1.11 writes it.
-        std::fs::write(
-            &path,
-            r#"[{"inode":2496003,"pos":20,"file":"/var/log/a.log"},{"inode":2496004,"pos":0,"file":"/var/log/b.log"}]"#,
-        )
-        .map_err(|e| PositionFileError::Io {
-            path: path.clone(),
-            source: e,
-        })?;
-        let got = PositionFile::new(&path).load()?;
-        assert_eq!(
-            got,
-            vec![
-                entry(2496003, 20, "/var/log/a.log", None),
-                entry(2496004, 0, "/var/log/b.log", None)
-            ]
-        );
-        Ok(())
-    }
-
-    #[test]
-    fn round_trip_keeps_fingerprints_and_main_file_stays_flume_shaped()
-    -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join("pos.json");
-        let entries = vec![
-            entry(1, 10, "/x/a.log", Some((10, 0xdead))),
-            entry(2, 0, "/x/b.log", Some((0, 0))),
-        ];
-        let mut pf = PositionFile::new(&path);
-        pf.save(&entries)?;
-        assert_eq!(PositionFile::new(&path).load()?, entries);
-        // Flume's reader accepts only these three keys per object.
-        let main: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
-        for obj in main.as_array().into_iter().flatten() {
-            let mut keys: Vec<&str> = obj
-                .as_object()
-                .into_iter()
-                .flat_map(|o| o.keys().map(String::as_str))
-                .collect();
-            keys.sort_unstable();
-            assert_eq!(keys, ["file", "inode", "pos"]);
-        }
-        Ok(())
-    }
-
-    #[test]
-    fn stop_between_renames_uses_the_newer_sidecar() -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join("pos.json");
-        let mut pf = PositionFile::new(&path);
-        pf.save(&[entry(1, 10, "/a", Some((10, 7)))])?;
-        let old_main = std::fs::read(&path)?;
-        pf.save(&[entry(1, 20, "/a", Some((20, 8)))])?;
-        // Simulate a stop after the sidecar rename but before the main rename.
-        std::fs::write(&path, old_main)?;
-        let got = PositionFile::new(&path).load()?;
-        assert_eq!(got, vec![entry(1, 20, "/a", Some((20, 8)))]);
-        Ok(())
-    }
-
-    #[test]
-    fn a_main_file_rewritten_by_flume_wins_without_fingerprints()
-    -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join("pos.json");
-        let mut pf = PositionFile::new(&path);
-        pf.save(&[entry(1, 10, "/a", Some((10, 7)))])?;
-        std::fs::write(&path, r#"[{"inode":1,"pos":50,"file":"/a"}]"#)?;
-        let got = PositionFile::new(&path).load()?;
-        assert_eq!(got, vec![entry(1, 50, "/a", None)]);
-        Ok(())
-    }
-
-    #[test]
-    fn corrupt_or_empty_file_is_an_error_naming_it() -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join("pos.json");
-        for (text, needle) in [
-            ("", "not valid JSON"),
-            ("[{\"inode\":1,\"pos\":", "not valid JSON"),
-            ("{}", "expected a JSON array"),
-            ("[{\"inode\":1,\"file\":\"/a\"}]", "entry 0: missing `pos`"),
-            (
-                "[{\"inode\":-3,\"pos\":1,\"file\":\"/a\"}]",
-                "`inode` must be",
-            ),
-        ] {
-            std::fs::write(&path, text)?;
-            let err = PositionFile::new(&path)
-                .load()
-                .err()
-                .map(|e| e.to_string())
-                .unwrap_or_default();
-            assert!(err.contains(&path.display().to_string()), "{err}");
-            assert!(err.contains(needle), "{text:?}: {err}");
-        }
-        Ok(())
-    }
-
-    #[test]
-    fn journal_records_after_the_snapshot_are_replayed() -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join("pos.json");
-        let mut pf = PositionFile::new(&path);
-        pf.save(&[entry(1, 10, "/a", Some((10, 7)))])?;
-        pf.append(&entry(1, 30, "/a", Some((30, 8))))?;
-        pf.append(&entry(2, 5, "/b", Some((5, 9))))?;
-        pf.append(&entry(1, 40, "/a", Some((40, 8))))?;
-        // A torn last record (a write cut short) is ignored.
-        let mut j = OpenOptions::new()
-            .append(true)
-            .open(dir.path().join("pos.json.journal"))?;
-        j.write_all(b"{\"g\":1,\"inode\":1,\"pos\":99")?;
-        drop(j);
-        let got = PositionFile::new(&path).load()?;
-        assert_eq!(
-            got,
-            vec![
-                entry(1, 40, "/a", Some((40, 8))),
-                entry(2, 5, "/b", Some((5, 9)))
-            ]
-        );
-        // The Flume file still holds the snapshot.
-        let main = std::fs::read_to_string(&path)?;
-        assert!(main.contains("\"pos\":10"), "{main}");
-        Ok(())
-    }
-
-    #[test]
-    fn journal_before_the_first_snapshot_is_replayed() -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join("pos.json");
-        let mut pf = PositionFile::new(&path);
-        assert!(pf.load()?.is_empty());
-        pf.append(&entry(1, 30, "/a", Some((30, 8))))?;
-        assert_eq!(
-            PositionFile::new(&path).load()?,
-            vec![entry(1, 30, "/a", Some((30, 8)))]
-        );
-        // Removing the position file after a snapshot starts over, whatever the journal says.
-        pf.save(&[entry(1, 30, "/a", Some((30, 8)))])?;
-        pf.append(&entry(1, 40, "/a", Some((40, 8))))?;
-        std::fs::remove_file(&path)?;
-        assert!(PositionFile::new(&path).load()?.is_empty());
-        Ok(())
-    }
-
-    #[test]
-    fn journal_of_an_older_generation_is_ignored() -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join("pos.json");
-        let mut pf = PositionFile::new(&path);
-        pf.save(&[entry(1, 10, "/a", Some((10, 7)))])?;
-        pf.append(&entry(1, 30, "/a", Some((30, 8))))?;
-        let stale = std::fs::read(dir.path().join("pos.json.journal"))?;
-        pf.save(&[entry(1, 30, "/a", Some((30, 8)))])?;
-        // As if the stop came after the snapshot but before the journal was emptied.
-        std::fs::write(dir.path().join("pos.json.journal"), stale)?;
-        assert_eq!(
-            PositionFile::new(&path).load()?,
-            vec![entry(1, 30, "/a", Some((30, 8)))]
-        );
-        Ok(())
-    }
-
-    #[test]
-    fn journal_is_ignored_when_another_program_wrote_the_main_file()
-    -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join("pos.json");
-        let mut pf = PositionFile::new(&path);
-        pf.save(&[entry(1, 10, "/a", Some((10, 7)))])?;
-        pf.append(&entry(1, 30, "/a", Some((30, 8))))?;
-        std::fs::write(&path, r#"[{"inode":1,"pos":20,"file":"/a"}]"#)?;
-        let mut pf = PositionFile::new(&path);
-        assert_eq!(pf.load()?, vec![entry(1, 20, "/a", None)]);
-        // The first new record empties the stale journal.
-        pf.append(&entry(1, 25, "/a", Some((25, 1))))?;
-        let journal = std::fs::read_to_string(dir.path().join("pos.json.journal"))?;
-        assert_eq!(journal.lines().count(), 1, "{journal}");
-        Ok(())
-    }
-
-    #[test]
-    fn missing_file_means_no_positions() -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        assert!(
-            PositionFile::new(&dir.path().join("none.json"))
-                .load()?
-                .is_empty()
-        );
-        Ok(())
-    }
 }

@@ -1,14 +1,19 @@
 //! In-process tests of the taildir source against real files and a real memory channel.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::*;
 use crate::channels::memory::{MemoryChannel, MemoryChannelConfig};
 use crate::channels::{ChannelRef, TakeTransaction};
+use crate::config::{ConfigError, Props};
 use crate::metrics::SourceCounters;
 use crate::pipeline::InterceptorChain;
-use crate::pipeline::ToAll;
+use crate::pipeline::{ChannelProcessor, PollableSource, ToAll};
+
+use super::source::TaildirSource;
+use super::tail_file::LongLinePolicy;
+use super::*;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 

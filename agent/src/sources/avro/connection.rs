@@ -1,0 +1,255 @@
+use std::io::ErrorKind;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+use crate::avro::framing::{Feed, FrameDecoder, write_frame};
+use crate::avro::server_io::ServerIo;
+
+use super::budget::Held;
+use super::request::respond;
+use super::source::{Open, Shared};
+
+/// Resolves once the source is stopping.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// `f`, or `None` once `limit` passed (no limit: never).
+async fn within<F: Future>(limit: Option<Duration>, f: F) -> Option<F::Output> {
+    match limit {
+        Some(d) => tokio::time::timeout(d, f).await.ok(),
+        None => Some(f.await),
+    }
+}
+
+pub(super) async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    mut stop: watch::Receiver<bool>,
+) {
+    let max = shared.config.max_connections;
+    let slots = Arc::new(Semaphore::new(max));
+    let mut warned: Option<Instant> = None;
+    loop {
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(s) => s,
+            Err(_) => {
+                if warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                    tracing::warn!(
+                        source = %shared.name,
+                        max_connections = max,
+                        "All connections in use; new clients wait in the accept backlog."
+                    );
+                    warned = Some(Instant::now());
+                }
+                tokio::select! {
+                    s = slots.clone().acquire_owned() => match s {
+                        Ok(s) => s,
+                        Err(_) => return,
+                    },
+                    () = stopped(&mut stop) => return,
+                }
+            }
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = stopped(&mut stop) => return,
+        };
+        let (sock, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // E.g. out of file descriptors: back off instead of spinning.
+                tracing::warn!(source = %shared.name, error = %e, "Accept failed.");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(100)) => continue,
+                    () = stopped(&mut stop) => return,
+                }
+            }
+        };
+        if !shared.config.allowed(peer.ip()) {
+            tracing::warn!(source = %shared.name, %peer, "Connection refused by ipFilterRules.");
+            continue;
+        }
+        let open = Open::new(&shared);
+        let s = shared.clone();
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let _open = open;
+            let _ = sock.set_nodelay(true);
+            let tls = match &s.tls {
+                Some(c) => rustls::ServerConnection::new(c.clone()).map(Some),
+                None => Ok(None),
+            };
+            let mut io = match tls {
+                Ok(tls) => ServerIo::new(sock, s.config.deflate, tls),
+                Err(e) => {
+                    tracing::warn!(source = %s.name, %peer, reason = %e, "Closing Avro connection.");
+                    return;
+                }
+            };
+            // The reason is logged before the socket is closed (with `io`, after this).
+            match serve(&s, &mut io, &mut stop).await {
+                Close::Clean => {
+                    tracing::debug!(source = %s.name, %peer, "Avro client disconnected.")
+                }
+                Close::Idle => {
+                    tracing::debug!(source = %s.name, %peer, "Closing idle Avro connection.");
+                }
+                Close::Stopping => {
+                    tracing::debug!(source = %s.name, %peer, "Closing Avro connection: stopping.");
+                }
+                Close::Error(reason) => {
+                    tracing::warn!(source = %s.name, %peer, %reason, "Closing Avro connection.");
+                }
+            }
+        });
+    }
+}
+
+/// Why a connection ended.
+enum Close {
+    /// The client closed it between requests.
+    Clean,
+    /// `idle-timeout` passed without a request.
+    Idle,
+    Stopping,
+    /// Bad input, a stalled client, a broken socket: logged as a warning.
+    Error(String),
+}
+
+/// Serves one connection until it closes.
+async fn serve(shared: &Arc<Shared>, io: &mut ServerIo, stop: &mut watch::Receiver<bool>) -> Close {
+    let cfg = &shared.config;
+    let mut decoder = FrameDecoder::new(cfg.max_message_bytes);
+    // Budget held by the frame being received.
+    let mut held = Held::new(shared);
+    let mut established = false;
+    let mut buf = Vec::new();
+    let read_ms = cfg.read_timeout.as_millis();
+    loop {
+        let mut pos = 0;
+        while pos < buf.len() {
+            let fed = match decoder.feed(&buf[pos..]) {
+                Ok(f) => f,
+                Err(e) => return Close::Error(e.to_string()),
+            };
+            match fed {
+                Feed::Consumed(n) => pos += n,
+                Feed::NeedCapacity { consumed, bytes } => {
+                    pos += consumed;
+                    let got = tokio::select! {
+                        r = tokio::time::timeout(cfg.read_timeout, held.take(bytes)) => r,
+                        () = stopped(stop) => return Close::Stopping,
+                    };
+                    match got {
+                        Ok(Ok(())) => decoder.grow(bytes),
+                        Ok(Err(e)) => return Close::Error(e.to_string()),
+                        Err(_) => {
+                            return Close::Error(format!(
+                                "no buffer space within {read_ms} ms (read-timeout): \
+                                 max-buffered-bytes ({}) is in use by the requests of all \
+                                 connections",
+                                cfg.max_buffered_bytes
+                            ));
+                        }
+                    }
+                }
+                Feed::Frame { consumed, frame } => {
+                    pos += consumed;
+                    let charge = std::mem::replace(&mut held, Held::new(shared));
+                    let serial = frame.serial;
+                    let reply =
+                        match process(shared, frame.chunks, charge, &mut established, stop).await {
+                            Ok(r) => r,
+                            Err(c) => return c,
+                        };
+                    let mut out = Vec::with_capacity(reply.len() + 12);
+                    if let Err(e) = write_frame(&mut out, serial, &reply) {
+                        return Close::Error(format!("reply: {e}"));
+                    }
+                    match tokio::time::timeout(cfg.read_timeout, io.write(&out)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => return Close::Error(format!("send failed: {e}")),
+                        Err(_) => {
+                            return Close::Error(format!(
+                                "the client did not take its reply within {read_ms} ms \
+                                 (read-timeout)"
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        // No read buffer is kept across waits: a connection waiting for its client (between
+        // requests or stalled in one) holds only its frame's budgeted chunks.
+        buf = Vec::new();
+        io.release_buffers();
+        let idle = decoder.is_idle() && !io.is_handshaking();
+        let limit = if idle {
+            cfg.idle_timeout
+        } else {
+            Some(cfg.read_timeout)
+        };
+        let read = tokio::select! {
+            r = within(limit, io.read(&mut buf)) => r,
+            () = stopped(stop) => return Close::Stopping,
+        };
+        match read {
+            Some(Ok(0)) if decoder.is_idle() => return Close::Clean,
+            Some(Ok(0)) => {
+                return Close::Error(format!(
+                    "connection closed mid-frame ({} payload bytes received)",
+                    decoder.received()
+                ));
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) if e.kind() == ErrorKind::UnexpectedEof && idle => return Close::Clean,
+            Some(Err(e)) => return Close::Error(format!("i/o: {e}")),
+            None if idle => return Close::Idle,
+            None => {
+                return Close::Error(format!(
+                    "stalled mid-request: nothing received for {read_ms} ms (read-timeout; {} \
+                     payload bytes of the frame received)",
+                    decoder.received()
+                ));
+            }
+        }
+    }
+}
+
+/// Decodes and commits one request on a blocking worker; the reply payload.
+async fn process(
+    shared: &Arc<Shared>,
+    payload: Vec<Bytes>,
+    charge: Held,
+    established: &mut bool,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<Vec<u8>, Close> {
+    let permit = tokio::select! {
+        p = shared.workers.clone().acquire_owned() => p.map_err(|_| Close::Stopping)?,
+        () = stopped(stop) => return Err(Close::Stopping),
+    };
+    let s = shared.clone();
+    let mut est = *established;
+    // Once started, the request runs to its answer (also when the source is stopping).
+    let job = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let mut charge = charge;
+        let r = respond(&s, payload, &mut est, &mut charge);
+        // `charge` (the request's budget) is given back here, after the commit.
+        (r, est)
+    });
+    match job.await {
+        Ok((Ok(reply), est)) => {
+            *established = est;
+            Ok(reply)
+        }
+        Ok((Err(e), _)) => Err(Close::Error(format!("malformed request: {}", e.0))),
+        Err(e) => Err(Close::Error(format!("request handler failed: {e}"))),
+    }
+}
