@@ -4,23 +4,24 @@
 //! transactions; sink runners take batches from channels and commit only after delivery.
 //! See `README.md` and `docs/` for the configuration reference.
 
-// Layered bottom to top (docs/architecture.md); a module uses only those above it here.
+// The modules form layers without an import cycle: docs/architecture.md, scripts/check-layers.
+// Those `pub` are used by the binary (main.rs), the benches or the tests.
 pub mod agent;
 pub mod avro;
-pub mod channels;
+pub(crate) mod channels;
 pub mod config;
 pub mod event;
-pub mod interceptors;
-pub mod kafka;
-pub mod lifecycle;
+pub(crate) mod interceptors;
+pub(crate) mod kafka;
+pub(crate) mod lifecycle;
 pub mod metrics;
 pub mod pipeline;
-pub mod processors;
-pub mod registry;
-pub mod selectors;
-pub mod sinks;
-pub mod sources;
-pub mod tenants;
+pub(crate) mod processors;
+pub(crate) mod registry;
+pub(crate) mod selectors;
+pub(crate) mod sinks;
+pub(crate) mod sources;
+pub(crate) mod tenants;
 pub mod topology;
 pub mod wasm;
 
