@@ -69,7 +69,10 @@ impl AgentConfig {
         }
         if let Some(t) = &self.tenants {
             let _ = writeln!(out, "  tenants (by header `{}`)", t.header);
-            let own = t.settings.iter().filter(|x| !x.key.contains('.'));
+            let own = t
+                .settings
+                .iter()
+                .filter(|x| !x.key.contains('.') && x.key != "header");
             settings(&mut out, 4, own, "");
             for tc in &t.tenants {
                 let _ = writeln!(out, "    tenant {} -> {}", tc.name, tc.channels.join(" "));

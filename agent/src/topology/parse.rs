@@ -21,6 +21,7 @@ pub(super) struct Builder {
 }
 
 /// `a1.sources`, `a1.channels`, `a1.sinks`, `a1.sinkgroups`, `a1.tenants` as written.
+#[derive(Clone)]
 pub(super) struct Lists {
     pub sources: Vec<String>,
     pub channels: Vec<String>,
@@ -54,16 +55,7 @@ impl Builder {
 
     /// Every listed component, parsed; those with errors are left out (the errors are kept).
     pub fn topology(&mut self) -> AgentConfig {
-        let lists = std::mem::replace(
-            &mut self.lists,
-            Lists {
-                sources: Vec::new(),
-                channels: Vec::new(),
-                sinks: Vec::new(),
-                sinkgroups: Vec::new(),
-                tenants: Vec::new(),
-            },
-        );
+        let lists = self.lists.clone();
         if lists.channels.is_empty() {
             let e = self
                 .top
@@ -94,7 +86,6 @@ impl Builder {
             .iter()
             .filter_map(|n| self.group(n, &known_sinks, &mut grouped))
             .collect();
-        self.lists = lists;
         AgentConfig {
             agent: self.agent.clone(),
             file: self.file.clone(),
