@@ -1,10 +1,11 @@
 use std::io::ErrorKind;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::avro::framing::{Feed, FrameDecoder, write_frame};
 use crate::avro::server_io::ServerIo;
@@ -31,29 +32,11 @@ pub(super) async fn accept_loop(
     listener: TcpListener,
     mut stop: watch::Receiver<bool>,
 ) {
-    let max = shared.config.max_connections;
-    let slots = Arc::new(Semaphore::new(max));
+    let slots = Arc::new(Semaphore::new(shared.config.max_connections));
     let mut warned: Option<Instant> = None;
     loop {
-        let slot = match slots.clone().try_acquire_owned() {
-            Ok(s) => s,
-            Err(_) => {
-                if warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
-                    tracing::warn!(
-                        source = %shared.name,
-                        max_connections = max,
-                        "All connections in use; new clients wait in the accept backlog."
-                    );
-                    warned = Some(Instant::now());
-                }
-                tokio::select! {
-                    s = slots.clone().acquire_owned() => match s {
-                        Ok(s) => s,
-                        Err(_) => return,
-                    },
-                    () = stopped(&mut stop) => return,
-                }
-            }
+        let Some(slot) = connection_slot(&shared, &slots, &mut warned, &mut stop).await else {
+            return;
         };
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -76,38 +59,73 @@ pub(super) async fn accept_loop(
         }
         let open = Open::new(&shared);
         let s = shared.clone();
-        let mut stop = stop.clone();
+        let stop = stop.clone();
         tokio::spawn(async move {
             let _slot = slot;
             let _open = open;
-            let _ = sock.set_nodelay(true);
-            let tls = match &s.tls {
-                Some(c) => rustls::ServerConnection::new(c.clone()).map(Some),
-                None => Ok(None),
-            };
-            let mut io = match tls {
-                Ok(tls) => ServerIo::new(sock, s.config.deflate, tls),
-                Err(e) => {
-                    tracing::warn!(source = %s.name, %peer, reason = %e, "Closing Avro connection.");
-                    return;
-                }
-            };
-            // The reason is logged before the socket is closed (with `io`, after this).
-            match serve(&s, &mut io, &mut stop).await {
-                Close::Clean => {
-                    tracing::debug!(source = %s.name, %peer, "Avro client disconnected.")
-                }
-                Close::Idle => {
-                    tracing::debug!(source = %s.name, %peer, "Closing idle Avro connection.");
-                }
-                Close::Stopping => {
-                    tracing::debug!(source = %s.name, %peer, "Closing Avro connection: stopping.");
-                }
-                Close::Error(reason) => {
-                    tracing::warn!(source = %s.name, %peer, %reason, "Closing Avro connection.");
-                }
-            }
+            connection(s, sock, peer, stop).await;
         });
+    }
+}
+
+/// A connection slot: at once, or once a connection closes (warning at most once a minute
+/// that clients wait); `None` when the source stops.
+async fn connection_slot(
+    shared: &Shared,
+    slots: &Arc<Semaphore>,
+    warned: &mut Option<Instant>,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<OwnedSemaphorePermit> {
+    if let Ok(s) = slots.clone().try_acquire_owned() {
+        return Some(s);
+    }
+    if warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+        tracing::warn!(
+            source = %shared.name,
+            max_connections = shared.config.max_connections,
+            "All connections in use; new clients wait in the accept backlog."
+        );
+        *warned = Some(Instant::now());
+    }
+    tokio::select! {
+        s = slots.clone().acquire_owned() => s.ok(),
+        () = stopped(stop) => None,
+    }
+}
+
+/// One client connection, from TLS set-up to close; logs why it closed.
+async fn connection(
+    s: Arc<Shared>,
+    sock: TcpStream,
+    peer: SocketAddr,
+    mut stop: watch::Receiver<bool>,
+) {
+    let _ = sock.set_nodelay(true);
+    let tls = match &s.tls {
+        Some(c) => rustls::ServerConnection::new(c.clone()).map(Some),
+        None => Ok(None),
+    };
+    let mut io = match tls {
+        Ok(tls) => ServerIo::new(sock, s.config.deflate, tls),
+        Err(e) => {
+            tracing::warn!(source = %s.name, %peer, reason = %e, "Closing Avro connection.");
+            return;
+        }
+    };
+    // The reason is logged before the socket is closed (with `io`, after this).
+    match serve(&s, &mut io, &mut stop).await {
+        Close::Clean => {
+            tracing::debug!(source = %s.name, %peer, "Avro client disconnected.")
+        }
+        Close::Idle => {
+            tracing::debug!(source = %s.name, %peer, "Closing idle Avro connection.");
+        }
+        Close::Stopping => {
+            tracing::debug!(source = %s.name, %peer, "Closing Avro connection: stopping.");
+        }
+        Close::Error(reason) => {
+            tracing::warn!(source = %s.name, %peer, %reason, "Closing Avro connection.");
+        }
     }
 }
 
@@ -168,19 +186,8 @@ async fn serve(shared: &Arc<Shared>, io: &mut ServerIo, stop: &mut watch::Receiv
                             Ok(r) => r,
                             Err(c) => return c,
                         };
-                    let mut out = Vec::with_capacity(reply.len() + 12);
-                    if let Err(e) = write_frame(&mut out, serial, &reply) {
-                        return Close::Error(format!("reply: {e}"));
-                    }
-                    match tokio::time::timeout(cfg.read_timeout, io.write(&out)).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => return Close::Error(format!("send failed: {e}")),
-                        Err(_) => {
-                            return Close::Error(format!(
-                                "the client did not take its reply within {read_ms} ms \
-                                 (read-timeout)"
-                            ));
-                        }
+                    if let Err(c) = send_reply(shared, io, serial, &reply).await {
+                        return c;
                     }
                 }
             }
@@ -189,36 +196,70 @@ async fn serve(shared: &Arc<Shared>, io: &mut ServerIo, stop: &mut watch::Receiv
         // requests or stalled in one) holds only its frame's budgeted chunks.
         buf = Vec::new();
         io.release_buffers();
-        let idle = decoder.is_idle() && !io.is_handshaking();
-        let limit = if idle {
-            cfg.idle_timeout
-        } else {
-            Some(cfg.read_timeout)
-        };
-        let read = tokio::select! {
-            r = within(limit, io.read(&mut buf)) => r,
-            () = stopped(stop) => return Close::Stopping,
-        };
-        match read {
-            Some(Ok(0)) if decoder.is_idle() => return Close::Clean,
-            Some(Ok(0)) => {
-                return Close::Error(format!(
-                    "connection closed mid-frame ({} payload bytes received)",
-                    decoder.received()
-                ));
-            }
-            Some(Ok(_)) => {}
-            Some(Err(e)) if e.kind() == ErrorKind::UnexpectedEof && idle => return Close::Clean,
-            Some(Err(e)) => return Close::Error(format!("i/o: {e}")),
-            None if idle => return Close::Idle,
-            None => {
-                return Close::Error(format!(
-                    "stalled mid-request: nothing received for {read_ms} ms (read-timeout; {} \
-                     payload bytes of the frame received)",
-                    decoder.received()
-                ));
-            }
+        if let Err(c) = read_more(shared, io, &decoder, &mut buf, stop).await {
+            return c;
         }
+    }
+}
+
+/// Writes one reply frame, within `read-timeout`.
+async fn send_reply(
+    shared: &Shared,
+    io: &mut ServerIo,
+    serial: i32,
+    reply: &[u8],
+) -> Result<(), Close> {
+    let cfg = &shared.config;
+    let mut out = Vec::with_capacity(reply.len() + 12);
+    if let Err(e) = write_frame(&mut out, serial, reply) {
+        return Err(Close::Error(format!("reply: {e}")));
+    }
+    match tokio::time::timeout(cfg.read_timeout, io.write(&out)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Close::Error(format!("send failed: {e}"))),
+        Err(_) => Err(Close::Error(format!(
+            "the client did not take its reply within {} ms (read-timeout)",
+            cfg.read_timeout.as_millis()
+        ))),
+    }
+}
+
+/// Reads what the client sent next into `buf`: between requests within `idle-timeout`, inside
+/// one within `read-timeout`. `Err` says why the connection closes.
+async fn read_more(
+    shared: &Shared,
+    io: &mut ServerIo,
+    decoder: &FrameDecoder,
+    buf: &mut Vec<u8>,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), Close> {
+    let cfg = &shared.config;
+    let idle = decoder.is_idle() && !io.is_handshaking();
+    let limit = if idle {
+        cfg.idle_timeout
+    } else {
+        Some(cfg.read_timeout)
+    };
+    let read = tokio::select! {
+        r = within(limit, io.read(buf)) => r,
+        () = stopped(stop) => return Err(Close::Stopping),
+    };
+    match read {
+        Some(Ok(0)) if decoder.is_idle() => Err(Close::Clean),
+        Some(Ok(0)) => Err(Close::Error(format!(
+            "connection closed mid-frame ({} payload bytes received)",
+            decoder.received()
+        ))),
+        Some(Ok(_)) => Ok(()),
+        Some(Err(e)) if e.kind() == ErrorKind::UnexpectedEof && idle => Err(Close::Clean),
+        Some(Err(e)) => Err(Close::Error(format!("i/o: {e}"))),
+        None if idle => Err(Close::Idle),
+        None => Err(Close::Error(format!(
+            "stalled mid-request: nothing received for {} ms (read-timeout; {} payload bytes \
+             of the frame received)",
+            cfg.read_timeout.as_millis(),
+            decoder.received()
+        ))),
     }
 }
 
