@@ -4,13 +4,16 @@
 //! even more); it is called once per batch so a WebAssembly interceptor crosses the sandbox
 //! boundary once. An error fails the batch: the source's transaction rolls back and it retries.
 
+use super::Cause;
 use crate::event::Event;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("interceptor `{interceptor}`: {message}")]
+/// An interceptor failed a batch (the source's transaction rolls back); `cause` says why.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("interceptor `{interceptor}`: {cause}")]
 pub struct InterceptorError {
     pub interceptor: String,
-    pub message: String,
+    #[source]
+    pub cause: Cause,
 }
 
 pub trait Interceptor: Send + Sync {

@@ -22,9 +22,20 @@ impl Routed {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("channel selector: {0}")]
-pub struct SelectorError(pub String);
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SelectorError {
+    /// The selector refuses the batch by design (a tenant over its quota): the source backs
+    /// off and retries.
+    #[error("channel selector: {0}")]
+    Refused(String),
+    /// Routing failed; `context` names what failed (a guest, a tenant), `cause` why.
+    #[error("channel selector: {context}: {cause}")]
+    Failed {
+        context: String,
+        #[source]
+        cause: super::Cause,
+    },
+}
 
 pub trait ChannelSelector: Send + Sync {
     fn route(&self, events: Vec<Event>) -> Result<Routed, SelectorError>;

@@ -378,7 +378,7 @@ impl TenantRouter {
             t.counters.quota_hits.fetch_add(1, Ordering::Relaxed);
             match t.policy {
                 QuotaPolicy::Backpressure => {
-                    return Err(SelectorError(format!(
+                    return Err(SelectorError::Refused(format!(
                         "tenant `{}` is over its quota; batch refused so the sender backs off",
                         t.name
                     )));
@@ -419,7 +419,10 @@ impl Tenant {
             self.counters
                 .interceptor_errors
                 .fetch_add(1, Ordering::Relaxed);
-            SelectorError(format!("tenant `{}`: {e}", self.name))
+            SelectorError::Failed {
+                context: format!("tenant `{}`", self.name),
+                cause: Arc::new(e),
+            }
         })?;
         self.counters
             .interceptor_dropped
@@ -433,7 +436,10 @@ impl Tenant {
         let sub = self
             .selector
             .route(kept)
-            .map_err(|e| SelectorError(format!("tenant `{}`: {e}", self.name)))?;
+            .map_err(|e| SelectorError::Failed {
+                context: format!("tenant `{}`", self.name),
+                cause: Arc::new(e),
+            })?;
         for (ti, (req, opt)) in sub.required.into_iter().zip(sub.optional).enumerate() {
             let si = self.map[ti];
             routed.required[si].extend(req);

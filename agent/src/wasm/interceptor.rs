@@ -156,7 +156,7 @@ impl Interceptor for WasmInterceptor {
         let prefix = self.guest.config().body_prefix;
         let batch = BatchRef::new(&events, prefix).map_err(|e| InterceptorError {
             interceptor: name.to_string(),
-            message: e.to_string(),
+            cause: Arc::new(e),
         })?;
         let n = events.len();
         let cut =
@@ -176,7 +176,7 @@ impl Interceptor for WasmInterceptor {
                     c.policy_failed.fetch_add(1, Ordering::Relaxed);
                     Err(InterceptorError {
                         interceptor: name.to_string(),
-                        message: fault.to_string(),
+                        cause: Arc::new(fault),
                     })
                 }
                 OnError::Drop => {

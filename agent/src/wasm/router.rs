@@ -147,8 +147,12 @@ impl ChannelSelector for WasmRouter {
         c.batches.fetch_add(1, Ordering::Relaxed);
         c.events_in
             .fetch_add(events.len() as u64, Ordering::Relaxed);
-        let batch = BatchRef::new(&events, self.guest.config().body_prefix)
-            .map_err(|e| SelectorError(e.to_string()))?;
+        let batch = BatchRef::new(&events, self.guest.config().body_prefix).map_err(|e| {
+            SelectorError::Failed {
+                context: format!("wasm guest `{}`", self.guest.name()),
+                cause: Arc::new(e),
+            }
+        })?;
         let (n, channels) = (events.len(), self.channels);
         let result = self.guest.call(|store, f| {
             let masks = f.route(store, batch)?;
@@ -163,10 +167,10 @@ impl ChannelSelector for WasmRouter {
             Err(fault) => match self.guest.config().on_error {
                 OnError::Fail => {
                     c.policy_failed.fetch_add(1, Ordering::Relaxed);
-                    Err(SelectorError(format!(
-                        "wasm guest `{}`: {fault}",
-                        self.guest.name()
-                    )))
+                    Err(SelectorError::Failed {
+                        context: format!("wasm guest `{}`", self.guest.name()),
+                        cause: Arc::new(fault),
+                    })
                 }
                 OnError::Drop => {
                     c.policy_dropped.fetch_add(1, Ordering::Relaxed);
