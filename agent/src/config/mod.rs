@@ -420,3 +420,44 @@ impl Props {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_the_keys_set_to_other_than_their_default_in_file_order() {
+        let p = Props::from_pairs(&[
+            ("capacity", "100"),
+            ("keep-alive", "3"),
+            ("mode", "fast"),
+            ("flag", "TRUE"),
+            ("path", "/x"),
+            ("mapping.US", "c1"),
+            ("never-read", "1"),
+        ]);
+        assert_eq!(p.int("capacity", 100u64, 1..=1000), Ok(100));
+        assert_eq!(p.int("keep-alive", 5u64, 0..=60), Ok(3));
+        let modes: &[(&[&str], &str)] = &[(&["slow"], "slow"), (&["fast"], "fast")];
+        assert_eq!(p.choice("mode", "slow", modes), Ok("fast"));
+        assert_eq!(p.bool("flag", false), Ok(true));
+        assert_eq!(p.required("path").ok().as_deref(), Some("/x"));
+        assert_eq!(p.children("mapping.").len(), 1);
+        assert_eq!(p.int("absent", 7u32, 0..=9), Ok(7));
+        let shown: Vec<(String, String)> =
+            p.settings().into_iter().map(|s| (s.key, s.value)).collect();
+        let expected = [
+            ("keep-alive", "3"),
+            ("mode", "fast"),
+            ("flag", "true"),
+            ("path", "/x"),
+            ("mapping.US", "c1"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        assert_eq!(shown, expected);
+        // A sub-view shares the record and shows its own keys without the prefix.
+        let sub = p.sub("mapping.");
+        assert_eq!(sub.settings().len(), 1);
+        assert_eq!(sub.settings()[0].key, "US");
+    }
+}
