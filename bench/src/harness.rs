@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, ValueEnum};
-use sluice_integration::flume::FLUME_VERSION;
+use sluice_integration::flume::{FLUME_VERSION, Flume};
 use sluice_integration::{peak_rss_kib, sluice_bin};
 
 /// One side of a comparison.
@@ -191,6 +191,27 @@ pub struct Sample {
     pub mb_per_s: f64,
     pub rss_mib: f64,
     pub cpu_cores: f64,
+}
+
+/// [`measure`] on a running Flume agent by one of its counters (`component`, `name` as in its
+/// JSON metrics), then stops it; fails if Flume exited during the window.
+pub fn measure_flume(
+    flume: &mut Flume,
+    (component, name): (&str, &str),
+    window: &Window,
+    body: usize,
+) -> Result<Sample> {
+    let sample = measure("Flume", &[flume.pid()], window, body, &|| {
+        flume.counter(component, name)
+    })?;
+    if flume.child.try_wait()?.is_some() {
+        bail!(
+            "Flume exited during the measurement; log:\n{}",
+            flume.log_tail(40)
+        );
+    }
+    flume.kill()?;
+    Ok(sample)
 }
 
 /// Warms up, prints the load average, then measures the growth of `counter` over the window.

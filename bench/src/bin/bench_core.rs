@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use clap::Parser;
 use sluice_bench::harness::{
-    self, Only, Payload, Sample, Side, Table, Window, measure, print_machine, sluice_release_bin,
+    self, Only, Payload, Sample, Side, Table, Window, measure, measure_flume, print_machine,
+    sluice_release_bin,
 };
 use sluice_integration::Sluice;
 use sluice_integration::flume::{FLUME_VERSION, Flume, FlumeOptions};
@@ -91,22 +92,12 @@ fn run_flume(dir: &Path, conf: &str, args: &Args) -> Result<Sample> {
         "Flume: metrics answered {:.1?} after start.",
         started.elapsed()
     );
-    let drained = || flume.counter("CHANNEL.c1", "EventTakeSuccessCount");
-    let sample = measure(
-        "Flume",
-        &[flume.pid()],
+    measure_flume(
+        &mut flume,
+        ("CHANNEL.c1", "EventTakeSuccessCount"),
         &args.window,
         args.payload.body,
-        &drained,
-    )?;
-    if flume.child.try_wait()?.is_some() {
-        bail!(
-            "Flume exited during the measurement; log:\n{}",
-            flume.log_tail(40)
-        );
-    }
-    flume.kill()?;
-    Ok(sample)
+    )
 }
 
 fn main() -> std::process::ExitCode {

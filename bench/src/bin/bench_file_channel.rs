@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use clap::Parser;
 use sluice_bench::harness::{
-    self, Only, Payload, Sample, Side, Table, Window, measure, one_decimal, print_machine,
-    sluice_release_bin, thousands,
+    self, Only, Payload, Sample, Side, Table, Window, measure, measure_flume, one_decimal,
+    print_machine, sluice_release_bin, thousands,
 };
 use sluice_integration::flume::{FLUME_VERSION, Flume, FlumeOptions};
 use sluice_integration::{Sluice, wait_for};
@@ -179,21 +179,12 @@ fn run_flume(dir: &Path, args: &Args) -> Result<Sample> {
         ..FlumeOptions::default()
     };
     let mut flume = Flume::start_with(dir, &conf, "a1", &opts)?;
-    let sample = measure(
-        "Flume",
-        &[flume.pid()],
+    measure_flume(
+        &mut flume,
+        ("CHANNEL.c1", "EventTakeSuccessCount"),
         &args.window,
         args.payload.body,
-        &|| flume.counter("CHANNEL.c1", "EventTakeSuccessCount"),
-    )?;
-    if flume.child.try_wait()?.is_some() {
-        bail!(
-            "Flume exited during the measurement; log:\n{}",
-            flume.log_tail(40)
-        );
-    }
-    flume.kill()?;
-    Ok(sample)
+    )
 }
 
 /// (events replayed, ms) after a kill -9 and after a clean stop of a channel holding `n` events.

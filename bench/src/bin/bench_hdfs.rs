@@ -23,7 +23,8 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use clap::Parser;
 use sluice_bench::harness::{
-    self, Only, Payload, Sample, Side, Table, Window, measure, print_machine, sluice_release_bin,
+    self, Only, Payload, Sample, Side, Table, Window, measure, measure_flume, print_machine,
+    sluice_release_bin,
 };
 use sluice_integration::Sluice;
 use sluice_integration::flume::{FLUME_VERSION, Flume, FlumeOptions};
@@ -103,22 +104,12 @@ fn run_flume(dir: &Path, dfs: &MiniDfs, args: &Args) -> Result<Sample> {
         ..FlumeOptions::default()
     };
     let mut flume = Flume::start_with(dir, &conf, "a1", &opts)?;
-    let drained = || flume.counter("SINK.k1", "EventDrainSuccessCount");
-    let sample = measure(
-        "Flume",
-        &[flume.pid()],
+    measure_flume(
+        &mut flume,
+        ("SINK.k1", "EventDrainSuccessCount"),
         &args.window,
         args.payload.body,
-        &drained,
-    )?;
-    if flume.child.try_wait()?.is_some() {
-        bail!(
-            "Flume exited during the measurement; log:\n{}",
-            flume.log_tail(40)
-        );
-    }
-    flume.kill()?;
-    Ok(sample)
+    )
 }
 
 fn main() -> std::process::ExitCode {
