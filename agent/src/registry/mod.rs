@@ -307,13 +307,24 @@ pub fn resolve_or<'a, P>(
     if let Some(x) = extra.iter().find(|x| x.eq_ignore_ascii_case(v)) {
         return Ok(Err(x));
     }
-    Err(p.error(
+    Err(unknown_value(p, v, accepted(table, extra)))
+}
+
+fn unknown_value(p: &Props, v: &str, accepted: Vec<&str>) -> ConfigError {
+    p.error(
         "type",
-        format!(
-            "unknown value `{v}`; accepted: {}",
-            accepted(table, extra).join(", ")
-        ),
-    ))
+        format!("unknown value `{v}`; accepted: {}", accepted.join(", ")),
+    )
+}
+
+/// [`resolve_or`] with no type of the caller's own: the entry, or the error listing the table.
+fn resolve_optional<'a, P>(
+    table: &'a [Entry<P>],
+    p: &Props,
+    default: &str,
+) -> Result<&'a Entry<P>, ConfigError> {
+    let v = p.get("type").filter(|v| !v.is_empty()).unwrap_or(default);
+    find(table, v).ok_or_else(|| unknown_value(p, v, accepted(table, &[])))
 }
 
 /// A parsed component: the registry's kind name (for `check` and `graph`) and its spec.
@@ -343,26 +354,22 @@ pub fn interceptor(p: &Props) -> Result<Typed<dyn InterceptorSpec>, ConfigError>
 }
 
 /// `p` holds the `selector.` keys; `channels` the channel list they route over. The `tenant`
-/// selector is refused here (see the module header).
+/// selector is not one of these (see the module header).
 pub fn selector(p: &Props, channels: &[String]) -> Result<Typed<dyn SelectorSpec>, ConfigError> {
-    match resolve_or(SELECTORS, p, DEFAULT_SELECTOR, &[])? {
-        Ok(e) => Ok(Typed {
-            kind: e.kind,
-            spec: (e.parse)(p, channels)?,
-        }),
-        Err(other) => Err(p.error("type", format!("`{other}` is not accepted here"))),
-    }
+    let e = resolve_optional(SELECTORS, p, DEFAULT_SELECTOR)?;
+    Ok(Typed {
+        kind: e.kind,
+        spec: (e.parse)(p, channels)?,
+    })
 }
 
 /// `p` holds a group's `processor.` keys; `sinks` its member list.
 pub fn processor(p: &Props, sinks: &[String]) -> Result<Typed<dyn ProcessorSpec>, ConfigError> {
-    match resolve_or(PROCESSORS, p, DEFAULT_PROCESSOR, &[])? {
-        Ok(e) => Ok(Typed {
-            kind: e.kind,
-            spec: (e.parse)(p, sinks)?,
-        }),
-        Err(other) => Err(p.error("type", format!("`{other}` is not accepted here"))),
-    }
+    let e = resolve_optional(PROCESSORS, p, DEFAULT_PROCESSOR)?;
+    Ok(Typed {
+        kind: e.kind,
+        spec: (e.parse)(p, sinks)?,
+    })
 }
 
 /// The processor every sink outside a group runs under.
