@@ -3,13 +3,13 @@
 use std::net::ToSocketAddrs;
 
 use crate::config::{ConfigError, Props};
-use crate::event::Event;
+use crate::event::{Event, SharedStr, edit_batch};
 use crate::pipeline::{Interceptor, InterceptorError};
 
 #[derive(Clone, Debug)]
 pub struct HostConfig {
     /// `hostHeader` (default `host`).
-    pub header: String,
+    pub header: SharedStr,
     /// `useIP` (default true): the address the host name resolves to, else the name.
     pub use_ip: bool,
     /// `preserveExisting` (default false).
@@ -19,7 +19,7 @@ pub struct HostConfig {
 impl HostConfig {
     pub fn from_props(p: &Props) -> Result<Self, ConfigError> {
         Ok(Self {
-            header: p.string("hostHeader", "host"),
+            header: p.string("hostHeader", "host").into(),
             use_ip: p.bool("useIP", true)?,
             preserve_existing: p.bool("preserveExisting", false)?,
         })
@@ -28,7 +28,7 @@ impl HostConfig {
 
 pub struct HostInterceptor {
     config: HostConfig,
-    value: String,
+    value: SharedStr,
 }
 
 /// This machine's host name.
@@ -60,19 +60,23 @@ impl HostInterceptor {
         };
         Self {
             config: config.clone(),
-            value,
+            value: value.into(),
         }
     }
 }
 
 impl Interceptor for HostInterceptor {
     fn intercept(&self, mut events: Vec<Event>) -> Result<Vec<Event>, InterceptorError> {
-        for e in &mut events {
-            if !(self.config.preserve_existing && e.headers.contains_key(&self.config.header)) {
-                e.headers
-                    .insert(self.config.header.as_str(), self.value.as_str());
+        let HostConfig {
+            header,
+            preserve_existing,
+            ..
+        } = &self.config;
+        edit_batch(&mut events, |h| {
+            if !(*preserve_existing && h.contains_key(header)) {
+                h.insert(header.clone(), self.value.clone());
             }
-        }
+        });
         Ok(events)
     }
 }

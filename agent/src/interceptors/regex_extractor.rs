@@ -4,7 +4,7 @@
 use regex::Regex;
 
 use crate::config::{ConfigError, Props};
-use crate::event::Event;
+use crate::event::{Event, SharedStr};
 use crate::pipeline::{Interceptor, InterceptorError};
 
 #[derive(Clone, Debug)]
@@ -12,7 +12,7 @@ pub struct RegexExtractorConfig {
     /// `regex` (required).
     pub regex: Regex,
     /// Header names from `serializers.<s>.name`, in `serializers` order.
-    pub names: Vec<String>,
+    pub names: Vec<SharedStr>,
 }
 
 const PASS_THROUGH: &[&str] = &[
@@ -39,7 +39,7 @@ impl RegexExtractorConfig {
                     ),
                 ));
             }
-            names.push(sp.required("name")?);
+            names.push(sp.required("name")?.into());
         }
         if names.len() > regex.captures_len() - 1 {
             return Err(p.error(
@@ -62,11 +62,11 @@ impl Interceptor for RegexExtractorConfig {
             let Some(caps) = self.regex.captures(&body) else {
                 continue;
             };
-            let values: Vec<(String, String)> = self
+            let values: smallvec::SmallVec<[(SharedStr, SharedStr); 4]> = self
                 .names
                 .iter()
                 .enumerate()
-                .filter_map(|(i, n)| caps.get(i + 1).map(|m| (n.clone(), m.as_str().to_string())))
+                .filter_map(|(i, n)| caps.get(i + 1).map(|m| (n.clone(), m.as_str().into())))
                 .collect();
             drop(caps);
             for (k, v) in values {

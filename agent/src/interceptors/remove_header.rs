@@ -3,7 +3,7 @@
 use regex::Regex;
 
 use crate::config::{ConfigError, Props};
-use crate::event::Event;
+use crate::event::{Event, edit_batch};
 use crate::pipeline::{Interceptor, InterceptorError};
 
 #[derive(Clone, Debug)]
@@ -51,13 +51,13 @@ impl RemoveHeaderConfig {
 
 impl Interceptor for RemoveHeaderConfig {
     fn intercept(&self, mut events: Vec<Event>) -> Result<Vec<Event>, InterceptorError> {
-        for e in &mut events {
-            e.headers.retain(|k, _| {
+        edit_batch(&mut events, |h| {
+            h.retain(|k, _| {
                 self.with_name.as_deref() != Some(k)
                     && !self.from_list.iter().any(|n| n == k)
                     && !self.matching.as_ref().is_some_and(|r| r.is_match(k))
             });
-        }
+        });
         Ok(events)
     }
 }

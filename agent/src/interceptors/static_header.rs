@@ -1,15 +1,15 @@
 //! `static`: adds one fixed header to every event.
 
 use crate::config::{ConfigError, Props};
-use crate::event::Event;
+use crate::event::{Event, SharedStr, edit_batch};
 use crate::pipeline::{Interceptor, InterceptorError};
 
 #[derive(Clone, Debug)]
 pub struct StaticConfig {
     /// `key` (default `key`).
-    pub key: String,
+    pub key: SharedStr,
     /// `value` (default `value`).
-    pub value: String,
+    pub value: SharedStr,
     /// `preserveExisting` (default true).
     pub preserve_existing: bool,
 }
@@ -17,8 +17,8 @@ pub struct StaticConfig {
 impl StaticConfig {
     pub fn from_props(p: &Props) -> Result<Self, ConfigError> {
         Ok(Self {
-            key: p.string("key", "key"),
-            value: p.string("value", "value"),
+            key: p.string("key", "key").into(),
+            value: p.string("value", "value").into(),
             preserve_existing: p.bool("preserveExisting", true)?,
         })
     }
@@ -26,11 +26,12 @@ impl StaticConfig {
 
 impl Interceptor for StaticConfig {
     fn intercept(&self, mut events: Vec<Event>) -> Result<Vec<Event>, InterceptorError> {
-        for e in &mut events {
-            if !(self.preserve_existing && e.headers.contains_key(&self.key)) {
-                e.headers.insert(self.key.as_str(), self.value.as_str());
+        // Key and value are shared, and events that came in with one map leave with one.
+        edit_batch(&mut events, |h| {
+            if !(self.preserve_existing && h.contains_key(&self.key)) {
+                h.insert(self.key.clone(), self.value.clone());
             }
-        }
+        });
         Ok(events)
     }
 }

@@ -1,0 +1,229 @@
+//! Header benchmark: `stress -> interceptors -> memory -> null` with the interceptor chains
+//! real pipelines carry, on the release `sluice` binary and on Apache Flume 1.11.0, with the
+//! same config, one row at a time (sluice, then Flume) in the same run.
+//!
+//! ```text
+//! cargo build --release --workspace --bins
+//! cargo run --release -p sluice-bench --bin bench_headers [-- OPTIONS]
+//!   --warmup SECS   seconds before each window opens     (default 3, env BENCH_WARMUP_SECS)
+//!   --window SECS   measured seconds per agent and row   (default 6, env BENCH_WINDOW_SECS)
+//!   --body BYTES    event body size                      (default 256)
+//!   --batch N       source/channel/sink batch size       (default 1000)
+//!   --rows LIST     comma-separated row names            (default: all)
+//!   --only NAME     run only `sluice` or `flume`
+//! ```
+//!
+//! Rows: `none`, `static` (one key/value), `timestamp`, `timestamp+host`, `regex_filter`
+//! (a pattern every body matches, found 25 bytes in), `search_replace` (every `abc` of the
+//! body replaced). Throughput is the growth of `CHANNEL.c1/EventTakeSuccessCount` over the
+//! window, as in bench_core. The last column set compares each sluice row with sluice's own
+//! header-less row. TAILDIR with `fileHeader = true` is `bench_taildir --file-header`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use clap::Parser;
+use sluice_bench::harness::{
+    self, Only, Payload, Sample, Side, Table, Window, measure, measure_flume, print_machine,
+    sluice_release_bin, thousands, two_decimals,
+};
+use sluice_integration::Sluice;
+use sluice_integration::flume::{FLUME_VERSION, Flume, FlumeOptions};
+
+/// stress -> interceptors -> memory -> null on sluice and on Apache Flume
+#[derive(Parser)]
+struct Args {
+    #[command(flatten)]
+    window: Window,
+    #[command(flatten)]
+    payload: Payload,
+    /// Comma-separated rows to run (none, static, timestamp, timestamp+host, regex_filter,
+    /// search_replace); all by default
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    rows: Vec<String>,
+    #[command(flatten)]
+    only: Only,
+}
+
+/// (row name, interceptor lines for source `r1`; empty = no interceptors)
+const ROWS: &[(&str, &str)] = &[
+    ("none", ""),
+    (
+        "static",
+        "a1.sources.r1.interceptors = i1
+a1.sources.r1.interceptors.i1.type = static
+a1.sources.r1.interceptors.i1.key = datacenter
+a1.sources.r1.interceptors.i1.value = eu-west-1
+",
+    ),
+    (
+        "timestamp",
+        "a1.sources.r1.interceptors = i1
+a1.sources.r1.interceptors.i1.type = timestamp
+",
+    ),
+    (
+        "timestamp+host",
+        "a1.sources.r1.interceptors = i1 i2
+a1.sources.r1.interceptors.i1.type = timestamp
+a1.sources.r1.interceptors.i2.type = host
+",
+    ),
+    (
+        "regex_filter",
+        "a1.sources.r1.interceptors = i1
+a1.sources.r1.interceptors.i1.type = regex_filter
+a1.sources.r1.interceptors.i1.regex = zab
+a1.sources.r1.interceptors.i1.excludeEvents = false
+",
+    ),
+    (
+        "search_replace",
+        "a1.sources.r1.interceptors = i1
+a1.sources.r1.interceptors.i1.type = search_replace
+a1.sources.r1.interceptors.i1.searchPattern = abc
+a1.sources.r1.interceptors.i1.replaceString = ABC
+",
+    ),
+];
+
+fn config(body: usize, batch: usize, interceptors: &str) -> String {
+    format!(
+        "\
+a1.sources = r1
+a1.channels = c1
+a1.sinks = k1
+a1.sources.r1.type = org.apache.flume.source.StressSource
+a1.sources.r1.size = {body}
+a1.sources.r1.batchSize = {batch}
+a1.sources.r1.channels = c1
+{interceptors}a1.channels.c1.type = memory
+a1.channels.c1.capacity = 100000
+a1.channels.c1.transactionCapacity = {batch}
+a1.sinks.k1.type = null
+a1.sinks.k1.batchSize = {batch}
+a1.sinks.k1.channel = c1
+"
+    )
+}
+
+fn run_sluice(dir: &Path, conf: &str, args: &Args) -> Result<Sample> {
+    let mut sluice = Sluice::start(dir, "bench", conf, &[])?;
+    let drained = || sluice.counter("CHANNEL.c1", "EventTakeSuccessCount");
+    let sample = measure(
+        "sluice",
+        &[sluice.pid()],
+        &args.window,
+        args.payload.body,
+        &drained,
+    )?;
+    if sluice.child.try_wait()?.is_some() {
+        bail!(
+            "sluice exited during the measurement; log:\n{}",
+            sluice.log_text()
+        );
+    }
+    Ok(sample)
+}
+
+fn run_flume(dir: &Path, conf: &str, args: &Args) -> Result<Sample> {
+    let opts = FlumeOptions {
+        log_level: "WARN".into(),
+        ..FlumeOptions::default()
+    };
+    let mut flume = Flume::start_with(dir, conf, "a1", &opts)?;
+    measure_flume(
+        &mut flume,
+        ("CHANNEL.c1", "EventTakeSuccessCount"),
+        &args.window,
+        args.payload.body,
+    )
+}
+
+fn main() -> std::process::ExitCode {
+    let args: Args = harness::parse_with_window(3, 6);
+    harness::report("bench_headers", bench(&args))
+}
+
+fn bench(args: &Args) -> Result<()> {
+    let rows: Vec<&(&str, &str)> = ROWS
+        .iter()
+        .filter(|(name, _)| args.rows.is_empty() || args.rows.iter().any(|r| r == name))
+        .collect();
+    if let Some(unknown) = args
+        .rows
+        .iter()
+        .find(|r| !ROWS.iter().any(|(name, _)| name == r))
+    {
+        let names: Vec<&str> = ROWS.iter().map(|(n, _)| *n).collect();
+        bail!("unknown row {unknown:?}; rows: {}", names.join(", "));
+    }
+    // Two agents per row, each with a JVM start or a warm-up: keep the run under five minutes.
+    let total = (args.window.warmup + args.window.window) * 2 * rows.len() as u32;
+    if total > Duration::from_secs(240) {
+        bail!(
+            "{} rows at this warm-up and window take {total:?}; at most 240 s",
+            rows.len()
+        );
+    }
+    let Payload { body, batch } = args.payload;
+    println!(
+        "bench_headers: stress -> interceptors -> memory -> null, {body}-byte bodies, batch \
+         {batch}, warm-up {} s, window {} s",
+        args.window.warmup.as_secs(),
+        args.window.window.as_secs()
+    );
+    if args.only.runs(Side::Sluice) {
+        println!("  sluice: {}", sluice_release_bin()?.display());
+    }
+    if args.only.runs(Side::Flume) {
+        println!("  Flume:  Apache Flume {FLUME_VERSION} (Maven Central), -Xmx512m, log4j2 WARN");
+    }
+    print_machine();
+
+    let mut results = Vec::new();
+    for (name, interceptors) in rows {
+        let dir = tempfile::tempdir()?;
+        let conf = config(body, batch, interceptors);
+        println!("row {name}");
+        let sluice = args
+            .only
+            .runs(Side::Sluice)
+            .then(|| run_sluice(dir.path(), &conf, args))
+            .transpose()?;
+        let flume = args
+            .only
+            .runs(Side::Flume)
+            .then(|| run_flume(dir.path(), &conf, args))
+            .transpose()?;
+        results.push((*name, sluice, flume));
+    }
+
+    println!("\nevents/s");
+    let table = Table::vs_flume(18);
+    table.print_header();
+    for (name, sluice, flume) in &results {
+        let rate = |s: &Option<Sample>| s.as_ref().map(|s| s.events_per_s);
+        table.row(name, rate(sluice), &[rate(flume)], thousands);
+    }
+    println!("\nCPU cores used");
+    table.print_header();
+    for (name, sluice, flume) in &results {
+        let cpu = |s: &Option<Sample>| s.as_ref().map(|s| s.cpu_cores);
+        table.row(name, cpu(sluice), &[cpu(flume)], two_decimals);
+    }
+    let headerless = results
+        .iter()
+        .find(|(n, _, _)| *n == "none")
+        .and_then(|(_, s, _)| s.as_ref().map(|s| s.events_per_s));
+    if let Some(base) = headerless.filter(|b| *b > 0.0) {
+        println!("\nsluice against its own header-less row");
+        for (name, sluice, _) in &results {
+            if let Some(s) = sluice {
+                println!("{name:<18}{:>15.2}x", s.events_per_s / base);
+            }
+        }
+    }
+    Ok(())
+}
