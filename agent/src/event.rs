@@ -236,6 +236,16 @@ impl Event {
         }
     }
 
+    /// The body as text, as Java's `new String(body, UTF_8)` reads it: an invalid sequence
+    /// becomes U+FFFD. A valid body (the common case) is borrowed after one fast check;
+    /// `String::from_utf8_lossy` alone walks it chunk by chunk at a fraction of the speed.
+    pub fn body_text(&self) -> std::borrow::Cow<'_, str> {
+        match std::str::from_utf8(&self.body) {
+            Ok(s) => std::borrow::Cow::Borrowed(s),
+            Err(_) => String::from_utf8_lossy(&self.body),
+        }
+    }
+
     /// Body length; Flume's memory channel accounts bytes by body only.
     pub fn body_len(&self) -> usize {
         self.body.len()

@@ -58,7 +58,7 @@ impl RegexExtractorConfig {
 impl Interceptor for RegexExtractorConfig {
     fn intercept(&self, mut events: Vec<Event>) -> Result<Vec<Event>, InterceptorError> {
         for e in &mut events {
-            let body = String::from_utf8_lossy(&e.body);
+            let body = e.body_text();
             let Some(caps) = self.regex.captures(&body) else {
                 continue;
             };

@@ -29,7 +29,7 @@ impl RegexFilterConfig {
 impl Interceptor for RegexFilterConfig {
     fn intercept(&self, mut events: Vec<Event>) -> Result<Vec<Event>, InterceptorError> {
         events.retain(|e| {
-            let body = String::from_utf8_lossy(&e.body);
+            let body = e.body_text();
             self.regex.is_match(&body) != self.exclude
         });
         Ok(events)
