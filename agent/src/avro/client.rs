@@ -5,10 +5,11 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use super::decode::Reader;
-use super::framing::{Frame, FrameError, read_frame, write_frame};
+use super::encode::EncodedEvents;
+use super::framing::{Frame, FrameError, read_frame, write_frame_parts};
 use super::protocol::{
     HandshakeRequest, Match, PROTOCOL_JSON, ProtocolError, Status, protocol_hash, read_bool,
-    read_error, read_handshake_response, read_meta, read_status, write_empty_meta, write_events,
+    read_error, read_handshake_response, read_meta, read_status, write_empty_meta,
     write_handshake_request, write_string,
 };
 use super::tls::TlsFileError;
@@ -239,12 +240,13 @@ impl RpcClient {
 
     /// Sends `appendBatch(events)`; `Ok` only when the server answered OK.
     pub fn append_batch(&mut self, events: &[Event]) -> Result<(), RpcError> {
-        let mut params = Vec::with_capacity(events.iter().map(|e| e.body.len() + 16).sum());
-        write_events(&mut params, events).map_err(|e| self.proto_err(e))?;
-        self.call("appendBatch", &params)
+        let encoded = EncodedEvents::new(events);
+        self.call("appendBatch", &encoded.slices())
     }
 
-    fn call(&mut self, message: &str, params: &[u8]) -> Result<(), RpcError> {
+    /// Calls `message` with `params`, the parameters' encoding in pieces (written as they
+    /// are, with vectored I/O).
+    fn call(&mut self, message: &str, params: &[&[u8]]) -> Result<(), RpcError> {
         let result = self.call_inner(message, params);
         if result.is_err() {
             // After any failure the stream state is unknown: start over on a new connection.
@@ -253,15 +255,15 @@ impl RpcClient {
         result
     }
 
-    fn call_inner(&mut self, message: &str, params: &[u8]) -> Result<(), RpcError> {
+    fn call_inner(&mut self, message: &str, params: &[&[u8]]) -> Result<(), RpcError> {
         // At most two rounds: a NONE handshake is retried once with our protocol text.
         for _ in 0..2 {
             self.connect()?;
             let handshake = !self.conn.as_ref().is_some_and(|c| c.established);
-            let req = self
-                .request(handshake, message, params)
+            let head = self
+                .request_head(handshake, message)
                 .map_err(|e| self.proto_err(e))?;
-            let frame = self.exchange(&req)?;
+            let frame = self.exchange(&head, params)?;
             let mut r = Reader::new(frame.payload);
             if handshake {
                 let hs = read_handshake_response(&mut r).map_err(|e| self.proto_err(e))?;
@@ -284,14 +286,10 @@ impl RpcClient {
         })
     }
 
-    /// A request payload: the handshake if the connection has none yet, then the call.
-    fn request(
-        &self,
-        handshake: bool,
-        message: &str,
-        params: &[u8],
-    ) -> Result<Vec<u8>, ProtocolError> {
-        let mut req = Vec::with_capacity(params.len() + 128);
+    /// A request payload up to the parameters: the handshake if the connection has none yet,
+    /// then the call's metadata and message name.
+    fn request_head(&self, handshake: bool, message: &str) -> Result<Vec<u8>, ProtocolError> {
+        let mut req = Vec::with_capacity(128);
         if handshake {
             write_handshake_request(
                 &mut req,
@@ -304,21 +302,22 @@ impl RpcClient {
         }
         write_empty_meta(&mut req)?;
         write_string(&mut req, message)?;
-        req.extend_from_slice(params);
         Ok(req)
     }
 
-    /// Sends one request frame and reads the frame answering it.
-    fn exchange(&mut self, req: &[u8]) -> Result<Frame, RpcError> {
+    /// Sends one request frame (`head` then `params`) and reads the frame answering it.
+    fn exchange(&mut self, head: &[u8], params: &[&[u8]]) -> Result<Frame, RpcError> {
         self.serial = self.serial.wrapping_add(1);
         let serial = self.serial;
         let peer = || self.peer.clone();
         let Some(conn) = self.conn.as_mut() else {
             return Err(RpcError::NotConnected { peer: peer() });
         };
-        write_frame(&mut conn.writer, serial, req).map_err(|source| RpcError::Send {
-            peer: peer(),
-            source,
+        write_frame_parts(&mut conn.writer, serial, head, params).map_err(|source| {
+            RpcError::Send {
+                peer: peer(),
+                source,
+            }
         })?;
         let frame =
             read_frame(&mut conn.reader, MAX_RESPONSE).map_err(|source| RpcError::Receive {

@@ -11,7 +11,9 @@
 use bytes::Bytes;
 
 use super::protocol::{HandshakeRequest, HandshakeResponse, Match, ProtocolError, Status};
-use crate::event::{Event, Headers};
+use smallvec::SmallVec;
+
+use crate::event::{Event, Headers, SharedStr};
 
 /// A cursor over one received message, held in one or more chunks (the server receives a
 /// large message in chunks rather than one buffer grown by copying).
@@ -191,23 +193,42 @@ impl Reader {
         Ok(count as usize)
     }
 
-    /// `map<string>` into headers, charging each entry's estimated memory.
-    fn string_map(&mut self, into: &mut Headers, charge: Charge<'_>) -> Result<(), ProtocolError> {
+    /// A string of `n` bytes as a header key or value: inline when short (no allocation).
+    fn shared_string_of(&mut self, n: usize) -> Result<SharedStr, ProtocolError> {
+        if n > self.left {
+            return Err(err("message ends early"));
+        }
+        if self.contiguous(n) {
+            let s = std::str::from_utf8(&self.cur[self.pos..self.pos + n])
+                .map_err(|_| err("string is not UTF-8"))?;
+            let s = SharedStr::from(s);
+            self.pos += n;
+            self.left -= n;
+            return Ok(s);
+        }
+        self.string_of(n).map(SharedStr::from)
+    }
+
+    /// `map<string>` into headers, charging each entry's estimated memory. The pairs are
+    /// collected and sorted once (a later duplicate key wins, as in Java's `HashMap`), so a
+    /// map of many entries costs `n log n`, not the `n²` of inserting one by one.
+    fn string_map(&mut self, charge: Charge<'_>) -> Result<Headers, ProtocolError> {
+        let mut pairs: SmallVec<[(SharedStr, SharedStr); 4]> = SmallVec::new();
         loop {
             let n = self.block(2)?;
             if n == 0 {
-                return Ok(());
+                return Ok(pairs.into_iter().collect());
             }
             for _ in 0..n {
                 // Charged before each string is copied.
-                let first = if into.is_empty() { HEADERS_COST } else { 0 };
+                let first = if pairs.is_empty() { HEADERS_COST } else { 0 };
                 let kn = self.len("string")?;
                 charge(first + HEADER_ENTRY_COST + kn)?;
-                let k = self.string_of(kn)?;
+                let k = self.shared_string_of(kn)?;
                 let vn = self.len("string")?;
                 charge(vn)?;
-                let v = self.string_of(vn)?;
-                into.insert(k, v);
+                let v = self.shared_string_of(vn)?;
+                pairs.push((k, v));
             }
         }
     }
@@ -229,8 +250,7 @@ impl Reader {
     }
 
     fn event(&mut self, charge: Charge<'_>) -> Result<Event, ProtocolError> {
-        let mut headers = Headers::new();
-        self.string_map(&mut headers, charge)?;
+        let headers = self.string_map(charge)?;
         let n = self.len("bytes")?;
         if !self.contiguous(n) {
             // A body across two chunks is copied.
@@ -247,10 +267,11 @@ impl Reader {
 pub(crate) type Charge<'a> = &'a mut dyn FnMut(usize) -> Result<(), ProtocolError>;
 
 /// Estimated heap bytes of a non-empty header map besides its entries (the `Arc` and the
-/// first B-tree node).
+/// inline room for four pairs), with margin.
 pub(crate) const HEADERS_COST: usize = 576;
-/// Estimated heap bytes of one header entry besides its key and value bytes.
-pub(crate) const HEADER_ENTRY_COST: usize = 80;
+/// Estimated heap bytes of one header entry besides its key and value bytes: a pair is 48
+/// bytes, held twice while a map is built (the decoded pairs and the sorted map).
+pub(crate) const HEADER_ENTRY_COST: usize = 96;
 
 /// Uncharged decoding, for the tests' round trips.
 #[cfg(test)]
@@ -277,7 +298,13 @@ pub(crate) fn read_events_charged(
         charge(n * std::mem::size_of::<Event>())?;
         events.reserve(n);
         for _ in 0..n {
-            events.push(r.event(charge)?);
+            let mut e = r.event(charge)?;
+            // Events of one batch often carry the same headers (set by one interceptor
+            // upstream): they share one map, as they did in the sender.
+            if let Some(prev) = events.last() {
+                e.headers.share_if_equal(&prev.headers);
+            }
+            events.push(e);
         }
     }
 }

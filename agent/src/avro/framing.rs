@@ -1,5 +1,6 @@
 //! Netty transport framing: `serial`, `count`, then `count` × (`length`, bytes), big-endian.
 
+use super::encode::write_all_vectored;
 use std::io::{self, Read, Write};
 
 use bytes::Bytes;
@@ -270,14 +271,29 @@ impl FrameDecoder {
 
 /// Writes `payload` as one frame with a single buffer.
 pub(crate) fn write_frame(w: &mut impl Write, serial: i32, payload: &[u8]) -> io::Result<()> {
-    let len = i32::try_from(payload.len())
+    write_frame_parts(w, serial, payload, &[])
+}
+
+/// Writes `head` followed by `parts` as one frame with a single buffer, without joining them:
+/// the pieces go to the writer as they are ([`write_all_vectored`]).
+pub(crate) fn write_frame_parts(
+    w: &mut impl Write,
+    serial: i32,
+    head: &[u8],
+    parts: &[&[u8]],
+) -> io::Result<()> {
+    let total = head.len() + parts.iter().map(|p| p.len()).sum::<usize>();
+    let len = i32::try_from(total)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "message over 2 GiB"))?;
-    let mut head = [0u8; 12];
-    head[..4].copy_from_slice(&serial.to_be_bytes());
-    head[4..8].copy_from_slice(&1i32.to_be_bytes());
-    head[8..].copy_from_slice(&len.to_be_bytes());
-    w.write_all(&head)?;
-    w.write_all(payload)?;
+    let mut frame = [0u8; 12];
+    frame[..4].copy_from_slice(&serial.to_be_bytes());
+    frame[4..8].copy_from_slice(&1i32.to_be_bytes());
+    frame[8..].copy_from_slice(&len.to_be_bytes());
+    let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() + 2);
+    all.push(&frame);
+    all.push(head);
+    all.extend_from_slice(parts);
+    write_all_vectored(w, &all)?;
     w.flush()
 }
 

@@ -25,6 +25,7 @@
 
 pub mod client;
 pub(crate) mod decode;
+pub(crate) mod encode;
 pub(crate) mod framing;
 pub(crate) mod protocol;
 pub(crate) mod server_io;

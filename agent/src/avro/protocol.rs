@@ -1,5 +1,6 @@
-//! Schemas and encoding of Flume's `AvroSourceProtocol` and Avro's IPC handshake, through the
-//! `apache-avro` crate.
+//! Schemas of Flume's `AvroSourceProtocol` and Avro's IPC handshake, and the encoding of the
+//! handshake and call envelopes through the `apache-avro` crate. Events, the hot path, have a
+//! hand-written encoder (`encode.rs`) and decoder (`decode.rs`), checked against apache-avro.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -19,6 +20,7 @@ use crate::event::Event;
 /// The protocol of flume-ng-sdk's `flume.avdl`, in Avro's JSON form.
 pub(crate) const PROTOCOL_JSON: &str = r#"{"protocol":"AvroSourceProtocol","namespace":"org.apache.flume.source.avro","types":[{"type":"enum","name":"Status","symbols":["OK","FAILED","UNKNOWN"]},{"type":"record","name":"AvroFlumeEvent","fields":[{"name":"headers","type":{"type":"map","values":"string"}},{"name":"body","type":"bytes"}]}],"messages":{"append":{"request":[{"name":"event","type":"AvroFlumeEvent"}],"response":"Status"},"appendBatch":{"request":[{"name":"events","type":{"type":"array","items":"AvroFlumeEvent"}}],"response":"Status"}}}"#;
 
+#[cfg(test)]
 const EVENT: &str = r#"{"type":"record","name":"AvroFlumeEvent","namespace":"org.apache.flume.source.avro","fields":[{"name":"headers","type":{"type":"map","values":"string"}},{"name":"body","type":"bytes"}]}"#;
 
 const HANDSHAKE_REQUEST: &str = r#"{"type":"record","name":"HandshakeRequest","namespace":"org.apache.avro.ipc","fields":[{"name":"clientHash","type":{"type":"fixed","name":"MD5","size":16}},{"name":"clientProtocol","type":["null","string"]},{"name":"serverHash","type":"MD5"},{"name":"meta","type":["null",{"type":"map","values":"bytes"}]}]}"#;
@@ -26,7 +28,10 @@ const HANDSHAKE_REQUEST: &str = r#"{"type":"record","name":"HandshakeRequest","n
 const HANDSHAKE_RESPONSE: &str = r#"{"type":"record","name":"HandshakeResponse","namespace":"org.apache.avro.ipc","fields":[{"name":"match","type":{"type":"enum","name":"HandshakeMatch","symbols":["BOTH","CLIENT","NONE"]}},{"name":"serverProtocol","type":["null","string"]},{"name":"serverHash","type":["null",{"type":"fixed","name":"MD5","size":16}]},{"name":"meta","type":["null",{"type":"map","values":"bytes"}]}]}"#;
 
 pub(crate) struct Schemas {
+    /// The event schemas are the oracle of the hand-written codec's tests.
+    #[cfg(test)]
     pub(crate) event: Schema,
+    #[cfg(test)]
     pub(crate) events: Schema,
     pub(crate) status: Schema,
     pub(crate) handshake_request: Schema,
@@ -52,21 +57,20 @@ fn parse(json: &str) -> Schema {
     Schema::parse_str(json).unwrap_or(Schema::Null)
 }
 
-pub(crate) static SCHEMAS: LazyLock<Schemas> = LazyLock::new(|| {
-    let event = parse(EVENT);
-    Schemas {
-        events: Schema::array(event.clone()),
-        event,
-        status: parse(
-            r#"{"type":"enum","name":"Status","namespace":"org.apache.flume.source.avro","symbols":["OK","FAILED","UNKNOWN"]}"#,
-        ),
-        handshake_request: parse(HANDSHAKE_REQUEST),
-        handshake_response: parse(HANDSHAKE_RESPONSE),
-        meta: parse(r#"{"type":"map","values":"bytes"}"#),
-        string: Schema::String,
-        boolean: Schema::Boolean,
-        error: parse(r#"["string"]"#),
-    }
+pub(crate) static SCHEMAS: LazyLock<Schemas> = LazyLock::new(|| Schemas {
+    #[cfg(test)]
+    events: Schema::array(parse(EVENT)),
+    #[cfg(test)]
+    event: parse(EVENT),
+    status: parse(
+        r#"{"type":"enum","name":"Status","namespace":"org.apache.flume.source.avro","symbols":["OK","FAILED","UNKNOWN"]}"#,
+    ),
+    handshake_request: parse(HANDSHAKE_REQUEST),
+    handshake_response: parse(HANDSHAKE_RESPONSE),
+    meta: parse(r#"{"type":"map","values":"bytes"}"#),
+    string: Schema::String,
+    boolean: Schema::Boolean,
+    error: parse(r#"["string"]"#),
 });
 
 /// MD5 of the protocol text, as Avro identifies protocols in the handshake.
@@ -192,28 +196,16 @@ pub(crate) fn write_error(out: &mut Vec<u8>, message: &str) -> Result<(), Protoc
     )
 }
 
-fn event_value(e: &Event) -> Value {
-    let headers: HashMap<String, Value> = e
-        .headers
-        .iter()
-        .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
-        .collect();
-    Value::Record(vec![
-        ("headers".into(), Value::Map(headers)),
-        ("body".into(), Value::Bytes(e.body.to_vec())),
-    ])
+/// `appendBatch`'s parameter, contiguous (see [`super::encode::EncodedEvents`] for the
+/// vectored form the client sends).
+#[cfg(test)]
+pub(crate) fn write_events(out: &mut Vec<u8>, events: &[Event]) {
+    out.extend(super::encode::EncodedEvents::new(events).slices().concat());
 }
 
-pub(crate) fn write_events(out: &mut Vec<u8>, events: &[Event]) -> Result<(), ProtocolError> {
-    write(
-        out,
-        &SCHEMAS.events,
-        Value::Array(events.iter().map(event_value).collect()),
-    )
-}
-
-pub(crate) fn write_event(out: &mut Vec<u8>, e: &Event) -> Result<(), ProtocolError> {
-    write(out, &SCHEMAS.event, event_value(e))
+/// `append`'s parameter: one `AvroFlumeEvent` (also Flume's Kafka record format).
+pub(crate) fn write_event(out: &mut Vec<u8>, e: &Event) {
+    super::encode::put_event(out, e);
 }
 
 #[cfg(test)]
@@ -235,7 +227,7 @@ mod tests {
         }
     }
 
-    /// apache-avro's encoding, read back by the bounded decoder.
+    /// The hand-written encoding, read back by the bounded decoder.
     #[test]
     fn events_round_trip() -> Result<(), ProtocolError> {
         let mut e = Event::new(&b"\x00binary\xff"[..]);
@@ -243,12 +235,12 @@ mod tests {
         e.headers.insert("ünïcode", "välue");
         let events = vec![e, Event::new("second"), Event::new("")];
         let mut buf = Vec::new();
-        write_events(&mut buf, &events)?;
+        write_events(&mut buf, &events);
         let mut r = Reader::new(buf);
         assert_eq!(read_events(&mut r, 10)?, events);
         assert_eq!(r.remaining(), 0);
         let mut buf = Vec::new();
-        write_events(&mut buf, &events)?;
+        write_events(&mut buf, &events);
         assert!(
             read_events(&mut Reader::new(buf), 2).is_err(),
             "max events enforced"

@@ -9,7 +9,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 
-use crate::avro::protocol::{ProtocolError, write_event};
+use crate::avro::protocol::write_event;
 use crate::event::Event;
 use crate::kafka::LogContext;
 use crate::metrics::KafkaSinkCounters;
@@ -23,8 +23,6 @@ use super::delivery_reports::{Reports, SinkContext, permanent};
 enum KafkaSinkError {
     #[error("cannot create the Kafka producer: {0}")]
     Create(#[source] KafkaError),
-    #[error("cannot encode a Flume event: {0}")]
-    Encode(#[source] ProtocolError),
     #[error("cannot send to topic `{topic}`: {source}")]
     Send {
         topic: String,
@@ -227,8 +225,7 @@ impl KafkaSink {
             let topic = topic_for(&self.config, e);
             let payload: &[u8] = if self.config.flume_format {
                 self.buf.clear();
-                write_event(&mut self.buf, e)
-                    .map_err(|err| self.fail(KafkaSinkError::Encode(err)))?;
+                write_event(&mut self.buf, e);
                 &self.buf
             } else {
                 &e.body
