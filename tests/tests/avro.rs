@@ -117,6 +117,52 @@ fn sluice_to_sluice_plain_and_deflate() -> Result<()> {
     Ok(())
 }
 
+/// The sender keeps `max-in-flight` batches on the wire; the collector (a file channel, so what
+/// it acknowledged survives) is killed with SIGKILL mid-stream and restarted. Batches in flight
+/// when it died are rolled back and sent again: every event arrives (duplicates allowed).
+#[test]
+fn pipelined_batches_survive_a_collector_killed_mid_stream() -> Result<()> {
+    let _ports = shared_ports();
+    let tmp = tempfile::tempdir()?;
+    let out = tmp.path().join("out");
+    let port = free_port()?;
+    let total = 40_000u64;
+    let collector_conf = collector(port, &out, "none").replace(
+        "a1.channels.c1.type = memory\n",
+        &format!(
+            "a1.channels.c1.type = file\na1.channels.c1.checkpointDir = {}\n\
+             a1.channels.c1.dataDirs = {}\n",
+            tmp.path().join("cp").display(),
+            tmp.path().join("data").display()
+        ),
+    );
+    let sender_conf = sender(port, total, "none") + "a1.sinks.k1.max-in-flight = 4\n";
+    let mut c = Sluice::start(tmp.path(), "collector", &collector_conf, &[])?;
+    let s = Sluice::start(tmp.path(), "sender", &sender_conf, &[])?;
+    wait_for("a quarter of the events at the collector", WAIT, || {
+        (c.counter("SOURCE.r1", "EventAcceptedCount").ok()? >= total / 4).then_some(())
+    })?;
+    c.kill9()?;
+    let _c = Sluice::start(tmp.path(), "collector", &collector_conf, &[])?;
+    let got = wait_for(
+        &format!("all {total} events in {}", out.display()),
+        WAIT,
+        || {
+            let set: BTreeSet<u64> = read_lines(&out)
+                .iter()
+                .filter_map(|l| l.parse().ok())
+                .collect();
+            (set.len() as u64 == total).then_some(set)
+        },
+    )?;
+    ensure!(got.iter().copied().eq(0..total), "unexpected event numbers");
+    ensure!(
+        s.counter("SINK.k1", "ConnectionCreatedCount")? >= 2,
+        "the sender reconnected after the kill"
+    );
+    Ok(())
+}
+
 #[test]
 fn sink_retries_until_collector_appears() -> Result<()> {
     let _ports = shared_ports();

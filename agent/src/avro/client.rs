@@ -1,5 +1,6 @@
 //! An Avro RPC client for `AvroSourceProtocol`: used by the Avro sink and `sluice send`.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
@@ -111,6 +112,9 @@ pub struct RpcClient {
     peer: String,
     conn: Option<Connection>,
     serial: i32,
+    /// Serials of pipelined requests whose answer was not claimed yet, with the answer once
+    /// it arrived (a server may answer out of order: Flume's runs requests on a thread pool).
+    in_flight: HashMap<i32, Option<Result<(), RpcError>>>,
     /// The server's protocol hash once learned.
     server_hash: Option<[u8; 16]>,
     /// Send our protocol text with the handshake (after the server said NONE).
@@ -126,6 +130,7 @@ impl RpcClient {
             peer,
             conn: None,
             serial: 0,
+            in_flight: HashMap::new(),
             server_hash: None,
             send_protocol: false,
             tls: None,
@@ -146,6 +151,7 @@ impl RpcClient {
     }
 
     pub(crate) fn close(&mut self) {
+        self.in_flight.clear();
         if let Some(c) = self.conn.take() {
             let _ = c.stream.shutdown(std::net::Shutdown::Both);
         }
@@ -238,6 +244,107 @@ impl RpcClient {
         }
     }
 
+    /// Whether the handshake is done on the current connection: only then may requests be
+    /// pipelined ([`Self::send_batch`]).
+    pub(crate) fn is_established(&self) -> bool {
+        self.conn.as_ref().is_some_and(|c| c.established)
+    }
+
+    /// Requests sent with [`Self::send_batch`] whose answer was not read yet.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Sends `appendBatch(events)` on an established connection without waiting for the
+    /// answer, and returns its serial; [`Self::receive`] reads the answers in the order of the
+    /// sends. Avro's transport matches answers to requests by serial, and servers may answer
+    /// out of order (Flume's does), so an answer that comes early is kept until claimed. A
+    /// failure to send or receive closes the connection, and with it every request in flight.
+    pub(crate) fn send_batch(&mut self, events: &[Event]) -> Result<i32, RpcError> {
+        let result = if self.is_established() {
+            let encoded = EncodedEvents::new(events);
+            self.request_head(false, "appendBatch")
+                .map_err(|e| self.proto_err(e))
+                .and_then(|head| self.send_frame(&head, &encoded.slices()))
+        } else {
+            Err(RpcError::NotConnected {
+                peer: self.peer.clone(),
+            })
+        };
+        match result {
+            Ok(serial) => {
+                self.in_flight.insert(serial, None);
+                Ok(serial)
+            }
+            Err(e) => {
+                self.close();
+                Err(e)
+            }
+        }
+    }
+
+    /// The answer to the pipelined request `serial`: `Ok` only when it is OK. Reads frames
+    /// until that one arrives, keeping the answers to other requests in flight. A refusal
+    /// (`FAILED`, or the server's error) fails that batch only; a broken or confused stream
+    /// closes the connection.
+    pub(crate) fn receive(&mut self, serial: i32) -> Result<(), RpcError> {
+        loop {
+            match self.in_flight.get_mut(&serial) {
+                None => {
+                    return Err(RpcError::NotConnected {
+                        peer: self.peer.clone(),
+                    });
+                }
+                Some(answer @ Some(_)) => {
+                    let result = answer.take().unwrap_or(Ok(()));
+                    self.in_flight.remove(&serial);
+                    return result;
+                }
+                Some(None) => {}
+            }
+            let (got, answer) = match self.receive_any() {
+                Ok(a) => a,
+                Err(e) => {
+                    self.close();
+                    return Err(e);
+                }
+            };
+            match self.in_flight.get_mut(&got) {
+                Some(slot @ None) => *slot = Some(answer),
+                _ => {
+                    self.close();
+                    return Err(RpcError::Serial {
+                        peer: self.peer.clone(),
+                        got,
+                        sent: serial,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Reads one answer frame: its serial and what it says (`Err` only for a refusal or the
+    /// server's error; a stream failure is the outer `Err`).
+    fn receive_any(&mut self) -> Result<(i32, Result<(), RpcError>), RpcError> {
+        let peer = || self.peer.clone();
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(RpcError::NotConnected { peer: peer() });
+        };
+        let frame =
+            read_frame(&mut conn.reader, MAX_RESPONSE).map_err(|source| RpcError::Receive {
+                peer: peer(),
+                source,
+            })?;
+        let answer = self.read_reply(&mut Reader::new(frame.payload));
+        match answer {
+            Err(e @ (RpcError::Refused { .. } | RpcError::Remote { .. })) => {
+                Ok((frame.serial, Err(e)))
+            }
+            Err(e) => Err(e),
+            Ok(()) => Ok((frame.serial, Ok(()))),
+        }
+    }
+
     /// Sends `appendBatch(events)`; `Ok` only when the server answered OK.
     pub fn append_batch(&mut self, events: &[Event]) -> Result<(), RpcError> {
         let encoded = EncodedEvents::new(events);
@@ -307,6 +414,12 @@ impl RpcClient {
 
     /// Sends one request frame (`head` then `params`) and reads the frame answering it.
     fn exchange(&mut self, head: &[u8], params: &[&[u8]]) -> Result<Frame, RpcError> {
+        let serial = self.send_frame(head, params)?;
+        self.receive_frame(serial)
+    }
+
+    /// Writes one request frame under a new serial.
+    fn send_frame(&mut self, head: &[u8], params: &[&[u8]]) -> Result<i32, RpcError> {
         self.serial = self.serial.wrapping_add(1);
         let serial = self.serial;
         let peer = || self.peer.clone();
@@ -319,6 +432,16 @@ impl RpcClient {
                 source,
             }
         })?;
+        Ok(serial)
+    }
+
+    /// Reads the next frame, which must answer `serial` (a server answers a connection's
+    /// requests in order).
+    fn receive_frame(&mut self, serial: i32) -> Result<Frame, RpcError> {
+        let peer = || self.peer.clone();
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(RpcError::NotConnected { peer: peer() });
+        };
         let frame =
             read_frame(&mut conn.reader, MAX_RESPONSE).map_err(|source| RpcError::Receive {
                 peer: peer(),

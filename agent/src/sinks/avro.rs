@@ -21,7 +21,13 @@ pub(crate) struct AvroSinkConfig {
     /// `reset-connection-interval` seconds, 0 = never (default 0): reconnect periodically so a
     /// load balancer in front of several receivers can spread clients.
     pub(crate) reset_interval: Duration,
+    /// `max-in-flight` (sluice; default 4, 1 = Flume's one call at a time): batches sent on the
+    /// connection before the answer to the first is read. Each is its own take transaction.
+    pub(crate) max_in_flight: usize,
 }
+
+/// The ticket of a batch delivered synchronously (before the handshake was done).
+const DELIVERED: u64 = 0;
 
 impl AvroSinkConfig {
     pub(crate) fn from_props(p: &Props) -> Result<Self, ConfigError> {
@@ -77,9 +83,14 @@ impl AvroSinkConfig {
             },
             batch_size: p.int("batch-size", 100, 1..=MAX_BATCH)?,
             reset_interval: p.seconds("reset-connection-interval", 0, 0..=MAX_SECONDS)?,
+            max_in_flight: p.int("max-in-flight", 4, 1..=MAX_IN_FLIGHT)?,
         })
     }
 }
+
+/// Upper bound of `max-in-flight`: beyond a few batches the pipe is full and more only holds
+/// more events in open take transactions.
+const MAX_IN_FLIGHT: usize = 16;
 
 pub(crate) struct AvroSink {
     name: String,
@@ -96,6 +107,18 @@ impl AvroSink {
             config,
             client,
             counters,
+        }
+    }
+
+    fn failed(&self, cause: crate::avro::client::RpcError) -> SinkError {
+        if !self.client.is_connected() {
+            self.counters
+                .connection_closed
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        SinkError::Failed {
+            sink: self.name.clone(),
+            cause: Arc::new(cause),
         }
     }
 
@@ -137,17 +160,33 @@ impl AvroSink {
 impl Sink for AvroSink {
     fn deliver(&mut self, events: &[Event]) -> Result<(), SinkError> {
         self.ensure_connected()?;
-        self.client.append_batch(events).map_err(|e| {
-            if !self.client.is_connected() {
-                self.counters
-                    .connection_closed
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-            SinkError::Failed {
-                sink: self.name.clone(),
-                cause: Arc::new(e),
-            }
-        })
+        self.client.append_batch(events).map_err(|e| self.failed(e))
+    }
+
+    fn pipeline_depth(&self) -> usize {
+        self.config.max_in_flight
+    }
+
+    /// Pipelines once the connection's handshake is done; the first batch on a connection
+    /// goes synchronously (it carries the handshake, which may have to be repeated).
+    fn send(&mut self, events: &[Event]) -> Result<u64, SinkError> {
+        if self.client.in_flight() == 0 {
+            self.ensure_connected()?;
+        }
+        if !self.client.is_established() {
+            self.deliver(events)?;
+            return Ok(DELIVERED);
+        }
+        let serial = self.client.send_batch(events).map_err(|e| self.failed(e))?;
+        Ok(u64::from(serial as u32) + 1)
+    }
+
+    fn finish(&mut self, ticket: u64) -> Result<(), SinkError> {
+        if ticket == DELIVERED {
+            return Ok(());
+        }
+        let serial = (ticket - 1) as u32 as i32;
+        self.client.receive(serial).map_err(|e| self.failed(e))
     }
 
     fn stop(&mut self) {

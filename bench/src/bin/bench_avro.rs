@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo build --release --workspace --bins
-//! cargo run --release -p sluice-bench --bin bench_avro [-- --warmup S --window S --body B --batch N --deflate --only sluice|flume]
+//! cargo run --release -p sluice-bench --bin bench_avro [-- --warmup S --window S --body B --batch N --deflate --in-flight N --only sluice|flume]
 //! ```
 //!
 //! Throughput is the collector's `CHANNEL.c1/EventTakeSuccessCount` growth over the window
@@ -30,6 +30,10 @@ struct Args {
     /// Deflate-compress the Avro RPC stream (`compression-type = deflate` on both ends)
     #[arg(long)]
     deflate: bool,
+    /// The sluice sink's `max-in-flight` (batches sent before the first answer is read);
+    /// Flume ignores the key and sends one at a time. Default: sluice's default
+    #[arg(long, value_name = "N")]
+    in_flight: Option<usize>,
     #[command(flatten)]
     only: Only,
 }
@@ -50,9 +54,13 @@ fn sender(a: &Args, port: u16) -> String {
          a1.sinks.k1.hostname = 127.0.0.1\n\
          a1.sinks.k1.port = {port}\n\
          a1.sinks.k1.batch-size = {batch}\n\
-         a1.sinks.k1.compression-type = {compression}\n",
+         a1.sinks.k1.compression-type = {compression}\n{in_flight}",
         body = a.payload.body,
         batch = a.payload.batch,
+        in_flight = a
+            .in_flight
+            .map(|n| format!("a1.sinks.k1.max-in-flight = {n}\n"))
+            .unwrap_or_default(),
     )
 }
 
