@@ -9,7 +9,7 @@
 use bytes::Bytes;
 
 use super::bindings::Batch;
-use crate::event::{Event, Headers};
+use crate::event::{Event, Headers, SharedStr};
 
 /// What is wrong with a batch a guest returned.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -35,12 +35,22 @@ pub(crate) fn decode(b: Batch) -> Result<Vec<Event>, DecodeError> {
     let bodies = Bytes::from(b.bodies);
     let mut out = Vec::with_capacity(b.body_ends.len());
     let (mut body_start, mut header_start) = (0usize, 0usize);
+    // Events a guest gave the same header bytes (it set one tag on a batch) share one map.
+    let mut prev: Option<(&[u8], Headers)> = None;
     for (&be, &he) in b.body_ends.iter().zip(&b.header_ends) {
         let (be, he) = (be as usize, he as usize);
         if be < body_start || be > bodies.len() || he < header_start || he > b.headers.len() {
             return Err(DecodeError::Offsets);
         }
-        let headers = decode_headers(&b.headers[header_start..he])?;
+        let raw = &b.headers[header_start..he];
+        let headers = match &prev {
+            Some((p, h)) if *p == raw => h.clone(),
+            _ => {
+                let h = decode_headers(raw)?;
+                prev = Some((raw, h.clone()));
+                h
+            }
+        };
         out.push(Event {
             headers,
             body: bodies.slice(body_start..be),
@@ -52,17 +62,17 @@ pub(crate) fn decode(b: Batch) -> Result<Vec<Event>, DecodeError> {
 }
 
 fn decode_headers(mut buf: &[u8]) -> Result<Headers, DecodeError> {
-    let mut pairs = Vec::new();
+    let mut pairs: smallvec::SmallVec<[(SharedStr, SharedStr); 4]> = smallvec::SmallVec::new();
     while !buf.is_empty() {
         let (k, rest) = take_str(buf)?;
         let (v, rest) = take_str(rest)?;
-        pairs.push((k, v));
+        pairs.push((k.into(), v.into()));
         buf = rest;
     }
     Ok(pairs.into_iter().collect())
 }
 
-fn take_str(buf: &[u8]) -> Result<(String, &[u8]), DecodeError> {
+fn take_str(buf: &[u8]) -> Result<(&str, &[u8]), DecodeError> {
     let Some((len, rest)) = buf.split_first_chunk::<4>() else {
         return Err(DecodeError::TruncatedHeader);
     };
@@ -71,7 +81,7 @@ fn take_str(buf: &[u8]) -> Result<(String, &[u8]), DecodeError> {
         return Err(DecodeError::TruncatedHeader);
     }
     let s = std::str::from_utf8(&rest[..len]).map_err(DecodeError::HeaderUtf8)?;
-    Ok((s.to_string(), &rest[len..]))
+    Ok((s, &rest[len..]))
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //!   --batch N       source/channel/sink batch size       (default 1000)
 //!   --samples N     latency samples                      (default 20)
 //!   --write-pos MS  the source's writePosInterval        (default 3000, Flume's; 0 = per batch)
+//!   --file-header   fileHeader = true (each event carries its file's path)
 //!   --only NAME     run only `sluice` or `flume`
 //! ```
 //!
@@ -57,6 +58,9 @@ struct Args {
     /// The source's writePosInterval in ms (3000 is Flume's; 0 = per batch)
     #[arg(long, value_name = "MS", default_value_t = 3000)]
     write_pos: u64,
+    /// `fileHeader = true`: every event carries its file's path in the `file` header
+    #[arg(long)]
+    file_header: bool,
     #[command(flatten)]
     only: Only,
 }
@@ -69,7 +73,8 @@ fn line_len(s: &str) -> Result<usize, String> {
     }
 }
 
-fn config(logs: &Path, position_file: &Path, batch: usize, write_pos: u64) -> String {
+fn config(logs: &Path, position_file: &Path, a: &Args) -> String {
+    let (batch, write_pos, file_header) = (a.batch, a.write_pos, a.file_header);
     format!(
         "\
 a1.sources = r1
@@ -82,6 +87,7 @@ a1.sources.r1.filegroups.f1 = {}/bench-.*\\\\.log
 a1.sources.r1.positionFile = {}
 a1.sources.r1.batchSize = {batch}
 a1.sources.r1.writePosInterval = {write_pos}
+a1.sources.r1.fileHeader = {file_header}
 a1.channels.c1.type = memory
 a1.channels.c1.capacity = 100000
 a1.channels.c1.transactionCapacity = {batch}
@@ -208,12 +214,7 @@ fn run(side: Side, root: &Path, logs: &Path, files: &[PathBuf], a: &Args) -> Res
         Side::Flume => "flume",
     });
     std::fs::create_dir_all(&dir)?;
-    let conf = config(
-        logs,
-        &dir.join("taildir_position.json"),
-        a.batch,
-        a.write_pos,
-    );
+    let conf = config(logs, &dir.join("taildir_position.json"), a);
     if side == Side::Sluice {
         let mut sluice = Sluice::start(&dir, "bench", &conf, &["--no-reload-conf"])?;
         let pid = sluice.pid();
@@ -264,8 +265,8 @@ fn bench(a: &Args) -> Result<()> {
     );
     println!(
         "bench_taildir: TAILDIR -> memory -> null: {} files x {} lines of {} bytes, batch {}, \
-         writePosInterval {} ms; {} latency samples",
-        a.files, a.lines, a.line, a.batch, a.write_pos, a.samples
+         writePosInterval {} ms, fileHeader {}; {} latency samples",
+        a.files, a.lines, a.line, a.batch, a.write_pos, a.file_header, a.samples
     );
     if let Some(bin) = bin {
         println!("  sluice: {}", bin.display());

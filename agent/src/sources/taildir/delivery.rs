@@ -143,18 +143,19 @@ impl TaildirSource {
     }
 
     pub(super) fn events(&self, group: usize, path: &Path, lines: &mut Vec<Line>) -> Vec<Event> {
-        let base = self.group_headers.get(group).cloned().unwrap_or_default();
-        let path = self
-            .config
-            .file_header
-            .then(|| path.to_string_lossy().into_owned());
+        // The group's headers and the file header are the same for every line: one map for
+        // the batch, shared by its events (only a byte-offset header makes one per event).
+        let mut base = self.group_headers.get(group).cloned().unwrap_or_default();
+        if self.config.file_header {
+            base.insert(
+                self.config.file_header_key.as_str(),
+                path.to_string_lossy().as_ref(),
+            );
+        }
         lines
             .drain(..)
             .map(|line| {
                 let mut headers = base.clone();
-                if let Some(p) = &path {
-                    headers.insert(self.config.file_header_key.clone(), p.clone());
-                }
                 if self.config.byte_offset_header {
                     headers.insert(BYTE_OFFSET_HEADER, line.offset.to_string());
                 }
