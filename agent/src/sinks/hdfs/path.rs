@@ -123,9 +123,12 @@ pub(crate) enum RenderError {
 }
 
 /// Formatted time fields of the last timestamp rendered, so a batch whose events share a
-/// second formats each field once.
+/// second formats each field once, and events with the very same timestamp (one `timestamp`
+/// interceptor reading per batch) skip the time-zone conversion too.
 #[derive(Default)]
 pub(crate) struct TimeCache {
+    /// The input timestamp (ms) the fields were made from.
+    raw: Option<i64>,
     key: Option<i64>,
     fields: Vec<String>,
 }
@@ -257,6 +260,9 @@ impl PathTemplate {
                     })?
             }
         };
+        if cache.raw == Some(ts) {
+            return Ok(&cache.fields);
+        }
         let dt = to_datetime(ts, time.zone).ok_or(RenderError::OutOfRange(ts))?;
         let dt = match time.rounding {
             Some(r) => round_down(dt, r),
@@ -281,6 +287,7 @@ impl PathTemplate {
             }
             cache.key = Some(key);
         }
+        cache.raw = Some(ts);
         Ok(&cache.fields)
     }
 }
