@@ -198,6 +198,24 @@ impl FrameDecoder {
         }
     }
 
+    /// The chunk the next payload bytes go to and how many of the stream's next bytes belong
+    /// to the current buffer's data, when both are non-zero: a reader may put up to that many
+    /// bytes straight into the chunk's spare capacity (then [`Self::filled`], then
+    /// [`Self::feed`] with no input to learn what follows).
+    pub(crate) fn spare_payload(&mut self) -> Option<(&mut Vec<u8>, usize)> {
+        if self.stage != Stage::Data {
+            return None;
+        }
+        let want = self.buffer_end - self.received;
+        let spare = self.cur.capacity() - self.cur.len();
+        (want > 0 && spare > 0).then_some((&mut self.cur, want.min(spare)))
+    }
+
+    /// Counts `n` payload bytes a reader appended to the chunk of [`Self::spare_payload`].
+    pub(crate) fn filled(&mut self, n: usize) {
+        self.received += n;
+    }
+
     /// Consumes a prefix of `input`; see [`Feed`].
     pub(crate) fn feed(&mut self, input: &[u8]) -> Result<Feed, FrameError> {
         let mut pos = 0;
@@ -442,6 +460,75 @@ mod decoder_tests {
                 [(1, &b"hello"[..]), (2, b"abc"), (3, b""), (4, &big[..])],
                 "piece {piece}"
             );
+        }
+        Ok(())
+    }
+
+    /// As the Avro source reads a plain connection: payload bytes straight into the chunk's
+    /// spare room when the decoder offers it (at most `piece` at a time), else fed.
+    fn decode_direct(bytes: &[u8], piece: usize, max: usize) -> Result<Vec<Frame>, FrameError> {
+        let mut d = FrameDecoder::new(max);
+        let mut frames = Vec::new();
+        let mut pos = 0;
+        let mut push = |frame: ChunkedFrame| {
+            frames.push(Frame {
+                serial: frame.serial,
+                payload: frame.chunks.concat(),
+            })
+        };
+        while pos < bytes.len() {
+            if let Some((chunk, room)) = d.spare_payload() {
+                let n = room.min(piece).min(bytes.len() - pos);
+                chunk.extend_from_slice(&bytes[pos..pos + n]);
+                assert!(chunk.len() <= chunk.capacity());
+                d.filled(n);
+                pos += n;
+                if let Feed::Frame { frame, .. } = d.feed(&[])? {
+                    push(frame);
+                }
+                continue;
+            }
+            let end = (pos + piece).min(bytes.len());
+            match d.feed(&bytes[pos..end])? {
+                Feed::Consumed(n) => pos += n,
+                Feed::NeedCapacity { consumed, bytes } => {
+                    pos += consumed;
+                    d.grow(bytes);
+                }
+                Feed::Frame { consumed, frame } => {
+                    pos += consumed;
+                    push(frame);
+                }
+            }
+        }
+        Ok(frames)
+    }
+
+    #[test]
+    fn direct_reads_into_the_chunk_decode_like_fed_bytes() -> Result<(), FrameError> {
+        let mut bytes = Vec::new();
+        write_frame(&mut bytes, 1, b"hello")?;
+        for v in [2i32, 3, 2] {
+            bytes.extend_from_slice(&v.to_be_bytes());
+        }
+        bytes.extend_from_slice(b"ab");
+        bytes.extend_from_slice(&0i32.to_be_bytes());
+        bytes.extend_from_slice(&1i32.to_be_bytes());
+        bytes.extend_from_slice(b"c");
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i * 7) as u8).collect();
+        write_frame(&mut bytes, 4, &big)?;
+        write_frame(&mut bytes, 5, b"after")?;
+        for piece in [1, 5, 4096, 1 << 20] {
+            let frames = decode_direct(&bytes, piece, 1 << 20)?;
+            let (fed, _) = decode_all(&bytes, piece, 1 << 20)?;
+            assert_eq!(frames.len(), 4, "piece {piece}");
+            for (a, b) in frames.iter().zip(&fed) {
+                assert_eq!(
+                    (a.serial, &a.payload),
+                    (b.serial, &b.payload),
+                    "piece {piece}"
+                );
+            }
         }
         Ok(())
     }

@@ -220,6 +220,34 @@ impl ServerIo {
         }
     }
 
+    /// Neither TLS nor zlib: the socket's bytes are the frame stream.
+    pub(crate) fn is_plain(&self) -> bool {
+        self.tls.is_none() && self.wire.inflate.is_none()
+    }
+
+    /// On a plain connection ([`Self::is_plain`]), appends at most `max` bytes to `dst`
+    /// within its spare capacity (never growing it: the capacity was budgeted), so payload
+    /// bytes go from the socket straight into the frame's chunk; `Ok(0)` at end of stream.
+    pub(crate) async fn read_into_spare(
+        &mut self,
+        dst: &mut Vec<u8>,
+        max: usize,
+    ) -> io::Result<usize> {
+        let len = (dst.capacity() - dst.len()).min(max);
+        if len == 0 || !self.is_plain() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no room for a direct read",
+            ));
+        }
+        loop {
+            self.wire.sock.readable().await?;
+            if let Some(n) = read_tail(dst, len, |buf| self.wire.sock.try_read(buf))? {
+                return Ok(n);
+            }
+        }
+    }
+
     /// Appends at most [`CHUNK`] bytes of the frame stream to `dst`; `Ok(0)` when the client
     /// closed the connection (TLS: with `close_notify`; without, an `UnexpectedEof` error).
     pub(crate) async fn read(&mut self, dst: &mut Vec<u8>) -> io::Result<usize> {

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
-use crate::avro::framing::{Feed, FrameDecoder, write_frame};
+use crate::avro::framing::{ChunkedFrame, Feed, FrameDecoder, write_frame};
 use crate::avro::server_io::ServerIo;
 
 use super::budget::Held;
@@ -180,13 +180,8 @@ async fn serve(shared: &Arc<Shared>, io: &mut ServerIo, stop: &mut watch::Receiv
                 Feed::Frame { consumed, frame } => {
                     pos += consumed;
                     let charge = std::mem::replace(&mut held, Held::new(shared));
-                    let serial = frame.serial;
-                    let reply =
-                        match process(shared, frame.chunks, charge, &mut established, stop).await {
-                            Ok(r) => r,
-                            Err(c) => return c,
-                        };
-                    if let Err(c) = send_reply(shared, io, serial, &reply).await {
+                    if let Err(c) = answer(shared, io, frame, charge, &mut established, stop).await
+                    {
                         return c;
                     }
                 }
@@ -196,10 +191,51 @@ async fn serve(shared: &Arc<Shared>, io: &mut ServerIo, stop: &mut watch::Receiv
         // requests or stalled in one) holds only its frame's budgeted chunks.
         buf = Vec::new();
         io.release_buffers();
-        if let Err(c) = read_more(shared, io, &decoder, &mut buf, stop).await {
+        let (idle, received) = (decoder.is_idle(), decoder.received());
+        let plain = io.is_plain();
+        let read = match decoder.spare_payload() {
+            // Payload bytes go from the socket straight into the frame's (budgeted) chunk;
+            // an empty `buf` then lets the decoder say what follows.
+            Some((chunk, max)) if plain => {
+                let before = chunk.len();
+                let r = read_more(shared, io, (idle, received), Dst::Spare(chunk, max), stop).await;
+                let n = chunk.len() - before;
+                decoder.filled(n);
+                r
+            }
+            _ => read_more(shared, io, (idle, received), Dst::Buf(&mut buf), stop).await,
+        };
+        if let Err(c) = read {
             return c;
         }
+        if buf.is_empty() {
+            // After a direct read: a completed frame comes out of an empty feed.
+            match decoder.feed(&[]) {
+                Ok(Feed::Frame { frame, .. }) => {
+                    let charge = std::mem::replace(&mut held, Held::new(shared));
+                    if let Err(c) = answer(shared, io, frame, charge, &mut established, stop).await
+                    {
+                        return c;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => return Close::Error(e.to_string()),
+            }
+        }
     }
+}
+
+/// Processes one received request and writes its reply.
+async fn answer(
+    shared: &Arc<Shared>,
+    io: &mut ServerIo,
+    frame: ChunkedFrame,
+    charge: Held,
+    established: &mut bool,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), Close> {
+    let reply = process(shared, frame.chunks, charge, established, stop).await?;
+    send_reply(shared, io, frame.serial, &reply).await
 }
 
 /// Writes one reply frame, within `read-timeout`.
@@ -224,41 +260,53 @@ async fn send_reply(
     }
 }
 
-/// Reads what the client sent next into `buf`: between requests within `idle-timeout`, inside
-/// one within `read-timeout`. `Err` says why the connection closes.
+/// Where [`read_more`] puts what it reads.
+enum Dst<'a> {
+    /// Appended to a read buffer (at most [`crate::avro::server_io::CHUNK`] bytes).
+    Buf(&'a mut Vec<u8>),
+    /// At most this many bytes into the spare capacity of the frame's chunk (plain only).
+    Spare(&'a mut Vec<u8>, usize),
+}
+
+/// Reads what the client sent next into `dst`: between requests within `idle-timeout`, inside
+/// one within `read-timeout`. `frame` is the decoder's state (between frames, payload bytes
+/// received). `Err` says why the connection closes.
 async fn read_more(
     shared: &Shared,
     io: &mut ServerIo,
-    decoder: &FrameDecoder,
-    buf: &mut Vec<u8>,
+    (between_frames, received): (bool, usize),
+    dst: Dst<'_>,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), Close> {
     let cfg = &shared.config;
-    let idle = decoder.is_idle() && !io.is_handshaking();
+    let idle = between_frames && !io.is_handshaking();
     let limit = if idle {
         cfg.idle_timeout
     } else {
         Some(cfg.read_timeout)
     };
     let read = tokio::select! {
-        r = within(limit, io.read(buf)) => r,
+        r = within(limit, async {
+            match dst {
+                Dst::Buf(buf) => io.read(buf).await,
+                Dst::Spare(chunk, max) => io.read_into_spare(chunk, max).await,
+            }
+        }) => r,
         () = stopped(stop) => return Err(Close::Stopping),
     };
     match read {
-        Some(Ok(0)) if decoder.is_idle() => Err(Close::Clean),
+        Some(Ok(0)) if between_frames => Err(Close::Clean),
         Some(Ok(0)) => Err(Close::Error(format!(
-            "connection closed mid-frame ({} payload bytes received)",
-            decoder.received()
+            "connection closed mid-frame ({received} payload bytes received)"
         ))),
         Some(Ok(_)) => Ok(()),
         Some(Err(e)) if e.kind() == ErrorKind::UnexpectedEof && idle => Err(Close::Clean),
         Some(Err(e)) => Err(Close::Error(format!("i/o: {e}"))),
         None if idle => Err(Close::Idle),
         None => Err(Close::Error(format!(
-            "stalled mid-request: nothing received for {} ms (read-timeout; {} payload bytes \
-             of the frame received)",
+            "stalled mid-request: nothing received for {} ms (read-timeout; {received} \
+             payload bytes of the frame received)",
             cfg.read_timeout.as_millis(),
-            decoder.received()
         ))),
     }
 }
