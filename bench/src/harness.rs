@@ -4,14 +4,14 @@
 //!
 //! Results go to stdout; progress goes to stderr. Nothing here asserts a timing.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, ValueEnum};
-use sluice_integration::flume::{FLUME_VERSION, Flume};
-use sluice_integration::{peak_rss_kib, sluice_bin};
+use sluice_integration::flume::{FLUME_VERSION, Flume, FlumeOptions};
+use sluice_integration::{Sluice, peak_rss_kib, sluice_bin};
 
 /// One side of a comparison.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -212,6 +212,73 @@ pub fn measure_flume(
     }
     flume.kill()?;
     Ok(sample)
+}
+
+/// `r1 -> c1 (memory) -> k1 (null)` at `batch`, Flume's syntax: `source` is the type line's
+/// value (and any more source lines after a newline), `interceptors` whole lines for `r1`.
+pub fn memory_null_config(source: &str, batch: usize, interceptors: &str) -> String {
+    format!(
+        "\
+a1.sources = r1
+a1.channels = c1
+a1.sinks = k1
+a1.sources.r1.type = {source}
+a1.sources.r1.batchSize = {batch}
+a1.sources.r1.channels = c1
+{interceptors}a1.channels.c1.type = memory
+a1.channels.c1.capacity = 100000
+a1.channels.c1.transactionCapacity = {batch}
+a1.sinks.k1.type = null
+a1.sinks.k1.batchSize = {batch}
+a1.sinks.k1.channel = c1
+"
+    )
+}
+
+/// Flume's stress source of `body`-byte events, for [`memory_null_config`]: Flume 1.11 has
+/// only the class name for it.
+pub fn stress_source(body: usize) -> String {
+    format!("org.apache.flume.source.StressSource\na1.sources.r1.size = {body}")
+}
+
+/// The counter every stress/seq → memory → null bench measures: events the sink took and
+/// committed (Flume 1.11's `NullSink` registers no counters of its own).
+const TAKES: (&str, &str) = ("CHANNEL.c1", "EventTakeSuccessCount");
+
+/// Starts sluice on `conf` in `dir` and [`measure`]s the takes from channel `c1`; fails if the
+/// agent exited during the window.
+pub fn measure_sluice_takes(
+    dir: &Path,
+    conf: &str,
+    window: &Window,
+    body: usize,
+) -> Result<Sample> {
+    let mut sluice = Sluice::start(dir, "bench", conf, &[])?;
+    let drained = || sluice.counter(TAKES.0, TAKES.1);
+    let sample = measure("sluice", &[sluice.pid()], window, body, &drained)?;
+    if sluice.child.try_wait()?.is_some() {
+        bail!(
+            "sluice exited during the measurement; log:\n{}",
+            sluice.log_text()
+        );
+    }
+    Ok(sample)
+}
+
+/// Starts Apache Flume (log level WARN: at INFO its NullSink logs every 10,000 events) on
+/// `conf` and [`measure_flume`]s the takes from channel `c1`.
+pub fn measure_flume_takes(dir: &Path, conf: &str, window: &Window, body: usize) -> Result<Sample> {
+    let opts = FlumeOptions {
+        log_level: "WARN".into(),
+        ..FlumeOptions::default()
+    };
+    let started = Instant::now();
+    let mut flume = Flume::start_with(dir, conf, "a1", &opts)?;
+    eprintln!(
+        "Flume: metrics answered {:.1?} after start.",
+        started.elapsed()
+    );
+    measure_flume(&mut flume, TAKES, window, body)
 }
 
 /// Warms up, prints the load average, then measures the growth of `counter` over the window.

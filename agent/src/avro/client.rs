@@ -326,15 +326,7 @@ impl RpcClient {
     /// Reads one answer frame: its serial and what it says (`Err` only for a refusal or the
     /// server's error; a stream failure is the outer `Err`).
     fn receive_any(&mut self) -> Result<(i32, Result<(), RpcError>), RpcError> {
-        let peer = || self.peer.clone();
-        let Some(conn) = self.conn.as_mut() else {
-            return Err(RpcError::NotConnected { peer: peer() });
-        };
-        let frame =
-            read_frame(&mut conn.reader, MAX_RESPONSE).map_err(|source| RpcError::Receive {
-                peer: peer(),
-                source,
-            })?;
+        let frame = self.next_frame()?;
         let answer = self.read_reply(&mut Reader::new(frame.payload));
         match answer {
             Err(e @ (RpcError::Refused { .. } | RpcError::Remote { .. })) => {
@@ -435,21 +427,24 @@ impl RpcClient {
         Ok(serial)
     }
 
-    /// Reads the next frame, which must answer `serial` (a server answers a connection's
-    /// requests in order).
-    fn receive_frame(&mut self, serial: i32) -> Result<Frame, RpcError> {
+    /// Reads the next frame the server sent.
+    fn next_frame(&mut self) -> Result<Frame, RpcError> {
         let peer = || self.peer.clone();
         let Some(conn) = self.conn.as_mut() else {
             return Err(RpcError::NotConnected { peer: peer() });
         };
-        let frame =
-            read_frame(&mut conn.reader, MAX_RESPONSE).map_err(|source| RpcError::Receive {
-                peer: peer(),
-                source,
-            })?;
+        read_frame(&mut conn.reader, MAX_RESPONSE).map_err(|source| RpcError::Receive {
+            peer: peer(),
+            source,
+        })
+    }
+
+    /// Reads the next frame, which must answer `serial` (the only request on the connection).
+    fn receive_frame(&mut self, serial: i32) -> Result<Frame, RpcError> {
+        let frame = self.next_frame()?;
         if frame.serial != serial {
             return Err(RpcError::Serial {
-                peer: peer(),
+                peer: self.peer.clone(),
                 got: frame.serial,
                 sent: serial,
             });

@@ -434,8 +434,8 @@ mod decoder_tests {
         Ok((frames, most))
     }
 
-    #[test]
-    fn pieces_of_any_size_decode_like_read_frame() -> Result<(), FrameError> {
+    /// Frames 1 (`hello`), 2 (`ab` + `` + `c` in three buffers), as bytes.
+    fn small_frames() -> Result<Vec<u8>, FrameError> {
         let mut bytes = Vec::new();
         write_frame(&mut bytes, 1, b"hello")?;
         for v in [2i32, 3, 2] {
@@ -445,6 +445,12 @@ mod decoder_tests {
         bytes.extend_from_slice(&0i32.to_be_bytes());
         bytes.extend_from_slice(&1i32.to_be_bytes());
         bytes.extend_from_slice(b"c");
+        Ok(bytes)
+    }
+
+    #[test]
+    fn pieces_of_any_size_decode_like_read_frame() -> Result<(), FrameError> {
+        let mut bytes = small_frames()?;
         // A frame without buffers.
         bytes.extend_from_slice(&[0, 0, 0, 3, 0, 0, 0, 0]);
         let big: Vec<u8> = (0..300_000u32).map(|i| i as u8).collect();
@@ -506,15 +512,7 @@ mod decoder_tests {
 
     #[test]
     fn direct_reads_into_the_chunk_decode_like_fed_bytes() -> Result<(), FrameError> {
-        let mut bytes = Vec::new();
-        write_frame(&mut bytes, 1, b"hello")?;
-        for v in [2i32, 3, 2] {
-            bytes.extend_from_slice(&v.to_be_bytes());
-        }
-        bytes.extend_from_slice(b"ab");
-        bytes.extend_from_slice(&0i32.to_be_bytes());
-        bytes.extend_from_slice(&1i32.to_be_bytes());
-        bytes.extend_from_slice(b"c");
+        let mut bytes = small_frames()?;
         let big: Vec<u8> = (0..300_000u32).map(|i| (i * 7) as u8).collect();
         write_frame(&mut bytes, 4, &big)?;
         write_frame(&mut bytes, 5, b"after")?;

@@ -18,17 +18,15 @@
 //! CPU is user+system time of that process over the window. Flume logs at WARN here: at INFO
 //! its NullSink writes a line every 10,000 events.
 
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::Parser;
 use sluice_bench::harness::{
-    self, Only, Payload, Sample, Side, Table, Window, measure, measure_flume, print_machine,
-    sluice_release_bin,
+    self, Only, Payload, Side, Table, Window, measure_flume_takes, measure_sluice_takes,
+    print_machine, sluice_release_bin,
 };
-use sluice_integration::Sluice;
-use sluice_integration::flume::{FLUME_VERSION, Flume, FlumeOptions};
+use sluice_integration::flume::FLUME_VERSION;
 
 /// stress -> memory -> null on sluice and on Apache Flume
 #[derive(Parser)]
@@ -42,62 +40,7 @@ struct Args {
 }
 
 fn config(body: usize, batch: usize) -> String {
-    // Flume's class name for the stress source: Flume 1.11 has no short name for it.
-    format!(
-        "\
-a1.sources = r1
-a1.channels = c1
-a1.sinks = k1
-a1.sources.r1.type = org.apache.flume.source.StressSource
-a1.sources.r1.size = {body}
-a1.sources.r1.batchSize = {batch}
-a1.sources.r1.channels = c1
-a1.channels.c1.type = memory
-a1.channels.c1.capacity = 100000
-a1.channels.c1.transactionCapacity = {batch}
-a1.sinks.k1.type = null
-a1.sinks.k1.batchSize = {batch}
-a1.sinks.k1.channel = c1
-"
-    )
-}
-
-fn run_sluice(dir: &Path, conf: &str, args: &Args) -> Result<Sample> {
-    let mut sluice = Sluice::start(dir, "bench", conf, &[])?;
-    let drained = || sluice.counter("CHANNEL.c1", "EventTakeSuccessCount");
-    let sample = measure(
-        "sluice",
-        &[sluice.pid()],
-        &args.window,
-        args.payload.body,
-        &drained,
-    )?;
-    if sluice.child.try_wait()?.is_some() {
-        bail!(
-            "sluice exited during the measurement; log:\n{}",
-            sluice.log_text()
-        );
-    }
-    Ok(sample)
-}
-
-fn run_flume(dir: &Path, conf: &str, args: &Args) -> Result<Sample> {
-    let opts = FlumeOptions {
-        log_level: "WARN".into(),
-        ..FlumeOptions::default()
-    };
-    let started = Instant::now();
-    let mut flume = Flume::start_with(dir, conf, "a1", &opts)?;
-    eprintln!(
-        "Flume: metrics answered {:.1?} after start.",
-        started.elapsed()
-    );
-    measure_flume(
-        &mut flume,
-        ("CHANNEL.c1", "EventTakeSuccessCount"),
-        &args.window,
-        args.payload.body,
-    )
+    harness::memory_null_config(&harness::stress_source(body), batch, "")
 }
 
 fn main() -> std::process::ExitCode {
@@ -141,10 +84,10 @@ fn bench(args: &Args) -> Result<()> {
     print_machine();
 
     let sluice = run(Side::Sluice)
-        .then(|| run_sluice(dir.path(), &conf, args))
+        .then(|| measure_sluice_takes(dir.path(), &conf, &args.window, body))
         .transpose()?;
     let flume = run(Side::Flume)
-        .then(|| run_flume(dir.path(), &conf, args))
+        .then(|| measure_flume_takes(dir.path(), &conf, &args.window, body))
         .transpose()?;
 
     let table = Table::vs_flume(20);

@@ -28,17 +28,15 @@
 //! window, as in bench_core. The last column set compares each sluice row with sluice's own
 //! header-less row. TAILDIR with `fileHeader = true` is `bench_taildir --file-header`.
 
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::Parser;
 use sluice_bench::harness::{
-    self, Only, Payload, Sample, Side, Table, Window, measure, measure_flume, print_machine,
-    sluice_release_bin, thousands, two_decimals,
+    self, Only, Payload, Sample, Side, Table, Window, measure_flume_takes, measure_sluice_takes,
+    print_machine, sluice_release_bin, thousands, two_decimals,
 };
-use sluice_integration::Sluice;
-use sluice_integration::flume::{FLUME_VERSION, Flume, FlumeOptions};
+use sluice_integration::flume::FLUME_VERSION;
 
 /// stress -> interceptors -> memory -> null on sluice and on Apache Flume
 #[derive(Parser)]
@@ -101,60 +99,11 @@ a1.sources.r1.interceptors.i1.replaceString = $1
 ];
 
 fn config(source: &str, body: usize, batch: usize, interceptors: &str) -> String {
-    // Flume's class name for the stress source: Flume 1.11 has no short name for it.
     let source = match source {
         "seq" => "seq".to_string(),
-        _ => format!("org.apache.flume.source.StressSource\na1.sources.r1.size = {body}"),
+        _ => harness::stress_source(body),
     };
-    format!(
-        "\
-a1.sources = r1
-a1.channels = c1
-a1.sinks = k1
-a1.sources.r1.type = {source}
-a1.sources.r1.batchSize = {batch}
-a1.sources.r1.channels = c1
-{interceptors}a1.channels.c1.type = memory
-a1.channels.c1.capacity = 100000
-a1.channels.c1.transactionCapacity = {batch}
-a1.sinks.k1.type = null
-a1.sinks.k1.batchSize = {batch}
-a1.sinks.k1.channel = c1
-"
-    )
-}
-
-fn run_sluice(dir: &Path, conf: &str, args: &Args) -> Result<Sample> {
-    let mut sluice = Sluice::start(dir, "bench", conf, &[])?;
-    let drained = || sluice.counter("CHANNEL.c1", "EventTakeSuccessCount");
-    let sample = measure(
-        "sluice",
-        &[sluice.pid()],
-        &args.window,
-        args.payload.body,
-        &drained,
-    )?;
-    if sluice.child.try_wait()?.is_some() {
-        bail!(
-            "sluice exited during the measurement; log:\n{}",
-            sluice.log_text()
-        );
-    }
-    Ok(sample)
-}
-
-fn run_flume(dir: &Path, conf: &str, args: &Args) -> Result<Sample> {
-    let opts = FlumeOptions {
-        log_level: "WARN".into(),
-        ..FlumeOptions::default()
-    };
-    let mut flume = Flume::start_with(dir, conf, "a1", &opts)?;
-    measure_flume(
-        &mut flume,
-        ("CHANNEL.c1", "EventTakeSuccessCount"),
-        &args.window,
-        args.payload.body,
-    )
+    harness::memory_null_config(&source, batch, interceptors)
 }
 
 fn main() -> std::process::ExitCode {
@@ -211,12 +160,12 @@ fn bench(args: &Args) -> Result<()> {
         let sluice = args
             .only
             .runs(Side::Sluice)
-            .then(|| run_sluice(dir.path(), &conf, args))
+            .then(|| measure_sluice_takes(dir.path(), &conf, &args.window, body))
             .transpose()?;
         let flume = args
             .only
             .runs(Side::Flume)
-            .then(|| run_flume(dir.path(), &conf, args))
+            .then(|| measure_flume_takes(dir.path(), &conf, &args.window, body))
             .transpose()?;
         results.push((*name, sluice, flume));
     }
