@@ -57,18 +57,23 @@ impl RegexExtractorConfig {
 
 impl Interceptor for RegexExtractorConfig {
     fn intercept(&self, mut events: Vec<Event>) -> Result<Vec<Event>, InterceptorError> {
+        // One set of capture slots for the whole batch.
+        let mut locs = self.regex.capture_locations();
         for e in &mut events {
             let body = e.body_text();
-            let Some(caps) = self.regex.captures(&body) else {
+            if self.regex.captures_read(&mut locs, &body).is_none() {
                 continue;
-            };
+            }
             let values: smallvec::SmallVec<[(SharedStr, SharedStr); 4]> = self
                 .names
                 .iter()
                 .enumerate()
-                .filter_map(|(i, n)| caps.get(i + 1).map(|m| (n.clone(), m.as_str().into())))
+                .filter_map(|(i, n)| {
+                    locs.get(i + 1)
+                        .map(|(s, end)| (n.clone(), body[s..end].into()))
+                })
                 .collect();
-            drop(caps);
+            drop(body);
             for (k, v) in values {
                 e.headers.insert(k, v);
             }
