@@ -269,8 +269,8 @@ enum Dst<'a> {
 }
 
 /// Reads what the client sent next into `dst`: between requests within `idle-timeout`, inside
-/// one within `read-timeout`. `frame` is the decoder's state (between frames, payload bytes
-/// received). `Err` says why the connection closes.
+/// one within `read-timeout`. The pair is the decoder's state: between frames, and the payload
+/// bytes of the current frame received. `Err` says why the connection closes.
 async fn read_more(
     shared: &Shared,
     io: &mut ServerIo,
