@@ -90,6 +90,9 @@ enum Command {
         name: String,
         #[arg(short = 'f', long = "conf-file")]
         conf_file: PathBuf,
+        /// Java-style system properties, for `${sys:NAME}` in values.
+        #[arg(short = 'D', value_name = "KEY=VALUE")]
+        defines: Vec<String>,
     },
     /// Print the pipeline as Graphviz DOT (sources, interceptors, selectors, channels, sink
     /// groups, sinks); render it with `dot -Tsvg`.
@@ -98,6 +101,9 @@ enum Command {
         name: String,
         #[arg(short = 'f', long = "conf-file")]
         conf_file: PathBuf,
+        /// Java-style system properties, for `${sys:NAME}` in values.
+        #[arg(short = 'D', value_name = "KEY=VALUE")]
+        defines: Vec<String>,
     },
     /// Tools for WebAssembly guest authors.
     Wasm {
@@ -150,8 +156,22 @@ fn init_logging() {
 fn main() -> ExitCode {
     init_logging();
     match Cli::parse().command {
-        Command::Check { name, conf_file } => check(&name, &conf_file, AgentConfig::describe),
-        Command::Graph { name, conf_file } => check(&name, &conf_file, AgentConfig::graph),
+        Command::Check {
+            name,
+            conf_file,
+            defines,
+        } => {
+            sluice::config::substitute::set_system_properties(&defines);
+            check(&name, &conf_file, AgentConfig::describe)
+        }
+        Command::Graph {
+            name,
+            conf_file,
+            defines,
+        } => {
+            sluice::config::substitute::set_system_properties(&defines);
+            check(&name, &conf_file, AgentConfig::graph)
+        }
         Command::Wasm {
             command:
                 WasmCommand::Test {
@@ -210,6 +230,7 @@ fn main() -> ExitCode {
             reload_interval,
             drain_timeout,
         } => {
+            sluice::config::substitute::set_system_properties(&defines);
             let metrics_addr = metrics_addr.or_else(|| flume_monitoring_addr(&defines));
             let reload = (!no_reload_conf).then(|| Duration::from_secs(reload_interval.max(1)));
             run_agent(

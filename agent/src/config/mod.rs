@@ -6,6 +6,7 @@
 //! pipeline is `crate::agent`'s.
 
 mod properties;
+pub mod substitute;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};

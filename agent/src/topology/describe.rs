@@ -94,6 +94,29 @@ impl AgentConfig {
                 }
             }
         }
+        self.mask_secrets(out)
+    }
+
+    /// Replaces, in the value part of every `key = value` line, what a config filter supplied.
+    fn mask_secrets(&self, tree: String) -> String {
+        if self.secrets.is_empty() {
+            return tree;
+        }
+        let mut out = String::with_capacity(tree.len());
+        for line in tree.lines() {
+            match line.split_once(" = ") {
+                Some((key, value)) => {
+                    let mut value = value.to_string();
+                    for s in &self.secrets {
+                        value = value.replace(s.as_str(), "****");
+                    }
+                    let _ = writeln!(out, "{key} = {value}");
+                }
+                None => {
+                    let _ = writeln!(out, "{line}");
+                }
+            }
+        }
         out
     }
 }

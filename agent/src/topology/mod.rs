@@ -82,6 +82,8 @@ pub struct AgentConfig {
     pub tenants: Option<Arc<TenantsConfig>>,
     /// Unknown keys and ignored components, as `file:line: key: message`.
     pub warnings: Vec<String>,
+    /// Values config filters supplied (`${f['key']}`): masked wherever the config is shown.
+    pub secrets: Vec<String>,
 }
 
 impl AgentConfig {
@@ -96,6 +98,7 @@ impl AgentConfig {
             sinkgroups: Vec::new(),
             tenants: None,
             warnings: Vec::new(),
+            secrets: Vec::new(),
         }
     }
 
@@ -104,7 +107,18 @@ impl AgentConfig {
         Self::from_properties(&props, agent)
     }
 
+    /// Resolves `${…}` references (`config::substitute`), then parses and checks `agent`.
     pub fn from_properties(props: &Properties, agent: &str) -> Result<Self, ConfigErrors> {
+        let mut props = props.clone();
+        let substituted =
+            crate::config::substitute::apply(&mut props, agent).map_err(ConfigErrors)?;
+        let mut config = Self::from_resolved(&props, agent)?;
+        config.warnings.extend(substituted.warnings);
+        config.secrets = substituted.secrets;
+        Ok(config)
+    }
+
+    fn from_resolved(props: &Properties, agent: &str) -> Result<Self, ConfigErrors> {
         let root = format!("{agent}.");
         if props.with_prefix(&root).next().is_none() {
             return Err(ConfigError::File {
@@ -117,6 +131,8 @@ impl AgentConfig {
             .into());
         }
         let top = Props::new(&props.file, &root, props.entries.clone(), 1);
+        // Read by the substitution above.
+        top.claim("configfilters");
         let mut b = parse::Builder::new(&props.file, agent, &top);
         let config = b.topology();
         checks::cross_references(&mut b, &config);

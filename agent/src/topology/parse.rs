@@ -95,6 +95,7 @@ impl Builder {
             sinkgroups,
             tenants,
             warnings: Vec::new(),
+            secrets: Vec::new(),
         }
     }
 
