@@ -484,7 +484,8 @@ impl Drop for KafkaBroker {
     }
 }
 
-/// A Kafka cluster id: 16 random bytes in URL-safe base64 without padding (22 characters).
+/// A Kafka cluster id: 16 random bytes in URL-safe base64 without padding (22 characters),
+/// starting with a letter.
 fn cluster_id() -> String {
     use std::hash::{BuildHasher, Hasher};
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -500,7 +501,13 @@ fn cluster_id() -> String {
         bits = (bits << 64) | u128::from(h.finish());
     }
     (0..22)
-        .map(|i| ALPHABET[((bits >> (i * 6)) & 63) as usize] as char)
+        .map(|i| {
+            let six = ((bits >> (i * 6)) & 63) as usize;
+            // A leading `-` would make kafka-storage read the id as an option: the first
+            // character is a letter (52 of the 64).
+            let c = if i == 0 { six % 52 } else { six };
+            ALPHABET[c] as char
+        })
         .collect()
 }
 
