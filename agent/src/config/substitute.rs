@@ -115,79 +115,69 @@ fn filters(
         return out;
     };
     for name in list.value.split_whitespace() {
-        let key = |k: &str| format!("{list_key}.{name}.{k}");
-        let error = |k: &str, line: usize, message: String| ConfigError::Invalid {
-            file: props.file.clone(),
-            line,
-            key: key(k),
-            message,
-        };
-        let Some(ty) = props.get(&key("type")) else {
-            errors.push(error(
-                "type",
-                list.line,
-                "config filter without a type".into(),
-            ));
-            out.insert(name.to_string(), Filter::Refused);
-            continue;
-        };
-        let filter = match ty.value.trim() {
-            t if t.eq_ignore_ascii_case("env")
-                || t == "org.apache.flume.configfilter.EnvironmentVariableConfigFilter" =>
-            {
-                Filter::Env
-            }
-            t if t.eq_ignore_ascii_case("external")
-                || t == "org.apache.flume.configfilter.ExternalProcessConfigFilter" =>
-            {
-                let charset = props.get(&key("charset")).map(|c| c.value.trim());
-                if let Some(c) = charset.filter(|c| !c.eq_ignore_ascii_case("UTF-8")) {
-                    let line = props.get(&key("charset")).map_or(ty.line, |e| e.line);
-                    errors.push(error(
-                        "charset",
-                        line,
-                        format!("unsupported charset `{c}`; accepted: UTF-8"),
-                    ));
-                    out.insert(name.to_string(), Filter::Refused);
-                    continue;
-                }
-                match props.get(&key("command")) {
-                    Some(c) if !c.value.trim().is_empty() => Filter::External {
-                        command: c.value.trim().to_string(),
-                    },
-                    _ => {
-                        errors.push(error("command", ty.line, "required".into()));
-                        out.insert(name.to_string(), Filter::Refused);
-                        continue;
-                    }
-                }
-            }
-            t if t.eq_ignore_ascii_case("hadoop")
-                || t == "org.apache.flume.configfilter.HadoopCredentialStoreConfigFilter" =>
-            {
-                errors.push(error(
-                    "type",
-                    ty.line,
-                    "the Hadoop credential store filter is not supported (sluice does not read \
-                     JCEKS stores); use an `env` or `external` filter"
-                        .into(),
-                ));
-                out.insert(name.to_string(), Filter::Refused);
-                continue;
-            }
-            t => {
-                errors.push(error(
-                    "type",
-                    ty.line,
-                    format!("unknown config filter type `{t}`; accepted: env, external, hadoop"),
-                ));
-                out.insert(name.to_string(), Filter::Refused);
-                continue;
-            }
-        };
+        let filter = filter(props, &format!("{list_key}.{name}."), list.line).unwrap_or_else(|e| {
+            errors.push(e);
+            Filter::Refused
+        });
         out.insert(name.to_string(), filter);
     }
     out
+}
+
+/// The filter whose keys start with `prefix` (`a1.configfilters.f1.`), declared at `line`.
+fn filter(props: &Properties, prefix: &str, line: usize) -> Result<Filter, ConfigError> {
+    let error = |k: &str, line: usize, message: String| ConfigError::Invalid {
+        file: props.file.clone(),
+        line,
+        key: format!("{prefix}{k}"),
+        message,
+    };
+    let get = |k: &str| props.get(&format!("{prefix}{k}"));
+    let Some(ty) = get("type") else {
+        return Err(error("type", line, "config filter without a type".into()));
+    };
+    match ty.value.trim() {
+        t if t.eq_ignore_ascii_case("env")
+            || t == "org.apache.flume.configfilter.EnvironmentVariableConfigFilter" =>
+        {
+            Ok(Filter::Env)
+        }
+        t if t.eq_ignore_ascii_case("external")
+            || t == "org.apache.flume.configfilter.ExternalProcessConfigFilter" =>
+        {
+            if let Some(c) =
+                get("charset").filter(|c| !c.value.trim().eq_ignore_ascii_case("UTF-8"))
+            {
+                return Err(error(
+                    "charset",
+                    c.line,
+                    format!("unsupported charset `{}`; accepted: UTF-8", c.value.trim()),
+                ));
+            }
+            match get("command") {
+                Some(c) if !c.value.trim().is_empty() => Ok(Filter::External {
+                    command: c.value.trim().to_string(),
+                }),
+                _ => Err(error("command", ty.line, "required".into())),
+            }
+        }
+        t if t.eq_ignore_ascii_case("hadoop")
+            || t == "org.apache.flume.configfilter.HadoopCredentialStoreConfigFilter" =>
+        {
+            Err(error(
+                "type",
+                ty.line,
+                "the Hadoop credential store filter is not supported (sluice does not read \
+                 JCEKS stores); use an `env` or `external` filter"
+                    .into(),
+            ))
+        }
+        t => Err(error(
+            "type",
+            ty.line,
+            format!("unknown config filter type `{t}`; accepted: env, external, hadoop"),
+        )),
+    }
 }
 
 /// The value with every `${…}` replaced, and the bare names kept as written.
