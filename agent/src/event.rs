@@ -51,14 +51,8 @@ impl Headers {
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.get_shared(key).map(SharedStr::as_str)
-    }
-
-    /// The value of `key` as a [`SharedStr`], to copy into another map without a copy of the
-    /// string.
-    pub fn get_shared(&self, key: &str) -> Option<&SharedStr> {
         let i = self.find(key).ok()?;
-        Some(&self.pairs()[i].1)
+        Some(self.pairs()[i].1.as_str())
     }
 
     pub fn contains_key(&self, key: &str) -> bool {
@@ -117,11 +111,6 @@ impl Headers {
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.pairs().iter().map(|(k, v)| (k.as_str(), v.as_str()))
-    }
-
-    /// The pairs as shared strings, in key order.
-    pub fn iter_shared(&self) -> impl Iterator<Item = (&SharedStr, &SharedStr)> {
-        self.pairs().iter().map(|(k, v)| (k, v))
     }
 
     /// Bytes taken by keys and values, for size accounting.
