@@ -170,13 +170,14 @@ impl KafkaStores {
                 "-file",
                 &s(&csr),
             ])?;
+            let ca_s = s(&ca);
             let mut gencert = vec![
                 "-gencert",
                 "-rfc",
                 "-alias",
                 "ca",
                 "-keystore",
-                &s(&ca),
+                &ca_s,
                 "-storepass",
                 pw,
                 "-validity",

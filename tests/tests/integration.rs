@@ -10,6 +10,7 @@ mod flume_fixture;
 mod hardening;
 mod hdfs;
 mod kafka;
+mod kafka_tls;
 mod substitution;
 mod taildir;
 mod tenants;

@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 use crate::config::{ConfigError, Props};
 
@@ -291,8 +291,25 @@ impl ClientContext for LogContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        // Broker-down and similar transport errors are retried by librdkafka; warn only.
-        tracing::warn!(component = %self.component, error = %error, "Kafka client: {reason}.");
+        let c = &self.component;
+        // librdkafka retries every one of these (reconnecting with backoff); records wait in
+        // the channel (sink) or in Kafka (source) meanwhile.
+        match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::Authentication) => tracing::error!(
+                component = %c,
+                "Kafka authentication failed: {reason}. Check the sasl.* keys (mechanism, user \
+                 name, password or sasl.jaas.config); nothing is lost, the client retries."
+            ),
+            Some(RDKafkaErrorCode::SSL) => tracing::error!(
+                component = %c,
+                "Kafka TLS handshake failed: {reason}. Check ssl.truststore.* (the CA that \
+                 signed the broker's certificate), ssl.keystore.* (when the broker requires a \
+                 client certificate) and ssl.endpoint.identification.algorithm; nothing is \
+                 lost, the client retries."
+            ),
+            // Broker-down and similar transport errors: warn only.
+            _ => tracing::warn!(component = %c, error = %error, "Kafka client: {reason}."),
+        }
     }
 }
 
