@@ -170,13 +170,7 @@ pub const JAVA_KEYS: &[(&str, For, Treatment)] = &[
         Refuse(JAVA_CLASS),
     ),
     ("sasl.jaas.config", Both, Special),
-    (
-        "sasl.kerberos.kinit.cmd",
-        Both,
-        Ignore(
-            "librdkafka's sasl.kerberos.kinit.cmd is a whole command line; set it under that name with the librdkafka syntax",
-        ),
-    ),
+    ("sasl.kerberos.kinit.cmd", Both, Same),
     ("sasl.kerberos.min.time.before.relogin", Both, Same),
     ("sasl.kerberos.service.name", Both, Same),
     ("sasl.kerberos.ticket.renew.jitter", Both, Ignore(LOGIN)),
