@@ -78,6 +78,36 @@ pub fn ensure_kafka() -> Result<PathBuf> {
     )
 }
 
+/// Fetches `kafka-tools` (Kafka's own `ProducerPerformance`) if needed; returns its `lib/`.
+pub fn ensure_kafka_tools() -> Result<PathBuf> {
+    let pom = maven::pom(
+        "kafka-tools-runtime",
+        &[
+            ("org.apache.kafka", "kafka-tools", KAFKA_VERSION),
+            ("org.apache.logging.log4j", "log4j-core", LOG4J_VERSION),
+            (
+                "org.apache.logging.log4j",
+                "log4j-slf4j-impl",
+                LOG4J_VERSION,
+            ),
+        ],
+    );
+    maven::ensure_classpath(
+        &maven::cache_dir(&format!("kafka-tools-{KAFKA_VERSION}"))?,
+        &pom,
+        "kafka-tools-",
+        &format!("Kafka {KAFKA_VERSION}'s ProducerPerformance"),
+    )
+}
+
+/// What Kafka's `ProducerPerformance` printed last.
+#[derive(Clone, Copy, Debug)]
+pub struct ProducerPerf {
+    pub records: u64,
+    pub records_per_s: f64,
+    pub mb_per_s: f64,
+}
+
 fn log4j2_xml(log_file: &Path) -> String {
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
@@ -449,6 +479,68 @@ message.max.bytes=1048588
             .flush(Duration::from_secs(300))
             .with_context(|| format!("producing to {topic} did not finish"))?;
         Ok(())
+    }
+
+    /// Runs Kafka's own producer benchmark (`org.apache.kafka.tools.ProducerPerformance`,
+    /// kafka-tools) against `bootstrap` (one of this broker's listeners): `records` records of
+    /// `size` bytes to `topic` as fast as it can, with the producer settings of
+    /// `producer_config` (a properties file: `bootstrap.servers` and any TLS keys go there).
+    pub fn producer_performance(
+        &self,
+        topic: &str,
+        records: u64,
+        size: usize,
+        producer_config: &str,
+    ) -> Result<ProducerPerf> {
+        let lib = ensure_kafka_tools()?;
+        let conf = self.dir.join(format!("producer-perf-{topic}.properties"));
+        std::fs::write(&conf, producer_config)?;
+        std::fs::write(
+            self.dir.join("tools-log4j2.xml"),
+            log4j2_xml(&self.dir.join("tools.log")),
+        )?;
+        let out = Command::new("java")
+            .arg("-Xmx512m")
+            .arg(format!(
+                "-Dlog4j2.configurationFile={}",
+                self.dir.join("tools-log4j2.xml").display()
+            ))
+            .arg("-cp")
+            .arg(lib.join("*"))
+            .arg("org.apache.kafka.tools.ProducerPerformance")
+            .args(["--topic", topic, "--num-records", &records.to_string()])
+            .args(["--record-size", &size.to_string(), "--throughput", "-1"])
+            .arg("--producer.config")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .output()
+            .context("cannot run java for ProducerPerformance")?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() {
+            bail!(
+                "ProducerPerformance failed ({}):\n{text}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        // "1000000 records sent, 512345.6 records/sec (125.08 MB/sec), …"
+        let last = text
+            .lines()
+            .rev()
+            .find(|l| l.contains(" records sent, "))
+            .with_context(|| format!("no summary in ProducerPerformance's output:\n{text}"))?;
+        let num = |before: &str| -> Option<f64> {
+            let head = last.split(before).next()?;
+            head.rsplit([' ', '(']).next()?.parse().ok()
+        };
+        match (num(" records sent"), num(" records/sec"), num(" MB/sec")) {
+            (Some(n), Some(rps), Some(mbps)) => Ok(ProducerPerf {
+                records: n as u64,
+                records_per_s: rps,
+                mb_per_s: mbps,
+            }),
+            _ => bail!("cannot read ProducerPerformance's summary: {last}"),
+        }
     }
 
     /// Produces records with headers through a raw producer.
