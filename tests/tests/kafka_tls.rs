@@ -383,3 +383,95 @@ a1.channels.c3.type = memory
     ensure!(read_lines(&out).len() as u64 == n);
     Ok(())
 }
+
+/// Java client keys real Flume configs carry: `sluice check` maps them, ignores Java-only ones
+/// with a warning saying why, and refuses the rest with the reason (never librdkafka's message
+/// alone).
+#[test]
+fn java_client_keys_are_mapped_ignored_or_refused() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let base = "\
+a1.sources = r1
+a1.channels = c1
+a1.sinks = k1
+a1.channels.c1.type = memory
+a1.sources.r1.type = org.apache.flume.source.kafka.KafkaSource
+a1.sources.r1.channels = c1
+a1.sources.r1.kafka.bootstrap.servers = 127.0.0.1:9092
+a1.sources.r1.kafka.topics = t
+a1.sinks.k1.type = org.apache.flume.sink.kafka.KafkaSink
+a1.sinks.k1.channel = c1
+a1.sinks.k1.kafka.bootstrap.servers = 127.0.0.1:9092
+";
+    let check = |extra: &str| -> Result<(i32, String, String)> {
+        let p = dir.path().join("keys.conf");
+        std::fs::write(&p, format!("{base}{extra}"))?;
+        run_sluice(&["check", "-n", "a1", "-f", &p.display().to_string()])
+    };
+    let (rc, stdout, stderr) = check(
+        "\
+a1.sources.r1.kafka.consumer.max.poll.records = 500
+a1.sources.r1.kafka.consumer.key.deserializer = org.apache.kafka.common.serialization.StringDeserializer
+a1.sources.r1.kafka.consumer.fetch.max.wait.ms = 200
+a1.sources.r1.kafka.consumer.security.protocol = SSL
+a1.sources.r1.kafka.consumer.ssl.disableTLSHostnameVerification = true
+a1.sinks.k1.kafka.producer.max.block.ms = 1000
+a1.sinks.k1.kafka.producer.compression.type = zstd
+a1.sinks.k1.kafka.producer.partitioner.class = org.apache.kafka.clients.producer.internals.DefaultPartitioner
+",
+    )?;
+    ensure!(rc == 0, "refused:\n{stderr}");
+    for warned in [
+        "a1.sources.r1.kafka.consumer.max.poll.records is ignored: batchSize bounds",
+        "a1.sources.r1.kafka.consumer.key.deserializer is ignored",
+        "a1.sinks.k1.kafka.producer.max.block.ms is ignored",
+    ] {
+        ensure!(stderr.contains(warned), "no warning `{warned}`:\n{stderr}");
+    }
+    for shown in [
+        "kafka.consumer.fetch.max.wait.ms = 200 (librdkafka: fetch.wait.max.ms = 200)",
+        "kafka.consumer.ssl.disableTLSHostnameVerification = true (librdkafka: \
+         ssl.endpoint.identification.algorithm = none)",
+        "kafka.consumer.max.poll.records = 500 (ignored)",
+        "(librdkafka: partitioner = murmur2_random)",
+        "kafka.producer.compression.type = zstd",
+    ] {
+        ensure!(
+            stdout.contains(shown),
+            "`{shown}` not in the resolved config:\n{stdout}"
+        );
+    }
+    for (extra, why) in [
+        (
+            "a1.sinks.k1.kafka.producer.transactional.id = t1\n",
+            "does not use Kafka transactions",
+        ),
+        (
+            "a1.sinks.k1.kafka.producer.partitioner.class = org.apache.kafka.clients.producer.RoundRobinPartitioner\n",
+            "murmur2_random",
+        ),
+        (
+            "a1.sources.r1.kafka.consumer.interceptor.classes = com.example.Audit\n",
+            "a Java class",
+        ),
+        (
+            "a1.sources.r1.kafka.consumer.no.such.setting = 1\n",
+            "neither a key of Kafka's Java client",
+        ),
+        (
+            "a1.sources.r1.kafka.consumer.session.timeout.ms = soon\n",
+            "librdkafka (sluice's Kafka client) rejects it",
+        ),
+    ] {
+        let (rc, _, stderr) = check(extra)?;
+        let key = extra.split(" = ").next().unwrap_or_default();
+        ensure!(
+            rc == 2
+                && stderr.contains(key)
+                && stderr.contains(why)
+                && stderr.contains("keys.conf:"),
+            "`{extra}`: expected `{why}` at the key's file and line:\n{stderr}"
+        );
+    }
+    Ok(())
+}

@@ -396,6 +396,22 @@ impl Props {
         out
     }
 
+    /// Sets what `sluice check` shows for `key` (set in the file): e.g. a Java client key with
+    /// the librdkafka property it became.
+    pub fn show_as(&self, key: &str, shown: impl Into<String>) {
+        let full = self.full(key);
+        if self.keys.contains_key(&full) {
+            self.used.borrow_mut().insert(full.clone());
+            self.read.borrow_mut().insert(
+                full,
+                Read {
+                    value: shown.into(),
+                    default: None,
+                },
+            );
+        }
+    }
+
     /// Marks every key under `sub` as read (handled elsewhere).
     pub fn claim(&self, sub: &str) {
         let _ = self.children(sub);

@@ -234,9 +234,13 @@ pub fn apply_passthrough(
         match map_key(kind, key, value, &all).map_err(|m| p.error(&full, m.to_string()))? {
             Mapped::Ignore(why) => {
                 tracing::warn!("{}: {full} is ignored: {why}.", p.file().display());
+                p.show_as(&full, format!("{value} (ignored)"));
             }
             Mapped::Set(k, v) => {
                 check(&k, &v).map_err(|m| p.error(&full, m.to_string()))?;
+                if &k != key || &v != value {
+                    p.show_as(&full, format!("{value} (librdkafka: {k} = {v})"));
+                }
                 config.set(k, v);
             }
             Mapped::Security => {}

@@ -239,6 +239,9 @@ impl Agent {
 }
 
 fn table(title: &str, s: Option<Sample>, f: Option<Sample>) {
+    if s.is_none() && f.is_none() {
+        return;
+    }
     println!();
     println!("{title}");
     let table = Table::vs_flume(22);
