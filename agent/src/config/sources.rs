@@ -282,13 +282,20 @@ impl ConfigSources {
 
 /// ureq's error, with what a user can do about a certificate it refused.
 fn describe(e: &ureq::Error) -> String {
-    match e {
-        ureq::Error::Rustls(rustls::Error::InvalidCertificate(c)) => format!(
+    // rustls' errors come straight, or inside the I/O error of the TLS stream.
+    let tls = match e {
+        ureq::Error::Rustls(t) => Some(t),
+        ureq::Error::Io(io) => io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
+        _ => None,
+    };
+    match (e, tls) {
+        (_, Some(rustls::Error::InvalidCertificate(c))) => format!(
             "TLS: the server's certificate is not trusted ({c:?}); sluice verifies it against \
              the system's root certificates, or the PEM file named by SSL_CERT_FILE"
         ),
-        ureq::Error::Timeout(t) => format!("timed out ({t}); see --conf-timeout"),
-        e => e.to_string(),
+        (_, Some(t)) => format!("TLS: {t}"),
+        (ureq::Error::Timeout(t), _) => format!("timed out ({t}); see --conf-timeout"),
+        (e, None) => e.to_string(),
     }
 }
 
