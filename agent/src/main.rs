@@ -193,7 +193,8 @@ impl SendTls {
         if !self.ssl {
             return Ok(None);
         }
-        let export = "export the CA to PEM with `keytool -exportcert -rfc -keystore                       truststore.jks -alias <ca> -file ca.pem` and pass that file";
+        let export = "export the CA to PEM with `keytool -exportcert -rfc -keystore \
+                      truststore.jks -alias <ca> -file ca.pem` and pass that file";
         if let Some(t) = self.truststore_type.as_deref()
             && !t.eq_ignore_ascii_case("pem")
         {
