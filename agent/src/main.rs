@@ -533,7 +533,13 @@ fn run_agent(
         eprintln!("sluice: cannot install signal handler: {e}");
         return ExitCode::from(1);
     }
-    let mut watcher = ConfigWatcher::new(name, sources, documents, reload);
+    let mut watcher = match ConfigWatcher::new(name, sources, documents, reload) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("sluice: cannot start the config poller: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let mut agent = match Agent::start(config, registry) {
         Ok(a) => a,
         Err(e) => {
@@ -567,11 +573,15 @@ fn install_signal_handlers(stop: &Arc<AtomicBool>) -> std::io::Result<()> {
 
 /// Polls the config sources and reloads the agent when the text of any of them changed
 /// (Flume's `PollingPropertiesFileConfigurationProvider` / `UriConfigurationProvider`).
+/// Reading happens on a thread of its own, so a slow config server never delays the main loop
+/// (signals, failure checks); parsing and the reload happen on the main thread.
 struct ConfigWatcher<'a> {
     name: &'a str,
-    sources: ConfigSources,
-    every: Option<Duration>,
-    next_check: Option<Instant>,
+    sources: Vec<ConfigSource>,
+    /// One message per check from the poller thread (`None` without reload).
+    reads: Option<std::sync::mpsc::Receiver<Result<Vec<Vec<u8>>, sluice::config::ConfigError>>>,
+    /// Tells the poller thread to end (it is not joined: a read may be waiting on a server).
+    stop: Arc<AtomicBool>,
     /// The documents of the config the agent runs, one per source. A reload that fails to
     /// build is retried at the next poll even if no source changed again (a full disk, a port
     /// in use, a guest file still being written can all go away).
@@ -580,33 +590,53 @@ struct ConfigWatcher<'a> {
     rejected: Option<Vec<Vec<u8>>>,
 }
 
+impl Drop for ConfigWatcher<'_> {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
 impl<'a> ConfigWatcher<'a> {
     fn new(
         name: &'a str,
-        sources: ConfigSources,
+        mut sources: ConfigSources,
         applied: Vec<Vec<u8>>,
         every: Option<Duration>,
-    ) -> Self {
-        Self {
+    ) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let list = sources.sources().to_vec();
+        let reads = match every {
+            Some(every) => {
+                let (tx, rx) = std::sync::mpsc::sync_channel(1);
+                let halt = stop.clone();
+                std::thread::Builder::new()
+                    .name("conf-poller".into())
+                    .spawn(move || {
+                        while sleep_unless(&halt, every) {
+                            let read = sources.read();
+                            if halt.load(Ordering::SeqCst) || tx.send(read).is_err() {
+                                return;
+                            }
+                        }
+                    })?;
+                Some(rx)
+            }
+            None => None,
+        };
+        Ok(Self {
             name,
-            sources,
-            every,
-            next_check: every.map(|r| Instant::now() + r),
+            sources: list,
+            reads,
+            stop,
             applied,
             rejected: None,
-        }
+        })
     }
 
     fn poll(&mut self, agent: &mut Agent) {
-        let (Some(at), Some(every)) = (self.next_check, self.every) else {
+        let Some(Ok(documents)) = self.reads.as_ref().map(|r| r.try_recv()) else {
             return;
         };
-        if Instant::now() < at {
-            return;
-        }
-        let documents = self.sources.read();
-        // From the end of the read: a slow server does not make the checks back to back.
-        self.next_check = Some(Instant::now() + every);
         let documents = match documents {
             Ok(d) => d,
             Err(e) => {
@@ -618,9 +648,7 @@ impl<'a> ConfigWatcher<'a> {
         if documents == self.applied || self.rejected.as_ref() == Some(&documents) {
             return;
         }
-        let parsed = self
-            .sources
-            .parse(&documents)
+        let parsed = sluice::config::sources::parse(&self.sources, &documents)
             .map_err(sluice::config::ConfigErrors::from)
             .and_then(|props| AgentConfig::from_properties(&props, self.name));
         match parsed {
@@ -642,6 +670,21 @@ impl<'a> ConfigWatcher<'a> {
                 );
             }
         }
+    }
+}
+
+/// Sleeps `d` in short steps; false as soon as `stop` is set.
+fn sleep_unless(stop: &AtomicBool, d: Duration) -> bool {
+    let until = Instant::now() + d;
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= until {
+            return true;
+        }
+        std::thread::sleep((until - now).min(Duration::from_millis(100)));
     }
 }
 

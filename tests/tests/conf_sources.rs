@@ -400,6 +400,40 @@ fn conf_uri_over_http_with_basic_auth_runs_and_reloads() -> Result<()> {
 }
 
 #[test]
+fn a_silent_config_server_times_out() -> Result<()> {
+    // Connections complete in the kernel's backlog; nothing ever answers.
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let uri = format!("http://{}/a1.conf", listener.local_addr()?);
+    let started = std::time::Instant::now();
+    let (rc, _, stderr) = run_sluice(&[
+        "check",
+        "-n",
+        "a1",
+        "--conf-uri",
+        &uri,
+        "--conf-timeout",
+        "1",
+    ])?;
+    ensure!(rc != 0, "a server that never answers must fail");
+    ensure!(
+        stderr.contains(&uri) && stderr.contains("timed out"),
+        "the error names the URI and the timeout: {stderr}"
+    );
+    ensure!(
+        started.elapsed() < Duration::from_secs(15),
+        "--conf-timeout 1 took {:?}",
+        started.elapsed()
+    );
+    let (rc, _, stderr) = run_sluice(&["check", "-n", "a1", "-u", &uri, "--conf-timeout", "0"])?;
+    ensure!(
+        rc != 0 && stderr.contains("--conf-timeout"),
+        "0 is out of range: {stderr}"
+    );
+    drop(listener);
+    Ok(())
+}
+
+#[test]
 fn file_uris_mix_with_files_in_command_line_order() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let (d1, d2) = (tmp.path().join("d1"), tmp.path().join("d2"));

@@ -202,16 +202,7 @@ impl ConfigSources {
 
     /// Parses documents read by [`Self::read`] and merges them (later keys win).
     pub fn parse(&self, documents: &[Vec<u8>]) -> Result<Properties, ConfigError> {
-        let mut merged = Properties::default();
-        for (source, bytes) in self.sources.iter().zip(documents) {
-            let origin: Origin = match source {
-                ConfigSource::File(p) => Arc::from(p.as_path()),
-                ConfigSource::Http(u) => Arc::from(Path::new(u)),
-            };
-            let text = properties::decode(&origin, bytes)?;
-            merged.merge(Properties::parse(&origin, &text));
-        }
-        Ok(merged)
+        parse(&self.sources, documents)
     }
 
     /// [`Self::read`] then [`Self::parse`].
@@ -278,6 +269,21 @@ impl ConfigSources {
             body,
         })
     }
+}
+
+/// Parses the documents of `sources` (one each, as [`ConfigSources::read`] returns them) and
+/// merges them in order, later keys winning.
+pub fn parse(sources: &[ConfigSource], documents: &[Vec<u8>]) -> Result<Properties, ConfigError> {
+    let mut merged = Properties::default();
+    for (source, bytes) in sources.iter().zip(documents) {
+        let origin: Origin = match source {
+            ConfigSource::File(p) => Arc::from(p.as_path()),
+            ConfigSource::Http(u) => Arc::from(Path::new(u)),
+        };
+        let text = properties::decode(&origin, bytes)?;
+        merged.merge(Properties::parse(&origin, &text));
+    }
+    Ok(merged)
 }
 
 /// ureq's error, with what a user can do about a certificate it refused.

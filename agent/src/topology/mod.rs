@@ -133,8 +133,17 @@ impl AgentConfig {
     fn from_resolved(props: &Properties, agent: &str) -> Result<Self, ConfigErrors> {
         let root = format!("{agent}.");
         if props.with_prefix(&root).next().is_none() {
+            let names: Vec<String> = props
+                .origins
+                .iter()
+                .map(|o| o.display().to_string())
+                .collect();
             return Err(ConfigError::File {
-                file: props.file.clone(),
+                file: if names.len() > 1 {
+                    PathBuf::from(names.join(", "))
+                } else {
+                    props.file.clone()
+                },
                 message: format!(
                     "no keys for agent `{agent}` (expected `{agent}.sources`, \
                      `{agent}.channels`, `{agent}.sinks`); check -n/--name"
