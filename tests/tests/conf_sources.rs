@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -222,10 +222,13 @@ fn a_change_in_the_second_file_reloads_and_a_broken_one_is_rejected() -> Result<
     Ok(())
 }
 
-/// An HTTP server on loopback serving one document at any path, with Basic auth.
+/// An HTTP server on loopback serving one document at any path, with Basic auth, a
+/// `Last-Modified` per version of the document and `304` for a matching `If-Modified-Since`.
 struct ConfigServer {
     port: u16,
-    document: Arc<Mutex<(u16, String)>>,
+    /// (status, body, version)
+    document: Arc<Mutex<(u16, String, u32)>>,
+    not_modified: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -244,21 +247,41 @@ impl ConfigServer {
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
         );
-        let document = Arc::new(Mutex::new((200, document)));
+        let document = Arc::new(Mutex::new((200, document, 0)));
+        let not_modified = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (doc, halt) = (document.clone(), stop.clone());
+        let (doc, halt, nm) = (document.clone(), stop.clone(), not_modified.clone());
         let thread = std::thread::spawn(move || {
             while !halt.load(Ordering::SeqCst) {
                 let Ok(Some(request)) = server.recv_timeout(Duration::from_millis(100)) else {
                     continue;
                 };
-                let authorized = request
-                    .headers()
-                    .iter()
-                    .any(|h| h.field.equiv("Authorization") && h.value.as_str() == expected);
+                let header = |name: &str| {
+                    request
+                        .headers()
+                        .iter()
+                        .find(|h| h.field.to_string().eq_ignore_ascii_case(name))
+                        .map(|h| h.value.as_str().to_string())
+                };
+                let authorized = header("Authorization").as_deref() == Some(expected.as_str());
                 let response = if authorized {
-                    let (status, body) = doc.lock().map(|d| d.clone()).unwrap_or_default();
-                    tiny_http::Response::from_string(body).with_status_code(status)
+                    let (status, body, version) = doc.lock().map(|d| d.clone()).unwrap_or_default();
+                    let last_modified = format!("Tue, 01 Dec 2026 10:00:{version:02} GMT");
+                    if status == 200
+                        && header("If-Modified-Since").as_deref() == Some(last_modified.as_str())
+                    {
+                        nm.fetch_add(1, Ordering::SeqCst);
+                        tiny_http::Response::from_string("").with_status_code(304)
+                    } else {
+                        let lm = tiny_http::Header::from_bytes("Last-Modified", last_modified)
+                            .map_err(|()| "bad header");
+                        let response =
+                            tiny_http::Response::from_string(body).with_status_code(status);
+                        match lm {
+                            Ok(h) => response.with_header(h),
+                            Err(_) => response,
+                        }
+                    }
                 } else {
                     tiny_http::Response::from_string("who are you?").with_status_code(401)
                 };
@@ -268,14 +291,17 @@ impl ConfigServer {
         Ok(Self {
             port,
             document,
+            not_modified,
             stop,
             thread: Some(thread),
         })
     }
 
+    /// A new version of the document (a new `Last-Modified`).
     fn set(&self, status: u16, body: String) {
         if let Ok(mut d) = self.document.lock() {
-            *d = (status, body);
+            let version = d.2 + 1;
+            *d = (status, body, version);
         }
     }
 
@@ -358,6 +384,15 @@ fn conf_uri_over_http_with_basic_auth_runs_and_reloads() -> Result<()> {
     ensure!(stdout.contains(&format!("agent a1 ({uri})")), "{stdout}");
     let agent = Sluice::start_args(tmp.path(), "http", &right)?;
     wait_for("output in d1", WAIT, || has_output(&d1))?;
+    // Unchanged: the agent asks with If-Modified-Since and takes the 304 as "no change".
+    wait_for("two 304 answers", WAIT, || {
+        (server.not_modified.load(Ordering::SeqCst) >= 2).then_some(())
+    })?;
+    ensure!(
+        !agent.log_text().contains("Cannot read a config source"),
+        "a 304 is not a failure: {}",
+        agent.log_text()
+    );
 
     server.set(200, stress_to_file_roll(&d2));
     wait_for("output in d2 after the document changed", WAIT, || {

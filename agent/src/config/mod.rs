@@ -479,4 +479,44 @@ mod tests {
         assert_eq!(sub.settings().len(), 1);
         assert_eq!(sub.settings()[0].key, "US");
     }
+
+    #[test]
+    fn errors_name_the_source_of_the_key_or_of_the_type_line() {
+        let mut merged = Properties::parse(Path::new("first.conf"), "a1.sinks.k1.type = null\n");
+        merged.merge(Properties::parse(
+            Path::new("second.conf"),
+            "\na1.channels.c1.type = memory\na1.sinks.k1.batchSize = x\n",
+        ));
+        let top = Props::new(&merged.file, "a1.", merged.entries.clone(), 1);
+        let sink = top.component("sinks.k1.", "sinks");
+        let bad = sink
+            .int("batchSize", 100u32, 1..=10)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            bad.as_deref(),
+            Some(
+                "second.conf:3: a1.sinks.k1.batchSize: invalid value `x`; expected an integer \
+                 from 1 to 10"
+            )
+        );
+        // A missing key is reported at the component's `type` line, in its own file.
+        assert_eq!(
+            sink.required("channel")
+                .err()
+                .map(|e| e.to_string())
+                .as_deref(),
+            Some("first.conf:1: a1.sinks.k1.channel: is required")
+        );
+        let channel = top.component("channels.c1.", "channels");
+        assert_eq!(
+            channel
+                .required("x")
+                .err()
+                .map(|e| e.to_string())
+                .as_deref(),
+            Some("second.conf:2: a1.channels.c1.x: is required")
+        );
+        assert_eq!(channel.origin("type"), Path::new("second.conf"));
+    }
 }
