@@ -14,6 +14,11 @@
 //! the JVM when the test process exits, since statics are never dropped. Tests that share it
 //! take [`serial`] so they run one at a time (and a restart never surprises another test).
 //!
+//! Besides PLAINTEXT the broker listens with TLS (`ssl_bootstrap`, client certificate
+//! required) and SASL_SSL (`sasl_bootstrap`, SCRAM and PLAIN user [`SASL_USER`], created at
+//! format time with `--add-scram`); the CA and the Java key and trust stores are made with
+//! `keytool` ([`KafkaStores`]).
+//!
 //! Topics are created and test records produced or counted with `rdkafka` (the same bundled
 //! librdkafka the agent uses).
 
@@ -30,7 +35,13 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
+use crate::tls::{KafkaStores, STORE_PASSWORD};
 use crate::{free_port, maven, wait_for};
+
+/// The SASL user the fixture creates (SCRAM-SHA-256, SCRAM-SHA-512 and PLAIN).
+pub const SASL_USER: &str = "alice";
+/// Its password.
+pub const SASL_PASSWORD: &str = "alice-secret";
 
 /// The Kafka release the fixture runs.
 pub const KAFKA_VERSION: &str = "4.3.1";
@@ -67,6 +78,36 @@ pub fn ensure_kafka() -> Result<PathBuf> {
     )
 }
 
+/// Fetches `kafka-tools` (Kafka's own `ProducerPerformance`) if needed; returns its `lib/`.
+pub fn ensure_kafka_tools() -> Result<PathBuf> {
+    let pom = maven::pom(
+        "kafka-tools-runtime",
+        &[
+            ("org.apache.kafka", "kafka-tools", KAFKA_VERSION),
+            ("org.apache.logging.log4j", "log4j-core", LOG4J_VERSION),
+            (
+                "org.apache.logging.log4j",
+                "log4j-slf4j-impl",
+                LOG4J_VERSION,
+            ),
+        ],
+    );
+    maven::ensure_classpath(
+        &maven::cache_dir(&format!("kafka-tools-{KAFKA_VERSION}"))?,
+        &pom,
+        "kafka-tools-",
+        &format!("Kafka {KAFKA_VERSION}'s ProducerPerformance"),
+    )
+}
+
+/// What Kafka's `ProducerPerformance` printed last.
+#[derive(Clone, Copy, Debug)]
+pub struct ProducerPerf {
+    pub records: u64,
+    pub records_per_s: f64,
+    pub mb_per_s: f64,
+}
+
 fn log4j2_xml(log_file: &Path) -> String {
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
@@ -93,6 +134,13 @@ pub struct KafkaBroker {
     watchdog: Option<Child>,
     /// `127.0.0.1:<port>` for clients.
     pub bootstrap: String,
+    /// The TLS listener, which requires a client certificate signed by [`Self::stores`]' CA.
+    pub ssl_bootstrap: String,
+    /// The SASL_SSL listener: SCRAM-SHA-256, SCRAM-SHA-512 and PLAIN for user
+    /// [`SASL_USER`] with [`SASL_PASSWORD`]; no client certificate.
+    pub sasl_bootstrap: String,
+    /// The CA and stores the TLS listeners and their clients use.
+    pub stores: KafkaStores,
     pub dir: PathBuf,
     lib: PathBuf,
     _tmp: Option<tempfile::TempDir>,
@@ -106,17 +154,36 @@ impl KafkaBroker {
         let dir = tmp.path().to_path_buf();
         let port = free_port()?;
         let controller = free_port()?;
+        let ssl_port = free_port()?;
+        let sasl_port = free_port()?;
         let data = dir.join("data");
+        let tls = dir.join("tls");
+        std::fs::create_dir_all(&tls)?;
+        let stores = KafkaStores::create(&tls)?;
+        let pw = STORE_PASSWORD;
         let props = format!(
             "\
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:{controller}
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller},SSL://127.0.0.1:{ssl_port},SASL_SSL://127.0.0.1:{sasl_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port},SSL://127.0.0.1:{ssl_port},SASL_SSL://127.0.0.1:{sasl_port}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL
+ssl.keystore.type=PKCS12
+ssl.keystore.location={keystore}
+ssl.keystore.password={pw}
+ssl.key.password={pw}
+ssl.truststore.type=PKCS12
+ssl.truststore.location={truststore}
+ssl.truststore.password={pw}
+listener.name.ssl.ssl.client.auth=required
+listener.name.sasl_ssl.ssl.client.auth=none
+sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512,PLAIN
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_{SASL_USER}=\"{SASL_PASSWORD}\";
 log.dirs={}
 num.partitions=1
 auto.create.topics.enable=false
@@ -131,7 +198,9 @@ group.consumer.heartbeat.interval.ms=1000
 group.consumer.min.heartbeat.interval.ms=1000
 message.max.bytes=1048588
 ",
-            data.display()
+            data.display(),
+            keystore = stores.broker_keystore.display(),
+            truststore = stores.truststore_p12.display(),
         );
         std::fs::write(dir.join("server.properties"), props)?;
         std::fs::write(dir.join("log4j2.xml"), log4j2_xml(&dir.join("broker.log")))?;
@@ -147,6 +216,14 @@ message.max.bytes=1048588
             .arg("kafka.tools.StorageTool")
             .args(["format", "-t", &cluster_id, "-c"])
             .arg(dir.join("server.properties"))
+            .args([
+                "--add-scram",
+                &format!("SCRAM-SHA-256=[name={SASL_USER},password={SASL_PASSWORD}]"),
+            ])
+            .args([
+                "--add-scram",
+                &format!("SCRAM-SHA-512=[name={SASL_USER},password={SASL_PASSWORD}]"),
+            ])
             .stdin(Stdio::null())
             .output()
             .context("cannot run java for kafka.tools.StorageTool")?;
@@ -162,6 +239,9 @@ message.max.bytes=1048588
             child: None,
             watchdog: None,
             bootstrap: format!("127.0.0.1:{port}"),
+            ssl_bootstrap: format!("127.0.0.1:{ssl_port}"),
+            sasl_bootstrap: format!("127.0.0.1:{sasl_port}"),
+            stores,
             dir,
             lib,
             _tmp: Some(tmp),
@@ -399,6 +479,68 @@ message.max.bytes=1048588
             .flush(Duration::from_secs(300))
             .with_context(|| format!("producing to {topic} did not finish"))?;
         Ok(())
+    }
+
+    /// Runs Kafka's own producer benchmark (`org.apache.kafka.tools.ProducerPerformance`,
+    /// kafka-tools) against `bootstrap` (one of this broker's listeners): `records` records of
+    /// `size` bytes to `topic` as fast as it can, with the producer settings of
+    /// `producer_config` (a properties file: `bootstrap.servers` and any TLS keys go there).
+    pub fn producer_performance(
+        &self,
+        topic: &str,
+        records: u64,
+        size: usize,
+        producer_config: &str,
+    ) -> Result<ProducerPerf> {
+        let lib = ensure_kafka_tools()?;
+        let conf = self.dir.join(format!("producer-perf-{topic}.properties"));
+        std::fs::write(&conf, producer_config)?;
+        std::fs::write(
+            self.dir.join("tools-log4j2.xml"),
+            log4j2_xml(&self.dir.join("tools.log")),
+        )?;
+        let out = Command::new("java")
+            .arg("-Xmx512m")
+            .arg(format!(
+                "-Dlog4j2.configurationFile={}",
+                self.dir.join("tools-log4j2.xml").display()
+            ))
+            .arg("-cp")
+            .arg(lib.join("*"))
+            .arg("org.apache.kafka.tools.ProducerPerformance")
+            .args(["--topic", topic, "--num-records", &records.to_string()])
+            .args(["--record-size", &size.to_string(), "--throughput", "-1"])
+            .arg("--producer.config")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .output()
+            .context("cannot run java for ProducerPerformance")?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() {
+            bail!(
+                "ProducerPerformance failed ({}):\n{text}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        // "1000000 records sent, 512345.6 records/sec (125.08 MB/sec), …"
+        let last = text
+            .lines()
+            .rev()
+            .find(|l| l.contains(" records sent, "))
+            .with_context(|| format!("no summary in ProducerPerformance's output:\n{text}"))?;
+        let num = |before: &str| -> Option<f64> {
+            let head = last.split(before).next()?;
+            head.rsplit([' ', '(']).next()?.parse().ok()
+        };
+        match (num(" records sent"), num(" records/sec"), num(" MB/sec")) {
+            (Some(n), Some(rps), Some(mbps)) => Ok(ProducerPerf {
+                records: n as u64,
+                records_per_s: rps,
+                mb_per_s: mbps,
+            }),
+            _ => bail!("cannot read ProducerPerformance's summary: {last}"),
+        }
     }
 
     /// Produces records with headers through a raw producer.

@@ -11,6 +11,7 @@ mod flume_fixture;
 mod hardening;
 mod hdfs;
 mod kafka;
+mod kafka_tls;
 mod substitution;
 mod taildir;
 mod tenants;

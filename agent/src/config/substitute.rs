@@ -40,7 +40,7 @@ pub fn set_system_properties(defines: &[String]) {
     let _ = SYSTEM_PROPERTIES.set(map);
 }
 
-fn system_property(name: &str) -> Option<String> {
+pub(crate) fn system_property(name: &str) -> Option<String> {
     SYSTEM_PROPERTIES.get()?.get(name).cloned()
 }
 

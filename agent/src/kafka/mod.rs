@@ -1,28 +1,40 @@
 //! What the Kafka source and sink share: turning Flume's `kafka.consumer.*` /
-//! `kafka.producer.*` keys (Java client names) into librdkafka properties, and routing
-//! librdkafka's log and error callbacks into `tracing`.
+//! `kafka.producer.*` keys (Java client names) into librdkafka properties, TLS and SASL
+//! (Java key and trust stores, JAAS), and routing librdkafka's log and error callbacks into
+//! `tracing`.
 //!
-//! Mapping rules (docs/kafka.md has the table):
-//! - names librdkafka understands as they are (most of them: `acks`, `linger.ms`,
-//!   `session.timeout.ms`, `security.protocol`, `sasl.mechanism`, ...) pass through;
+//! Mapping rules ([`keys::JAVA_KEYS`] lists every Java client key; docs/kafka.md has the
+//! table):
+//! - names librdkafka understands as they are pass through (`acks`, `linger.ms`,
+//!   `session.timeout.ms`, ...), and so does any librdkafka property;
 //! - Java names with another librdkafka spelling are renamed (`fetch.max.wait.ms` →
 //!   `fetch.wait.max.ms`, `max.request.size` → `message.max.bytes`, `buffer.memory` →
 //!   `queue.buffering.max.kbytes` in KiB, ...), and Java class-name values are translated
-//!   (`partition.assignment.strategy`);
-//! - serializer/deserializer classes are ignored (sluice moves bytes), and settings the
-//!   component owns (`enable.auto.commit`) or that have no librdkafka meaning (JKS trust
-//!   stores, JAAS, interceptor classes) are rejected with the librdkafka key to use instead.
+//!   (`partition.assignment.strategy`, `partitioner.class`);
+//! - Java-only settings with no effect on the data (serializers, `max.poll.records`, metrics)
+//!   are ignored with a warning saying why; settings the component owns
+//!   (`enable.auto.commit`) or Java classes that would change behaviour are refused with the
+//!   reason;
+//! - stores, JAAS and the SASL mechanism are handled by [`security`].
 //!
 //! Every resulting property is checked with librdkafka's own parser at config time
 //! (`create_native_config` does no I/O), so a misspelt key fails `sluice check` naming the
 //! file, line and key.
 
+use std::collections::BTreeMap;
+
 use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 use crate::config::{ConfigError, Props};
+
+pub mod keys;
+mod security;
+pub mod stores;
+
+use keys::Treatment;
 
 /// librdkafka properties whose `Debug` (shown by `sluice check`) hides secrets.
 #[derive(Clone, Default)]
@@ -34,8 +46,10 @@ impl std::fmt::Debug for ClientProps {
         let mut keys: Vec<(&String, &String)> = self.0.config_map().iter().collect();
         keys.sort();
         for (k, v) in keys {
-            if k.contains("password") || k.contains("secret") {
+            if k.contains("password") || k.contains("secret") || k == "ssl.key.pem" {
                 m.entry(k, &"<redacted>");
+            } else if k.ends_with(".pem") {
+                m.entry(k, &format!("<PEM, {} bytes>", v.len()));
             } else {
                 m.entry(k, v);
             }
@@ -54,31 +68,18 @@ pub enum ClientKind {
 /// What to do with one Java-client key.
 enum Mapped {
     Set(String, String),
-    Ignore(&'static str),
+    Ignore(String),
+    /// A key store, trust store or SASL key: read by [`security::apply`] with the others.
+    Security,
 }
-
-/// Keys the component sets itself; users may not override them.
-const OWNED_CONSUMER: &[(&str, &str)] = &[
-    (
-        "enable.auto.commit",
-        "sluice commits offsets itself, after the channel transaction",
-    ),
-    (
-        "enable.auto.offset.store",
-        "sluice stores offsets itself, after the channel transaction",
-    ),
-    ("bootstrap.servers", "set kafka.bootstrap.servers instead"),
-];
-const OWNED_PRODUCER: &[(&str, &str)] =
-    &[("bootstrap.servers", "set kafka.bootstrap.servers instead")];
 
 /// Why a Kafka client property is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum PropertyError {
-    #[error("invalid value `{value}`; expected a number of bytes")]
-    NotBytes {
+    #[error("invalid value `{value}`; expected {expected}")]
+    Invalid {
         value: String,
-        source: std::num::ParseIntError,
+        expected: &'static str,
     },
     #[error(
         "StickyAssignor has no librdkafka equivalent; use CooperativeStickyAssignor \
@@ -87,21 +88,20 @@ pub enum PropertyError {
     StickyAssignor,
     #[error("unknown assignor `{0}`")]
     UnknownAssignor(String),
-    #[error("librdkafka reads no Java trust store; convert it to PEM and set ssl.ca.location")]
-    TrustStore,
     #[error(
-        "librdkafka reads PKCS#12 key stores only (ssl.keystore.location), or PEM files via \
-         ssl.certificate.location and ssl.key.location"
+        "`{0}` has no librdkafka equivalent; set kafka.producer.partitioner to one of \
+         librdkafka's: murmur2_random (the Java client's placement of keyed records), \
+         consistent_random (sluice's default), random, consistent, murmur2, fnv1a, fnv1a_random"
     )]
-    KeyStoreType,
+    Partitioner(String),
+    #[error("cannot be set: {0}")]
+    Refused(&'static str),
     #[error(
-        "librdkafka takes no JAAS config; set sasl.username and sasl.password (PLAIN, SCRAM) or \
-         the sasl.kerberos.* / sasl.oauthbearer.* keys"
+        "is neither a key of Kafka's Java client (docs/kafka.md lists them all) nor a \
+         librdkafka property"
     )]
-    Jaas,
-    #[error("Java classes cannot be loaded by sluice")]
-    JavaClass,
-    #[error("librdkafka rejects it: {}", rejection(source))]
+    Unknown,
+    #[error("librdkafka (sluice's Kafka client) rejects it: {}", rejection(source))]
     Rejected { source: KafkaError },
 }
 
@@ -113,36 +113,49 @@ fn rejection(e: &KafkaError) -> String {
     }
 }
 
-fn map_key(kind: ClientKind, key: &str, value: &str) -> Result<Mapped, PropertyError> {
+fn map_key(
+    kind: ClientKind,
+    key: &str,
+    value: &str,
+    all: &BTreeMap<String, String>,
+) -> Result<Mapped, PropertyError> {
     let set = |k: &str, v: &str| Ok(Mapped::Set(k.to_string(), v.to_string()));
-    match key {
-        "key.deserializer" | "value.deserializer" | "key.serializer" | "value.serializer" => {
-            Ok(Mapped::Ignore("sluice passes keys and values as bytes"))
+    let treatment = keys::lookup(key).map(|(_, t)| t);
+    match treatment {
+        None | Some(Treatment::Same) => return set(key, value),
+        Some(Treatment::Rename(to)) => return set(to, value),
+        Some(Treatment::Ignore(why)) => return Ok(Mapped::Ignore(why.to_string())),
+        Some(Treatment::Refuse(why)) => return Err(PropertyError::Refused(why)),
+        Some(Treatment::IfKnown) => {
+            return match check(key, value) {
+                Err(PropertyError::Unknown) => Ok(Mapped::Ignore(
+                    "this librdkafka has no such property".to_string(),
+                )),
+                _ => set(key, value),
+            };
         }
-        "auto.commit.interval.ms" if kind == ClientKind::Consumer => Ok(Mapped::Ignore(
-            "offsets are committed after each channel transaction",
-        )),
-        "fetch.max.wait.ms" => set("fetch.wait.max.ms", value),
-        "max.request.size" => set("message.max.bytes", value),
-        "receive.buffer.bytes" => set("socket.receive.buffer.bytes", value),
-        "send.buffer.bytes" => set("socket.send.buffer.bytes", value),
-        "delivery.timeout.ms" => set("message.timeout.ms", value),
+        Some(Treatment::Special) => {}
+    }
+    match key {
         "buffer.memory" => {
-            let bytes: u64 = value.parse().map_err(|source| PropertyError::NotBytes {
+            let bytes: u64 = value.parse().map_err(|_| PropertyError::Invalid {
                 value: value.to_string(),
-                source,
+                expected: "a number of bytes",
             })?;
             set(
                 "queue.buffering.max.kbytes",
                 &(bytes / 1024).max(1).to_string(),
             )
         }
-        "auto.offset.reset" => {
-            let v = match value {
-                "none" => "error",
-                other => other,
-            };
-            set(key, v)
+        "auto.offset.reset" => set(key, if value == "none" { "error" } else { value }),
+        "compression.gzip.level" | "compression.lz4.level" | "compression.zstd.level" => {
+            let codec = key.split('.').nth(1).unwrap_or_default();
+            match all.get("compression.type") {
+                Some(t) if t.trim().eq_ignore_ascii_case(codec) => set("compression.level", value),
+                _ => Ok(Mapped::Ignore(format!(
+                    "compression.type is not {codec}, so its level does not apply"
+                ))),
+            }
         }
         "partition.assignment.strategy" => {
             let mut out = Vec::new();
@@ -159,57 +172,90 @@ fn map_key(kind: ClientKind, key: &str, value: &str) -> Result<Mapped, PropertyE
             }
             set(key, &out.join(","))
         }
-        "ssl.truststore.location" | "ssl.truststore.password" | "ssl.truststore.type" => {
-            Err(PropertyError::TrustStore)
+        "partitioner.class" => match value.rsplit('.').next().unwrap_or(value) {
+            // Java's default places keyed records by murmur2 and spreads the rest.
+            "DefaultPartitioner" => set("partitioner", "murmur2_random"),
+            // Keys ignored, as in Java (librdkafka spreads records at random).
+            "UniformStickyPartitioner" => set("partitioner", "random"),
+            _ => Err(PropertyError::Partitioner(value.to_string())),
+        },
+        "receive.buffer.bytes" | "send.buffer.bytes" => {
+            // Java's -1 (the OS default) is librdkafka's 0.
+            let v = if value.trim() == "-1" { "0" } else { value };
+            set(&format!("socket.{key}"), v)
         }
-        "ssl.keystore.type" if !value.eq_ignore_ascii_case("PKCS12") => {
-            Err(PropertyError::KeyStoreType)
+        // The consumer's request timeout is librdkafka's network request timeout; the
+        // producer's is the acknowledgement timeout, as in Java.
+        "request.timeout.ms" if kind == ClientKind::Consumer => set("socket.timeout.ms", value),
+        "request.timeout.ms" => set(key, value),
+        "security.protocol" => set(key, &value.trim().to_ascii_lowercase()),
+        "sasl.mechanism" => set(key, &value.trim().to_ascii_uppercase()),
+        "ssl.cipher.suites" if value.contains("_WITH_") => Ok(Mapped::Ignore(
+            "these are Java (IANA) cipher suite names; librdkafka takes OpenSSL's cipher list \
+             syntax (e.g. ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256), set under \
+             the same key"
+                .to_string(),
+        )),
+        "ssl.cipher.suites" => set(key, value),
+        "ssl.disableTLSHostnameVerification" => {
+            let off = match value.trim().to_ascii_lowercase().as_str() {
+                "true" => true,
+                "false" => false,
+                _ => {
+                    return Err(PropertyError::Invalid {
+                        value: value.to_string(),
+                        expected: "true or false",
+                    });
+                }
+            };
+            set(
+                "ssl.endpoint.identification.algorithm",
+                if off { "none" } else { "https" },
+            )
         }
-        "ssl.keystore.type" => Ok(Mapped::Ignore("PKCS#12 is librdkafka's key store format")),
-        "sasl.jaas.config" => Err(PropertyError::Jaas),
-        "interceptor.classes" | "partitioner.class" | "metric.reporters" => {
-            Err(PropertyError::JavaClass)
-        }
-        _ => set(key, value),
+        // Java disables host name verification with an empty value.
+        "ssl.endpoint.identification.algorithm" if value.trim().is_empty() => set(key, "none"),
+        "ssl.endpoint.identification.algorithm" => set(key, &value.trim().to_ascii_lowercase()),
+        _ => Ok(Mapped::Security),
     }
 }
 
-/// Reads `<prefix>*` (e.g. `kafka.consumer.`) into `config`, mapped and checked.
+/// Reads `<prefix>*` (e.g. `kafka.consumer.`) into `config`, mapped and checked, then the
+/// TLS and SASL settings (key and trust stores read here, so errors show at load time).
 pub fn apply_passthrough(
     p: &Props,
     prefix: &str,
     kind: ClientKind,
     config: &mut ClientConfig,
 ) -> Result<(), ConfigError> {
-    let owned = match kind {
-        ClientKind::Consumer => OWNED_CONSUMER,
-        ClientKind::Producer => OWNED_PRODUCER,
-    };
-    for (key, value) in p.children(prefix) {
+    let all: BTreeMap<String, String> = p.children(prefix).into_iter().collect();
+    for (key, value) in &all {
         let full = format!("{prefix}{key}");
-        if let Some((_, why)) = owned.iter().find(|(k, _)| *k == key) {
-            return Err(p.error(&full, format!("cannot be set: {why}")));
-        }
-        match map_key(kind, &key, &value).map_err(|m| p.error(&full, m.to_string()))? {
+        match map_key(kind, key, value, &all).map_err(|m| p.error(&full, m.to_string()))? {
             Mapped::Ignore(why) => {
-                tracing::info!(key = %full, "Kafka client setting ignored: {why}.");
+                tracing::warn!("{}: {full} is ignored: {why}.", p.file().display());
             }
             Mapped::Set(k, v) => {
                 check(&k, &v).map_err(|m| p.error(&full, m.to_string()))?;
                 config.set(k, v);
             }
+            Mapped::Security => {}
         }
     }
-    Ok(())
+    security::apply(p, prefix, &all, config)
 }
 
 /// Checks one property with librdkafka's parser (no I/O).
 pub fn check(key: &str, value: &str) -> Result<(), PropertyError> {
     let mut c = ClientConfig::new();
     c.set(key, value);
-    c.create_native_config()
-        .map(|_| ())
-        .map_err(|source| PropertyError::Rejected { source })
+    match c.create_native_config() {
+        Ok(_) => Ok(()),
+        Err(source) if rejection(&source).contains("No such configuration property") => {
+            Err(PropertyError::Unknown)
+        }
+        Err(source) => Err(PropertyError::Rejected { source }),
+    }
 }
 
 /// Sets a property the component chose, after the user's (the user's value wins when `keep`).
@@ -245,8 +291,25 @@ impl ClientContext for LogContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        // Broker-down and similar transport errors are retried by librdkafka; warn only.
-        tracing::warn!(component = %self.component, error = %error, "Kafka client: {reason}.");
+        let c = &self.component;
+        // librdkafka retries every one of these (reconnecting with backoff); records wait in
+        // the channel (sink) or in Kafka (source) meanwhile.
+        match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::Authentication) => tracing::error!(
+                component = %c,
+                "Kafka authentication failed: {reason}. Check the sasl.* keys (mechanism, user \
+                 name, password or sasl.jaas.config); nothing is lost, the client retries."
+            ),
+            Some(RDKafkaErrorCode::SSL) => tracing::error!(
+                component = %c,
+                "Kafka TLS handshake failed: {reason}. Check ssl.truststore.* (the CA that \
+                 signed the broker's certificate), ssl.keystore.* (when the broker requires a \
+                 client certificate) and ssl.endpoint.identification.algorithm; nothing is \
+                 lost, the client retries."
+            ),
+            // Broker-down and similar transport errors: warn only.
+            _ => tracing::warn!(component = %c, error = %error, "Kafka client: {reason}."),
+        }
     }
 }
 
@@ -300,18 +363,129 @@ mod tests {
         assert!(apply_passthrough(&p, "kafka.consumer.", ClientKind::Consumer, &mut c).is_ok());
         assert_eq!(c.get("partition.assignment.strategy"), Some("roundrobin"));
 
-        for (k, v) in [
-            ("kafka.consumer.enable.auto.commit", "true"),
-            ("kafka.consumer.ssl.truststore.location", "/x.jks"),
-            ("kafka.consumer.no.such.key", "1"),
-            ("kafka.consumer.session.timeout.ms", "soon"),
+        for (k, v, why) in [
+            (
+                "kafka.consumer.enable.auto.commit",
+                "true",
+                "commits offsets itself",
+            ),
+            (
+                "kafka.consumer.no.such.key",
+                "1",
+                "neither a key of Kafka's Java client",
+            ),
+            ("kafka.consumer.session.timeout.ms", "soon", "rejects it"),
+            ("kafka.consumer.interceptor.classes", "a.B", "Java class"),
         ] {
             let p = props(&[(k, v)]);
-            let e = apply_passthrough(&p, "kafka.consumer.", ClientKind::Consumer, &mut c)
-                .err()
-                .map(|e| e.to_string())
-                .unwrap_or_default();
-            assert!(e.contains(k), "{k}: {e}");
+            let e = apply(&p, ClientKind::Consumer).err().unwrap_or_default();
+            assert!(e.contains(k) && e.contains(why), "{k}: {e}");
         }
+    }
+
+    /// Applies `p`'s `kafka.consumer.` / `kafka.producer.` keys; the error as text.
+    fn apply(p: &Props, kind: ClientKind) -> Result<ClientConfig, String> {
+        let prefix = match kind {
+            ClientKind::Consumer => "kafka.consumer.",
+            ClientKind::Producer => "kafka.producer.",
+        };
+        let mut c = ClientConfig::new();
+        apply_passthrough(p, prefix, kind, &mut c).map_err(|e| e.to_string())?;
+        Ok(c)
+    }
+
+    #[test]
+    fn java_only_keys_are_ignored_or_translated() -> Result<(), String> {
+        let p = props(&[
+            ("kafka.consumer.max.poll.records", "500"),
+            ("kafka.consumer.receive.buffer.bytes", "-1"),
+            ("kafka.consumer.request.timeout.ms", "40000"),
+            ("kafka.consumer.default.api.timeout.ms", "60000"),
+            ("kafka.consumer.ssl.disableTLSHostnameVerification", "true"),
+            ("kafka.consumer.security.protocol", "SSL"),
+        ]);
+        let c = apply(&p, ClientKind::Consumer)?;
+        assert_eq!(c.get("max.poll.records"), None);
+        assert_eq!(c.get("default.api.timeout.ms"), None);
+        assert_eq!(c.get("socket.receive.buffer.bytes"), Some("0"));
+        assert_eq!(c.get("socket.timeout.ms"), Some("40000"));
+        assert_eq!(c.get("ssl.endpoint.identification.algorithm"), Some("none"));
+        assert_eq!(c.get("security.protocol"), Some("ssl"));
+        assert_eq!(c.get("ssl.ca.location"), Some("probe"));
+
+        let p = props(&[
+            ("kafka.producer.compression.type", "zstd"),
+            ("kafka.producer.compression.zstd.level", "7"),
+            ("kafka.producer.compression.gzip.level", "3"),
+            (
+                "kafka.producer.partitioner.class",
+                "org.apache.kafka.clients.producer.internals.DefaultPartitioner",
+            ),
+        ]);
+        let c = apply(&p, ClientKind::Producer)?;
+        assert_eq!(c.get("compression.level"), Some("7"));
+        assert_eq!(c.get("partitioner"), Some("murmur2_random"));
+        let p = props(&[(
+            "kafka.producer.partitioner.class",
+            "org.apache.kafka.clients.producer.RoundRobinPartitioner",
+        )]);
+        let e = apply(&p, ClientKind::Producer).err().unwrap_or_default();
+        assert!(e.contains("murmur2_random"), "{e}");
+        Ok(())
+    }
+
+    #[test]
+    fn sasl_settings_are_checked() -> Result<(), String> {
+        let jaas = "org.apache.kafka.common.security.scram.ScramLoginModule required \
+                    username=\"alice\" password=\"s3cret\";";
+        let p = props(&[
+            ("kafka.producer.security.protocol", "SASL_PLAINTEXT"),
+            ("kafka.producer.sasl.mechanism", "SCRAM-SHA-512"),
+            ("kafka.producer.sasl.jaas.config", jaas),
+        ]);
+        let c = apply(&p, ClientKind::Producer)?;
+        assert_eq!(c.get("sasl.username"), Some("alice"));
+        assert_eq!(c.get("sasl.password"), Some("s3cret"));
+        assert_eq!(c.get("sasl.jaas.config"), None);
+        let shown = format!("{:?}", ClientProps(c));
+        assert!(!shown.contains("s3cret"), "{shown}");
+
+        for (pairs, why) in [
+            (
+                vec![("kafka.producer.security.protocol", "SASL_SSL")],
+                "GSSAPI",
+            ),
+            (
+                vec![
+                    ("kafka.producer.security.protocol", "SASL_SSL"),
+                    ("kafka.producer.sasl.mechanism", "SCRAM-SHA-256"),
+                ],
+                "needs kafka.producer.sasl.username",
+            ),
+            (
+                vec![
+                    ("kafka.producer.security.protocol", "SASL_PLAINTEXT"),
+                    ("kafka.producer.sasl.mechanism", "PLAIN"),
+                    ("kafka.producer.sasl.jaas.config", jaas),
+                ],
+                "does not fit sasl.mechanism = PLAIN",
+            ),
+            (
+                vec![
+                    ("kafka.producer.security.protocol", "SSL"),
+                    (
+                        "kafka.producer.ssl.truststore.location",
+                        "/no/such/truststore.jks",
+                    ),
+                ],
+                "cannot read /no/such/truststore.jks",
+            ),
+        ] {
+            let e = apply(&Props::from_pairs(&pairs), ClientKind::Producer)
+                .err()
+                .unwrap_or_default();
+            assert!(e.contains(why), "{pairs:?}: {e}");
+        }
+        Ok(())
     }
 }

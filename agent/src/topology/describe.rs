@@ -105,14 +105,15 @@ impl AgentConfig {
         self.mask_secrets(out)
     }
 
-    /// Replaces, in the value part of every `key = value` line, what a config filter supplied.
+    /// Replaces, in the value part of every `key = value` line, what a config filter supplied,
+    /// and the whole value of keys that hold secrets by their name ([`is_secret_key`]).
     fn mask_secrets(&self, tree: String) -> String {
-        if self.secrets.is_empty() {
-            return tree;
-        }
         let mut out = String::with_capacity(tree.len());
         for line in tree.lines() {
             match line.split_once(" = ") {
+                Some((key, _)) if is_secret_key(key.trim()) => {
+                    let _ = writeln!(out, "{key} = ****");
+                }
                 Some((key, value)) => {
                     let mut value = value.to_string();
                     for s in &self.secrets {
@@ -127,6 +128,18 @@ impl AgentConfig {
         }
         out
     }
+}
+
+/// Keys whose values are secrets whatever they hold: passwords, JAAS entries (they carry
+/// passwords), inline private keys and OAuth client secrets.
+pub(crate) fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    k.contains("password")
+        || k.contains("secret")
+        || k.ends_with("jaas.config")
+        || k.ends_with("ssl.keystore.key")
+        || k.ends_with("key.pem")
+        || k.ends_with("sasl.oauthbearer.config")
 }
 
 /// Writes `key = value` for each setting under `prefix` (shown without it), structure keys

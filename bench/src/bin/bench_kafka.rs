@@ -13,7 +13,8 @@
 //!   --producer K=V  extra kafka.producer.K = V for both sinks (repeatable)
 //!   --consumer K=V  extra kafka.consumer.K = V for both sources (repeatable)
 //!   --sink K=V      extra sink key K = V for both sinks, e.g. inFlightBatches=1 (repeatable)
-//!   --scenario S    run only `source` or `sink`
+//!   --scenario S    run only `source`, `sink` or `ceiling`
+//!   --ceiling-records N  records per ProducerPerformance run       (default 4000000)
 //! ```
 //!
 //! - **source**: `KafkaSource -> memory -> null`. The topic (4 partitions) is filled with
@@ -24,6 +25,13 @@
 //! - **sink**: `StressSource -> memory -> KafkaSink` (acks = 1, Flume's default), each agent to
 //!   its own topic (4 partitions); events taken from the channel over the window after a
 //!   warm-up, the way `bench_core` measures.
+//!
+//! - **ceiling**: Kafka's own producer benchmark (`ProducerPerformance` from kafka-tools, the
+//!   broker's version) sends `--ceiling-records` records of the same size with `acks=1`,
+//!   `linger.ms=5`, `batch.size=262144`, then sluice's `StressSource -> memory -> KafkaSink`
+//!   runs for the window, each to its own topic, over PLAINTEXT and again over the broker's TLS
+//!   listener (mutual TLS, Java key and trust stores). sluice's sink is printed as a ratio of
+//!   Kafka's own producer: the machine's ceiling for one producer (sluice only, no Flume).
 //!
 //! CPU is user+system time of the agent process (the broker, on the same 2 cores, is not
 //! counted); peak RSS is its `VmHWM` (Flume runs with `-Xmx512m`).
@@ -39,7 +47,8 @@ use sluice_bench::harness::{
 };
 use sluice_integration::Sluice;
 use sluice_integration::flume::{Flume, FlumeOptions, ensure_flume_kafka};
-use sluice_integration::kafka::{KAFKA_VERSION, KafkaBroker};
+use sluice_integration::kafka::{KAFKA_VERSION, KafkaBroker, ProducerPerf};
+use sluice_integration::tls::STORE_PASSWORD;
 
 /// KafkaSource and KafkaSink on sluice and on Apache Flume, against one real broker
 #[derive(Parser)]
@@ -63,15 +72,19 @@ struct Args {
     /// Extra sink key `KEY = VALUE` for both sinks, e.g. inFlightBatches=1 (repeatable)
     #[arg(long, value_name = "KEY=VALUE", value_parser = key_value)]
     sink: Vec<(String, String)>,
-    /// Run only this scenario (default: both)
+    /// Run only this scenario (default: all three)
     #[arg(long, value_enum)]
     scenario: Option<Scenario>,
+    /// Records Kafka's ProducerPerformance sends per run of the ceiling scenario
+    #[arg(long, value_name = "N", default_value_t = 4_000_000, value_parser = records)]
+    ceiling_records: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Scenario {
     Source,
     Sink,
+    Ceiling,
 }
 
 fn records(s: &str) -> Result<u64, String> {
@@ -340,6 +353,54 @@ fn bench(args: &Args) -> Result<()> {
         }
     }
 
+    let mut ceiling = Vec::new();
+    if scenario(Scenario::Ceiling) && args.only.runs(Side::Sluice) {
+        for tls in [false, true] {
+            let label = if tls { "TLS" } else { "plaintext" };
+            let topic = format!("ceiling-kafka-{label}");
+            broker.create_topic(&topic, 4)?;
+            print_load(&format!("Kafka's ProducerPerformance ({label})"));
+            let perf = broker.producer_performance(
+                &topic,
+                args.ceiling_records,
+                body,
+                &perf_config(&broker, tls),
+            )?;
+            eprintln!(
+                "ProducerPerformance ({label}): {} records, {:.0} records/s.",
+                perf.records, perf.records_per_s
+            );
+            let topic = format!("ceiling-sluice-{label}");
+            broker.create_topic(&topic, 4)?;
+            let bootstrap = if tls {
+                &broker.ssl_bootstrap
+            } else {
+                &broker.bootstrap
+            };
+            let mut conf = sink_conf(bootstrap, &topic, body, batch);
+            if tls {
+                conf.push_str(&sink_tls_keys(&broker));
+            }
+            for (k, v) in &args.producer {
+                conf.push_str(&format!("a1.sinks.k1.kafka.producer.{k} = {v}\n"));
+            }
+            for (k, v) in &args.sink {
+                conf.push_str(&format!("a1.sinks.k1.{k} = {v}\n"));
+            }
+            let mut agent =
+                Agent::start(Side::Sluice, &format!("ceiling-{label}"), dir.path(), &conf)?;
+            let sample = measure("sluice", &[agent.pid()], &args.window, body, &|| {
+                agent.taken()
+            })?;
+            agent.alive()?;
+            eprintln!(
+                "sluice ({label}): {:.0} events/s into {topic}.",
+                sample.events_per_s
+            );
+            ceiling.push((label, perf, sample));
+        }
+    }
+
     table(
         &format!(
             "KafkaSource -> memory -> null ({} records, first to last take)",
@@ -357,5 +418,68 @@ fn bench(args: &Args) -> Result<()> {
         sink.0,
         sink.1,
     );
+    ceiling_table(&ceiling, body);
     Ok(())
+}
+
+/// Kafka's ProducerPerformance settings: `acks` as the sink benchmark, batching generous.
+fn perf_config(broker: &KafkaBroker, tls: bool) -> String {
+    let mut c = format!(
+        "acks=1\nlinger.ms=5\nbatch.size=262144\nbuffer.memory=67108864\nbootstrap.servers={}\n",
+        if tls {
+            &broker.ssl_bootstrap
+        } else {
+            &broker.bootstrap
+        }
+    );
+    if tls {
+        let st = &broker.stores;
+        c.push_str(&format!(
+            "security.protocol=SSL\nssl.truststore.type=PKCS12\nssl.truststore.location={}\n\
+             ssl.truststore.password={STORE_PASSWORD}\nssl.keystore.type=JKS\n\
+             ssl.keystore.location={}\nssl.keystore.password={STORE_PASSWORD}\n\
+             ssl.key.password={STORE_PASSWORD}\n",
+            st.truststore_p12.display(),
+            st.client_keystore_jks.display()
+        ));
+    }
+    c
+}
+
+/// The same TLS settings in Flume's keys, for sluice's sink.
+fn sink_tls_keys(broker: &KafkaBroker) -> String {
+    let st = &broker.stores;
+    format!(
+        "a1.sinks.k1.kafka.producer.security.protocol = SSL\n\
+         a1.sinks.k1.kafka.producer.ssl.truststore.location = {}\n\
+         a1.sinks.k1.kafka.producer.ssl.truststore.password = {STORE_PASSWORD}\n\
+         a1.sinks.k1.kafka.producer.ssl.keystore.location = {}\n\
+         a1.sinks.k1.kafka.producer.ssl.keystore.password = {STORE_PASSWORD}\n\
+         a1.sinks.k1.kafka.producer.ssl.key.password = {STORE_PASSWORD}\n",
+        st.truststore_p12.display(),
+        st.client_keystore_jks.display()
+    )
+}
+
+fn ceiling_table(rows: &[(&str, ProducerPerf, Sample)], body: usize) {
+    if rows.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "KafkaSink vs Kafka's own ProducerPerformance (acks=1, {body}-byte records, same broker)"
+    );
+    println!(
+        "{:<12}{:>24}{:>18}{:>16}",
+        "", "ProducerPerformance/s", "sluice sink/s", "sluice/Kafka"
+    );
+    for (label, perf, s) in rows {
+        println!(
+            "{:<12}{:>24}{:>18}{:>15.2}x",
+            label,
+            harness::thousands(perf.records_per_s),
+            harness::thousands(s.events_per_s),
+            s.events_per_s / perf.records_per_s.max(1.0)
+        );
+    }
 }
