@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use clap::{Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use sluice::agent::Agent;
+use sluice::config::sources::{ConfigSource, ConfigSources, HttpOptions};
 use sluice::metrics::Registry;
 use sluice::metrics::http::MetricsServer;
 use sluice::topology::AgentConfig;
@@ -37,9 +38,8 @@ enum Command {
         /// Agent name: the prefix of the keys to use (`a1` in `a1.sources = r1`).
         #[arg(short = 'n', long = "name")]
         name: String,
-        /// The Flume properties file.
-        #[arg(short = 'f', long = "conf-file")]
-        conf_file: PathBuf,
+        #[command(flatten)]
+        conf: ConfArgs,
         /// Flume's configuration directory option; accepted and ignored.
         #[arg(short = 'c', long = "conf")]
         conf_dir: Option<PathBuf>,
@@ -51,12 +51,13 @@ enum Command {
         /// `flume.monitoring.port=N` enables metrics on 0.0.0.0:N like Flume.
         #[arg(short = 'D', value_name = "KEY=VALUE")]
         defines: Vec<String>,
-        /// Do not poll the config file for changes.
+        /// Do not poll the config sources for changes.
         #[arg(long)]
         no_reload_conf: bool,
-        /// Seconds between checks of the config file (Flume: 30; 1 to 86400).
-        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
-        reload_interval: u64,
+        /// Seconds between checks of the config sources (1 to 86400; default 30, or 300 when a
+        /// source is an http(s) URI, as Flume). Flume's name, --poll-interval, is accepted.
+        #[arg(long, alias = "poll-interval", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        reload_interval: Option<u64>,
         /// Seconds from SIGTERM/SIGINT until the agent exits, sinks draining meanwhile (0 to
         /// 86400). A second signal exits at once.
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=86_400))]
@@ -82,14 +83,16 @@ enum Command {
         /// Compress with deflate (the source must use compression-type = deflate).
         #[arg(long)]
         deflate: bool,
+        #[command(flatten)]
+        tls: SendTls,
     },
     /// Validate a config file and print the resolved topology: each component with its type
     /// and the keys set to non-default values; warnings and errors go to stderr.
     Check {
         #[arg(short = 'n', long = "name")]
         name: String,
-        #[arg(short = 'f', long = "conf-file")]
-        conf_file: PathBuf,
+        #[command(flatten)]
+        conf: ConfArgs,
         /// Java-style system properties, for `${sys:NAME}` in values.
         #[arg(short = 'D', value_name = "KEY=VALUE")]
         defines: Vec<String>,
@@ -99,8 +102,8 @@ enum Command {
     Graph {
         #[arg(short = 'n', long = "name")]
         name: String,
-        #[arg(short = 'f', long = "conf-file")]
-        conf_file: PathBuf,
+        #[command(flatten)]
+        conf: ConfArgs,
         /// Java-style system properties, for `${sys:NAME}` in values.
         #[arg(short = 'D', value_name = "KEY=VALUE")]
         defines: Vec<String>,
@@ -110,6 +113,118 @@ enum Command {
         #[command(subcommand)]
         command: WasmCommand,
     },
+}
+
+/// Where the config comes from (agent, check, graph). Several sources are merged in the order
+/// given, `-f` and `--conf-uri` mixed, a later one overriding the keys of an earlier one.
+#[derive(Args)]
+struct ConfArgs {
+    /// A Flume properties file; repeatable.
+    #[arg(short = 'f', long = "conf-file", required_unless_present = "conf_uri")]
+    conf_file: Vec<PathBuf>,
+    /// A config URI: file:, http: or https: (certificates verified against the system's
+    /// roots, or the PEM file in SSL_CERT_FILE); repeatable.
+    #[arg(short = 'u', long = "conf-uri")]
+    conf_uri: Vec<String>,
+    /// User name for http(s) config URIs (HTTP Basic, with --conf-password).
+    #[arg(long, requires = "conf_password")]
+    conf_user: Option<String>,
+    /// Password for http(s) config URIs.
+    #[arg(long, requires = "conf_user")]
+    conf_password: Option<String>,
+    /// Seconds one http(s) request may take, connection included (1 to 600).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
+    conf_timeout: u64,
+    /// Command-line order of the sources, filled from the parsed matches.
+    #[arg(skip)]
+    order: Vec<ConfigSource>,
+}
+
+impl ConfArgs {
+    /// The sources in command-line order (clap keeps each option's values apart).
+    fn order_from(&mut self, matches: &clap::ArgMatches) -> Result<(), String> {
+        let files = matches.indices_of("conf_file").into_iter().flatten();
+        let uris = matches.indices_of("conf_uri").into_iter().flatten();
+        let mut indexed: Vec<(usize, ConfigSource)> = files
+            .zip(self.conf_file.iter())
+            .map(|(i, f)| (i, ConfigSource::File(f.clone())))
+            .collect();
+        for (i, u) in uris.zip(self.conf_uri.iter()) {
+            indexed.push((i, ConfigSource::from_uri(u)?));
+        }
+        indexed.sort_by_key(|(i, _)| *i);
+        self.order = indexed.into_iter().map(|(_, s)| s).collect();
+        Ok(())
+    }
+
+    fn sources(&self) -> Result<ConfigSources, sluice::config::ConfigError> {
+        let options = HttpOptions {
+            user: self.conf_user.clone(),
+            password: self.conf_password.clone(),
+            timeout: Duration::from_secs(self.conf_timeout),
+        };
+        ConfigSources::new(self.order.clone(), &options)
+    }
+}
+
+/// `sluice send` over TLS, as the Avro sink's `ssl`, `truststore`, `trust-all-certs`.
+#[derive(Args)]
+struct SendTls {
+    /// Connect with TLS (the source must have ssl = true).
+    #[arg(long)]
+    ssl: bool,
+    /// CA certificates to trust, PEM (the Avro sink's ssl.ca; a Java truststore must be
+    /// exported to PEM first: `keytool -exportcert -rfc`).
+    #[arg(long, value_name = "PATH", requires = "ssl")]
+    truststore: Option<PathBuf>,
+    /// Accepted for Flume's truststore options; a PEM file has no password.
+    #[arg(long, value_name = "PASSWORD", requires = "truststore")]
+    truststore_password: Option<String>,
+    /// PEM (the default); JKS and PKCS12 are refused with the command that converts them.
+    #[arg(long, value_name = "TYPE", requires = "truststore")]
+    truststore_type: Option<String>,
+    /// Accept any server certificate (encrypted, not authenticated).
+    #[arg(long, requires = "ssl", conflicts_with = "truststore")]
+    trust_all_certs: bool,
+}
+
+impl SendTls {
+    fn client(&self) -> Result<Option<sluice::avro::client::TlsClient>, String> {
+        if !self.ssl {
+            return Ok(None);
+        }
+        let export = "export the CA to PEM with `keytool -exportcert -rfc -keystore \
+                      truststore.jks -alias <ca> -file ca.pem` and pass that file";
+        if let Some(t) = self.truststore_type.as_deref()
+            && !t.eq_ignore_ascii_case("pem")
+        {
+            return Err(format!(
+                "--truststore-type {t}: sluice reads PEM CA files only; {export}"
+            ));
+        }
+        if let Some(path) = &self.truststore {
+            let bytes = std::fs::read(path)
+                .map_err(|e| format!("cannot read truststore {}: {e}", path.display()))?;
+            if !bytes
+                .windows(b"-----BEGIN CERTIFICATE-----".len())
+                .any(|w| w == b"-----BEGIN CERTIFICATE-----")
+            {
+                return Err(format!(
+                    "truststore {}: no PEM certificate in it (a Java truststore?); {export}",
+                    path.display()
+                ));
+            }
+            if self.truststore_password.is_some() {
+                tracing::warn!("--truststore-password is ignored: a PEM file has no password.");
+            }
+        } else if !self.trust_all_certs {
+            return Err("--ssl needs --truststore (a PEM CA file) or --trust-all-certs".into());
+        }
+        Ok(Some(sluice::avro::client::TlsClient {
+            ca: self.truststore.clone(),
+            trust_all: self.trust_all_certs,
+        }))
+    }
 }
 
 #[derive(Subcommand)]
@@ -155,22 +270,37 @@ fn init_logging() {
 
 fn main() -> ExitCode {
     init_logging();
-    match Cli::parse().command {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    let mut command = cli.command;
+    if let (
+        Command::Agent { conf, .. } | Command::Check { conf, .. } | Command::Graph { conf, .. },
+        Some((_, sub)),
+    ) = (&mut command, matches.subcommand())
+        && let Err(e) = conf.order_from(sub)
+    {
+        eprintln!("sluice: {e}");
+        return ExitCode::from(2);
+    }
+    match command {
         Command::Check {
             name,
-            conf_file,
+            conf,
             defines,
         } => {
             sluice::config::substitute::set_system_properties(&defines);
-            check(&name, &conf_file, AgentConfig::describe)
+            check(&name, &conf, AgentConfig::describe)
         }
         Command::Graph {
             name,
-            conf_file,
+            conf,
             defines,
         } => {
             sluice::config::substitute::set_system_properties(&defines);
-            check(&name, &conf_file, AgentConfig::graph)
+            check(&name, &conf, AgentConfig::graph)
         }
         Command::Wasm {
             command:
@@ -201,15 +331,20 @@ fn main() -> ExitCode {
             header_file,
             batch_size,
             deflate,
+            tls,
         } => {
-            match send(
-                &host,
-                port,
-                file.as_deref(),
-                header_file.as_deref(),
-                batch_size,
-                deflate,
-            ) {
+            let sent = tls.client().and_then(|tls| {
+                send(
+                    &host,
+                    port,
+                    file.as_deref(),
+                    header_file.as_deref(),
+                    batch_size,
+                    deflate,
+                    tls,
+                )
+            });
+            match sent {
                 Ok(n) => {
                     eprintln!("sluice send: {n} events sent to {host}:{port}");
                     ExitCode::SUCCESS
@@ -222,7 +357,7 @@ fn main() -> ExitCode {
         }
         Command::Agent {
             name,
-            conf_file,
+            conf,
             conf_dir: _,
             metrics_addr,
             defines,
@@ -232,10 +367,20 @@ fn main() -> ExitCode {
         } => {
             sluice::config::substitute::set_system_properties(&defines);
             let metrics_addr = metrics_addr.or_else(|| flume_monitoring_addr(&defines));
-            let reload = (!no_reload_conf).then(|| Duration::from_secs(reload_interval.max(1)));
+            let sources = match conf.sources() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("sluice: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            // Flume: 30 s for files, 300 s when a source is read over HTTP.
+            let default_interval = if sources.has_remote() { 300 } else { 30 };
+            let every = reload_interval.unwrap_or(default_interval).max(1);
+            let reload = (!no_reload_conf).then(|| Duration::from_secs(every));
             run_agent(
                 &name,
-                &conf_file,
+                sources,
                 metrics_addr,
                 reload,
                 Duration::from_secs(drain_timeout),
@@ -245,8 +390,12 @@ fn main() -> ExitCode {
 }
 
 /// Loads and validates the config, then prints `render` of it (`check`, `graph`).
-fn check(name: &str, file: &Path, render: fn(&AgentConfig) -> String) -> ExitCode {
-    match AgentConfig::load(file, name) {
+fn check(name: &str, conf: &ConfArgs, render: fn(&AgentConfig) -> String) -> ExitCode {
+    let loaded = conf
+        .sources()
+        .map_err(sluice::config::ConfigErrors::from)
+        .and_then(|mut s| AgentConfig::load_sources(&mut s, name));
+    match loaded {
         Ok(c) => {
             for w in &c.warnings {
                 eprintln!("warning: {w}");
@@ -270,6 +419,7 @@ fn send(
     header_file: Option<&Path>,
     batch_size: usize,
     deflate: bool,
+    tls: Option<sluice::avro::client::TlsClient>,
 ) -> Result<u64, String> {
     use std::io::BufRead;
 
@@ -300,7 +450,7 @@ fn send(
         connect_timeout: Duration::from_secs(20),
         request_timeout: Duration::from_secs(20),
         deflate: deflate.then_some(6),
-        tls: None,
+        tls,
     });
     let mut batch = Vec::with_capacity(batch_size.max(1));
     let mut sent = 0u64;
@@ -341,12 +491,19 @@ fn flume_monitoring_addr(defines: &[String]) -> Option<String> {
 
 fn run_agent(
     name: &str,
-    file: &Path,
+    mut sources: ConfigSources,
     metrics_addr: Option<String>,
     reload: Option<Duration>,
     drain: Duration,
 ) -> ExitCode {
-    let config = match AgentConfig::load(file, name) {
+    let loaded = sources.read().and_then(|docs| {
+        let props = sources.parse(&docs)?;
+        Ok((docs, props))
+    });
+    let (documents, config) = match loaded
+        .map_err(sluice::config::ConfigErrors::from)
+        .and_then(|(docs, props)| Ok((docs, AgentConfig::from_properties(&props, name)?)))
+    {
         Ok(c) => c,
         Err(errors) => {
             for e in &errors.0 {
@@ -376,7 +533,13 @@ fn run_agent(
         eprintln!("sluice: cannot install signal handler: {e}");
         return ExitCode::from(1);
     }
-    let mut watcher = ConfigWatcher::new(name, file, reload);
+    let mut watcher = match ConfigWatcher::new(name, sources, documents, reload) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("sluice: cannot start the config poller: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let mut agent = match Agent::start(config, registry) {
         Ok(a) => a,
         Err(e) => {
@@ -408,71 +571,120 @@ fn install_signal_handlers(stop: &Arc<AtomicBool>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Polls the config file and reloads the agent when its text changed (Flume's
-/// `PollingPropertiesFileConfigurationProvider`).
+/// Polls the config sources and reloads the agent when the text of any of them changed
+/// (Flume's `PollingPropertiesFileConfigurationProvider` / `UriConfigurationProvider`).
+/// Reading happens on a thread of its own, so a slow config server never delays the main loop
+/// (signals, failure checks); parsing and the reload happen on the main thread.
 struct ConfigWatcher<'a> {
     name: &'a str,
-    file: &'a Path,
-    every: Option<Duration>,
-    next_check: Option<Instant>,
-    /// The text of the config the agent runs. A reload that fails to build is retried at
-    /// the next poll even if the file did not change again (a full disk, a port in use, a
-    /// guest file still being written can all go away).
-    applied_text: Vec<u8>,
-    /// Text that failed to parse: parsing reads only the file, so it fails the same way.
-    rejected_text: Option<Vec<u8>>,
+    sources: Vec<ConfigSource>,
+    /// One message per check from the poller thread (`None` without reload).
+    reads: Option<std::sync::mpsc::Receiver<Result<Vec<Vec<u8>>, sluice::config::ConfigError>>>,
+    /// Tells the poller thread to end (it is not joined: a read may be waiting on a server).
+    stop: Arc<AtomicBool>,
+    /// The documents of the config the agent runs, one per source. A reload that fails to
+    /// build is retried at the next poll even if no source changed again (a full disk, a port
+    /// in use, a guest file still being written can all go away).
+    applied: Vec<Vec<u8>>,
+    /// Documents that failed to parse: parsing reads only them, so it fails the same way.
+    rejected: Option<Vec<Vec<u8>>>,
+}
+
+impl Drop for ConfigWatcher<'_> {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
 }
 
 impl<'a> ConfigWatcher<'a> {
-    fn new(name: &'a str, file: &'a Path, every: Option<Duration>) -> Self {
-        Self {
+    fn new(
+        name: &'a str,
+        mut sources: ConfigSources,
+        applied: Vec<Vec<u8>>,
+        every: Option<Duration>,
+    ) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let list = sources.sources().to_vec();
+        let reads = match every {
+            Some(every) => {
+                let (tx, rx) = std::sync::mpsc::sync_channel(1);
+                let halt = stop.clone();
+                std::thread::Builder::new()
+                    .name("conf-poller".into())
+                    .spawn(move || {
+                        while sleep_unless(&halt, every) {
+                            let read = sources.read();
+                            if halt.load(Ordering::SeqCst) || tx.send(read).is_err() {
+                                return;
+                            }
+                        }
+                    })?;
+                Some(rx)
+            }
+            None => None,
+        };
+        Ok(Self {
             name,
-            file,
-            every,
-            next_check: every.map(|r| Instant::now() + r),
-            applied_text: std::fs::read(file).unwrap_or_default(),
-            rejected_text: None,
-        }
+            sources: list,
+            reads,
+            stop,
+            applied,
+            rejected: None,
+        })
     }
 
     fn poll(&mut self, agent: &mut Agent) {
-        let (Some(at), Some(every)) = (self.next_check, self.every) else {
+        let Some(Ok(documents)) = self.reads.as_ref().map(|r| r.try_recv()) else {
             return;
         };
-        if Instant::now() < at {
-            return;
-        }
-        self.next_check = Some(Instant::now() + every);
-        let text = match std::fs::read(self.file) {
-            Ok(t) => t,
+        let documents = match documents {
+            Ok(d) => d,
             Err(e) => {
-                tracing::warn!(file = %self.file.display(), error = %e,
-                    "Cannot read the config file; keeping the running configuration.");
+                tracing::warn!(error = %e,
+                    "Cannot read a config source; keeping the running configuration.");
                 return;
             }
         };
-        if text == self.applied_text || self.rejected_text.as_ref() == Some(&text) {
+        if documents == self.applied || self.rejected.as_ref() == Some(&documents) {
             return;
         }
-        match AgentConfig::load(self.file, self.name) {
+        let parsed = sluice::config::sources::parse(&self.sources, &documents)
+            .map_err(sluice::config::ConfigErrors::from)
+            .and_then(|props| AgentConfig::from_properties(&props, self.name));
+        match parsed {
             Ok(new) => {
                 for w in &new.warnings {
                     tracing::warn!("{w}");
                 }
                 match agent.reload(new) {
-                    Ok(()) => self.applied_text = text,
+                    Ok(()) => self.applied = documents,
                     Err(e) => tracing::error!(error = %e,
                         "Reload failed; the running pipeline is unchanged and the reload is \
                          retried at the next check."),
                 }
             }
             Err(errors) => {
-                self.rejected_text = Some(text);
+                self.rejected = Some(documents);
                 tracing::error!(
                     "Rejected the changed configuration; the running one is kept:\n{errors}"
                 );
             }
         }
+    }
+}
+
+/// Sleeps `d` in short steps; false as soon as `stop` is set.
+fn sleep_unless(stop: &AtomicBool, d: Duration) -> bool {
+    let until = Instant::now() + d;
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= until {
+            return true;
+        }
+        std::thread::sleep((until - now).min(Duration::from_millis(100)));
     }
 }
 

@@ -174,16 +174,26 @@ impl Sluice {
     }
 
     pub fn start_file(dir: &Path, name: &str, conf_path: &Path, extra: &[&str]) -> Result<Self> {
+        let conf = conf_path.display().to_string();
+        let mut args = vec!["-f", conf.as_str()];
+        args.extend_from_slice(extra);
+        let mut s = Self::start_args(dir, name, &args)?;
+        s.conf = conf_path.to_path_buf();
+        Ok(s)
+    }
+
+    /// Starts `sluice agent -n a1 <args>` (the config sources are among `args`) with metrics
+    /// on an ephemeral loopback port; `conf` is left empty.
+    pub fn start_args(dir: &Path, name: &str, args: &[&str]) -> Result<Self> {
         let log = dir.join(format!("{name}.log"));
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)?;
         let child = Command::new(sluice_bin()?)
-            .args(["agent", "-n", "a1", "-f"])
-            .arg(conf_path)
+            .args(["agent", "-n", "a1"])
             .args(["--metrics-addr", "127.0.0.1:0"])
-            .args(extra)
+            .args(args)
             .env(
                 "RUST_LOG",
                 std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "info".into()),
@@ -196,7 +206,7 @@ impl Sluice {
         let mut s = Self {
             child,
             log,
-            conf: conf_path.to_path_buf(),
+            conf: PathBuf::new(),
             metrics_addr: None,
         };
         let log_path = s.log.clone();

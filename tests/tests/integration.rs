@@ -4,6 +4,7 @@
 mod avro;
 mod avro_flume;
 mod avro_ha;
+mod conf_sources;
 mod core;
 mod file_channel;
 mod flume_fixture;

@@ -6,6 +6,7 @@
 //! pipeline is `crate::agent`'s.
 
 mod properties;
+pub mod sources;
 pub mod substitute;
 
 use std::cell::RefCell;
@@ -15,9 +16,10 @@ use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
-pub use properties::{Entry, Properties};
+pub use properties::{Entry, Origin, Properties};
 
 /// Largest batch any source or sink takes (`batchSize`, `transactionCapacity`, ...): a batch is
 /// held in memory whole, so this bounds one batch's allocation.
@@ -50,6 +52,10 @@ pub enum ConfigError {
     },
     #[error("{}: {message}", file.display())]
     File { file: PathBuf, message: String },
+    /// A config URI (`--conf-uri`) that could not be read: the URI and why (HTTP status,
+    /// TLS, timeout, size).
+    #[error("{uri}: cannot fetch config: {message}")]
+    Fetch { uri: String, message: String },
 }
 
 /// Every error found in one config file.
@@ -98,10 +104,10 @@ struct Read {
 /// they resolved to (so `sluice check` can show the values that differ from the defaults).
 #[derive(Clone, Debug)]
 pub struct Props {
-    file: Rc<PathBuf>,
+    /// Source and line used for errors about missing keys: the component's `type` line.
+    anchor: Origin,
     prefix: String,
     keys: Rc<BTreeMap<String, Entry>>,
-    /// Line used for errors about missing keys: the component's `type` line.
     anchor_line: usize,
     used: Rc<RefCell<BTreeSet<String>>>,
     read: Rc<RefCell<BTreeMap<String, Read>>>,
@@ -115,7 +121,7 @@ impl Props {
         anchor_line: usize,
     ) -> Self {
         Self {
-            file: Rc::new(file.to_path_buf()),
+            anchor: Arc::from(file),
             prefix: prefix.to_string(),
             keys: Rc::new(keys),
             anchor_line,
@@ -126,6 +132,7 @@ impl Props {
 
     /// Builds props from literal pairs, for tests and embedded defaults.
     pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
+        let origin: Origin = Arc::from(Path::new("<inline>"));
         let keys = pairs
             .iter()
             .enumerate()
@@ -135,6 +142,7 @@ impl Props {
                     Entry {
                         value: v.to_string(),
                         line: i + 1,
+                        origin: origin.clone(),
                     },
                 )
             })
@@ -145,7 +153,7 @@ impl Props {
     /// The keys under `sub` (e.g. `"selector."`), sharing the used-key record.
     pub fn sub(&self, sub: &str) -> Self {
         Self {
-            file: self.file.clone(),
+            anchor: self.anchor.clone(),
             prefix: format!("{}{sub}", self.prefix),
             keys: self.keys.clone(),
             anchor_line: self.anchor_line,
@@ -159,12 +167,15 @@ impl Props {
     /// named it, e.g. `sources`).
     pub fn component(&self, sub: &str, declared_by: &str) -> Self {
         let p = self.sub(sub);
-        let line = self
+        let (anchor, line) = self
             .keys
             .get(&p.full("type"))
             .or_else(|| self.keys.get(&self.full(declared_by)))
-            .map_or(self.anchor_line, |e| e.line);
+            .map_or((self.anchor.clone(), self.anchor_line), |e| {
+                (e.origin.clone(), e.line)
+            });
         Self {
+            anchor,
             anchor_line: line,
             ..p
         }
@@ -173,6 +184,13 @@ impl Props {
     /// The line of `key`, if it is set.
     pub fn line(&self, key: &str) -> Option<usize> {
         self.keys.get(&self.full(key)).map(|e| e.line)
+    }
+
+    /// The file or URI that set `key`, else the one of this component's `type` line.
+    pub fn origin(&self, key: &str) -> &Path {
+        self.keys
+            .get(&self.full(key))
+            .map_or(&self.anchor, |e| &e.origin)
     }
 
     /// The prefix of these keys (`a1.sources.r1.`).
@@ -231,16 +249,16 @@ impl Props {
         out
     }
 
-    pub fn file(&self) -> &Path {
-        &self.file
-    }
-
-    /// An error about `key`, at its line (or the component's `type` line if absent).
+    /// An error about `key`, at its source and line (or the component's `type` line if
+    /// absent).
     pub fn error(&self, key: &str, message: impl Into<String>) -> ConfigError {
         let full = self.full(key);
-        let line = self.keys.get(&full).map_or(self.anchor_line, |e| e.line);
+        let (file, line) = self
+            .keys
+            .get(&full)
+            .map_or((&self.anchor, self.anchor_line), |e| (&e.origin, e.line));
         ConfigError::Invalid {
-            file: self.file.to_path_buf(),
+            file: file.to_path_buf(),
             line,
             key: full,
             message: message.into(),
@@ -417,14 +435,14 @@ impl Props {
         let _ = self.children(sub);
     }
 
-    /// Keys under this props' prefix that nothing read: `(full key, line)`.
-    pub fn unused(&self) -> Vec<(String, usize)> {
+    /// Keys under this props' prefix that nothing read: `(full key, "origin:line")`.
+    pub fn unused(&self) -> Vec<(String, String)> {
         let used = self.used.borrow();
         self.keys
             .range(self.prefix.clone()..)
             .take_while(|(k, _)| k.starts_with(&self.prefix))
             .filter(|(k, _)| !used.contains(*k))
-            .map(|(k, e)| (k.clone(), e.line))
+            .map(|(k, e)| (k.clone(), e.location()))
             .collect()
     }
 
@@ -476,5 +494,45 @@ mod tests {
         let sub = p.sub("mapping.");
         assert_eq!(sub.settings().len(), 1);
         assert_eq!(sub.settings()[0].key, "US");
+    }
+
+    #[test]
+    fn errors_name_the_source_of_the_key_or_of_the_type_line() {
+        let mut merged = Properties::parse(Path::new("first.conf"), "a1.sinks.k1.type = null\n");
+        merged.merge(Properties::parse(
+            Path::new("second.conf"),
+            "\na1.channels.c1.type = memory\na1.sinks.k1.batchSize = x\n",
+        ));
+        let top = Props::new(&merged.file, "a1.", merged.entries.clone(), 1);
+        let sink = top.component("sinks.k1.", "sinks");
+        let bad = sink
+            .int("batchSize", 100u32, 1..=10)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            bad.as_deref(),
+            Some(
+                "second.conf:3: a1.sinks.k1.batchSize: invalid value `x`; expected an integer \
+                 from 1 to 10"
+            )
+        );
+        // A missing key is reported at the component's `type` line, in its own file.
+        assert_eq!(
+            sink.required("channel")
+                .err()
+                .map(|e| e.to_string())
+                .as_deref(),
+            Some("first.conf:1: a1.sinks.k1.channel: is required")
+        );
+        let channel = top.component("channels.c1.", "channels");
+        assert_eq!(
+            channel
+                .required("x")
+                .err()
+                .map(|e| e.to_string())
+                .as_deref(),
+            Some("second.conf:2: a1.channels.c1.x: is required")
+        );
+        assert_eq!(channel.origin("type"), Path::new("second.conf"));
     }
 }

@@ -3,23 +3,43 @@
 //! Follows `java.util.Properties.load`: `#`/`!` comments, `=`, `:` or whitespace as the
 //! separator, trailing-backslash continuations, `\t \n \r \f \uXXXX` escapes. A key given twice
 //! keeps its last value, as in Java.
+//!
+//! Several sources (`-f a.conf -f b.conf`, `--conf-uri`) are merged as Flume merges them: a key
+//! of a later source replaces the earlier one. Every entry keeps its own origin (file or URI)
+//! and line, so an error about a key names the source that set it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::ConfigError;
+
+/// Where keys were written: a file path, or a URI for a config read over HTTP; shared by all
+/// the entries of one source.
+pub type Origin = Arc<Path>;
 
 /// One value and where it was written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     pub value: String,
     pub line: usize,
+    pub origin: Origin,
 }
 
-/// All keys of one properties file.
+impl Entry {
+    /// `origin:line`, as errors and warnings print it.
+    pub fn location(&self) -> String {
+        format!("{}:{}", self.origin.display(), self.line)
+    }
+}
+
+/// All keys of one or more merged properties sources.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Properties {
+    /// The first source: named by errors about the config as a whole.
     pub file: PathBuf,
+    /// Every source, in override order (later ones win).
+    pub origins: Vec<Origin>,
     pub entries: BTreeMap<String, Entry>,
 }
 
@@ -33,6 +53,7 @@ impl Properties {
     }
 
     pub fn parse(file: &Path, text: &str) -> Self {
+        let origin: Origin = Arc::from(file);
         let mut entries = BTreeMap::new();
         let mut lines = text.lines().enumerate();
         while let Some((idx, raw)) = lines.next() {
@@ -62,13 +83,24 @@ impl Properties {
                 Entry {
                     value: unescape(&value),
                     line: first_line,
+                    origin: origin.clone(),
                 },
             );
         }
         Self {
             file: file.to_path_buf(),
+            origins: vec![origin],
             entries,
         }
+    }
+
+    /// Adds `later`'s keys, replacing those set here (Flume's order for several sources).
+    pub fn merge(&mut self, later: Properties) {
+        if self.origins.is_empty() {
+            self.file = later.file;
+        }
+        self.origins.extend(later.origins);
+        self.entries.extend(later.entries);
     }
 
     pub fn get(&self, key: &str) -> Option<&Entry> {
@@ -199,6 +231,21 @@ mod tests {
         );
         let keys: Vec<_> = p.with_prefix("a.").map(|(k, _)| k).collect();
         assert_eq!(keys, vec!["x", "y"]);
+    }
+
+    #[test]
+    fn a_later_source_overrides_and_each_key_keeps_its_origin() {
+        let mut p = parse("a = 1\nb = 2\n");
+        p.merge(Properties::parse(
+            Path::new("second.conf"),
+            "\n\nb = 3\nc = 4\n",
+        ));
+        assert_eq!(p.file, Path::new("t.conf"));
+        assert_eq!(p.origins.len(), 2);
+        let at = |k: &str| p.get(k).map(|e| (e.value.clone(), e.location()));
+        assert_eq!(at("a"), Some(("1".into(), "t.conf:1".into())));
+        assert_eq!(at("b"), Some(("3".into(), "second.conf:3".into())));
+        assert_eq!(at("c"), Some(("4".into(), "second.conf:4".into())));
     }
 }
 

@@ -23,7 +23,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::{ConfigError, Properties};
+use super::{ConfigError, Entry, Properties};
 
 /// How long an `external` filter's command may run for one key.
 pub const EXTERNAL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -67,13 +67,12 @@ pub fn apply(props: &mut Properties, agent: &str) -> Result<Substituted, Vec<Con
     let mut errors = Vec::new();
     let filters = filters(props, agent, &mut errors);
     let root = format!("{agent}.");
-    let file = props.file.clone();
     for (key, entry) in props.entries.iter_mut() {
         if !key.starts_with(&root) || !entry.value.contains("${") {
             continue;
         }
         let error = |message: String| ConfigError::Invalid {
-            file: file.clone(),
+            file: entry.origin.to_path_buf(),
             line: entry.line,
             key: key.clone(),
             message,
@@ -82,10 +81,9 @@ pub fn apply(props: &mut Properties, agent: &str) -> Result<Substituted, Vec<Con
             Ok((value, kept)) => {
                 for name in kept {
                     out.warnings.push(format!(
-                        "{}:{}: {key}: `${{{name}}}` is neither an environment variable nor a \
+                        "{}: {key}: `${{{name}}}` is neither an environment variable nor a \
                          -D property; kept as written",
-                        file.display(),
-                        entry.line
+                        entry.location()
                     ));
                 }
                 entry.value = value;
@@ -115,7 +113,7 @@ fn filters(
         return out;
     };
     for name in list.value.split_whitespace() {
-        let filter = filter(props, &format!("{list_key}.{name}."), list.line).unwrap_or_else(|e| {
+        let filter = filter(props, &format!("{list_key}.{name}."), list).unwrap_or_else(|e| {
             errors.push(e);
             Filter::Refused
         });
@@ -124,17 +122,17 @@ fn filters(
     out
 }
 
-/// The filter whose keys start with `prefix` (`a1.configfilters.f1.`), declared at `line`.
-fn filter(props: &Properties, prefix: &str, line: usize) -> Result<Filter, ConfigError> {
-    let error = |k: &str, line: usize, message: String| ConfigError::Invalid {
-        file: props.file.clone(),
-        line,
+/// The filter whose keys start with `prefix` (`a1.configfilters.f1.`), declared by `list`.
+fn filter(props: &Properties, prefix: &str, list: &Entry) -> Result<Filter, ConfigError> {
+    let error = |k: &str, at: &Entry, message: String| ConfigError::Invalid {
+        file: at.origin.to_path_buf(),
+        line: at.line,
         key: format!("{prefix}{k}"),
         message,
     };
     let get = |k: &str| props.get(&format!("{prefix}{k}"));
     let Some(ty) = get("type") else {
-        return Err(error("type", line, "config filter without a type".into()));
+        return Err(error("type", list, "config filter without a type".into()));
     };
     match ty.value.trim() {
         t if t.eq_ignore_ascii_case("env")
@@ -150,7 +148,7 @@ fn filter(props: &Properties, prefix: &str, line: usize) -> Result<Filter, Confi
             {
                 return Err(error(
                     "charset",
-                    c.line,
+                    c,
                     format!("unsupported charset `{}`; accepted: UTF-8", c.value.trim()),
                 ));
             }
@@ -158,7 +156,7 @@ fn filter(props: &Properties, prefix: &str, line: usize) -> Result<Filter, Confi
                 Some(c) if !c.value.trim().is_empty() => Ok(Filter::External {
                     command: c.value.trim().to_string(),
                 }),
-                _ => Err(error("command", ty.line, "required".into())),
+                _ => Err(error("command", ty, "required".into())),
             }
         }
         t if t.eq_ignore_ascii_case("hadoop")
@@ -166,7 +164,7 @@ fn filter(props: &Properties, prefix: &str, line: usize) -> Result<Filter, Confi
         {
             Err(error(
                 "type",
-                ty.line,
+                ty,
                 "the Hadoop credential store filter is not supported (sluice does not read \
                  JCEKS stores); use an `env` or `external` filter"
                     .into(),
@@ -174,7 +172,7 @@ fn filter(props: &Properties, prefix: &str, line: usize) -> Result<Filter, Confi
         }
         t => Err(error(
             "type",
-            ty.line,
+            ty,
             format!("unknown config filter type `{t}`; accepted: env, external, hadoop"),
         )),
     }

@@ -73,7 +73,7 @@ fn unused_channels(b: &mut Builder, config: &AgentConfig) {
         if !used {
             b.warnings.push(format!(
                 "{}: channel `{}` is connected to no source or sink",
-                b.file.display(),
+                b.top.origin(&format!("channels.{}.type", c.name)).display(),
                 c.name
             ));
         }
@@ -83,7 +83,7 @@ fn unused_channels(b: &mut Builder, config: &AgentConfig) {
 /// Keys under the agent's prefix that belong to no listed component.
 pub(super) fn unused_keys(b: &mut Builder) {
     let root = format!("{}.", b.agent);
-    for (full_key, line) in b.top.unused() {
+    for (full_key, at) in b.top.unused() {
         let key = full_key.strip_prefix(&root).unwrap_or(&full_key);
         let listed = |kind: &str, names: &[String]| {
             key.strip_prefix(kind)
@@ -100,9 +100,8 @@ pub(super) fn unused_keys(b: &mut Builder) {
             continue;
         }
         b.warnings.push(format!(
-            "{}:{line}: {full_key}: ignored (unknown key, or a component not listed \
+            "{at}: {full_key}: ignored (unknown key, or a component not listed \
              in {}.sources/channels/sinks/sinkgroups)",
-            b.file.display(),
             b.agent
         ));
     }

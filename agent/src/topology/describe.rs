@@ -21,7 +21,15 @@ impl AgentConfig {
     /// The topology as an indented tree, for `sluice check`.
     pub fn describe(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "agent {} ({})", self.agent, self.file.display());
+        let files: Vec<String> = if self.origins.is_empty() {
+            vec![self.file.display().to_string()]
+        } else {
+            self.origins
+                .iter()
+                .map(|o| o.display().to_string())
+                .collect()
+        };
+        let _ = writeln!(out, "agent {} ({})", self.agent, files.join(", "));
         for s in &self.sources {
             let _ = writeln!(
                 out,

@@ -20,7 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::channels::ChannelSpec;
-use crate::config::{ConfigError, ConfigErrors, Properties, Props};
+use crate::config::sources::ConfigSources;
+use crate::config::{ConfigError, ConfigErrors, Origin, Properties, Props};
 use crate::pipeline::{ProcessorSpec, SelectorSpec, SinkSpec, SourceSpec};
 use crate::registry::{InterceptorConfig, Typed};
 use crate::tenants::TenantsConfig;
@@ -73,7 +74,10 @@ pub struct SinkGroupConfig {
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
     pub agent: String,
+    /// The first config source (file or URI).
     pub file: PathBuf,
+    /// Every config source, in override order.
+    pub origins: Vec<Origin>,
     pub sources: Vec<SourceConfig>,
     pub channels: Vec<ChannelConfig>,
     pub sinks: Vec<SinkConfig>,
@@ -92,6 +96,7 @@ impl AgentConfig {
         Self {
             agent: agent.to_string(),
             file: file.to_path_buf(),
+            origins: Vec::new(),
             sources: Vec::new(),
             channels: Vec::new(),
             sinks: Vec::new(),
@@ -107,12 +112,19 @@ impl AgentConfig {
         Self::from_properties(&props, agent)
     }
 
+    /// Reads every source (in order, later keys overriding earlier ones) and parses `agent`.
+    pub fn load_sources(sources: &mut ConfigSources, agent: &str) -> Result<Self, ConfigErrors> {
+        let props = sources.load()?;
+        Self::from_properties(&props, agent)
+    }
+
     /// Resolves `${…}` references (`config::substitute`), then parses and checks `agent`.
     pub fn from_properties(props: &Properties, agent: &str) -> Result<Self, ConfigErrors> {
         let mut props = props.clone();
         let substituted =
             crate::config::substitute::apply(&mut props, agent).map_err(ConfigErrors)?;
         let mut config = Self::from_resolved(&props, agent)?;
+        config.origins = props.origins.clone();
         config.warnings.extend(substituted.warnings);
         config.secrets = substituted.secrets;
         Ok(config)
@@ -121,8 +133,17 @@ impl AgentConfig {
     fn from_resolved(props: &Properties, agent: &str) -> Result<Self, ConfigErrors> {
         let root = format!("{agent}.");
         if props.with_prefix(&root).next().is_none() {
+            let names: Vec<String> = props
+                .origins
+                .iter()
+                .map(|o| o.display().to_string())
+                .collect();
             return Err(ConfigError::File {
-                file: props.file.clone(),
+                file: if names.len() > 1 {
+                    PathBuf::from(names.join(", "))
+                } else {
+                    props.file.clone()
+                },
                 message: format!(
                     "no keys for agent `{agent}` (expected `{agent}.sources`, \
                      `{agent}.channels`, `{agent}.sinks`); check -n/--name"

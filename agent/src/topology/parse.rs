@@ -89,6 +89,7 @@ impl Builder {
         AgentConfig {
             agent: self.agent.clone(),
             file: self.file.clone(),
+            origins: Vec::new(),
             sources,
             channels,
             sinks,
@@ -113,11 +114,9 @@ impl Builder {
     }
 
     fn warn_unused(&mut self, p: &Props) {
-        for (key, line) in p.unused() {
-            self.warnings.push(format!(
-                "{}:{line}: {key}: unknown key, ignored",
-                self.file.display()
-            ));
+        for (key, at) in p.unused() {
+            self.warnings
+                .push(format!("{at}: {key}: unknown key, ignored"));
         }
     }
 

@@ -120,8 +120,11 @@ impl WasmConfig {
     pub fn from_props(p: &Props) -> Result<Self, ConfigError> {
         let raw = p.required("path")?;
         let mut path = PathBuf::from(&raw);
+        // Relative to the file that set it; a config read over HTTP has no directory.
+        let origin = p.origin("path");
         if path.is_relative()
-            && let Some(dir) = p.file().parent()
+            && !crate::config::sources::is_remote(origin)
+            && let Some(dir) = origin.parent()
         {
             path = dir.join(path);
         }
