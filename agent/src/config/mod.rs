@@ -186,6 +186,12 @@ impl Props {
         self.keys.get(&self.full(key)).map(|e| e.line)
     }
 
+    /// `file:line` of `key` (relative to the prefix), for warnings.
+    pub fn place(&self, key: &str) -> String {
+        let line = self.line(key).map_or(String::new(), |l| format!(":{l}"));
+        format!("{}{line}", self.origin(key).display())
+    }
+
     /// The file or URI that set `key`, else the one of this component's `type` line.
     pub fn origin(&self, key: &str) -> &Path {
         self.keys

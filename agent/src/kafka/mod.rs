@@ -233,7 +233,11 @@ pub fn apply_passthrough(
         let full = format!("{prefix}{key}");
         match map_key(kind, key, value, &all).map_err(|m| p.error(&full, m.to_string()))? {
             Mapped::Ignore(why) => {
-                tracing::warn!("{}: {full} is ignored: {why}.", p.file().display());
+                tracing::warn!(
+                    "{}: {}{full} is ignored: {why}.",
+                    p.place(&full),
+                    p.prefix()
+                );
                 p.show_as(&full, format!("{value} (ignored)"));
             }
             Mapped::Set(k, v) => {

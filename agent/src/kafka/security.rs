@@ -77,8 +77,9 @@ pub(super) fn apply(
     if !tls {
         for k in STORE_KEYS.iter().filter(|k| get(k).is_some()) {
             tracing::warn!(
-                "{}: {} is ignored: security.protocol is {protocol}, without TLS.",
-                p.file().display(),
+                "{}: {}{} is ignored: security.protocol is {protocol}, without TLS.",
+                p.place(&key(k)),
+                p.prefix(),
                 key(k)
             );
         }
@@ -102,8 +103,9 @@ pub(super) fn apply(
         }
         if !sasl {
             tracing::warn!(
-                "{}: {full} is ignored: security.protocol is {protocol}, without SASL.",
-                p.file().display()
+                "{}: {}{full} is ignored: security.protocol is {protocol}, without SASL.",
+                p.place(&full),
+                p.prefix()
             );
         }
     }
