@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use sluice_integration::{Sluice, read_lines, run_sluice, wait_for};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -164,6 +164,93 @@ fn replicating_and_multiplexing() -> Result<()> {
         (agent.counter("SINK.k4", "EventDrainSuccessCount").ok()? == 800).then_some(())
     });
     ensure!(others.is_ok(), "{:?}", agent.metrics());
+    Ok(())
+}
+
+/// `load_balancing` (Flume 1.10+'s selector) with the `uuid` interceptor, by Flume's class
+/// names: round robin splits 1000 events 500/500, random sends each event to one channel;
+/// every event arrives once, with its own UUID.
+#[test]
+fn load_balancing_selector_and_uuid_interceptor() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let dirs: Vec<_> = (1..=4).map(|i| tmp.path().join(format!("d{i}"))).collect();
+    let source = |name: &str, channels: &str, policy: &str| {
+        format!(
+            "a1.sources.{name}.type = seq\n\
+             a1.sources.{name}.totalEvents = 1000\n\
+             a1.sources.{name}.batchSize = 30\n\
+             a1.sources.{name}.channels = {channels}\n\
+             a1.sources.{name}.selector.type = org.apache.flume.channel.LoadBalancingChannelSelector\n\
+             a1.sources.{name}.selector.policy = {policy}\n\
+             a1.sources.{name}.interceptors = u\n\
+             a1.sources.{name}.interceptors.u.type = org.apache.flume.sink.solr.morphline.UUIDInterceptor$Builder\n\
+             a1.sources.{name}.interceptors.u.headerName = eventId\n\
+             a1.sources.{name}.interceptors.u.prefix = {name}-\n"
+        )
+    };
+    let mut conf = format!(
+        "a1.sources = r1 r2\na1.channels = c1 c2 c3 c4\na1.sinks = k1 k2 k3 k4\n{}{}",
+        source("r1", "c1 c2", "round_robin"),
+        source("r2", "c3 c4", "random"),
+    );
+    for (i, d) in dirs.iter().enumerate() {
+        conf.push_str(&memory(&format!("c{}", i + 1), 2000));
+        conf.push_str(&file_roll(
+            &format!("k{}", i + 1),
+            &format!("c{}", i + 1),
+            d,
+        ));
+        conf.push_str(&format!(
+            "a1.sinks.k{}.sink.serializer = header_and_text\n",
+            i + 1
+        ));
+    }
+    let agent = Sluice::start(tmp.path(), "lb", &conf, &[])?;
+    let lines = |d: &Path| read_lines(d);
+    wait_for("2000 events in the four directories", WAIT, || {
+        (dirs.iter().map(|d| lines(d).len()).sum::<usize>() >= 2000).then_some(())
+    })
+    .with_context(|| agent.log_text())?;
+    let count: Vec<usize> = dirs.iter().map(|d| lines(d).len()).collect();
+    ensure!(
+        count[0] == 500 && count[1] == 500,
+        "round robin split {count:?}"
+    );
+    ensure!(
+        count[2] + count[3] == 1000,
+        "random lost or doubled events: {count:?}"
+    );
+    ensure!(
+        count[2] > 300 && count[3] > 300,
+        "random is lopsided: {count:?}"
+    );
+    for (source, pair) in [("r1", &dirs[..2]), ("r2", &dirs[2..])] {
+        let mut ids = BTreeSet::new();
+        let mut bodies = Vec::new();
+        for d in pair {
+            for l in lines(d) {
+                // `{eventId=r1-…} 17`
+                let (head, body) = l.split_once("} ").context("no headers")?;
+                let id = head
+                    .split("eventId=")
+                    .nth(1)
+                    .map(|v| v.split([',', '}']).next().unwrap_or(v).to_string())
+                    .with_context(|| format!("no eventId header: {l}"))?;
+                let uuid = id
+                    .strip_prefix(&format!("{source}-"))
+                    .with_context(|| format!("no prefix: {id}"))?;
+                ensure!(
+                    uuid.len() == 36 && uuid.as_bytes()[14] == b'4',
+                    "not a v4 UUID: {uuid}"
+                );
+                ids.insert(id);
+                bodies.push(body.parse::<u64>()?);
+            }
+        }
+        ensure!(ids.len() == 1000, "{source}: {} distinct ids", ids.len());
+        bodies.sort_unstable();
+        assert_exactly(&bodies, 1000)?;
+    }
     Ok(())
 }
 

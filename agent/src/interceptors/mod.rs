@@ -10,6 +10,7 @@ mod remove_header;
 mod search_replace;
 mod static_header;
 mod timestamp;
+mod uuid;
 
 use crate::pipeline::{BoxError, BuildContext, Interceptor, InterceptorSpec};
 
@@ -20,6 +21,7 @@ pub use remove_header::RemoveHeaderConfig;
 pub use search_replace::SearchReplaceConfig;
 pub use static_header::StaticConfig;
 pub use timestamp::TimestampConfig;
+pub use uuid::UuidConfig;
 
 /// Built-ins whose parsed config is itself the interceptor (it holds no state).
 macro_rules! config_is_interceptor {
@@ -38,7 +40,8 @@ config_is_interceptor!(
     RemoveHeaderConfig,
     RegexFilterConfig,
     RegexExtractorConfig,
-    SearchReplaceConfig
+    SearchReplaceConfig,
+    UuidConfig
 );
 
 impl InterceptorSpec for HostConfig {

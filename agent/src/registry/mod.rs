@@ -18,11 +18,11 @@ use crate::channels::memory::MemoryChannelConfig;
 use crate::config::{ConfigError, Props};
 use crate::interceptors::{
     HostConfig, RegexExtractorConfig, RegexFilterConfig, RemoveHeaderConfig, SearchReplaceConfig,
-    StaticConfig, TimestampConfig,
+    StaticConfig, TimestampConfig, UuidConfig,
 };
 use crate::pipeline::{InterceptorSpec, ProcessorSpec, SelectorSpec, SinkSpec, SourceSpec};
 use crate::processors::{DefaultConfig, FailoverConfig, LoadBalanceConfig};
-use crate::selectors::{MultiplexingConfig, ReplicatingConfig};
+use crate::selectors::{LoadBalancingConfig, MultiplexingConfig, ReplicatingConfig};
 use crate::sinks::avro::AvroSinkConfig;
 use crate::sinks::file_roll::FileRollConfig;
 use crate::sinks::hdfs::config::HdfsConfig;
@@ -185,6 +185,14 @@ pub const INTERCEPTORS: &[Entry<InterceptorParse>] = &[
         parse: |p| Ok(Arc::new(RegexFilterConfig::from_props(p)?)),
     },
     Entry {
+        kind: "uuid",
+        names: &[
+            "uuid",
+            "org.apache.flume.sink.solr.morphline.UUIDInterceptor$Builder",
+        ],
+        parse: |p| Ok(Arc::new(UuidConfig::from_props(p)?)),
+    },
+    Entry {
         kind: "search_replace",
         names: &[
             "search_replace",
@@ -213,6 +221,14 @@ pub const SELECTORS: &[Entry<SelectorParse>] = &[
             "org.apache.flume.channel.MultiplexingChannelSelector",
         ],
         parse: |p, channels| Ok(Arc::new(MultiplexingConfig::from_props(p, channels)?)),
+    },
+    Entry {
+        kind: "load_balancing",
+        names: &[
+            "load_balancing",
+            "org.apache.flume.channel.LoadBalancingChannelSelector",
+        ],
+        parse: |p, channels| Ok(Arc::new(LoadBalancingConfig::from_props(p, channels)?)),
     },
     Entry {
         kind: "wasm",

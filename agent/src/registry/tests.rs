@@ -114,7 +114,9 @@ fn optional_type_defaults_and_special_types_are_the_callers() -> Result<(), Conf
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(
-        err.contains("unknown value `tenant`; accepted: replicating, multiplexing, wasm"),
+        err.contains(
+            "unknown value `tenant`; accepted: replicating, multiplexing, load_balancing, wasm"
+        ),
         "{err}"
     );
     let bad = Props::from_pairs(&[("type", "fanout")]);
@@ -123,7 +125,7 @@ fn optional_type_defaults_and_special_types_are_the_callers() -> Result<(), Conf
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(
-        err.contains("accepted: replicating, multiplexing, wasm, tenant"),
+        err.contains("accepted: replicating, multiplexing, load_balancing, wasm, tenant"),
         "{err}"
     );
     Ok(())
