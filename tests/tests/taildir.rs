@@ -679,3 +679,114 @@ fn real_flume_and_sluice_hand_the_position_file_over_both_ways() -> Result<()> {
     );
     Ok(())
 }
+
+/// The regex extractor's `MillisSerializer` (Joda patterns) gives the same epoch milliseconds
+/// in sluice as in Apache Flume 1.11, both tailing the same file with the same interceptor.
+#[test]
+fn regex_extractor_millis_serializer_matches_flume() -> Result<()> {
+    use sluice_integration::flume::Flume;
+    use sluice_integration::flume_taildir::ensure_flume_taildir;
+
+    ensure_flume_taildir()?;
+    let root = tempfile::tempdir()?;
+    let logs = root.path().join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let lines = [
+        "2012-10-17 14:34:44 +0000|17/Oct/2012:16:34:44 +02:00|2024-02-29T23:59:59.999-0800|1",
+        "1999-12-31 23:59:59 -0500|01/Jan/2000:05:00:00 +01:00|2000-01-01T00:00:00.001+0000|2",
+        "2038-01-19 03:14:08 +0000|19/Jan/2038:03:14:08 +00:00|1970-01-01T00:00:00.000+0000|3",
+    ];
+    append(&logs.join("app.log"), lines.iter().map(|l| l.to_string()))?;
+    // `\\|` is `\|` after Java-properties unescaping: a literal pipe in the regex.
+    let conf = |out: &Path, pos: &Path| {
+        format!(
+            "a1.sources = r1\n\
+             a1.channels = c1\n\
+             a1.sinks = k1\n\
+             a1.sources.r1.type = TAILDIR\n\
+             a1.sources.r1.channels = c1\n\
+             a1.sources.r1.filegroups = f1\n\
+             a1.sources.r1.filegroups.f1 = {}/app\\\\.log\n\
+             a1.sources.r1.positionFile = {}\n\
+             a1.sources.r1.interceptors = x\n\
+             a1.sources.r1.interceptors.x.type = regex_extractor\n\
+             a1.sources.r1.interceptors.x.regex = ^([^|]+)\\\\|([^|]+)\\\\|([^|]+)\\\\|(\\\\d+)$\n\
+             a1.sources.r1.interceptors.x.serializers = a b c n\n\
+             a1.sources.r1.interceptors.x.serializers.a.type = org.apache.flume.interceptor.RegexExtractorInterceptorMillisSerializer\n\
+             a1.sources.r1.interceptors.x.serializers.a.name = a\n\
+             a1.sources.r1.interceptors.x.serializers.a.pattern = yyyy-MM-dd HH:mm:ss Z\n\
+             a1.sources.r1.interceptors.x.serializers.b.type = org.apache.flume.interceptor.RegexExtractorInterceptorMillisSerializer\n\
+             a1.sources.r1.interceptors.x.serializers.b.name = b\n\
+             a1.sources.r1.interceptors.x.serializers.b.pattern = dd/MMM/yyyy:HH:mm:ss ZZ\n\
+             a1.sources.r1.interceptors.x.serializers.c.type = org.apache.flume.interceptor.RegexExtractorInterceptorMillisSerializer\n\
+             a1.sources.r1.interceptors.x.serializers.c.name = c\n\
+             a1.sources.r1.interceptors.x.serializers.c.pattern = yyyy-MM-dd'T'HH:mm:ss.SSSZ\n\
+             a1.sources.r1.interceptors.x.serializers.n.name = n\n\
+             a1.channels.c1.type = memory\n\
+             a1.sinks.k1.type = file_roll\n\
+             a1.sinks.k1.channel = c1\n\
+             a1.sinks.k1.sink.directory = {}\n\
+             a1.sinks.k1.sink.rollInterval = 0\n\
+             a1.sinks.k1.sink.serializer = header_and_text\n",
+            logs.display(),
+            pos.display(),
+            out.display()
+        )
+    };
+    // `{a=1, b=2} body` (Flume prints a HashMap, sluice a sorted map): n -> headers.
+    let headers = |dir: &Path| -> BTreeMap<String, BTreeMap<String, String>> {
+        read_lines(dir)
+            .iter()
+            .filter_map(|l| {
+                let (head, _) = l.strip_prefix('{')?.split_once("} ")?;
+                let map: BTreeMap<String, String> = head
+                    .split(", ")
+                    .filter_map(|kv| kv.split_once('='))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                Some((map.get("n")?.clone(), map))
+            })
+            .collect()
+    };
+    let run = |who: &str| -> Result<BTreeMap<String, BTreeMap<String, String>>> {
+        let out = root.path().join(format!("{who}-out"));
+        std::fs::create_dir_all(&out)?;
+        let text = conf(&out, &root.path().join(format!("{who}-pos.json")));
+        let log = if who == "flume" {
+            let flume = Flume::start(root.path(), &text, "a1")?;
+            let got = wait_for("Flume's three events", WAIT, || {
+                let h = headers(&out);
+                (h.len() >= 3).then_some(h)
+            });
+            let log = flume.log_tail(40);
+            return got.with_context(|| log);
+        } else {
+            let agent = Sluice::start(root.path(), who, &text, &[])?;
+            let got = wait_for("sluice's three events", WAIT, || {
+                let h = headers(&out);
+                (h.len() >= 3).then_some(h)
+            });
+            (got, agent.log_text())
+        };
+        log.0.with_context(|| log.1)
+    };
+    let flume = run("flume")?;
+    let sluice = run("sluice")?;
+    ensure!(flume.len() == 3, "Flume: {flume:?}");
+    for (n, f) in &flume {
+        let s = sluice
+            .get(n)
+            .with_context(|| format!("sluice lacks event {n}"))?;
+        for k in ["a", "b", "c"] {
+            ensure!(
+                f.get(k).is_some() && f.get(k) == s.get(k),
+                "event {n}, header {k}: Flume {:?}, sluice {:?}",
+                f.get(k),
+                s.get(k)
+            );
+        }
+    }
+    // And the values are what the dates say.
+    ensure!(flume["1"].get("a").map(String::as_str) == Some("1350484484000"));
+    Ok(())
+}

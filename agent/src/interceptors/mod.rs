@@ -4,6 +4,7 @@
 //! them.
 
 mod host;
+mod joda;
 mod regex_extractor;
 mod regex_filter;
 mod remove_header;
