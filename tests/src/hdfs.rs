@@ -299,6 +299,24 @@ impl MiniDfs {
 
     /// `(schema full name, headers, body)` of every record of an Avro container file, read by
     /// Apache Avro's Java `DataFileStream` in the cluster's JVM.
+    /// The lines of a compressed file as Hadoop's own codec (chosen by the file's extension,
+    /// like `hadoop fs -text`) reads them: (codec class, lines).
+    pub fn read_with_hadoop_codec(&self, path: &str) -> Result<(String, Vec<String>)> {
+        let mut codec = String::new();
+        let mut lines = Vec::new();
+        for line in self.command_output(&format!("read-codec {path}"))? {
+            if let Some(c) = line.strip_prefix("CODEC ") {
+                codec = c.to_string();
+            } else if let Some(hex) = line.strip_prefix("LINE ") {
+                let bytes = (0..hex.len() / 2)
+                    .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16))
+                    .collect::<Result<Vec<u8>, _>>()?;
+                lines.push(String::from_utf8(bytes)?);
+            }
+        }
+        Ok((codec, lines))
+    }
+
     pub fn read_avro_file(&self, path: &str) -> Result<Vec<AvroRecord>> {
         let unhex = |hex: &str| {
             (0..hex.len() / 2)

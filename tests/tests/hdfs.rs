@@ -7,7 +7,7 @@ use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use sluice_integration::hdfs::MiniDfs;
 use sluice_integration::{Sluice, free_port, run_sluice, wait_for};
 
@@ -443,6 +443,76 @@ fn text_gzip_and_avro_event_files_read_back() -> Result<()> {
         .map(|(_, h, b)| (h, String::from_utf8_lossy(&b).into_owned()))
         .collect();
     assert_eq!(java, want);
+    Ok(())
+}
+
+/// `hdfs.codeC` gzip, bzip2 and snappy: each file, batches of 20 events ending mid-file, is
+/// read back by Hadoop's own codec (`CompressionCodecFactory` by extension, as `hadoop fs
+/// -text` reads it) in the MiniDFS JVM, in order and complete.
+#[test]
+fn gzip_bzip2_and_snappy_files_read_back_by_hadoop_codecs() -> Result<()> {
+    let dfs = MiniDfs::shared()?;
+    let _serial = dfs.lock();
+    let tmp = tempfile::tempdir()?;
+    let codecs = [
+        ("gzip", "org.apache.hadoop.io.compress.GzipCodec", ".gz"),
+        (
+            "org.apache.hadoop.io.compress.BZip2Codec",
+            "org.apache.hadoop.io.compress.BZip2Codec",
+            ".bz2",
+        ),
+        (
+            "SnappyCodec",
+            "org.apache.hadoop.io.compress.SnappyCodec",
+            ".snappy",
+        ),
+    ];
+    let mut conf = format!(
+        "a1.channels = c1 c2 c3\na1.sinks = k1 k2 k3\n{}{}{}{}",
+        seq_source(250, 25, "c1 c2 c3"),
+        channel("c1"),
+        channel("c2"),
+        channel("c3"),
+    );
+    for (i, (codec, _, _)) in codecs.iter().enumerate() {
+        let dir = format!("/codecs/{i}");
+        conf.push_str(&sink(
+            &format!("k{}", i + 1),
+            &format!("c{}", i + 1),
+            dfs,
+            &dir,
+            &[
+                ("hdfs.rollCount", "100"),
+                ("hdfs.rollSize", "0"),
+                ("hdfs.rollInterval", "0"),
+                ("hdfs.batchSize", "20"),
+                ("hdfs.fileType", "CompressedStream"),
+                ("hdfs.codeC", codec),
+            ],
+        ));
+    }
+    let agent = Sluice::start(tmp.path(), "codecs", &conf, &[])?;
+    for k in ["k1", "k2", "k3"] {
+        wait_drained(&agent, k, 250)?;
+    }
+    stop(agent)?;
+    let expected = numbers(0..250);
+    for (i, (_, class, ext)) in codecs.iter().enumerate() {
+        let files = dfs.list(&format!("/codecs/{i}"))?;
+        ensure!(files.len() == 3, "{class}: {files:?}");
+        let mut all = Vec::new();
+        for (p, _) in &files {
+            ensure!(p.ends_with(ext), "{p}");
+            let (used, lines) = dfs.read_with_hadoop_codec(p)?;
+            ensure!(used == *class, "{p} read with {used}");
+            all.extend(lines);
+        }
+        ensure!(
+            all == expected,
+            "{class}: Hadoop read {} lines, not the 250 written",
+            all.len()
+        );
+    }
     Ok(())
 }
 

@@ -20,14 +20,18 @@ pub(crate) enum FileType {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Codec {
     Gzip,
+    Bzip2,
+    Snappy,
 }
 
 impl Codec {
     /// Hadoop's default extension of the codec, which Flume appends when `hdfs.fileSuffix` is
-    /// empty.
+    /// empty (and by which Hadoop's `CompressionCodecFactory` picks the codec to read with).
     pub(crate) fn extension(self) -> &'static str {
         match self {
             Self::Gzip => ".gz",
+            Self::Bzip2 => ".bz2",
+            Self::Snappy => ".snappy",
         }
     }
 }
@@ -166,20 +170,38 @@ fn file_type_and_codec(p: &Props) -> Result<(FileType, Option<Codec>), ConfigErr
     let codec = p.choice(
         "hdfs.codeC",
         None,
-        &[(
-            &[
-                "gzip",
-                "org.apache.hadoop.io.compress.GzipCodec",
-                "GzipCodec",
-            ],
-            Some(Codec::Gzip),
-        )],
+        &[
+            (
+                &[
+                    "gzip",
+                    "org.apache.hadoop.io.compress.GzipCodec",
+                    "GzipCodec",
+                ],
+                Some(Codec::Gzip),
+            ),
+            (
+                &[
+                    "bzip2",
+                    "org.apache.hadoop.io.compress.BZip2Codec",
+                    "BZip2Codec",
+                ],
+                Some(Codec::Bzip2),
+            ),
+            (
+                &[
+                    "snappy",
+                    "org.apache.hadoop.io.compress.SnappyCodec",
+                    "SnappyCodec",
+                ],
+                Some(Codec::Snappy),
+            ),
+        ],
     )?;
     let codec = match (file_type, codec) {
         (FileType::CompressedStream, None) => {
             return Err(p.error(
                 "hdfs.codeC",
-                "is required with `hdfs.fileType = CompressedStream` (accepted: gzip)",
+                "is required with `hdfs.fileType = CompressedStream` (accepted: gzip, bzip2, snappy)",
             ));
         }
         // Flume ignores the codec for DataStream files; so does sluice.

@@ -9,6 +9,12 @@
 //! - gzip ends a gzip member at every batch, as Flume's `HDFSCompressedDataStream.sync()` does
 //!   (`finish()`, then `resetState()` on the next write): a file is a concatenation of members,
 //!   which `gzip -d` and Hadoop's `GzipCodec` read as one stream.
+//! - bzip2 likewise ends a bzip2 stream at every batch (`bzip2 -d` and Hadoop's `BZip2Codec`
+//!   read concatenated streams).
+//! - snappy is Hadoop's `SnappyCodec` format (`BlockCompressorStream`), not the snappy framing
+//!   format: blocks of at most [`SNAPPY_BLOCK`] input bytes, each a big-endian u32 of its
+//!   length, then one chunk: a u32 compressed length and raw snappy bytes. A batch ends on a
+//!   block boundary.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -22,6 +28,10 @@ use flate2::write::GzEncoder;
 use super::config::{Codec, Serializer};
 use crate::event::Event;
 
+/// The largest input of one Hadoop snappy block: well under the 256 KiB buffer
+/// (`io.compression.codec.snappy.buffersize`) Hadoop's decompressor reads a block into.
+const SNAPPY_BLOCK: usize = 64 << 10;
+
 /// The schema of Flume's `FlumeEventAvroEventSerializer` (record `Event`, no namespace).
 pub(crate) const FLUME_EVENT_SCHEMA: &str = r#"{"type":"record","name":"Event","fields":[{"name":"headers","type":{"type":"map","values":"string"}},{"name":"body","type":"bytes"}]}"#;
 
@@ -34,6 +44,10 @@ pub(crate) enum FormatError {
     Avro(String),
     #[error("gzip: {0}")]
     Gzip(#[from] std::io::Error),
+    #[error("bzip2: {0}")]
+    Bzip2(std::io::Error),
+    #[error("snappy: {0}")]
+    Snappy(#[from] snap::Error),
 }
 
 enum Body {
@@ -234,8 +248,31 @@ impl FileEncoder {
                 gz.write_all(&raw)?;
                 Ok(gz.finish()?)
             }
+            Some(Codec::Bzip2 | Codec::Snappy) if raw.is_empty() => Ok(raw),
+            Some(Codec::Bzip2) => {
+                let mut bz = bzip2::write::BzEncoder::new(
+                    Vec::with_capacity(raw.len() / 3),
+                    bzip2::Compression::default(),
+                );
+                bz.write_all(&raw).map_err(FormatError::Bzip2)?;
+                bz.finish().map_err(FormatError::Bzip2)
+            }
+            Some(Codec::Snappy) => hadoop_snappy(&raw),
         }
     }
+}
+
+/// `raw` in Hadoop's `SnappyCodec` block format (see the module docs).
+fn hadoop_snappy(raw: &[u8]) -> Result<Vec<u8>, FormatError> {
+    let mut enc = snap::raw::Encoder::new();
+    let mut out = Vec::with_capacity(raw.len() / 2 + 16);
+    for block in raw.chunks(SNAPPY_BLOCK) {
+        let compressed = enc.compress_vec(block)?;
+        out.extend_from_slice(&(block.len() as u32).to_be_bytes());
+        out.extend_from_slice(&(compressed.len() as u32).to_be_bytes());
+        out.extend_from_slice(&compressed);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -259,6 +296,41 @@ mod tests {
         let mut text = String::new();
         flate2::read::MultiGzDecoder::new(&file[..]).read_to_string(&mut text)?;
         assert_eq!(text, "a\nb\n");
+        Ok(())
+    }
+
+    #[test]
+    fn bzip2_streams_and_snappy_blocks_read_back() -> Result<(), Box<dyn std::error::Error>> {
+        let text = Serializer::Text {
+            append_newline: true,
+        };
+        let mut enc = FileEncoder::new(text, Some(Codec::Bzip2))?;
+        enc.append(&Event::new("a"))?;
+        let mut file = enc.finish_batch()?;
+        enc.append(&Event::new("b"))?;
+        file.extend(enc.finish_batch()?);
+        let mut s = String::new();
+        bzip2::read::MultiBzDecoder::new(&file[..]).read_to_string(&mut s)?;
+        assert_eq!(s, "a\nb\n");
+
+        let big = "x".repeat(SNAPPY_BLOCK + 10);
+        let mut enc = FileEncoder::new(text, Some(Codec::Snappy))?;
+        enc.append(&Event::new(big.clone()))?;
+        let file = enc.finish_batch()?;
+        let (mut pos, mut out) = (0, Vec::new());
+        let mut dec = snap::raw::Decoder::new();
+        while pos < file.len() {
+            let n = |at: usize| {
+                u32::from_be_bytes([file[at], file[at + 1], file[at + 2], file[at + 3]]) as usize
+            };
+            let (raw_len, comp_len) = (n(pos), n(pos + 4));
+            assert!(raw_len <= SNAPPY_BLOCK);
+            let block = dec.decompress_vec(&file[pos + 8..pos + 8 + comp_len])?;
+            assert_eq!(block.len(), raw_len);
+            out.extend(block);
+            pos += 8 + comp_len;
+        }
+        assert_eq!(String::from_utf8(out)?, format!("{big}\n"));
         Ok(())
     }
 
