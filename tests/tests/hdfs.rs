@@ -448,9 +448,10 @@ fn text_gzip_and_avro_event_files_read_back() -> Result<()> {
 
 /// `hdfs.codeC` gzip, bzip2 and snappy: each file, batches of 20 events ending mid-file, is
 /// read back by Hadoop's own codec (`CompressionCodecFactory` by extension, as `hadoop fs
-/// -text` reads it) in the MiniDFS JVM, in order and complete.
+/// -text` reads it) in the MiniDFS JVM, in order and complete; and `avro_event` files with
+/// Avro's snappy codec by Apache Avro's Java reader.
 #[test]
-fn gzip_bzip2_and_snappy_files_read_back_by_hadoop_codecs() -> Result<()> {
+fn compressed_files_read_back_by_hadoop_and_avro_java() -> Result<()> {
     let dfs = MiniDfs::shared()?;
     let _serial = dfs.lock();
     let tmp = tempfile::tempdir()?;
@@ -468,11 +469,28 @@ fn gzip_bzip2_and_snappy_files_read_back_by_hadoop_codecs() -> Result<()> {
         ),
     ];
     let mut conf = format!(
-        "a1.channels = c1 c2 c3\na1.sinks = k1 k2 k3\n{}{}{}{}",
-        seq_source(250, 25, "c1 c2 c3"),
+        "a1.channels = c1 c2 c3 c4\na1.sinks = k1 k2 k3 k4\n{}{}{}{}{}{}",
+        seq_source(250, 25, "c1 c2 c3 c4"),
         channel("c1"),
         channel("c2"),
         channel("c3"),
+        channel("c4"),
+        // avro_event with Avro's own snappy block codec, read by Apache Avro's Java reader.
+        sink(
+            "k4",
+            "c4",
+            dfs,
+            "/codecs/avro-snappy",
+            &[
+                ("hdfs.rollCount", "100"),
+                ("hdfs.rollSize", "0"),
+                ("hdfs.rollInterval", "0"),
+                ("hdfs.batchSize", "20"),
+                ("hdfs.fileType", "DataStream"),
+                ("serializer", "avro_event"),
+                ("serializer.compressionCodec", "snappy"),
+            ],
+        ),
     );
     for (i, (codec, _, _)) in codecs.iter().enumerate() {
         let dir = format!("/codecs/{i}");
@@ -492,11 +510,23 @@ fn gzip_bzip2_and_snappy_files_read_back_by_hadoop_codecs() -> Result<()> {
         ));
     }
     let agent = Sluice::start(tmp.path(), "codecs", &conf, &[])?;
-    for k in ["k1", "k2", "k3"] {
+    for k in ["k1", "k2", "k3", "k4"] {
         wait_drained(&agent, k, 250)?;
     }
     stop(agent)?;
     let expected = numbers(0..250);
+    let mut bodies = Vec::new();
+    for (p, _) in &dfs.list("/codecs/avro-snappy")? {
+        for (name, _, body) in dfs.read_avro_file(p)? {
+            ensure!(name == "Event", "{p}: schema {name}");
+            bodies.push(String::from_utf8(body)?);
+        }
+    }
+    ensure!(
+        bodies == expected,
+        "Avro's Java reader read {} snappy events",
+        bodies.len()
+    );
     for (i, (_, class, ext)) in codecs.iter().enumerate() {
         let files = dfs.list(&format!("/codecs/{i}"))?;
         ensure!(files.len() == 3, "{class}: {files:?}");

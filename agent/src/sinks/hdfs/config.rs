@@ -36,6 +36,14 @@ impl Codec {
     }
 }
 
+/// `serializer.compressionCodec` of `avro_event`: the Avro container's block codec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AvroFileCodec {
+    Null,
+    Deflate,
+    Snappy,
+}
+
 /// `serializer`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Serializer {
@@ -44,7 +52,10 @@ pub(crate) enum Serializer {
     /// `header_and_text`: `{k=v, ...} ` before the body.
     HeaderAndText { append_newline: bool },
     /// `avro_event`: an Avro object container file of Flume events.
-    AvroEvent { deflate: bool, sync_interval: usize },
+    AvroEvent {
+        codec: AvroFileCodec,
+        sync_interval: usize,
+    },
     /// `hdfs.fileType = SequenceFile`: values are `BytesWritable` (`hdfs.writeFormat =
     /// Writable`) or `Text` (`Text`) bodies.
     SequenceFile { text: bool },
@@ -266,10 +277,14 @@ fn serializer(p: &Props, file_type: FileType) -> Result<Serializer, ConfigError>
         Named::Text => Serializer::Text { append_newline },
         Named::HeaderAndText => Serializer::HeaderAndText { append_newline },
         Named::AvroEvent => Serializer::AvroEvent {
-            deflate: p.choice(
+            codec: p.choice(
                 "serializer.compressionCodec",
-                false,
-                &[(&["null"], false), (&["deflate"], true)],
+                AvroFileCodec::Null,
+                &[
+                    (&["null"], AvroFileCodec::Null),
+                    (&["deflate"], AvroFileCodec::Deflate),
+                    (&["snappy"], AvroFileCodec::Snappy),
+                ],
             )?,
             sync_interval: p.int("serializer.syncIntervalBytes", 2_048_000, 1..=1 << 30)?,
         },

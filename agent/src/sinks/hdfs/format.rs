@@ -25,7 +25,7 @@ use apache_avro::{Codec as AvroCodec, Schema, Writer};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
-use super::config::{Codec, Serializer};
+use super::config::{AvroFileCodec, Codec, Serializer};
 use crate::event::Event;
 
 /// The largest input of one Hadoop snappy block: well under the 256 KiB buffer
@@ -168,12 +168,12 @@ impl FileEncoder {
                 headers: true,
                 buf: Vec::new(),
             },
-            Serializer::AvroEvent { deflate, .. } => {
+            Serializer::AvroEvent { codec, .. } => {
                 let schema = SCHEMA.as_ref().map_err(|e| FormatError::Avro(e.clone()))?;
-                let codec = if deflate {
-                    AvroCodec::Deflate(Default::default())
-                } else {
-                    AvroCodec::Null
+                let codec = match codec {
+                    AvroFileCodec::Null => AvroCodec::Null,
+                    AvroFileCodec::Deflate => AvroCodec::Deflate(Default::default()),
+                    AvroFileCodec::Snappy => AvroCodec::Snappy,
                 };
                 Body::Avro(Box::new(Writer::with_codec(schema, Vec::new(), codec)))
             }
@@ -337,7 +337,7 @@ mod tests {
     #[test]
     fn avro_blocks_per_batch_read_back() -> Result<(), Box<dyn std::error::Error>> {
         let s = Serializer::AvroEvent {
-            deflate: true,
+            codec: AvroFileCodec::Deflate,
             sync_interval: 2_048_000,
         };
         let mut enc = FileEncoder::new(s, None)?;
