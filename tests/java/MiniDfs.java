@@ -12,6 +12,8 @@
 //   read-avro <path>  prints `RECORD <schema name> <headers k=v;... in hex> <body in hex>`
 //                     for every record of an Avro container file, read with Apache Avro's
 //                     DataFileStream (the library Flume and avro-tools use)
+//   read-datums <path> prints `DATUM <schema name> <datum re-encoded by Avro, in hex>` for
+//                     every datum of an Avro container file of any schema
 //   read-codec <path> prints `LINE <line in hex>` for every line of a compressed file, read
 //                     through the codec Hadoop's CompressionCodecFactory picks by its
 //                     extension (GzipCodec, BZip2Codec, SnappyCodec): Hadoop is the judge
@@ -86,6 +88,12 @@ public class MiniDfs {
           System.out.flush();
           continue;
         }
+        if (cmd.startsWith("read-datums ")) {
+          readDatums(cluster.getFileSystem(), cmd.substring("read-datums ".length()));
+          System.out.println("DONE " + cmd);
+          System.out.flush();
+          continue;
+        }
         if (cmd.startsWith("read-codec ")) {
           readCodec(cluster.getFileSystem(), conf, cmd.substring("read-codec ".length()));
           System.out.println("DONE " + cmd);
@@ -126,6 +134,24 @@ public class MiniDfs {
     }
     cluster.shutdown(true);
     System.exit(0);
+  }
+
+  static void readDatums(FileSystem fs, String path) throws Exception {
+    HexFormat hex = HexFormat.of();
+    try (FSDataInputStream in = fs.open(new Path(path));
+        DataFileStream<Object> r = new DataFileStream<>(in, new GenericDatumReader<Object>())) {
+      org.apache.avro.Schema schema = r.getSchema();
+      org.apache.avro.generic.GenericDatumWriter<Object> w =
+          new org.apache.avro.generic.GenericDatumWriter<>(schema);
+      for (Object datum : r) {
+        java.io.ByteArrayOutputStream bytes = new java.io.ByteArrayOutputStream();
+        org.apache.avro.io.BinaryEncoder enc =
+            org.apache.avro.io.EncoderFactory.get().binaryEncoder(bytes, null);
+        w.write(datum, enc);
+        enc.flush();
+        System.out.println("DATUM " + schema.getFullName() + " " + hex.formatHex(bytes.toByteArray()));
+      }
+    }
   }
 
   static void readCodec(FileSystem fs, Configuration conf, String path) throws Exception {

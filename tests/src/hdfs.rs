@@ -317,6 +317,25 @@ impl MiniDfs {
         Ok((codec, lines))
     }
 
+    /// Every datum of an Avro container file of any schema, as Apache Avro's Java reader reads
+    /// it and its writer encodes it again: (schema full name, datum bytes).
+    pub fn read_avro_datums(&self, path: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for line in self.command_output(&format!("read-datums {path}"))? {
+            let Some(rest) = line.strip_prefix("DATUM ") else {
+                continue;
+            };
+            let (name, hex) = rest
+                .split_once(' ')
+                .with_context(|| format!("unexpected line from read-datums: {line}"))?;
+            let bytes = (0..hex.len() / 2)
+                .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16))
+                .collect::<Result<Vec<u8>, _>>()?;
+            out.push((name.to_string(), bytes));
+        }
+        Ok(out)
+    }
+
     pub fn read_avro_file(&self, path: &str) -> Result<Vec<AvroRecord>> {
         let unhex = |hex: &str| {
             (0..hex.len() / 2)

@@ -546,6 +546,75 @@ fn compressed_files_read_back_by_hadoop_and_avro_java() -> Result<()> {
     Ok(())
 }
 
+/// `serializer = org.apache.flume.sink.hdfs.AvroEventSerializer$Builder`: bodies that are
+/// Avro datums (here records of one 10-byte `fixed`, lines tailed from a file), the schema in
+/// the `flume.avro.schema.literal` header set by an interceptor, written as an Avro container
+/// (snappy) that Apache Avro's Java reader reads back datum for datum.
+#[test]
+fn avro_event_serializer_files_read_back_by_avro_java() -> Result<()> {
+    let dfs = MiniDfs::shared()?;
+    let _serial = dfs.lock();
+    let tmp = tempfile::tempdir()?;
+    let logs = tmp.path().join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let bodies: Vec<String> = (0..150).map(|i| format!("click-{i:04}")).collect();
+    std::fs::write(logs.join("clicks.log"), bodies.join("\n") + "\n")?;
+    let schema = r#"{"type":"record","name":"Click","namespace":"com.example","fields":[{"name":"id","type":{"type":"fixed","name":"Id","size":10}}]}"#;
+    let conf = format!(
+        "a1.sources = r1\na1.channels = c1\na1.sinks = k1\n\
+         a1.sources.r1.type = TAILDIR\n\
+         a1.sources.r1.channels = c1\n\
+         a1.sources.r1.filegroups = f1\n\
+         a1.sources.r1.filegroups.f1 = {}/clicks\\\\.log\n\
+         a1.sources.r1.positionFile = {}\n\
+         a1.sources.r1.batchSize = 20\n\
+         a1.sources.r1.interceptors = s\n\
+         a1.sources.r1.interceptors.s.type = static\n\
+         a1.sources.r1.interceptors.s.key = flume.avro.schema.literal\n\
+         a1.sources.r1.interceptors.s.value = {schema}\n\
+         {}{}",
+        logs.display(),
+        tmp.path().join("pos.json").display(),
+        channel("c1"),
+        sink(
+            "k1",
+            "c1",
+            dfs,
+            "/avro-body",
+            &[
+                ("hdfs.rollCount", "100"),
+                ("hdfs.rollSize", "0"),
+                ("hdfs.rollInterval", "0"),
+                ("hdfs.batchSize", "20"),
+                ("hdfs.fileType", "DataStream"),
+                (
+                    "serializer",
+                    "org.apache.flume.sink.hdfs.AvroEventSerializer$Builder"
+                ),
+                ("serializer.compressionCodec", "snappy"),
+            ],
+        ),
+    );
+    let agent = Sluice::start(tmp.path(), "avro-body", &conf, &[])?;
+    wait_drained(&agent, "k1", 150)?;
+    stop(agent)?;
+    let files = dfs.list("/avro-body")?;
+    ensure!(files.len() == 2, "{files:?}");
+    let mut read = Vec::new();
+    for (p, _) in &files {
+        for (name, datum) in dfs.read_avro_datums(p)? {
+            ensure!(name == "com.example.Click", "{p}: schema {name}");
+            read.push(String::from_utf8(datum)?);
+        }
+    }
+    ensure!(
+        read == bodies,
+        "Avro's Java reader read {} of 150 datums",
+        read.len()
+    );
+    Ok(())
+}
+
 /// Numbers found in `files`, counting only whole lines (a killed writer may leave a partial
 /// last line).
 fn numbers_in(files: &[(String, Vec<String>)]) -> BTreeSet<u64> {

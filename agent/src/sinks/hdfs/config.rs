@@ -56,6 +56,13 @@ pub(crate) enum Serializer {
         codec: AvroFileCodec,
         sync_interval: usize,
     },
+    /// `org.apache.flume.sink.hdfs.AvroEventSerializer$Builder`: each body is one Avro datum
+    /// of the schema in the first event's `flume.avro.schema.literal` header, written into an
+    /// Avro container as it is.
+    AvroBody {
+        codec: AvroFileCodec,
+        sync_interval: usize,
+    },
     /// `hdfs.fileType = SequenceFile`: values are `BytesWritable` (`hdfs.writeFormat =
     /// Writable`) or `Text` (`Text`) bodies.
     SequenceFile { text: bool },
@@ -236,6 +243,7 @@ fn serializer(p: &Props, file_type: FileType) -> Result<Serializer, ConfigError>
         Text,
         HeaderAndText,
         AvroEvent,
+        AvroBody,
     }
     let named = p.choice(
         "serializer",
@@ -262,6 +270,10 @@ fn serializer(p: &Props, file_type: FileType) -> Result<Serializer, ConfigError>
                 ],
                 Named::AvroEvent,
             ),
+            (
+                &["org.apache.flume.sink.hdfs.AvroEventSerializer$Builder"],
+                Named::AvroBody,
+            ),
         ],
     )?;
     let append_newline = p.bool("serializer.appendNewline", true)?;
@@ -277,18 +289,26 @@ fn serializer(p: &Props, file_type: FileType) -> Result<Serializer, ConfigError>
         Named::Text => Serializer::Text { append_newline },
         Named::HeaderAndText => Serializer::HeaderAndText { append_newline },
         Named::AvroEvent => Serializer::AvroEvent {
-            codec: p.choice(
-                "serializer.compressionCodec",
-                AvroFileCodec::Null,
-                &[
-                    (&["null"], AvroFileCodec::Null),
-                    (&["deflate"], AvroFileCodec::Deflate),
-                    (&["snappy"], AvroFileCodec::Snappy),
-                ],
-            )?,
+            codec: avro_codec(p)?,
+            sync_interval: p.int("serializer.syncIntervalBytes", 2_048_000, 1..=1 << 30)?,
+        },
+        Named::AvroBody => Serializer::AvroBody {
+            codec: avro_codec(p)?,
             sync_interval: p.int("serializer.syncIntervalBytes", 2_048_000, 1..=1 << 30)?,
         },
     })
+}
+
+fn avro_codec(p: &Props) -> Result<AvroFileCodec, ConfigError> {
+    p.choice(
+        "serializer.compressionCodec",
+        AvroFileCodec::Null,
+        &[
+            (&["null"], AvroFileCodec::Null),
+            (&["deflate"], AvroFileCodec::Deflate),
+            (&["snappy"], AvroFileCodec::Snappy),
+        ],
+    )
 }
 
 /// `hdfs.round`, `hdfs.roundUnit` and `hdfs.roundValue` (checked even when rounding is off).

@@ -51,6 +51,7 @@ pub(crate) enum FormatError {
 }
 
 enum Body {
+    AvroBody(AvroBodyWriter),
     Text {
         newline: bool,
         headers: bool,
@@ -149,6 +150,121 @@ impl SequenceWriter {
     }
 }
 
+/// The header `AvroEventSerializer` takes the schema from.
+pub(crate) const SCHEMA_LITERAL_HEADER: &str = "flume.avro.schema.literal";
+/// The header Flume can also take it from (a URL); sluice does not fetch it.
+pub(crate) const SCHEMA_URL_HEADER: &str = "flume.avro.schema.url";
+
+/// Flume's `AvroEventSerializer`: an Avro object container file whose schema is the first
+/// event's `flume.avro.schema.literal` and whose data are the bodies as they are (Java's
+/// `DataFileWriter.appendEncoded`). A block ends at every batch and when it reaches the sync
+/// interval.
+struct AvroBodyWriter {
+    codec: AvroFileCodec,
+    sync_interval: usize,
+    /// The file's schema, once the first event named it.
+    schema: Option<String>,
+    /// Whether an event with another schema was seen (warned once per file).
+    warned: bool,
+    sync: [u8; 16],
+    block: Vec<u8>,
+    count: i64,
+    out: Vec<u8>,
+}
+
+impl AvroBodyWriter {
+    fn append(&mut self, e: &Event) -> Result<(), FormatError> {
+        let literal = e.headers.get(SCHEMA_LITERAL_HEADER);
+        match (&self.schema, literal) {
+            (None, Some(literal)) => {
+                Schema::parse_str(literal).map_err(|err| {
+                    FormatError::Avro(format!("the {SCHEMA_LITERAL_HEADER} header: {err}"))
+                })?;
+                self.header(literal);
+                self.schema = Some(literal.to_string());
+            }
+            (None, None) => {
+                let why = if e.headers.contains_key(SCHEMA_URL_HEADER) {
+                    format!(
+                        "sluice does not fetch {SCHEMA_URL_HEADER}; set {SCHEMA_LITERAL_HEADER}"
+                    )
+                } else {
+                    format!("the event has no {SCHEMA_LITERAL_HEADER} header")
+                };
+                return Err(FormatError::Avro(format!(
+                    "AvroEventSerializer needs the schema of the file's first event: {why}"
+                )));
+            }
+            (Some(file), Some(literal)) if file != literal && !self.warned => {
+                self.warned = true;
+                tracing::warn!(
+                    "HDFS AvroEventSerializer: an event's schema differs from its file's \
+                     (the file has its first event's); its body is written as it is, as in \
+                     Flume. Put the schema in the path to keep schemas apart."
+                );
+            }
+            _ => {}
+        }
+        self.block.extend_from_slice(&e.body);
+        self.count += 1;
+        if self.block.len() >= self.sync_interval {
+            self.end_block()?;
+        }
+        Ok(())
+    }
+
+    /// `Obj\x01`, the metadata map (`avro.schema`, `avro.codec`), the sync marker.
+    fn header(&mut self, schema: &str) {
+        use crate::avro::encode::{put_long, put_str};
+        let codec = match self.codec {
+            AvroFileCodec::Null => "null",
+            AvroFileCodec::Deflate => "deflate",
+            AvroFileCodec::Snappy => "snappy",
+        };
+        self.out.extend_from_slice(b"Obj\x01");
+        put_long(&mut self.out, 2);
+        put_str(&mut self.out, "avro.schema");
+        put_str(&mut self.out, schema);
+        put_str(&mut self.out, "avro.codec");
+        put_str(&mut self.out, codec);
+        put_long(&mut self.out, 0);
+        self.out.extend_from_slice(&self.sync);
+    }
+
+    fn end_block(&mut self) -> Result<(), FormatError> {
+        use crate::avro::encode::put_long;
+        if self.count == 0 {
+            return Ok(());
+        }
+        let data = match self.codec {
+            AvroFileCodec::Null => std::mem::take(&mut self.block),
+            AvroFileCodec::Deflate => {
+                let mut d = flate2::write::DeflateEncoder::new(Vec::new(), Compression::default());
+                d.write_all(&self.block)?;
+                self.block.clear();
+                d.finish()?
+            }
+            AvroFileCodec::Snappy => {
+                let mut c = snap::raw::Encoder::new().compress_vec(&self.block)?;
+                c.extend_from_slice(&crc32fast::hash(&self.block).to_be_bytes());
+                self.block.clear();
+                c
+            }
+        };
+        put_long(&mut self.out, self.count);
+        put_long(&mut self.out, data.len() as i64);
+        self.out.extend_from_slice(&data);
+        self.out.extend_from_slice(&self.sync);
+        self.count = 0;
+        Ok(())
+    }
+
+    fn finish_batch(&mut self) -> Result<Vec<u8>, FormatError> {
+        self.end_block()?;
+        Ok(std::mem::take(&mut self.out))
+    }
+}
+
 /// The encoder of one open file.
 pub(crate) struct FileEncoder {
     body: Body,
@@ -177,6 +293,19 @@ impl FileEncoder {
                 };
                 Body::Avro(Box::new(Writer::with_codec(schema, Vec::new(), codec)))
             }
+            Serializer::AvroBody {
+                codec,
+                sync_interval,
+            } => Body::AvroBody(AvroBodyWriter {
+                codec,
+                sync_interval,
+                schema: None,
+                warned: false,
+                sync: rand::random(),
+                block: Vec::new(),
+                count: 0,
+                out: Vec::new(),
+            }),
             Serializer::SequenceFile { text } => Body::Sequence(SequenceWriter {
                 text,
                 header_written: false,
@@ -225,6 +354,7 @@ impl FileEncoder {
                     .map_err(|e| FormatError::Avro(e.to_string()))?;
             }
             Body::Sequence(w) => w.append(e),
+            Body::AvroBody(w) => w.append(e)?,
         }
         Ok(())
     }
@@ -238,6 +368,7 @@ impl FileEncoder {
                 std::mem::take(w.get_mut())
             }
             Body::Sequence(w) => w.finish_batch(),
+            Body::AvroBody(w) => w.finish_batch()?,
         };
         match self.codec {
             None => Ok(raw),
@@ -331,6 +462,56 @@ mod tests {
             pos += 8 + comp_len;
         }
         assert_eq!(String::from_utf8(out)?, format!("{big}\n"));
+        Ok(())
+    }
+
+    #[test]
+    fn avro_event_serializer_writes_bodies_as_data() -> Result<(), Box<dyn std::error::Error>> {
+        let schema_json = r#"{"type":"record","name":"Click","fields":[{"name":"url","type":"string"},{"name":"n","type":"long"}]}"#;
+        let schema = Schema::parse_str(schema_json)?;
+        let datum = |url: &str, n: i64| -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+            let v = Value::Record(vec![
+                ("url".into(), Value::String(url.into())),
+                ("n".into(), Value::Long(n)),
+            ]);
+            Ok(apache_avro::to_avro_datum(&schema, v)?)
+        };
+        for codec in [
+            AvroFileCodec::Null,
+            AvroFileCodec::Deflate,
+            AvroFileCodec::Snappy,
+        ] {
+            let s = Serializer::AvroBody {
+                codec,
+                sync_interval: 2_048_000,
+            };
+            let mut enc = FileEncoder::new(s, None)?;
+            let h: Headers = [(SCHEMA_LITERAL_HEADER, schema_json)].into_iter().collect();
+            enc.append(&Event::with_headers(h.clone(), datum("/a", 1)?))?;
+            let mut file = enc.finish_batch()?;
+            enc.append(&Event::with_headers(h, datum("/b", 2)?))?;
+            enc.append(&Event::new(datum("/c", 3)?))?;
+            file.extend(enc.finish_batch()?);
+            let read: Vec<Value> =
+                apache_avro::Reader::new(&file[..])?.collect::<Result<_, _>>()?;
+            assert_eq!(read.len(), 3, "{codec:?}");
+            assert_eq!(
+                read[2],
+                Value::Record(vec![
+                    ("url".into(), Value::String("/c".into())),
+                    ("n".into(), Value::Long(3)),
+                ])
+            );
+        }
+        let mut enc = FileEncoder::new(
+            Serializer::AvroBody {
+                codec: AvroFileCodec::Null,
+                sync_interval: 1,
+            },
+            None,
+        )?;
+        let e = enc.append(&Event::new("x")).err().map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains(SCHEMA_LITERAL_HEADER)));
         Ok(())
     }
 
