@@ -51,7 +51,7 @@ pub(crate) enum FormatError {
 }
 
 enum Body {
-    AvroBody(AvroBodyWriter),
+    Datums(AvroBodyWriter),
     Text {
         newline: bool,
         headers: bool,
@@ -296,7 +296,7 @@ impl FileEncoder {
             Serializer::AvroBody {
                 codec,
                 sync_interval,
-            } => Body::AvroBody(AvroBodyWriter {
+            } => Body::Datums(AvroBodyWriter {
                 codec,
                 sync_interval,
                 schema: None,
@@ -354,7 +354,7 @@ impl FileEncoder {
                     .map_err(|e| FormatError::Avro(e.to_string()))?;
             }
             Body::Sequence(w) => w.append(e),
-            Body::AvroBody(w) => w.append(e)?,
+            Body::Datums(w) => w.append(e)?,
         }
         Ok(())
     }
@@ -368,7 +368,7 @@ impl FileEncoder {
                 std::mem::take(w.get_mut())
             }
             Body::Sequence(w) => w.finish_batch(),
-            Body::AvroBody(w) => w.finish_batch()?,
+            Body::Datums(w) => w.finish_batch()?,
         };
         match self.codec {
             None => Ok(raw),
