@@ -475,3 +475,88 @@ a1.sinks.k1.kafka.producer.partitioner.class = org.apache.kafka.clients.producer
     }
     Ok(())
 }
+
+/// Flume's global stores (`-Djavax.net.ssl.trustStore…`, else `FLUME_SSL_TRUSTSTORE_*`) and
+/// Kafka's inline PEM trust store are read when a component names no store of its own: a
+/// wrong global password is an error naming where the store came from.
+#[test]
+fn global_and_inline_trust_stores_are_read() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let stores = sluice_integration::tls::KafkaStores::create(dir.path())?;
+    let conf = |extra: &str| {
+        format!(
+            "a1.sources = r1\na1.channels = c1\na1.sinks = k1\na1.sources.r1.type = seq\n\
+             a1.sources.r1.channels = c1\na1.channels.c1.type = memory\n\
+             a1.sinks.k1.type = org.apache.flume.sink.kafka.KafkaSink\n\
+             a1.sinks.k1.channel = c1\n\
+             a1.sinks.k1.kafka.bootstrap.servers = 127.0.0.1:9093\n\
+             a1.sinks.k1.kafka.producer.security.protocol = SSL\n{extra}"
+        )
+    };
+    let check = |text: &str, args: &[String], env: &[(&str, String)]| -> Result<(i32, String)> {
+        let p = dir.path().join("global.conf");
+        std::fs::write(&p, text)?;
+        let out = std::process::Command::new(sluice_integration::sluice_bin()?)
+            .args(["check", "-n", "a1", "-f"])
+            .arg(&p)
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .output()?;
+        Ok((
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    };
+    let jks = stores.truststore_jks.display().to_string();
+    let plain = conf("");
+    // -D system properties, as Flume's JVM takes them.
+    let d = |pw: &str| {
+        vec![
+            format!("-Djavax.net.ssl.trustStore={jks}"),
+            format!("-Djavax.net.ssl.trustStorePassword={pw}"),
+        ]
+    };
+    let (rc, err) = check(&plain, &d(STORE_PASSWORD), &[])?;
+    ensure!(rc == 0, "the global trust store was refused:\n{err}");
+    let (rc, err) = check(&plain, &d("wrong"), &[])?;
+    ensure!(
+        rc == 2 && err.contains("the global trust store (-Djavax.net.ssl.trustStore)"),
+        "{err}"
+    );
+    // The environment variables Flume's scripts read.
+    let env = |pw: &str| {
+        vec![
+            ("FLUME_SSL_TRUSTSTORE_PATH", jks.clone()),
+            ("FLUME_SSL_TRUSTSTORE_PASSWORD", pw.to_string()),
+        ]
+    };
+    let (rc, err) = check(&plain, &[], &env(STORE_PASSWORD))?;
+    ensure!(rc == 0, "{err}");
+    let (rc, err) = check(&plain, &[], &env("wrong"))?;
+    ensure!(
+        rc == 2 && err.contains("FLUME_SSL_TRUSTSTORE_PATH") && err.contains("password is wrong"),
+        "{err}"
+    );
+    // A store the component names wins over the global one (whose password is wrong here).
+    let own = conf(&format!(
+        "a1.sinks.k1.kafka.producer.ssl.truststore.location = {}\n\
+         a1.sinks.k1.kafka.producer.ssl.truststore.password = {STORE_PASSWORD}\n",
+        stores.truststore_p12.display()
+    ));
+    let (rc, err) = check(&own, &[], &env("wrong"))?;
+    ensure!(rc == 0, "{err}");
+    // Kafka's inline PEM trust store.
+    let pem = std::fs::read_to_string(&stores.ca_pem)?.replace('\n', "\\n\\\n");
+    let inline = conf(&format!(
+        "a1.sinks.k1.kafka.producer.ssl.truststore.certificates = {pem}\n"
+    ));
+    let (rc, err) = check(&inline, &[], &[])?;
+    ensure!(rc == 0, "{err}");
+    let garbage = conf("a1.sinks.k1.kafka.producer.ssl.truststore.certificates = not a PEM\n");
+    let (rc, err) = check(&garbage, &[], &[])?;
+    ensure!(
+        rc == 2 && err.contains("ssl.truststore.certificates: holds no PEM certificate"),
+        "{err}"
+    );
+    Ok(())
+}

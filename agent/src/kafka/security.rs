@@ -190,7 +190,12 @@ fn trust_store(
     let get = |k: &str| all.get(k).map(String::as_str).filter(|v| !v.is_empty());
     let own_ca = config.get("ssl.ca.location").is_some() || config.get("ssl.ca.pem").is_some();
     let pem = if let Some(inline) = get("ssl.truststore.certificates") {
-        Some((key("ssl.truststore.certificates"), inline.to_string()))
+        let full = key("ssl.truststore.certificates");
+        openssl::x509::X509::stack_from_pem(inline.as_bytes())
+            .ok()
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| p.error(&full, "holds no PEM certificate"))?;
+        Some((full, inline.to_string()))
     } else if let Some(path) = get("ssl.truststore.location") {
         let full = key("ssl.truststore.location");
         let pem = stores::trust_store_pem(Path::new(path), get("ssl.truststore.password"))
