@@ -110,27 +110,7 @@ pub struct KafkaStores {
 
 impl KafkaStores {
     /// Makes the CA, the broker's and a client's keys, and the trust stores, in `dir`.
-    ///
-    /// keytool once failed to import a reply it had just written ("Reply has no
-    /// certificates") on the loaded 2-core machine; each attempt starts over in a fresh
-    /// subdirectory, at most three times, and the last error is returned.
     pub fn create(dir: &Path) -> Result<Self> {
-        let mut last = None;
-        for attempt in 1..=3 {
-            let sub = dir.join(format!("attempt-{attempt}"));
-            std::fs::create_dir_all(&sub)?;
-            match Self::create_in(&sub) {
-                Ok(s) => return Ok(s),
-                Err(e) => {
-                    eprintln!("KafkaStores attempt {attempt} failed: {e:#}");
-                    last = Some(e);
-                }
-            }
-        }
-        Err(last.unwrap_or_else(|| anyhow::anyhow!("no attempt made")))
-    }
-
-    fn create_in(dir: &Path) -> Result<Self> {
         let p = |name: &str| dir.join(name);
         let s = |path: &Path| path.display().to_string();
         let pw = STORE_PASSWORD;
