@@ -180,6 +180,35 @@ fn global(sys: &str, env: &str) -> Option<Global> {
     })
 }
 
+/// Reads Flume's global `kind` (`trust` or `key`) store, if one is set: errors are reported
+/// at `security.protocol`, naming where the store came from.
+fn global_store<T>(
+    p: &Props,
+    prefix: &str,
+    kind: &str,
+    read: impl FnOnce(&Path, Option<&str>) -> Result<T, stores::StoreError>,
+) -> Result<Option<(String, T)>, ConfigError> {
+    let (sys, env) = match kind {
+        "trust" => ("javax.net.ssl.trustStore", "FLUME_SSL_TRUSTSTORE"),
+        _ => ("javax.net.ssl.keyStore", "FLUME_SSL_KEYSTORE"),
+    };
+    let Some(g) = global(sys, env) else {
+        return Ok(None);
+    };
+    let at = format!("{prefix}security.protocol");
+    let store = read(Path::new(&g.path), g.password.as_deref()).map_err(|e| {
+        p.error(
+            &at,
+            format!(
+                "the global {kind} store ({}): {}",
+                g.origin,
+                error_chain(&e)
+            ),
+        )
+    })?;
+    Ok(Some((at, store)))
+}
+
 fn trust_store(
     p: &Props,
     prefix: &str,
@@ -203,17 +232,8 @@ fn trust_store(
         Some((full, pem))
     } else if own_ca {
         None
-    } else if let Some(g) = global("javax.net.ssl.trustStore", "FLUME_SSL_TRUSTSTORE") {
-        let pem =
-            stores::trust_store_pem(Path::new(&g.path), g.password.as_deref()).map_err(|e| {
-                p.error(
-                    &key("security.protocol"),
-                    format!("the global trust store ({}): {}", g.origin, error_chain(&e)),
-                )
-            })?;
-        Some((key("security.protocol"), pem))
     } else {
-        None
+        global_store(p, prefix, "trust", stores::trust_store_pem)?
     };
     match pem {
         Some((at, _)) if own_ca => Err(p.error(
@@ -274,17 +294,10 @@ fn key_store(
             config.set("ssl.key.password", pw);
         }
         None
-    } else if let Some(g) = global("javax.net.ssl.keyStore", "FLUME_SSL_KEYSTORE") {
-        let k = stores::key_store(Path::new(&g.path), g.password.as_deref(), key_password)
-            .map_err(|e| {
-                p.error(
-                    &key("security.protocol"),
-                    format!("the global key store ({}): {}", g.origin, error_chain(&e)),
-                )
-            })?;
-        Some((key("security.protocol"), k))
     } else {
-        None
+        global_store(p, prefix, "key", |path, pw| {
+            stores::key_store(path, pw, key_password)
+        })?
     };
     match client {
         Some((at, _)) if own => Err(p.error(
