@@ -68,9 +68,10 @@ pub fn ensure_flume() -> Result<PathBuf> {
     )
 }
 
-/// Flume plus its Kafka source and sink (`flume-kafka-source`, `flume-ng-kafka-sink` and the
-/// Kafka client they depend on), resolved together in `~/.cache/sluice-tests/
-/// flume-1.11.0-kafka/lib` so the classpath has one version of every jar.
+/// Flume plus its Kafka source, sink and channel (`flume-kafka-source`, `flume-ng-kafka-sink`,
+/// `flume-kafka-channel` and the Kafka client they depend on), resolved together in
+/// `~/.cache/sluice-tests/flume-1.11.0-kafka-all/lib` so the classpath has one version of
+/// every jar.
 pub fn ensure_flume_kafka() -> Result<PathBuf> {
     let mut deps = vec![
         ("org.apache.flume", "flume-ng-node", FLUME_VERSION),
@@ -84,6 +85,11 @@ pub fn ensure_flume_kafka() -> Result<PathBuf> {
             "flume-ng-kafka-sink",
             FLUME_VERSION,
         ),
+        (
+            "org.apache.flume.flume-ng-channels",
+            "flume-kafka-channel",
+            FLUME_VERSION,
+        ),
     ];
     for a in [
         "log4j-api",
@@ -94,12 +100,12 @@ pub fn ensure_flume_kafka() -> Result<PathBuf> {
     ] {
         deps.push(("org.apache.logging.log4j", a, LOG4J_VERSION));
     }
-    let home = crate::maven::cache_dir(&format!("flume-{FLUME_VERSION}-kafka"))?;
+    let home = crate::maven::cache_dir(&format!("flume-{FLUME_VERSION}-kafka-all"))?;
     crate::maven::ensure_classpath(
         &home,
         &crate::maven::pom("flume-kafka-runtime", &deps),
-        "flume-kafka-source-",
-        &format!("Apache Flume {FLUME_VERSION} with its Kafka source and sink"),
+        "flume-kafka-channel-",
+        &format!("Apache Flume {FLUME_VERSION} with its Kafka source, sink and channel"),
     )
 }
 

@@ -11,6 +11,7 @@ mod flume_fixture;
 mod hardening;
 mod hdfs;
 mod kafka;
+mod kafka_channel;
 mod kafka_tls;
 mod substitution;
 mod taildir;

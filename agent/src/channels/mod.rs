@@ -10,6 +10,7 @@
 //! channel before committing any, so a full channel rolls the batch back everywhere.
 
 pub mod file;
+pub mod kafka;
 pub mod memory;
 
 use std::fmt;

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use crate::channels::ChannelSpec;
 use crate::channels::file::FileChannelConfig;
+use crate::channels::kafka::KafkaChannelConfig;
 use crate::channels::memory::MemoryChannelConfig;
 use crate::config::{ConfigError, Props};
 use crate::interceptors::{
@@ -94,6 +95,11 @@ pub const CHANNELS: &[Entry<ChannelParse>] = &[
         kind: "file",
         names: &["file", "org.apache.flume.channel.file.FileChannel"],
         parse: |p| Ok(Arc::new(FileChannelConfig::from_props(p)?)),
+    },
+    Entry {
+        kind: "kafka",
+        names: &["org.apache.flume.channel.kafka.KafkaChannel"],
+        parse: |p| Ok(Arc::new(KafkaChannelConfig::from_props(p)?)),
     },
 ];
 
