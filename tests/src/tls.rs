@@ -70,6 +70,40 @@ pub fn keytool_keystore(dir: &Path) -> Result<(PathBuf, PathBuf)> {
     Ok((ks, pem))
 }
 
+/// Adds an AES secret key `alias` (`bits` long, protected by `key_password`) to the JCEKS
+/// store at `store`, as Flume's user guide makes the file channel's keys:
+/// `keytool -genseckey -alias key-0 -keypass … -keyalg AES -keysize 128 -validity 9000
+/// -keystore test.keystore -storetype jceks -storepass …`.
+pub fn jceks_secret_key(
+    store: &Path,
+    store_password: &str,
+    alias: &str,
+    key_password: &str,
+    bits: u32,
+) -> Result<()> {
+    let store = store.display().to_string();
+    let bits = bits.to_string();
+    keytool(&[
+        "-genseckey",
+        "-alias",
+        alias,
+        "-keypass",
+        key_password,
+        "-keyalg",
+        "AES",
+        "-keysize",
+        &bits,
+        "-validity",
+        "9000",
+        "-keystore",
+        &store,
+        "-storetype",
+        "jceks",
+        "-storepass",
+        store_password,
+    ])
+}
+
 /// Runs `keytool` with `args`; its failure names the arguments and its output.
 fn keytool(args: &[&str]) -> Result<()> {
     let out = Command::new("keytool")

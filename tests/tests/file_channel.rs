@@ -610,3 +610,179 @@ fn a_full_disk_restarts_drains_and_resumes() -> Result<()> {
     ensure!(temp_checkpoint(&fs.dir).is_none(), "checkpoint.tmp left");
     Ok(())
 }
+
+/// Bytes of every file under `dir` that contain `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if std::fs::read(&path)
+                .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
+            {
+                hits.push(path);
+            }
+        }
+    }
+    hits
+}
+
+/// A file channel with Flume's `encryption.*` keys (a JCEKS store made with keytool).
+fn encrypted_config(
+    root: &Path,
+    keys: &str,
+    active: &str,
+    source: Option<(usize, u64)>,
+    sink: bool,
+) -> String {
+    let p = |s: &str| root.join(s).display().to_string();
+    let mut c = String::from("a1.channels = c1\n");
+    if let Some((run, total)) = source {
+        c.push_str(&format!(
+            "\
+a1.sources = r1
+a1.sources.r1.type = seq
+a1.sources.r1.totalEvents = {total}
+a1.sources.r1.batchSize = 100
+a1.sources.r1.channels = c1
+a1.sources.r1.interceptors = i1 i2
+a1.sources.r1.interceptors.i1.type = search_replace
+a1.sources.r1.interceptors.i1.searchPattern = ^
+a1.sources.r1.interceptors.i1.replaceString = TOPSECRET-r{run}-
+a1.sources.r1.interceptors.i2.type = static
+a1.sources.r1.interceptors.i2.key = account
+a1.sources.r1.interceptors.i2.value = HEADERSECRET
+"
+        ));
+    }
+    if sink {
+        c.push_str(&format!(
+            "\
+a1.sinks = k1
+a1.sinks.k1.type = file_roll
+a1.sinks.k1.channel = c1
+a1.sinks.k1.sink.directory = {}
+a1.sinks.k1.sink.rollInterval = 0
+a1.sinks.k1.sink.serializer = header_and_text
+",
+            p("out")
+        ));
+    }
+    c.push_str(&format!(
+        "\
+a1.channels.c1.type = file
+a1.channels.c1.checkpointDir = {cp}
+a1.channels.c1.dataDirs = {data}
+a1.channels.c1.minimumRequiredSpace = 1048576
+a1.channels.c1.encryption.activeKey = {active}
+a1.channels.c1.encryption.cipherProvider = AESCTRNOPADDING
+a1.channels.c1.encryption.keyProvider = JCEKSFILE
+a1.channels.c1.encryption.keyProvider.keyStoreFile = {ks}
+a1.channels.c1.encryption.keyProvider.keyStorePasswordFile = {kspw}
+a1.channels.c1.encryption.keyProvider.keys = {keys}
+a1.channels.c1.encryption.keyProvider.keys.key-1.passwordFile = {k1pw}
+",
+        cp = p("checkpoint"),
+        data = p("data"),
+        ks = p("my.keystore"),
+        kspw = p("my.keystore.password"),
+        k1pw = p("key-1.password"),
+    ));
+    c
+}
+
+/// Events are encrypted at rest (no body or header byte on disk), survive a key rotation
+/// (key-0's events still decrypt with key-1 active), and a missing old key fails the take
+/// with an error naming it instead of dropping events.
+#[test]
+fn encryption_at_rest_and_key_rotation() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path();
+    let ks = root.join("my.keystore");
+    std::fs::write(root.join("my.keystore.password"), "keyStorePassword\n")?;
+    std::fs::write(root.join("key-1.password"), "key1Password\n")?;
+    sluice_integration::tls::jceks_secret_key(
+        &ks,
+        "keyStorePassword",
+        "key-0",
+        "keyStorePassword",
+        128,
+    )?;
+    sluice_integration::tls::jceks_secret_key(
+        &ks,
+        "keyStorePassword",
+        "key-1",
+        "key1Password",
+        256,
+    )?;
+    let n = 500u64;
+    std::fs::create_dir_all(root.join("out"))?;
+
+    let stop = |mut s: Sluice| -> Result<()> {
+        s.signal("TERM")?;
+        ensure!(s.wait(Duration::from_secs(30))?.is_some(), "agent stopped");
+        Ok(())
+    };
+    let fill = |name: &str, conf: &str| -> Result<()> {
+        let s = Sluice::start(root, name, conf, &[])?;
+        wait_for("every put committed", Duration::from_secs(60), || {
+            (s.counter("CHANNEL.c1", "EventPutSuccessCount").ok()? >= n).then_some(())
+        })
+        .with_context(|| s.log_text())?;
+        stop(s)
+    };
+    fill(
+        "run0",
+        &encrypted_config(root, "key-0", "key-0", Some((0, n)), false),
+    )?;
+    // Rotation: key-1 (its own password) becomes active, key-0 stays listed.
+    fill(
+        "run1",
+        &encrypted_config(root, "key-0 key-1", "key-1", Some((1, n)), false),
+    )?;
+    for needle in [b"TOPSECRET".as_slice(), b"HEADERSECRET"] {
+        let hits = files_containing(root.join("data").as_path(), needle);
+        ensure!(
+            hits.is_empty(),
+            "plaintext {:?} on disk in {hits:?}",
+            String::from_utf8_lossy(needle)
+        );
+    }
+
+    // key-0 dropped from the list: the take fails naming it, nothing is delivered or dropped.
+    let s = Sluice::start(
+        root,
+        "nokey0",
+        &encrypted_config(root, "key-1", "key-1", None, true),
+        &[],
+    )?;
+    wait_for("the missing key named", Duration::from_secs(30), || {
+        s.log_text().contains("key `key-0`").then_some(())
+    })
+    .with_context(|| s.log_text())?;
+    ensure!(sluice_integration::read_lines(&root.join("out")).is_empty());
+    stop(s)?;
+
+    let s = Sluice::start(
+        root,
+        "drain",
+        &encrypted_config(root, "key-0 key-1", "key-1", None, true),
+        &[],
+    )?;
+    let lines =
+        sluice_integration::wait_lines(&root.join("out"), 2 * n as usize, Duration::from_secs(60))
+            .with_context(|| s.log_text())?;
+    for run in 0..2 {
+        for i in 0..n {
+            let want = format!("{{account=HEADERSECRET}} TOPSECRET-r{run}-{i}");
+            ensure!(lines.contains(&want), "missing `{want}`");
+        }
+    }
+    Ok(())
+}

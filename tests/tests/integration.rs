@@ -13,6 +13,7 @@ mod hdfs;
 mod kafka;
 mod kafka_channel;
 mod kafka_tls;
+mod spillable;
 mod substitution;
 mod taildir;
 mod tenants;

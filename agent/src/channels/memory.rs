@@ -60,7 +60,7 @@ impl MemoryChannelConfig {
 }
 
 /// Flume defaults `byteCapacity` to 80% of the JVM heap; sluice uses 80% of physical memory.
-fn default_byte_capacity() -> u64 {
+pub(crate) fn default_byte_capacity() -> u64 {
     let total_kb = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
         s.lines()
             .find(|l| l.starts_with("MemTotal:"))
@@ -164,7 +164,11 @@ impl Channel for MemoryChannel {
                 st.held += events;
                 st.bytes += bytes;
                 self.publish_size(&st);
-                return Ok(Reservation { events, bytes });
+                return Ok(Reservation {
+                    events,
+                    bytes,
+                    part: 0,
+                });
             }
             if self.not_full.wait_until(&mut st, deadline).timed_out() {
                 let detail = if slots_ok {

@@ -12,6 +12,7 @@
 pub mod file;
 pub mod kafka;
 pub mod memory;
+pub mod spillable;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -73,6 +74,9 @@ pub trait ChannelSpec: fmt::Debug + Send + Sync {
 pub struct Reservation {
     pub events: usize,
     pub bytes: u64,
+    /// Which part of a composite channel (the spillable memory channel) holds the room; 0
+    /// for the others.
+    pub part: u8,
 }
 
 /// Identifies a take for channels that log it (the file channel); 0 for memory.

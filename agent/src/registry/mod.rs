@@ -16,6 +16,7 @@ use crate::channels::ChannelSpec;
 use crate::channels::file::FileChannelConfig;
 use crate::channels::kafka::KafkaChannelConfig;
 use crate::channels::memory::MemoryChannelConfig;
+use crate::channels::spillable::SpillableConfig;
 use crate::config::{ConfigError, Props};
 use crate::interceptors::{
     HostConfig, RegexExtractorConfig, RegexFilterConfig, RemoveHeaderConfig, SearchReplaceConfig,
@@ -100,6 +101,14 @@ pub const CHANNELS: &[Entry<ChannelParse>] = &[
         kind: "kafka",
         names: &["org.apache.flume.channel.kafka.KafkaChannel"],
         parse: |p| Ok(Arc::new(KafkaChannelConfig::from_props(p)?)),
+    },
+    Entry {
+        kind: "SPILLABLEMEMORY",
+        names: &[
+            "SPILLABLEMEMORY",
+            "org.apache.flume.channel.SpillableMemoryChannel",
+        ],
+        parse: |p| Ok(Arc::new(SpillableConfig::from_props(p)?)),
     },
 ];
 

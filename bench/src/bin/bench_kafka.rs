@@ -13,7 +13,7 @@
 //!   --producer K=V  extra kafka.producer.K = V for both sinks (repeatable)
 //!   --consumer K=V  extra kafka.consumer.K = V for both sources (repeatable)
 //!   --sink K=V      extra sink key K = V for both sinks, e.g. inFlightBatches=1 (repeatable)
-//!   --scenario S    run only `source`, `sink` or `ceiling`
+//!   --scenario S    run only `source`, `sink`, `channel` or `ceiling`
 //!   --ceiling-records N  records per ProducerPerformance run       (default 4000000)
 //! ```
 //!
@@ -25,6 +25,12 @@
 //! - **sink**: `StressSource -> memory -> KafkaSink` (acks = 1, Flume's default), each agent to
 //!   its own topic (4 partitions); events taken from the channel over the window after a
 //!   warm-up, the way `bench_core` measures.
+//!
+//! - **channel**: `StressSource + two static interceptors -> KafkaChannel -> null` on one
+//!   agent (Flume's channel defaults: `acks = all`, Avro `AvroFlumeEvent` records with the
+//!   headers), each agent on its own topic (4 partitions): every event is produced to Kafka by
+//!   the put commit and consumed back by the take. Events taken over the window after a
+//!   warm-up.
 //!
 //! - **ceiling**: Kafka's own producer benchmark (`ProducerPerformance` from kafka-tools, the
 //!   broker's version) sends `--ceiling-records` records of the same size with `acks=1`,
@@ -84,6 +90,7 @@ struct Args {
 enum Scenario {
     Source,
     Sink,
+    Channel,
     Ceiling,
 }
 
@@ -144,6 +151,34 @@ a1.sinks.k1.kafka.bootstrap.servers = {bootstrap}
 a1.sinks.k1.kafka.topic = {topic}
 a1.sinks.k1.flumeBatchSize = {batch}
 a1.sinks.k1.kafka.producer.acks = 1
+"
+    )
+}
+
+fn channel_conf(bootstrap: &str, topic: &str, group: &str, body: usize, batch: usize) -> String {
+    format!(
+        "\
+a1.sources = r1
+a1.channels = c1
+a1.sinks = k1
+a1.sources.r1.type = org.apache.flume.source.StressSource
+a1.sources.r1.size = {body}
+a1.sources.r1.batchSize = {batch}
+a1.sources.r1.channels = c1
+a1.sources.r1.interceptors = i1 i2
+a1.sources.r1.interceptors.i1.type = static
+a1.sources.r1.interceptors.i1.key = datacenter
+a1.sources.r1.interceptors.i1.value = eu-west-1
+a1.sources.r1.interceptors.i2.type = static
+a1.sources.r1.interceptors.i2.key = app
+a1.sources.r1.interceptors.i2.value = checkout
+a1.channels.c1.type = org.apache.flume.channel.kafka.KafkaChannel
+a1.channels.c1.kafka.bootstrap.servers = {bootstrap}
+a1.channels.c1.kafka.topic = {topic}
+a1.channels.c1.kafka.consumer.group.id = {group}
+a1.sinks.k1.type = null
+a1.sinks.k1.batchSize = {batch}
+a1.sinks.k1.channel = c1
 "
     )
 }
@@ -356,6 +391,45 @@ fn bench(args: &Args) -> Result<()> {
         }
     }
 
+    // Channel: generator -> Kafka channel -> null, each on its own topic.
+    let mut chan = (None, None);
+    let channel_whos: &[Side] = if scenario(Scenario::Channel) {
+        &whos
+    } else {
+        &[]
+    };
+    for &who in channel_whos {
+        let topic = format!("bench-channel-{}", name(who));
+        broker.create_topic(&topic, 4)?;
+        let mut conf = channel_conf(
+            &broker.bootstrap,
+            &topic,
+            &format!("bench-channel-{}", name(who)),
+            body,
+            batch,
+        );
+        for (k, v) in &args.producer {
+            conf.push_str(&format!("a1.channels.c1.kafka.producer.{k} = {v}\n"));
+        }
+        for (k, v) in &args.consumer {
+            conf.push_str(&format!("a1.channels.c1.kafka.consumer.{k} = {v}\n"));
+        }
+        let mut agent = Agent::start(who, "channel", dir.path(), &conf)?;
+        let sample = measure(name(who), &[agent.pid()], &args.window, body, &|| {
+            agent.taken()
+        })?;
+        agent.alive()?;
+        eprintln!(
+            "{}: {:.0} events/s through {topic}.",
+            name(who),
+            sample.events_per_s
+        );
+        match who {
+            Side::Sluice => chan.0 = Some(sample),
+            Side::Flume => chan.1 = Some(sample),
+        }
+    }
+
     let mut ceiling = Vec::new();
     if scenario(Scenario::Ceiling) && args.only.runs(Side::Sluice) {
         for tls in [false, true] {
@@ -420,6 +494,15 @@ fn bench(args: &Args) -> Result<()> {
         ),
         sink.0,
         sink.1,
+    );
+    table(
+        &format!(
+            "StressSource + 2 headers -> KafkaChannel (acks=all) -> null (warm-up {} s, window {} s)",
+            args.window.warmup.as_secs(),
+            args.window.window.as_secs()
+        ),
+        chan.0,
+        chan.1,
     );
     ceiling_table(&ceiling, body);
     Ok(())

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::crypto;
 use super::format::{self, FRAME_HEADER_LEN, Kind, PutRecord};
 use super::{FileChannel, FileChannelMetrics, Inflight, Inner, Ptr};
 use crate::channels::{Channel, ChannelError, Reservation, TakeTicket};
@@ -16,6 +17,32 @@ use crate::event::Event;
 use crate::metrics::{ChannelCounters, MetricSet};
 
 impl Inner {
+    /// One frame's event, decrypted first when it is encrypted. A frame whose key is not
+    /// configured fails the take (nothing is dropped); a malformed one is damaged (`None`).
+    fn decode(&self, data: Bytes) -> Result<Option<Event>, ChannelError> {
+        if !crypto::is_encrypted(&data) {
+            return Ok(format::decode_event(data));
+        }
+        let io = |message: String| ChannelError::Io {
+            channel: self.name.clone(),
+            message,
+        };
+        let Some(enc) = &self.config.encryption else {
+            return Err(io(
+                "the log holds encrypted events but no encryption.* keys are configured; \
+                 configure the keys they were written with"
+                    .into(),
+            ));
+        };
+        match enc.decrypt(&data) {
+            Ok(plain) => Ok(format::decode_event(Bytes::from(plain))),
+            Err(e @ crypto::DecryptError::UnknownKey(_)) => Err(io(format!(
+                "an event is {e}; keep old keys listed until their events are taken"
+            ))),
+            Err(crypto::DecryptError::Malformed) => Ok(None),
+        }
+    }
+
     /// Reads and verifies the events of `ptrs`, coalescing adjacent frames into one read.
     /// Returns the events and the pointers whose frames are damaged.
     fn read_events(
@@ -50,12 +77,13 @@ impl Inner {
                 let rel = (u64::from(p.off) - start) as usize;
                 let data_ok =
                     format::frame_data(&buf[rel..]).is_some_and(|d| d.len() == p.len as usize);
-                let event = data_ok
-                    .then(|| {
+                let event = match data_ok {
+                    true => {
                         let from = rel + FRAME_HEADER_LEN;
-                        format::decode_event(buf.slice(from..from + p.len as usize))
-                    })
-                    .flatten();
+                        self.decode(buf.slice(from..from + p.len as usize))?
+                    }
+                    false => None,
+                };
                 match event {
                     Some(e) => out.push(e),
                     None => {
@@ -115,7 +143,11 @@ impl Channel for FileChannel {
             if used + events <= inner.config.capacity {
                 st.held += events;
                 inner.publish_size(&st);
-                return Ok(Reservation { events, bytes });
+                return Ok(Reservation {
+                    events,
+                    bytes,
+                    part: 0,
+                });
             }
             if inner.not_full.wait_until(&mut st, deadline).timed_out() {
                 return Err(ChannelError::Full {
@@ -133,7 +165,13 @@ impl Channel for FileChannel {
             self.release(reservation);
             return Ok(());
         }
-        let PutRecord { mut buf, frames } = PutRecord::encode(&events);
+        let PutRecord { mut buf, frames } =
+            PutRecord::encode(&events, inner.config.encryption.as_ref()).map_err(|e| {
+                ChannelError::Io {
+                    channel: inner.name.clone(),
+                    message: format!("cannot encrypt the events: {e}"),
+                }
+            })?;
         let n = events.len();
         let held = reservation.events;
         let result = inner.append(

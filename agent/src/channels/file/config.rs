@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::crypto::Encryption;
 use crate::config::{ConfigError, MAX_BATCH, MAX_MILLIS, MAX_SECONDS, Props};
 
 /// Flume's default and upper bound for `maxFileSize` (`Integer.MAX_VALUE - 500 MB`).
@@ -39,6 +40,8 @@ pub(crate) struct FileChannelConfig {
     pub(crate) fsync_interval: Duration,
     /// `checkpointOnClose` (default true).
     pub(crate) checkpoint_on_close: bool,
+    /// `encryption.*`: the keys events are encrypted with at rest.
+    pub(crate) encryption: Option<Encryption>,
 }
 
 /// `checkpointInterval` and `fsyncInterval`.
@@ -74,6 +77,7 @@ impl FileChannelConfig {
             fsync_per_transaction: p.bool("fsyncPerTransaction", true)?,
             fsync_interval: intervals.fsync,
             checkpoint_on_close: p.bool("checkpointOnClose", true)?,
+            encryption: Encryption::from_props(p)?,
         })
     }
 }
@@ -153,17 +157,11 @@ fn intervals(p: &Props) -> Result<Intervals, ConfigError> {
     Ok(Intervals { checkpoint, fsync })
 }
 
-/// Flume keys sluice accepts without effect, and encryption, which it refuses.
+/// Flume keys sluice accepts without effect.
 fn check_unsupported(p: &Props) -> Result<(), ConfigError> {
     // Accepted for compatibility; sluice's replay is always the fast one.
     p.bool("use-fast-replay", false)?;
     p.bool("use-log-replay-v1", false)?;
     p.bool("compressBackupCheckpoint", false)?;
-    if let Some((k, _)) = p.children("encryption.").first() {
-        return Err(p.error(
-            &format!("encryption.{k}"),
-            "file channel encryption is not supported by sluice",
-        ));
-    }
     Ok(())
 }

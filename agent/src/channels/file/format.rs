@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 
+use super::crypto::Encryption;
 use crate::event::{Event, Headers};
 
 /// First bytes of every segment file.
@@ -115,7 +116,11 @@ pub(crate) struct PutRecord {
 }
 
 impl PutRecord {
-    pub(crate) fn encode(events: &[Event]) -> Self {
+    /// Encodes `events`, each frame's data encrypted when `encryption` is set.
+    pub(crate) fn encode(
+        events: &[Event],
+        encryption: Option<&Encryption>,
+    ) -> Result<Self, openssl::error::ErrorStack> {
         let size: usize = events
             .iter()
             .map(|e| {
@@ -125,25 +130,38 @@ impl PutRecord {
         let mut buf = Vec::with_capacity(RECORD_HEADER_LEN + size);
         buf.resize(RECORD_HEADER_LEN, 0);
         let mut frames = Vec::with_capacity(events.len());
+        let mut plain = Vec::new();
         for e in events {
             let start = buf.len();
             buf.extend_from_slice(&[0u8; FRAME_HEADER_LEN]);
-            buf.extend_from_slice(&(e.headers.len() as u32).to_le_bytes());
-            for (k, v) in e.headers.iter() {
-                buf.extend_from_slice(&(k.len() as u32).to_le_bytes());
-                buf.extend_from_slice(k.as_bytes());
-                buf.extend_from_slice(&(v.len() as u32).to_le_bytes());
-                buf.extend_from_slice(v.as_bytes());
+            match encryption {
+                None => frame_plain(e, &mut buf),
+                Some(enc) => {
+                    plain.clear();
+                    frame_plain(e, &mut plain);
+                    enc.encrypt(&plain, &mut buf)?;
+                }
             }
-            buf.extend_from_slice(&e.body);
             let data_len = buf.len() - start - FRAME_HEADER_LEN;
             let crc = crc32c::crc32c(&buf[start + FRAME_HEADER_LEN..]);
             buf[start..start + 4].copy_from_slice(&(data_len as u32).to_le_bytes());
             buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
             frames.push((start as u32, data_len as u32));
         }
-        Self { buf, frames }
+        Ok(Self { buf, frames })
     }
+}
+
+/// A frame's plain data: header count, headers, body.
+fn frame_plain(e: &Event, buf: &mut Vec<u8>) {
+    buf.extend_from_slice(&(e.headers.len() as u32).to_le_bytes());
+    for (k, v) in e.headers.iter() {
+        buf.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        buf.extend_from_slice(k.as_bytes());
+        buf.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        buf.extend_from_slice(v.as_bytes());
+    }
+    buf.extend_from_slice(&e.body);
 }
 
 /// Writes the header of an encoded put record once its first sequence number is known.
@@ -233,11 +251,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn put_record_round_trip() {
+    fn put_record_round_trip() -> Result<(), openssl::error::ErrorStack> {
         let mut h: Headers = Headers::new();
         h.insert("host", "a");
         let events = vec![Event::with_headers(h, "hello"), Event::new("")];
-        let mut r = PutRecord::encode(&events);
+        let mut r = PutRecord::encode(&events, None)?;
         seal_put(&mut r.buf, 2, 7);
         let hdr = RecordHeader::decode(&r.buf);
         assert_eq!(
@@ -256,6 +274,7 @@ mod tests {
         assert!(frame_data(&bad[RECORD_HEADER_LEN..]).is_none());
         bad[3] ^= 1;
         assert!(RecordHeader::decode(&bad).is_none());
+        Ok(())
     }
 
     #[test]

@@ -75,6 +75,7 @@
 mod channel;
 mod checkpoint;
 mod config;
+mod crypto;
 mod format;
 mod log;
 mod open;

@@ -37,6 +37,7 @@ fn config(d: &Dirs) -> FileChannelConfig {
         fsync_per_transaction: true,
         fsync_interval: Duration::from_secs(5),
         checkpoint_on_close: true,
+        encryption: None,
     }
 }
 
@@ -613,6 +614,7 @@ fn config_keys_and_defaults() {
             transaction_capacity: 10_000,
             fsync_per_transaction: true,
             checkpoint_on_close: true,
+            encryption: None,
             ..
         })
     ));

@@ -379,18 +379,27 @@ impl KafkaChannel {
         Some(event)
     }
 
-    fn partition_for(&self, e: &Event) -> Result<Option<i32>, ChannelError> {
+    /// `partitionIdHeader`'s value, else `defaultPartitionId`. A value that is not a partition
+    /// number is logged and ignored (as sluice's Kafka sink does): refusing the put would make
+    /// the source retry the same batch for ever.
+    fn partition_for(&self, e: &Event) -> Option<i32> {
         if let Some(h) = &self.config.partition_header
             && let Some(v) = e.headers.get(h)
         {
-            return v.trim().parse::<i32>().map(Some).map_err(|_| {
-                self.io(format!(
-                    "header `{h}` (partitionIdHeader) is `{v}`, not a partition number; the \
-                     put is refused"
-                ))
-            });
+            match v.trim().parse::<i32>() {
+                Ok(p) => return Some(p),
+                Err(_) => {
+                    if self.shared.log_now() {
+                        tracing::warn!(
+                            channel = %self.shared.name, header = %h, value = %v,
+                            "Kafka channel: partitionIdHeader value is not a partition number; \
+                             ignored."
+                        );
+                    }
+                }
+            }
         }
-        Ok(self.config.default_partition)
+        self.config.default_partition
     }
 
     /// Sends `events` and waits for every acknowledgement.
@@ -402,13 +411,7 @@ impl KafkaChannel {
         let mut send_error: Option<ChannelError> = None;
         let mut value = Vec::new();
         'events: for e in events {
-            let partition = match self.partition_for(e) {
-                Ok(p) => p,
-                Err(err) => {
-                    send_error = Some(err);
-                    break;
-                }
-            };
+            let partition = self.partition_for(e);
             let payload: &[u8] = if self.config.parse_as_flume_event {
                 value.clear();
                 write_event(&mut value, e);
@@ -568,7 +571,11 @@ impl Channel for KafkaChannel {
                 channel: self.shared.name.clone(),
             });
         }
-        Ok(Reservation { events, bytes })
+        Ok(Reservation {
+            events,
+            bytes,
+            part: 0,
+        })
     }
 
     fn commit_put(

@@ -23,8 +23,9 @@
 //! Records: with `parseAsFlumeEvent` (default true) the value is Flume's Avro
 //! `AvroFlumeEvent` (headers and body, byte-compatible with Flume's channel); otherwise the
 //! value is the body and headers are not kept. The record key is the `key` header, and a
-//! record's key becomes the `key` header. The partition is `partitionIdHeader`'s value, else
-//! `defaultPartitionId`, else librdkafka's partitioner. A record that is not a Flume event
+//! record's key becomes the `key` header. The partition is `partitionIdHeader`'s value (one that
+//! is not a number is logged and ignored), else `defaultPartitionId`, else librdkafka's
+//! partitioner. A record that is not a Flume event
 //! while `parseAsFlumeEvent` is on is skipped with an error log and
 //! `KafkaRecordDecodeFailCount` (Flume's channel fails every take on it, which stalls the
 //! channel).
