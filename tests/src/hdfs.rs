@@ -383,6 +383,21 @@ impl MiniDfs {
         Ok(files)
     }
 
+    /// Writes `bytes` to a new file `path` (e.g. a schema for `flume.avro.schema.url`).
+    pub fn write(&self, path: &str, bytes: &[u8]) -> Result<()> {
+        self.runtime
+            .block_on(async {
+                let mut w = self
+                    .client
+                    .create(path, hdfs_native::WriteOptions::default())
+                    .await?;
+                w.write_bytes(bytes::Bytes::copy_from_slice(bytes)).await?;
+                w.close().await?;
+                Ok::<_, anyhow::Error>(())
+            })
+            .with_context(|| format!("cannot write {path} to HDFS"))
+    }
+
     /// A file's content (up to its visible length, which covers `hsync`ed data).
     pub fn read(&self, path: &str) -> Result<Vec<u8>> {
         self.runtime

@@ -552,6 +552,16 @@ fn compressed_files_read_back_by_hadoop_and_avro_java() -> Result<()> {
 /// (snappy) that Apache Avro's Java reader reads back datum for datum.
 #[test]
 fn avro_event_serializer_files_read_back_by_avro_java() -> Result<()> {
+    avro_event_serializer(false)
+}
+
+/// The same with the schema in a file on HDFS, named by the `flume.avro.schema.url` header.
+#[test]
+fn avro_event_serializer_schema_from_hdfs_url() -> Result<()> {
+    avro_event_serializer(true)
+}
+
+fn avro_event_serializer(from_url: bool) -> Result<()> {
     let dfs = MiniDfs::shared()?;
     let _serial = dfs.lock();
     let tmp = tempfile::tempdir()?;
@@ -560,6 +570,17 @@ fn avro_event_serializer_files_read_back_by_avro_java() -> Result<()> {
     let bodies: Vec<String> = (0..150).map(|i| format!("click-{i:04}")).collect();
     std::fs::write(logs.join("clicks.log"), bodies.join("\n") + "\n")?;
     let schema = r#"{"type":"record","name":"Click","namespace":"com.example","fields":[{"name":"id","type":{"type":"fixed","name":"Id","size":10}}]}"#;
+    let out = if from_url {
+        "/avro-body-url"
+    } else {
+        "/avro-body"
+    };
+    let (header, value) = if from_url {
+        dfs.write("/schemas/click.avsc", schema.as_bytes())?;
+        ("flume.avro.schema.url", dfs.uri("/schemas/click.avsc"))
+    } else {
+        ("flume.avro.schema.literal", schema.to_string())
+    };
     let conf = format!(
         "a1.sources = r1\na1.channels = c1\na1.sinks = k1\n\
          a1.sources.r1.type = TAILDIR\n\
@@ -570,8 +591,8 @@ fn avro_event_serializer_files_read_back_by_avro_java() -> Result<()> {
          a1.sources.r1.batchSize = 20\n\
          a1.sources.r1.interceptors = s\n\
          a1.sources.r1.interceptors.s.type = static\n\
-         a1.sources.r1.interceptors.s.key = flume.avro.schema.literal\n\
-         a1.sources.r1.interceptors.s.value = {schema}\n\
+         a1.sources.r1.interceptors.s.key = {header}\n\
+         a1.sources.r1.interceptors.s.value = {value}\n\
          {}{}",
         logs.display(),
         tmp.path().join("pos.json").display(),
@@ -580,7 +601,7 @@ fn avro_event_serializer_files_read_back_by_avro_java() -> Result<()> {
             "k1",
             "c1",
             dfs,
-            "/avro-body",
+            out,
             &[
                 ("hdfs.rollCount", "100"),
                 ("hdfs.rollSize", "0"),
@@ -598,7 +619,7 @@ fn avro_event_serializer_files_read_back_by_avro_java() -> Result<()> {
     let agent = Sluice::start(tmp.path(), "avro-body", &conf, &[])?;
     wait_drained(&agent, "k1", 150)?;
     stop(agent)?;
-    let files = dfs.list("/avro-body")?;
+    let files = dfs.list(out)?;
     ensure!(files.len() == 2, "{files:?}");
     let mut read = Vec::new();
     for (p, _) in &files {

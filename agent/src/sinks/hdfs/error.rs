@@ -60,6 +60,8 @@ pub(super) enum WriteError {
     NotAbsolute { dir: String },
     #[error("cannot find a free file name for prefix `{prefix}` in {dir}")]
     NoFreeName { prefix: String, dir: String },
+    #[error("cannot read the Avro schema at {url} (flume.avro.schema.url): {message}")]
+    SchemaUrl { url: String, message: String },
     #[error("internal: the open file vanished")]
     OpenFileVanished,
 }

@@ -152,7 +152,8 @@ impl SequenceWriter {
 
 /// The header `AvroEventSerializer` takes the schema from.
 pub(crate) const SCHEMA_LITERAL_HEADER: &str = "flume.avro.schema.literal";
-/// The header Flume can also take it from (a URL); sluice does not fetch it.
+/// The header it is taken from otherwise: a URL (`hdfs://`, `http(s)://`, `file:`) the sink
+/// fetches once per URL.
 pub(crate) const SCHEMA_URL_HEADER: &str = "flume.avro.schema.url";
 
 /// Flume's `AvroEventSerializer`: an Avro object container file whose schema is the first
@@ -184,15 +185,9 @@ impl AvroBodyWriter {
                 self.schema = Some(literal.to_string());
             }
             (None, None) => {
-                let why = if e.headers.contains_key(SCHEMA_URL_HEADER) {
-                    format!(
-                        "sluice does not fetch {SCHEMA_URL_HEADER}; set {SCHEMA_LITERAL_HEADER}"
-                    )
-                } else {
-                    format!("the event has no {SCHEMA_LITERAL_HEADER} header")
-                };
                 return Err(FormatError::Avro(format!(
-                    "AvroEventSerializer needs the schema of the file's first event: {why}"
+                    "AvroEventSerializer needs the schema of the file's first event: the event \
+                     has neither a {SCHEMA_LITERAL_HEADER} nor a {SCHEMA_URL_HEADER} header"
                 )));
             }
             (Some(file), Some(literal)) if file != literal && !self.warned => {
@@ -314,6 +309,25 @@ impl FileEncoder {
             }),
         };
         Ok(Self { body, codec })
+    }
+
+    /// Whether this is an `AvroEventSerializer` file that has no schema yet.
+    pub(crate) fn needs_schema(&self) -> bool {
+        matches!(&self.body, Body::Datums(w) if w.schema.is_none())
+    }
+
+    /// Sets the schema of an `AvroEventSerializer` file from a fetched schema (before its
+    /// first event); `what` names where it came from in errors.
+    pub(crate) fn set_schema(&mut self, literal: &str, what: &str) -> Result<(), FormatError> {
+        if let Body::Datums(w) = &mut self.body
+            && w.schema.is_none()
+        {
+            Schema::parse_str(literal)
+                .map_err(|err| FormatError::Avro(format!("the schema at {what}: {err}")))?;
+            w.header(literal);
+            w.schema = Some(literal.to_string());
+        }
+        Ok(())
     }
 
     pub(crate) fn append(&mut self, e: &Event) -> Result<(), FormatError> {

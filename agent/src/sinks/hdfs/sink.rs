@@ -60,6 +60,8 @@ pub(crate) struct HdfsSink {
     pub(super) use_clock: u64,
     pub(super) path_cache: TimeCache,
     pub(super) prefix_cache: TimeCache,
+    /// `AvroEventSerializer` schemas fetched from `flume.avro.schema.url`, by URL.
+    pub(super) schemas: HashMap<String, String>,
 }
 
 impl HdfsSink {
@@ -77,6 +79,7 @@ impl HdfsSink {
             use_clock: 0,
             path_cache: TimeCache::default(),
             prefix_cache: TimeCache::default(),
+            schemas: HashMap::new(),
         }
     }
 

@@ -8,7 +8,7 @@ use crate::event::Event;
 use crate::metrics::now_millis;
 
 use super::error::WriteError;
-use super::format::FileEncoder;
+use super::format::{FileEncoder, SCHEMA_LITERAL_HEADER, SCHEMA_URL_HEADER};
 use super::path::{RenderError, TimeContext};
 use super::sink::{HdfsSink, OpenFile};
 
@@ -39,7 +39,58 @@ pub(super) fn join(dir: &str, name: &str) -> String {
     }
 }
 
+/// The largest schema read from a URL.
+const MAX_SCHEMA_BYTES: usize = 1 << 20;
+
 impl HdfsSink {
+    /// The schema text at `url` (`hdfs://…`, `http(s)://…`, `file:…` or a local path), fetched
+    /// once per URL as Flume's `AvroEventSerializer` does.
+    pub(super) fn schema_at(&mut self, url: &str) -> Result<String, WriteError> {
+        if let Some(s) = self.schemas.get(url) {
+            return Ok(s.clone());
+        }
+        let err = |message: String| WriteError::SchemaUrl {
+            url: url.to_string(),
+            message,
+        };
+        let text = if url.starts_with("hdfs://") || url.starts_with("viewfs://") {
+            let (fs, path) = split_fs(url);
+            let client = self.client(&fs, false)?;
+            let reader = self.call(&format!("open {url}"), client.read(&path))?;
+            let len = reader.file_length();
+            if len > MAX_SCHEMA_BYTES {
+                return Err(err(format!("{len} bytes; a schema is at most 1 MiB")));
+            }
+            let bytes = self.call(&format!("read {url}"), reader.read_range(0, len))?;
+            String::from_utf8(bytes.to_vec()).map_err(|_| err("not UTF-8".into()))?
+        } else if url.starts_with("http://") || url.starts_with("https://") {
+            let agent = ureq::Agent::config_builder()
+                .timeout_global(Some(self.config.call_timeout))
+                .build()
+                .new_agent();
+            let mut resp = agent.get(url).call().map_err(|e| err(e.to_string()))?;
+            resp.body_mut()
+                .with_config()
+                .limit(MAX_SCHEMA_BYTES as u64)
+                .read_to_string()
+                .map_err(|e| err(e.to_string()))?
+        } else {
+            let path = url
+                .strip_prefix("file://")
+                .or_else(|| url.strip_prefix("file:"))
+                .unwrap_or(url);
+            let len = std::fs::metadata(path)
+                .map_err(|e| err(e.to_string()))?
+                .len();
+            if len > MAX_SCHEMA_BYTES as u64 {
+                return Err(err(format!("{len} bytes; a schema is at most 1 MiB")));
+            }
+            std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?
+        };
+        self.schemas.insert(url.to_string(), text.clone());
+        Ok(text)
+    }
+
     /// `(escaped directory, escaped prefix)` of an event.
     pub(super) fn bucket(
         &mut self,
@@ -183,9 +234,22 @@ impl HdfsSink {
             }
             self.use_clock += 1;
             let clock = self.use_clock;
+            let needs_schema = self
+                .open
+                .get(&key)
+                .is_some_and(|f| f.encoder.needs_schema());
+            let schema = match e.headers.get(SCHEMA_URL_HEADER) {
+                Some(url) if needs_schema && !e.headers.contains_key(SCHEMA_LITERAL_HEADER) => {
+                    Some((url.to_string(), self.schema_at(url)?))
+                }
+                _ => None,
+            };
             let Some(f) = self.open.get_mut(&key) else {
                 return Err(WriteError::OpenFileVanished);
             };
+            if let Some((url, literal)) = schema {
+                f.encoder.set_schema(&literal, &url)?;
+            }
             f.encoder.append(e)?;
             f.events += 1;
             f.bytes += e.body.len() as u64;
