@@ -354,3 +354,44 @@ fn interop_with_flume_kafka_channel() -> Result<()> {
     expect_all(&lines, n, "sluice")?;
     Ok(())
 }
+
+/// The channel over the broker's SASL_SSL listener with Flume's keys: the producer with
+/// SCRAM-SHA-256, the consumer with SCRAM-SHA-512, both through `sasl.jaas.config` and a
+/// PKCS12 trust store (Flume's channel has one `kafka.bootstrap.servers` for both clients).
+#[test]
+fn over_sasl_ssl() -> Result<()> {
+    let _serial = kafka::serial();
+    let b = broker()?;
+    let dir = tempfile::tempdir()?;
+    let topic = "kc-tls";
+    b.create_topic(topic, 2)?;
+    let n = 300;
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out)?;
+    let pw = sluice_integration::tls::STORE_PASSWORD;
+    let client = |kind: &str, mechanism: &str| {
+        format!(
+            "\
+a1.channels.c1.kafka.{kind}.security.protocol = SASL_SSL
+a1.channels.c1.kafka.{kind}.sasl.mechanism = {mechanism}
+a1.channels.c1.kafka.{kind}.sasl.jaas.config = org.apache.kafka.common.security.scram.ScramLoginModule required username=\"{user}\" password=\"{password}\";
+a1.channels.c1.kafka.{kind}.ssl.truststore.location = {trust}
+a1.channels.c1.kafka.{kind}.ssl.truststore.password = {pw}
+",
+            trust = b.stores.truststore_p12.display(),
+            user = kafka::SASL_USER,
+            password = kafka::SASL_PASSWORD,
+        )
+    };
+    let keys = client("producer", "SCRAM-SHA-256") + &client("consumer", "SCRAM-SHA-512");
+    let conf = format!(
+        "{}{}{}",
+        seq_source(n, "tls"),
+        kafka_channel(&b.sasl_bootstrap, topic, "g-tls", &keys),
+        file_roll(&out)
+    );
+    let s = Sluice::start(dir.path(), "tls", &conf, &[])?;
+    let lines = wait_distinct(&out, n, Duration::from_secs(90), || s.log_text())?;
+    expect_all(&lines, n, "tls")?;
+    Ok(())
+}

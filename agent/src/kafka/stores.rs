@@ -62,7 +62,7 @@ pub enum StoreError {
     #[error("{} is not a valid JKS store: {what}", path.display())]
     JksFormat { path: PathBuf, what: &'static str },
     #[error(
-        "{}: the password is wrong (the JKS store's integrity check failed)",
+        "{}: the password is wrong (the store's integrity check failed)",
         path.display()
     )]
     JksPassword { path: PathBuf },
@@ -286,6 +286,38 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// Starts reading a JKS or JCEKS file: past its magic, version and entry count.
+    fn store(path: &'a Path, bytes: &'a [u8]) -> Result<(Self, u32, u32), StoreError> {
+        let mut r = Reader {
+            path,
+            bytes,
+            pos: 0,
+        };
+        let _magic = r.u32()?;
+        let version = r.u32()?;
+        if version != 1 && version != 2 {
+            return Err(r.bad("unknown version"));
+        }
+        let count = r.u32()?;
+        Ok((r, version, count))
+    }
+
+    /// Checks the SHA-1 integrity digest that follows the entries (JKS and JCEKS alike):
+    /// `SHA1(password as UTF-16BE ‖ "Mighty Aphrodite" ‖ everything before it)`.
+    fn check_digest(&mut self, password: &str) -> Result<(), StoreError> {
+        let signed = self.pos;
+        let digest = self.take(20)?;
+        let mut data = utf16_be(password);
+        data.extend_from_slice(JKS_WHITENER);
+        data.extend_from_slice(&self.bytes[..signed]);
+        if openssl::sha::sha1(&data) != digest {
+            return Err(StoreError::JksPassword {
+                path: self.path.into(),
+            });
+        }
+        Ok(())
+    }
+
     fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
         let end = self
             .pos
@@ -340,17 +372,7 @@ impl<'a> Reader<'a> {
 
 impl Jks {
     fn parse(path: &Path, bytes: &[u8], password: Option<&str>) -> Result<Self, StoreError> {
-        let mut r = Reader {
-            path,
-            bytes,
-            pos: 0,
-        };
-        let _magic = r.u32()?;
-        let version = r.u32()?;
-        if version != 1 && version != 2 {
-            return Err(r.bad("unknown version"));
-        }
-        let count = r.u32()?;
+        let (mut r, version, count) = Reader::store(path, bytes)?;
         let mut jks = Jks {
             trusted: Vec::new(),
             keys: Vec::new(),
@@ -377,15 +399,8 @@ impl Jks {
                 _ => return Err(r.bad("unknown entry type")),
             }
         }
-        let signed = r.pos;
-        let digest = r.take(20)?;
         if let Some(pw) = password {
-            let mut data = utf16_be(pw);
-            data.extend_from_slice(JKS_WHITENER);
-            data.extend_from_slice(&bytes[..signed]);
-            if openssl::sha::sha1(&data) != digest {
-                return Err(StoreError::JksPassword { path: path.into() });
-            }
+            r.check_digest(pw)?;
         }
         Ok(jks)
     }
@@ -436,17 +451,7 @@ pub fn jceks_secret_keys(
     if !matches!(format(&bytes), Format::Jceks) {
         return Err(StoreError::NotJceks { path: path.into() });
     }
-    let mut r = Reader {
-        path,
-        bytes: &bytes,
-        pos: 0,
-    };
-    let _magic = r.u32()?;
-    let version = r.u32()?;
-    if version != 1 && version != 2 {
-        return Err(r.bad("unknown version"));
-    }
-    let count = r.u32()?;
+    let (mut r, version, count) = Reader::store(path, &bytes)?;
     let mut sealed: Vec<(String, serial::Object)> = Vec::new();
     for _ in 0..count {
         let tag = r.u32()?;
@@ -472,14 +477,7 @@ pub fn jceks_secret_keys(
             _ => return Err(r.bad("unknown entry type")),
         }
     }
-    let signed = r.pos;
-    let digest = r.take(20)?;
-    let mut data = utf16_be(store_password);
-    data.extend_from_slice(JKS_WHITENER);
-    data.extend_from_slice(&bytes[..signed]);
-    if openssl::sha::sha1(&data) != digest {
-        return Err(StoreError::JksPassword { path: path.into() });
-    }
+    r.check_digest(store_password)?;
     let mut out = Vec::new();
     for alias in aliases {
         // keytool lower-cases JCEKS aliases.

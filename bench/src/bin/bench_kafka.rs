@@ -273,6 +273,31 @@ impl Agent {
     }
 }
 
+/// Starts one side on `conf` and measures the events taken from its channel over the window.
+#[allow(clippy::too_many_arguments)]
+fn run_window(
+    who: Side,
+    scenario: &str,
+    dir: &Path,
+    conf: &str,
+    args: &Args,
+    body: usize,
+    how: &str,
+    topic: &str,
+) -> Result<Sample> {
+    let mut agent = Agent::start(who, scenario, dir, conf)?;
+    let sample = measure(name(who), &[agent.pid()], &args.window, body, &|| {
+        agent.taken()
+    })?;
+    agent.alive()?;
+    eprintln!(
+        "{}: {:.0} events/s {how} {topic}.",
+        name(who),
+        sample.events_per_s
+    );
+    Ok(sample)
+}
+
 fn table(title: &str, s: Option<Sample>, f: Option<Sample>) {
     if s.is_none() && f.is_none() {
         return;
@@ -375,16 +400,7 @@ fn bench(args: &Args) -> Result<()> {
         for (k, v) in &args.sink {
             conf.push_str(&format!("a1.sinks.k1.{k} = {v}\n"));
         }
-        let mut agent = Agent::start(who, "sink", dir.path(), &conf)?;
-        let sample = measure(name(who), &[agent.pid()], &args.window, body, &|| {
-            agent.taken()
-        })?;
-        agent.alive()?;
-        eprintln!(
-            "{}: {:.0} events/s into {topic}.",
-            name(who),
-            sample.events_per_s
-        );
+        let sample = run_window(who, "sink", dir.path(), &conf, args, body, "into", &topic)?;
         match who {
             Side::Sluice => sink.0 = Some(sample),
             Side::Flume => sink.1 = Some(sample),
@@ -414,16 +430,16 @@ fn bench(args: &Args) -> Result<()> {
         for (k, v) in &args.consumer {
             conf.push_str(&format!("a1.channels.c1.kafka.consumer.{k} = {v}\n"));
         }
-        let mut agent = Agent::start(who, "channel", dir.path(), &conf)?;
-        let sample = measure(name(who), &[agent.pid()], &args.window, body, &|| {
-            agent.taken()
-        })?;
-        agent.alive()?;
-        eprintln!(
-            "{}: {:.0} events/s through {topic}.",
-            name(who),
-            sample.events_per_s
-        );
+        let sample = run_window(
+            who,
+            "channel",
+            dir.path(),
+            &conf,
+            args,
+            body,
+            "through",
+            &topic,
+        )?;
         match who {
             Side::Sluice => chan.0 = Some(sample),
             Side::Flume => chan.1 = Some(sample),

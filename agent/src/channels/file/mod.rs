@@ -10,7 +10,9 @@
 //! body length, count, a 64-bit field, a body CRC (take records) and a CRC32C of the header.
 //! - A *put* record holds one committed put transaction: `count` event frames with sequence
 //!   numbers `first..first+count`. A frame is `len u32 | crc32c(data) u32 | data`, where data is
-//!   `n u32 | (klen u32, key, vlen u32, value)*n | body`.
+//!   `n u32 | (klen u32, key, vlen u32, value)*n | body`, or with `encryption.*`
+//!   `FF FF FF FF | alias len u8 | alias | IV (16) | AES-CTR(that data)` (see `crypto`); the
+//!   CRC covers the stored bytes, and plain and encrypted frames may share a log.
 //! - A *take* record holds one committed take transaction: `count` ranges `(first seq u64, n u32)`.
 //!
 //! The **checkpoint** holds a log position and the live events (sequence number, segment,
