@@ -13,6 +13,7 @@ mod hdfs;
 mod kafka;
 mod kafka_channel;
 mod kafka_tls;
+mod netcat_exec;
 mod spillable;
 mod substitution;
 mod taildir;

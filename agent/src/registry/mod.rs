@@ -32,7 +32,9 @@ use crate::sinks::kafka::KafkaSinkConfig;
 use crate::sinks::logger::LoggerConfig;
 use crate::sinks::null::NullConfig;
 use crate::sources::avro::AvroSourceConfig;
+use crate::sources::exec::ExecConfig;
 use crate::sources::kafka::KafkaSourceConfig;
+use crate::sources::netcat::{NetcatConfig, NetcatUdpConfig};
 use crate::sources::seq::SeqConfig;
 use crate::sources::stress::StressConfig;
 use crate::sources::taildir::TaildirConfig;
@@ -78,6 +80,21 @@ pub const SOURCES: &[Entry<SourceParse>] = &[
         kind: "stress",
         names: &["stress", "org.apache.flume.source.StressSource"],
         parse: |p| Ok(Arc::new(StressConfig::from_props(p)?)),
+    },
+    Entry {
+        kind: "netcat",
+        names: &["netcat", "org.apache.flume.source.NetcatSource"],
+        parse: |p| Ok(Arc::new(NetcatConfig::from_props(p)?)),
+    },
+    Entry {
+        kind: "netcatudp",
+        names: &["netcatudp", "org.apache.flume.source.NetcatUdpSource"],
+        parse: |p| Ok(Arc::new(NetcatUdpConfig::from_props(p)?)),
+    },
+    Entry {
+        kind: "exec",
+        names: &["exec", "org.apache.flume.source.ExecSource"],
+        parse: |p| Ok(Arc::new(ExecConfig::from_props(p)?)),
     },
     Entry {
         kind: "TAILDIR",

@@ -4,7 +4,9 @@
 //! [`crate::pipeline::EventDrivenSource`] (runs its own threads).
 
 pub(crate) mod avro;
+pub(crate) mod exec;
 pub(crate) mod kafka;
+pub(crate) mod netcat;
 pub(crate) mod seq;
 pub(crate) mod stress;
 pub(crate) mod taildir;
