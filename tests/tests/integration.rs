@@ -16,6 +16,7 @@ mod kafka_tls;
 mod netcat_exec;
 mod spillable;
 mod substitution;
+mod syslog;
 mod taildir;
 mod tenants;
 mod wasm;

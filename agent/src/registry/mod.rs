@@ -37,6 +37,7 @@ use crate::sources::kafka::KafkaSourceConfig;
 use crate::sources::netcat::{NetcatConfig, NetcatUdpConfig};
 use crate::sources::seq::SeqConfig;
 use crate::sources::stress::StressConfig;
+use crate::sources::syslog::{SyslogTcpConfig, SyslogUdpConfig};
 use crate::sources::taildir::TaildirConfig;
 use crate::wasm::{WasmConfig, WasmInterceptorSpec, WasmRouterSpec, WasmSinkSelectorSpec};
 
@@ -90,6 +91,24 @@ pub const SOURCES: &[Entry<SourceParse>] = &[
         kind: "netcatudp",
         names: &["netcatudp", "org.apache.flume.source.NetcatUdpSource"],
         parse: |p| Ok(Arc::new(NetcatUdpConfig::from_props(p)?)),
+    },
+    Entry {
+        kind: "syslogtcp",
+        names: &["syslogtcp", "org.apache.flume.source.SyslogTcpSource"],
+        parse: |p| Ok(Arc::new(SyslogTcpConfig::single(p)?)),
+    },
+    Entry {
+        kind: "multiport_syslogtcp",
+        names: &[
+            "multiport_syslogtcp",
+            "org.apache.flume.source.MultiportSyslogTCPSource",
+        ],
+        parse: |p| Ok(Arc::new(SyslogTcpConfig::multiport(p)?)),
+    },
+    Entry {
+        kind: "syslogudp",
+        names: &["syslogudp", "org.apache.flume.source.SyslogUDPSource"],
+        parse: |p| Ok(Arc::new(SyslogUdpConfig::from_props(p)?)),
     },
     Entry {
         kind: "exec",

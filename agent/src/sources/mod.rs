@@ -9,4 +9,5 @@ pub(crate) mod kafka;
 pub(crate) mod netcat;
 pub(crate) mod seq;
 pub(crate) mod stress;
+pub(crate) mod syslog;
 pub(crate) mod taildir;
