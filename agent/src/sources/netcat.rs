@@ -429,6 +429,37 @@ fn udp_loop(
     processor: &ChannelProcessor,
     stop: &AtomicBool,
 ) {
+    receive_datagrams(
+        name,
+        "Netcat UDP source",
+        socket,
+        processor,
+        stop,
+        |data, peer| {
+            let body = data
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(data, |i| &data[..i]);
+            let mut headers = Headers::new();
+            if let Some(h) = header {
+                headers.insert(h, format!("/{peer}"));
+            }
+            Event::with_headers(headers, Bytes::copy_from_slice(body))
+        },
+    );
+}
+
+/// Receives datagrams until `stop`, making one event of each with `to_event` and putting it
+/// alone into the channel; one the channel refuses is dropped and logged at most every 10 s
+/// (UDP cannot push back). Shared by the netcat and syslog UDP sources.
+pub(crate) fn receive_datagrams(
+    name: &str,
+    what: &str,
+    socket: &UdpSocket,
+    processor: &ChannelProcessor,
+    stop: &AtomicBool,
+    mut to_event: impl FnMut(&[u8], SocketAddr) -> Event,
+) {
     let mut buf = vec![0u8; 65536];
     let mut last_log: Option<Instant> = None;
     while !stop.load(Ordering::SeqCst) {
@@ -443,27 +474,18 @@ fn udp_loop(
                 continue;
             }
             Err(e) => {
-                tracing::warn!(source = %name, error = %e, "Netcat UDP source: receive failed.");
+                tracing::warn!(source = %name, error = %e, "{what}: receive failed.");
                 std::thread::sleep(POLL);
                 continue;
             }
         };
-        let data = &buf[..n];
-        let body = data
-            .iter()
-            .position(|b| *b == b'\n')
-            .map_or(data, |i| &data[..i]);
-        let mut headers = Headers::new();
-        if let Some(h) = header {
-            headers.insert(h, format!("/{peer}"));
-        }
-        let event = Event::with_headers(headers, Bytes::copy_from_slice(body));
+        let event = to_event(&buf[..n], peer);
         if let Err(e) = processor.process_batch(vec![event])
             && last_log.is_none_or(|t| t.elapsed() >= LOG_INTERVAL)
         {
             last_log = Some(Instant::now());
             tracing::warn!(source = %name, error = %e,
-                "Netcat UDP source: the channel refused a datagram; dropped (UDP cannot push back).");
+                "{what}: the channel refused a datagram; dropped (UDP cannot push back).");
         }
     }
 }

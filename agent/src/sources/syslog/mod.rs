@@ -30,6 +30,7 @@ use crate::pipeline::{
     SourceSpec,
 };
 
+use super::netcat::receive_datagrams;
 use frame::Framer;
 use parse::KeepFields;
 
@@ -486,35 +487,12 @@ fn udp_loop(
     processor: &ChannelProcessor,
     stop: &AtomicBool,
 ) {
-    let mut buf = vec![0u8; 65536];
-    let mut last_log: Option<Instant> = None;
-    while !stop.load(Ordering::SeqCst) {
-        let (n, peer) = match socket.recv_from(&mut buf) {
-            Ok(r) => r,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue;
-            }
-            Err(e) => {
-                tracing::warn!(source = %name, error = %e, "Syslog UDP source: receive failed.");
-                std::thread::sleep(POLL);
-                continue;
-            }
-        };
-        let msg = frame::datagram(&buf[..n], config.common.event_size);
-        let batch = events(&config.common, vec![msg], Charset::Utf8, &peer, None);
-        if let Err(e) = processor.process_batch(batch)
-            && last_log.is_none_or(|t| t.elapsed() >= LOG_INTERVAL)
-        {
-            last_log = Some(Instant::now());
-            tracing::warn!(source = %name, error = %e,
-                "Syslog UDP source: the channel refused a message; dropped (UDP cannot push back).");
-        }
-    }
+    let what = "Syslog UDP source";
+    receive_datagrams(name, what, socket, processor, stop, |data, peer| {
+        let msg = frame::datagram(data, config.common.event_size);
+        let mut batch = events(&config.common, vec![msg], Charset::Utf8, &peer, None);
+        batch.pop().unwrap_or_else(|| Event::new(Vec::new()))
+    });
 }
 
 #[cfg(test)]
