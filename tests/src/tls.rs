@@ -15,6 +15,34 @@ pub fn self_signed_pem(dir: &Path) -> Result<(PathBuf, PathBuf)> {
     Ok((cert, key))
 }
 
+/// A test CA and a certificate it signed for `localhost`/`127.0.0.1`: (ca.pem, cert.pem,
+/// key.pem), for clients that verify the server against a CA (GnuTLS, curl).
+pub fn ca_signed_pem(dir: &Path) -> Result<(PathBuf, PathBuf, PathBuf)> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "sluice test CA");
+    let ca_key = KeyPair::generate()?;
+    let ca_cert = ca_params.self_signed(&ca_key)?;
+    let mut leaf_params = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])?;
+    leaf_params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let leaf_key = KeyPair::generate()?;
+    let leaf = leaf_params.signed_by(&leaf_key, &ca_cert, &ca_key)?;
+    let (ca, cert, key) = (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server-key.pem"),
+    );
+    std::fs::write(&ca, ca_cert.pem())?;
+    std::fs::write(&cert, leaf.pem())?;
+    std::fs::write(&key, leaf_key.serialize_pem())?;
+    Ok((ca, cert, key))
+}
+
 /// A PKCS12 keystore (password `changeit`) with a self-signed key for 127.0.0.1, and its
 /// certificate as PEM: (keystore.p12, cert.pem).
 pub fn keytool_keystore(dir: &Path) -> Result<(PathBuf, PathBuf)> {

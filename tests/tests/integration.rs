@@ -10,6 +10,8 @@ mod file_channel;
 mod flume_fixture;
 mod hardening;
 mod hdfs;
+mod http_sink;
+mod http_source;
 mod kafka;
 mod kafka_channel;
 mod kafka_tls;

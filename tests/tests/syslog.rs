@@ -240,33 +240,29 @@ impl Drop for Rsyslogd {
     }
 }
 
-#[test]
-fn rsyslog_forwards_to_sluice() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let out = dir.path().join("out");
-    std::fs::create_dir_all(&out)?;
-    let sluice_port = free_port()?;
-    let conf = format!(
-        "a1.sources = r1\na1.sources.r1.type = syslogtcp\na1.sources.r1.host = 127.0.0.1\n\
-         a1.sources.r1.port = {sluice_port}\na1.sources.r1.channels = c1\n{}",
-        file_roll(&out)
-    );
-    let s = Sluice::start(dir.path(), "rsyslog", &conf, &[])?;
-    wait_for("the source to listen", Duration::from_secs(30), || {
-        s.log_text().contains("source listening").then_some(())
-    })?;
+/// Starts rsyslogd on its own config: UDP in on a free port, forwarded to sluice's syslogtcp
+/// port with `forward` (extra `omfwd` parameters) after `global` (extra `global()`
+/// parameters); sends a probe until it arrives in `out`. Returns rsyslogd and its UDP port.
+fn rsyslog_relay(
+    dir: &Path,
+    s: &Sluice,
+    out: &Path,
+    sluice_port: u16,
+    global: &str,
+    forward: &str,
+) -> Result<(Rsyslogd, u16)> {
     let rs_port = free_port()?;
-    let work = dir.path().join("rsyslog");
+    let work = dir.join("rsyslog");
     std::fs::create_dir_all(&work)?;
     let rs_conf = work.join("rsyslog.conf");
     std::fs::write(
         &rs_conf,
         format!(
-            "global(workDirectory=\"{w}\")\n\
+            "global(workDirectory=\"{w}\" {global})\n\
              module(load=\"imudp\")\n\
              input(type=\"imudp\" address=\"127.0.0.1\" port=\"{rs_port}\")\n\
              action(type=\"omfwd\" target=\"127.0.0.1\" port=\"{sluice_port}\" protocol=\"tcp\" \
-             TCP_Framing=\"octet-counted\")\n",
+             TCP_Framing=\"octet-counted\" {forward})\n",
             w = work.display()
         ),
     )?;
@@ -310,12 +306,17 @@ fn rsyslog_forwards_to_sluice() -> Result<()> {
         )
         .ok()?;
         std::thread::sleep(Duration::from_millis(200));
-        read_lines(&out)
+        read_lines(out)
             .iter()
             .any(|l| l.contains("probe"))
             .then_some(())
     })
     .with_context(|| s.log_text())?;
+    Ok((rs, rs_port))
+}
+
+/// Sends 20 messages through rsyslog and checks they arrive parsed.
+fn relay_twenty(s: &Sluice, out: &Path, rs_port: u16) -> Result<()> {
     for i in 0..20 {
         logger(
             &[
@@ -334,7 +335,7 @@ fn rsyslog_forwards_to_sluice() -> Result<()> {
         )?;
     }
     let lines = wait_for("20 relayed messages", Duration::from_secs(30), || {
-        let got: Vec<(BTreeMap<String, String>, String)> = read_lines(&out)
+        let got: Vec<(BTreeMap<String, String>, String)> = read_lines(out)
             .iter()
             .map(|l| parse(l))
             .filter(|(_, b)| b.contains("relayed "))
@@ -353,6 +354,81 @@ fn rsyslog_forwards_to_sluice() -> Result<()> {
             "{h:?}"
         );
     }
+    Ok(())
+}
+
+#[test]
+fn rsyslog_forwards_to_sluice() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out)?;
+    let sluice_port = free_port()?;
+    let conf = format!(
+        "a1.sources = r1\na1.sources.r1.type = syslogtcp\na1.sources.r1.host = 127.0.0.1\n\
+         a1.sources.r1.port = {sluice_port}\na1.sources.r1.channels = c1\n{}",
+        file_roll(&out)
+    );
+    let s = Sluice::start(dir.path(), "rsyslog", &conf, &[])?;
+    wait_for("the source to listen", Duration::from_secs(30), || {
+        s.log_text().contains("source listening").then_some(())
+    })?;
+    let (rs, rs_port) = rsyslog_relay(dir.path(), &s, &out, sluice_port, "", "")?;
+    relay_twenty(&s, &out, rs_port)?;
     drop(rs);
+    Ok(())
+}
+
+/// rsyslog's GnuTLS driver (rsyslog-gnutls, installed by scripts/test) forwarding to a
+/// syslogtcp source with `ssl = true`, verifying sluice's certificate against a test CA.
+#[test]
+fn rsyslog_forwards_over_tls() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out)?;
+    let (ca, cert, key) = sluice_integration::tls::ca_signed_pem(dir.path())?;
+    let sluice_port = free_port()?;
+    let conf = format!(
+        "a1.sources = r1\na1.sources.r1.type = syslogtcp\na1.sources.r1.host = 127.0.0.1\n\
+         a1.sources.r1.port = {sluice_port}\na1.sources.r1.channels = c1\n\
+         a1.sources.r1.ssl = true\na1.sources.r1.ssl.certificate = {}\n\
+         a1.sources.r1.ssl.key = {}\n{}",
+        cert.display(),
+        key.display(),
+        file_roll(&out)
+    );
+    let s = Sluice::start(dir.path(), "rsyslog-tls", &conf, &[])?;
+    wait_for("the source to listen", Duration::from_secs(30), || {
+        s.log_text().contains("source listening").then_some(())
+    })?;
+    let (rs, rs_port) = rsyslog_relay(
+        dir.path(),
+        &s,
+        &out,
+        sluice_port,
+        &format!("DefaultNetstreamDriverCAFile=\"{}\"", ca.display()),
+        "StreamDriver=\"gtls\" StreamDriverMode=\"1\" StreamDriverAuthMode=\"x509/name\" \
+         StreamDriverPermittedPeers=\"localhost\"",
+    )?;
+    relay_twenty(&s, &out, rs_port)?;
+    drop(rs);
+    // A client speaking plain TCP to the TLS port is closed; nothing of it arrives.
+    let before = read_lines(&out).len();
+    logger(
+        &[
+            "--tcp",
+            "-n",
+            "127.0.0.1",
+            "-P",
+            &sluice_port.to_string(),
+            "--rfc3164",
+            "-t",
+            "plain",
+        ],
+        "plain text to a tls port",
+    )
+    .ok();
+    std::thread::sleep(Duration::from_millis(500));
+    ensure!(read_lines(&out).len() == before);
+    ensure!(!read_lines(&out).iter().any(|l| l.contains("plain text")));
     Ok(())
 }

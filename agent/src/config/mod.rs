@@ -288,6 +288,38 @@ impl Props {
         }
     }
 
+    /// The PEM certificate and key of a TLS server (`ssl.certificate`, `ssl.key`) once `ssl`
+    /// is on; Flume's Java keystore keys are read, and when given the error explains how to
+    /// convert the keystore to PEM.
+    pub fn server_pem(&self) -> Result<(std::path::PathBuf, std::path::PathBuf), ConfigError> {
+        let hint = if self.get("keystore").is_some() {
+            "; sluice reads PEM, not Java keystores: `keytool -importkeystore -srckeystore \
+             keystore.jks -destkeystore ks.p12 -deststoretype PKCS12`, then `openssl pkcs12 \
+             -in ks.p12 -nokeys -out cert.pem` and `openssl pkcs12 -in ks.p12 -nocerts -nodes \
+             -out key.pem`"
+        } else {
+            ""
+        };
+        let need = |key: &str| {
+            self.get(key)
+                .filter(|v| !v.is_empty())
+                .map(std::path::PathBuf::from)
+                .ok_or_else(|| {
+                    self.error(key, format!("ssl = true needs {key} (a PEM file){hint}"))
+                })
+        };
+        let files = (need("ssl.certificate")?, need("ssl.key")?);
+        for k in [
+            "keystore",
+            "keystore-password",
+            "keystorePassword",
+            "keystore-type",
+        ] {
+            self.claim(k);
+        }
+        Ok(files)
+    }
+
     /// A number (or other `FromStr` value); `what` describes the accepted values.
     pub fn parse<T: FromStr + fmt::Display>(
         &self,

@@ -305,6 +305,29 @@ fn describe(e: &ureq::Error) -> String {
     }
 }
 
+/// The system's root certificates for verifying HTTPS servers (shared with the http sink).
+pub(crate) fn native_roots() -> Result<ureq::tls::RootCerts, String> {
+    let found = rustls_native_certs::load_native_certs();
+    if found.certs.is_empty() {
+        let why = found
+            .errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(format!(
+            "no root certificates to verify the server with ({why}); install the system's CA \
+             certificates or name a PEM file with SSL_CERT_FILE"
+        ));
+    }
+    let roots: Vec<ureq::tls::Certificate<'static>> = found
+        .certs
+        .iter()
+        .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+        .collect();
+    Ok(ureq::tls::RootCerts::Specific(Arc::new(roots)))
+}
+
 /// One client for every URI: redirects followed (without the credentials, ureq's default),
 /// statuses returned rather than raised, TLS with ring and the system's roots.
 fn http_agent(sources: &[ConfigSource], options: &HttpOptions) -> Result<ureq::Agent, ConfigError> {
@@ -315,28 +338,11 @@ fn http_agent(sources: &[ConfigSource], options: &HttpOptions) -> Result<ureq::A
         |s| matches!(s, ConfigSource::Http(u) if u.to_ascii_lowercase().starts_with("https:")),
     );
     if let Some(s) = https {
-        let found = rustls_native_certs::load_native_certs();
-        if found.certs.is_empty() {
-            let why = found
-                .errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ");
-            return Err(ConfigError::Fetch {
-                uri: s.name(),
-                message: format!(
-                    "no root certificates to verify the server with ({why}); install the \
-                     system's CA certificates or name a PEM file with SSL_CERT_FILE"
-                ),
-            });
-        }
-        let roots: Vec<ureq::tls::Certificate<'static>> = found
-            .certs
-            .iter()
-            .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
-            .collect();
-        tls = tls.root_certs(ureq::tls::RootCerts::Specific(Arc::new(roots)));
+        let roots = native_roots().map_err(|message| ConfigError::Fetch {
+            uri: s.name(),
+            message,
+        })?;
+        tls = tls.root_certs(roots);
     }
     let config = ureq::Agent::config_builder()
         .http_status_as_error(false)

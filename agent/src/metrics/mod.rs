@@ -173,6 +173,14 @@ counter_set!(
     }
 );
 
+counter_set!(
+    /// The http sink's own counters.
+    HttpSinkCounters {
+        dropped => "HttpEventDropCount",
+        empty => "HttpEmptyEventCount",
+    }
+);
+
 /// Two metric sets shown as one component (a Flume counter extended by a component's own).
 pub struct Combined(pub Arc<dyn MetricSet>, pub Arc<dyn MetricSet>);
 

@@ -28,11 +28,13 @@ use crate::selectors::{LoadBalancingConfig, MultiplexingConfig, ReplicatingConfi
 use crate::sinks::avro::AvroSinkConfig;
 use crate::sinks::file_roll::FileRollConfig;
 use crate::sinks::hdfs::config::HdfsConfig;
+use crate::sinks::http::HttpSinkConfig;
 use crate::sinks::kafka::KafkaSinkConfig;
 use crate::sinks::logger::LoggerConfig;
 use crate::sinks::null::NullConfig;
 use crate::sources::avro::AvroSourceConfig;
 use crate::sources::exec::ExecConfig;
+use crate::sources::http::HttpSourceConfig;
 use crate::sources::kafka::KafkaSourceConfig;
 use crate::sources::netcat::{NetcatConfig, NetcatUdpConfig};
 use crate::sources::seq::SeqConfig;
@@ -116,6 +118,11 @@ pub const SOURCES: &[Entry<SourceParse>] = &[
         parse: |p| Ok(Arc::new(ExecConfig::from_props(p)?)),
     },
     Entry {
+        kind: "http",
+        names: &["http", "org.apache.flume.source.http.HTTPSource"],
+        parse: |p| Ok(Arc::new(HttpSourceConfig::from_props(p)?)),
+    },
+    Entry {
         kind: "TAILDIR",
         names: &["TAILDIR", "org.apache.flume.source.taildir.TaildirSource"],
         parse: |p| Ok(Arc::new(TaildirConfig::from_props(p)?)),
@@ -178,6 +185,11 @@ pub const SINKS: &[Entry<SinkParse>] = &[
         kind: "hdfs",
         names: &["hdfs", "org.apache.flume.sink.hdfs.HDFSEventSink"],
         parse: |p| Ok(Arc::new(HdfsConfig::from_props(p)?)),
+    },
+    Entry {
+        kind: "http",
+        names: &["http", "org.apache.flume.sink.http.HttpSink"],
+        parse: |p| Ok(Arc::new(HttpSinkConfig::from_props(p)?)),
     },
 ];
 

@@ -6,6 +6,7 @@
 pub(crate) mod avro;
 pub(crate) mod file_roll;
 pub(crate) mod hdfs;
+pub(crate) mod http;
 pub(crate) mod kafka;
 pub(crate) mod logger;
 pub(crate) mod null;

@@ -5,6 +5,7 @@
 
 pub(crate) mod avro;
 pub(crate) mod exec;
+pub(crate) mod http;
 pub(crate) mod kafka;
 pub(crate) mod netcat;
 pub(crate) mod seq;

@@ -92,31 +92,8 @@ impl AvroSourceConfig {
             &[(&["none"], false), (&["deflate"], true)],
         )?;
         let tls = if p.bool("ssl", false)? {
-            let keystore_hint = if p.get("keystore").is_some() {
-                "; sluice reads PEM, not Java keystores: `keytool -importkeystore -srckeystore \
-                 keystore.jks -destkeystore ks.p12 -deststoretype PKCS12`, then `openssl pkcs12 \
-                 -in ks.p12 -nokeys -out cert.pem` and `openssl pkcs12 -in ks.p12 -nocerts -nodes \
-                 -out key.pem`"
-            } else {
-                ""
-            };
-            let need = |key: &str| {
-                p.get(key)
-                    .filter(|v| !v.is_empty())
-                    .map(std::path::PathBuf::from)
-                    .ok_or_else(|| {
-                        p.error(
-                            key,
-                            format!("ssl = true needs {key} (a PEM file){keystore_hint}"),
-                        )
-                    })
-            };
-            let tls = TlsFiles {
-                certificate: need("ssl.certificate")?,
-                key: need("ssl.key")?,
-            };
-            p.claim("keystore");
-            Some(tls)
+            let (certificate, key) = p.server_pem()?;
+            Some(TlsFiles { certificate, key })
         } else {
             None
         };

@@ -15,6 +15,7 @@ mod parse;
 
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
@@ -94,13 +95,6 @@ impl Common {
                  clientIPHeader",
             ));
         }
-        if p.get("ssl").is_some() && p.bool("ssl", false)? {
-            return Err(p.error(
-                "ssl",
-                "TLS for the syslog sources is not built yet in sluice; terminate TLS in front \
-                 of it (e.g. stunnel) or use the Avro source's TLS",
-            ));
-        }
         Ok(Self {
             event_size: p.int("eventSize", 2500, 10..=64 << 20)?,
             keep: KeepFields::parse(&p.string("keepFields", "false")),
@@ -123,6 +117,8 @@ pub(crate) struct SyslogTcpConfig {
     pub(crate) max_connections: usize,
     /// `idle-timeout` (sluice, ms, default 0 = none).
     pub(crate) idle_timeout: Option<Duration>,
+    /// `ssl` with `ssl.certificate` and `ssl.key` (PEM).
+    pub(crate) tls: Option<(PathBuf, PathBuf)>,
 }
 
 fn port(p: &Props, key: &str, v: &str) -> Result<u16, ConfigError> {
@@ -141,6 +137,20 @@ impl SyslogTcpConfig {
             common: Common::from_props(p)?,
             max_connections: p.int("max-connections", 1000, 1..=100_000)?,
             idle_timeout: (!idle.is_zero()).then_some(idle),
+            tls: if p.bool("ssl", false)? {
+                // rustls offers TLS 1.2 and 1.3 with its own cipher suites.
+                for k in [
+                    "exclude-protocols",
+                    "include-protocols",
+                    "exclude-cipher-suites",
+                    "include-cipher-suites",
+                ] {
+                    p.claim(k);
+                }
+                Some(p.server_pem()?)
+            } else {
+                None
+            },
         })
     }
 
@@ -194,6 +204,12 @@ pub(crate) struct SyslogUdpConfig {
 
 impl SyslogUdpConfig {
     pub(crate) fn from_props(p: &Props) -> Result<Self, ConfigError> {
+        if p.get("ssl").is_some() && p.bool("ssl", false)? {
+            return Err(p.error(
+                "ssl",
+                "syslogudp has no TLS (as in Flume); use syslogtcp with ssl = true",
+            ));
+        }
         let v = p.required("port")?;
         Ok(Self {
             host: p.string("host", "0.0.0.0"),
@@ -216,6 +232,8 @@ impl SourceSpec for SyslogUdpConfig {
 
 #[derive(Debug, thiserror::Error)]
 enum StartError {
+    #[error("ssl: {0}")]
+    Tls(#[source] crate::avro::tls::TlsFileError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: String, source: io::Error },
     #[error("cannot start a thread: {0}")]
@@ -253,10 +271,18 @@ struct Shared {
     stop: Arc<AtomicBool>,
     active: AtomicUsize,
     conns: Mutex<Vec<JoinHandle<()>>>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl EventDrivenSource for SyslogTcpSource {
     fn start(&mut self, processor: Arc<ChannelProcessor>) -> Result<(), SourceError> {
+        let tls = match &self.config.tls {
+            Some((cert, key)) => Some(
+                crate::avro::tls::server_config(cert, key)
+                    .map_err(|e| failed(&self.name, StartError::Tls(e)))?,
+            ),
+            None => None,
+        };
         let mut listeners = Vec::new();
         for (port, charset) in &self.config.ports {
             let addr = format!("{}:{port}", self.config.host);
@@ -275,6 +301,7 @@ impl EventDrivenSource for SyslogTcpSource {
             stop: self.stop.clone(),
             active: AtomicUsize::new(0),
             conns: Mutex::new(Vec::new()),
+            tls,
         });
         let s = shared.clone();
         let h = std::thread::Builder::new()
@@ -393,9 +420,22 @@ fn deliver(s: &Shared, batch: Vec<Event>) -> bool {
     }
 }
 
-fn serve(s: &Shared, mut stream: TcpStream, peer: SocketAddr, port: u16, charset: Charset) {
+fn serve(s: &Shared, stream: TcpStream, peer: SocketAddr, port: u16, charset: Charset) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(POLL));
+    // With TLS the handshake happens on the first reads; a client that never completes it is
+    // closed like an idle one (idle-timeout) and counts against max-connections meanwhile.
+    let mut stream: Box<dyn Read> = match &s.tls {
+        None => Box::new(stream),
+        Some(config) => match rustls::ServerConnection::new(config.clone()) {
+            Ok(conn) => Box::new(rustls::StreamOwned::new(conn, stream)),
+            Err(e) => {
+                tracing::warn!(source = %s.name, %peer, error = %e,
+                    "Syslog source: cannot start TLS; connection closed.");
+                return;
+            }
+        },
+    };
     let mut framer = Framer::new(s.config.common.event_size);
     let mut buf = vec![0u8; 64 << 10];
     let mut messages = Vec::new();
@@ -421,7 +461,13 @@ fn serve(s: &Shared, mut stream: TcpStream, peer: SocketAddr, port: u16, charset
                 false
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => false,
-            Err(_) => true,
+            Err(e) => {
+                if s.tls.is_some() {
+                    tracing::info!(source = %s.name, %peer, error = %e,
+                        "Syslog source: TLS connection failed; closed.");
+                }
+                true
+            }
         };
         if eof {
             messages.extend(framer.finish());
