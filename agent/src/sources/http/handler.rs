@@ -116,7 +116,7 @@ fn decode(charset: Charset, bytes: &[u8]) -> Result<String, HandlerError> {
                 [0xFE, 0xFF, rest @ ..] => (false, rest),
                 _ => (false, bytes),
             };
-            if b.len() % 2 != 0 {
+            if !b.len().is_multiple_of(2) {
                 return Err(bad("UTF-16"));
             }
             let units = b.chunks_exact(2).map(|c| {
@@ -131,7 +131,7 @@ fn decode(charset: Charset, bytes: &[u8]) -> Result<String, HandlerError> {
                 .map_err(|_| bad("UTF-16"))
         }
         Charset::Utf32 => {
-            if bytes.len() % 4 != 0 {
+            if !bytes.len().is_multiple_of(4) {
                 return Err(bad("UTF-32"));
             }
             bytes
