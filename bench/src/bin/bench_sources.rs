@@ -16,6 +16,7 @@
 //!   --only SIDE       run only `sluice` or `flume`
 //!   --settle S        seconds to wait for a quiet machine before a side (default 120)
 //!   --force           measure even when the machine is not quiet
+//!   --keep-dir        keep the agents' logs, the clients' stderr and the inputs
 //! ```
 //!
 //! Pipeline on both sides: the source on 127.0.0.1 → memory channel (capacity 100000,
@@ -97,6 +98,9 @@ struct Args {
     /// Measure even when the machine is not quiet (the output says so)
     #[arg(long)]
     force: bool,
+    /// Keep the work directory (agent logs, client stderr, inputs) and print its path
+    #[arg(long)]
+    keep_dir: bool,
     #[command(flatten)]
     only: Only,
 }
@@ -1096,7 +1100,11 @@ fn bench(a: &Args) -> Result<()> {
         "  cores:  {}",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    let dir = tempfile::tempdir()?;
+    let mut dir = tempfile::tempdir()?;
+    if a.keep_dir {
+        dir.disable_cleanup(true);
+        println!("  work directory (kept): {}", dir.path().display());
+    }
     let inputs = generate(dir.path(), &runs, a)?;
     let mut results: Vec<(Run, SideResult, SideResult)> = Vec::new();
     for &run in &runs {
