@@ -1192,6 +1192,11 @@ fn print_table(a: &Args, results: &[(Run, SideResult, SideResult)]) {
             }
             _ => "-".into(),
         };
+        let client_cpu = format!(
+            "{} / {}",
+            cell(s, |m| format!("{:.2}", m.client_cpu_cores)),
+            cell(f, |m| format!("{:.2}", m.client_cpu_cores))
+        );
         println!(
             "{:<10} {:<8} {:>7} {:>12} {:>12} {:>9} {:>10} {:>10} {:>11} {:>11} {:>15}",
             run.scenario(),
@@ -1204,11 +1209,7 @@ fn print_table(a: &Args, results: &[(Run, SideResult, SideResult)]) {
             cell(f, |m| format!("{:.1}", m.rss_mib)),
             cell(s, |m| format!("{:.2}", m.cpu_cores)),
             cell(f, |m| format!("{:.2}", m.cpu_cores)),
-            format!(
-                "{} / {}",
-                cell(s, |m| format!("{:.2}", m.client_cpu_cores)),
-                cell(f, |m| format!("{:.2}", m.client_cpu_cores))
-            ),
+            client_cpu,
         );
     }
     println!("  (CPU in cores over the window; client CPU is approximate, see the bench's docs)");
