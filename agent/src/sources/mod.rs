@@ -8,6 +8,7 @@ pub(crate) mod exec;
 pub(crate) mod kafka;
 pub(crate) mod netcat;
 pub(crate) mod seq;
+pub(crate) mod spooldir;
 pub(crate) mod stress;
 pub(crate) mod syslog;
 pub(crate) mod taildir;
