@@ -252,7 +252,7 @@ fn sigkill_mid_file_resumes_from_the_committed_position() -> Result<()> {
     const BATCH: usize = 100;
     let s = Setup::new()?;
     let batch = BATCH.to_string();
-    let src = [("batchSize", batch.as_str())];
+    let src = [("batchSize", batch.as_str()), ("maxBackoff", "200")];
     let mut p = s.pipe("crash", &src)?;
     // A durable, small channel: the source keeps waiting for room, so kills land mid-file.
     p.channel = format!(
@@ -331,10 +331,10 @@ fn sigkill_mid_file_resumes_from_the_committed_position() -> Result<()> {
 #[test]
 fn a_file_appended_after_pickup_stops_the_source_naming_it() -> Result<()> {
     let s = Setup::new()?;
-    let mut p = s.pipe("append", &[("batchSize", "100")])?;
+    let mut p = s.pipe("append", &[("batchSize", "100"), ("maxBackoff", "50")])?;
     // A small channel, so the source is still inside the file when it is appended to.
-    p.channel = "type = memory\ncapacity = 200\ntransactionCapacity = 100\n".into();
-    let lines = tagged("orig", 0..200_000);
+    p.channel = "type = memory\ncapacity = 300\ntransactionCapacity = 100\n".into();
+    let lines = tagged("orig", 0..60_000);
     let path = drop_file(&p.spool, "grow.log", &text(&lines))?;
     let conf = s.conf(&[&p]);
     let mut sluice = s.start("append", &conf)?;
