@@ -17,6 +17,7 @@ mod kafka_channel;
 mod kafka_tls;
 mod netcat_exec;
 mod spillable;
+mod spooldir;
 mod substitution;
 mod syslog;
 mod taildir;

@@ -38,6 +38,7 @@ use crate::sources::http::HttpSourceConfig;
 use crate::sources::kafka::KafkaSourceConfig;
 use crate::sources::netcat::{NetcatConfig, NetcatUdpConfig};
 use crate::sources::seq::SeqConfig;
+use crate::sources::spooldir::SpoolDirConfig;
 use crate::sources::stress::StressConfig;
 use crate::sources::syslog::{SyslogTcpConfig, SyslogUdpConfig};
 use crate::sources::taildir::TaildirConfig;
@@ -126,6 +127,11 @@ pub const SOURCES: &[Entry<SourceParse>] = &[
         kind: "TAILDIR",
         names: &["TAILDIR", "org.apache.flume.source.taildir.TaildirSource"],
         parse: |p| Ok(Arc::new(TaildirConfig::from_props(p)?)),
+    },
+    Entry {
+        kind: "spooldir",
+        names: &["spooldir", "org.apache.flume.source.SpoolDirectorySource"],
+        parse: |p| Ok(Arc::new(SpoolDirConfig::from_props(p)?)),
     },
 ];
 

@@ -34,6 +34,8 @@ fn flume_class_names_and_short_names_resolve_case_insensitively() {
     for (name, kind) in [
         ("org.apache.flume.source.taildir.TaildirSource", "TAILDIR"),
         ("taildir", "TAILDIR"),
+        ("org.apache.flume.source.SpoolDirectorySource", "spooldir"),
+        ("SPOOLDIR", "spooldir"),
         ("org.apache.flume.source.kafka.KafkaSource", "kafka"),
         ("AVRO", "avro"),
     ] {

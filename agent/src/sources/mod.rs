@@ -9,6 +9,7 @@ pub(crate) mod http;
 pub(crate) mod kafka;
 pub(crate) mod netcat;
 pub(crate) mod seq;
+pub(crate) mod spooldir;
 pub(crate) mod stress;
 pub(crate) mod syslog;
 pub(crate) mod taildir;
