@@ -31,6 +31,7 @@ use crate::sinks::hdfs::config::HdfsConfig;
 use crate::sinks::kafka::KafkaSinkConfig;
 use crate::sinks::logger::LoggerConfig;
 use crate::sinks::null::NullConfig;
+use crate::sinks::thrift::ThriftSinkConfig;
 use crate::sources::avro::AvroSourceConfig;
 use crate::sources::exec::ExecConfig;
 use crate::sources::kafka::KafkaSourceConfig;
@@ -39,6 +40,7 @@ use crate::sources::seq::SeqConfig;
 use crate::sources::stress::StressConfig;
 use crate::sources::syslog::{SyslogTcpConfig, SyslogUdpConfig};
 use crate::sources::taildir::TaildirConfig;
+use crate::sources::thrift::ThriftSourceConfig;
 use crate::wasm::{WasmConfig, WasmInterceptorSpec, WasmRouterSpec, WasmSinkSelectorSpec};
 
 #[cfg(test)]
@@ -66,6 +68,11 @@ pub const SOURCES: &[Entry<SourceParse>] = &[
         kind: "avro",
         names: &["avro", "org.apache.flume.source.AvroSource"],
         parse: |p| Ok(Arc::new(AvroSourceConfig::from_props(p)?)),
+    },
+    Entry {
+        kind: "thrift",
+        names: &["thrift", "org.apache.flume.source.ThriftSource"],
+        parse: |p| Ok(Arc::new(ThriftSourceConfig::from_props(p)?)),
     },
     Entry {
         kind: "kafka",
@@ -153,6 +160,11 @@ pub const SINKS: &[Entry<SinkParse>] = &[
         kind: "avro",
         names: &["avro", "org.apache.flume.sink.AvroSink"],
         parse: |p| Ok(Arc::new(AvroSinkConfig::from_props(p)?)),
+    },
+    Entry {
+        kind: "thrift",
+        names: &["thrift", "org.apache.flume.sink.ThriftSink"],
+        parse: |p| Ok(Arc::new(ThriftSinkConfig::from_props(p)?)),
     },
     Entry {
         kind: "kafka",

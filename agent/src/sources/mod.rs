@@ -11,3 +11,4 @@ pub(crate) mod seq;
 pub(crate) mod stress;
 pub(crate) mod syslog;
 pub(crate) mod taildir;
+pub(crate) mod thrift;
