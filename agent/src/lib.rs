@@ -22,6 +22,7 @@ pub(crate) mod selectors;
 pub(crate) mod sinks;
 pub(crate) mod sources;
 pub(crate) mod tenants;
+pub mod thrift;
 pub mod topology;
 pub mod wasm;
 

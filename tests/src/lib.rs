@@ -2,6 +2,7 @@
 //! peers) as child processes on loopback, with their own temporary directories.
 
 pub mod flume;
+pub mod flume_client;
 pub mod flume_taildir;
 pub mod guests;
 pub mod hdfs;

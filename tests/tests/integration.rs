@@ -22,4 +22,5 @@ mod substitution;
 mod syslog;
 mod taildir;
 mod tenants;
+mod thrift;
 mod wasm;

@@ -32,6 +32,7 @@ use crate::sinks::http::HttpSinkConfig;
 use crate::sinks::kafka::KafkaSinkConfig;
 use crate::sinks::logger::LoggerConfig;
 use crate::sinks::null::NullConfig;
+use crate::sinks::thrift::ThriftSinkConfig;
 use crate::sources::avro::AvroSourceConfig;
 use crate::sources::exec::ExecConfig;
 use crate::sources::http::HttpSourceConfig;
@@ -42,6 +43,7 @@ use crate::sources::spooldir::SpoolDirConfig;
 use crate::sources::stress::StressConfig;
 use crate::sources::syslog::{SyslogTcpConfig, SyslogUdpConfig};
 use crate::sources::taildir::TaildirConfig;
+use crate::sources::thrift::ThriftSourceConfig;
 use crate::wasm::{WasmConfig, WasmInterceptorSpec, WasmRouterSpec, WasmSinkSelectorSpec};
 
 #[cfg(test)]
@@ -69,6 +71,11 @@ pub const SOURCES: &[Entry<SourceParse>] = &[
         kind: "avro",
         names: &["avro", "org.apache.flume.source.AvroSource"],
         parse: |p| Ok(Arc::new(AvroSourceConfig::from_props(p)?)),
+    },
+    Entry {
+        kind: "thrift",
+        names: &["thrift", "org.apache.flume.source.ThriftSource"],
+        parse: |p| Ok(Arc::new(ThriftSourceConfig::from_props(p)?)),
     },
     Entry {
         kind: "kafka",
@@ -166,6 +173,11 @@ pub const SINKS: &[Entry<SinkParse>] = &[
         kind: "avro",
         names: &["avro", "org.apache.flume.sink.AvroSink"],
         parse: |p| Ok(Arc::new(AvroSinkConfig::from_props(p)?)),
+    },
+    Entry {
+        kind: "thrift",
+        names: &["thrift", "org.apache.flume.sink.ThriftSink"],
+        parse: |p| Ok(Arc::new(ThriftSinkConfig::from_props(p)?)),
     },
     Entry {
         kind: "kafka",

@@ -38,6 +38,8 @@ fn flume_class_names_and_short_names_resolve_case_insensitively() {
         ("SPOOLDIR", "spooldir"),
         ("org.apache.flume.source.kafka.KafkaSource", "kafka"),
         ("AVRO", "avro"),
+        ("org.apache.flume.source.ThriftSource", "thrift"),
+        ("Thrift", "thrift"),
     ] {
         assert_eq!(find(SOURCES, name).map(|e| e.kind), Some(kind), "{name}");
     }
@@ -92,7 +94,7 @@ fn unknown_type_lists_what_is_accepted() {
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(
-        err.contains("unknown sink type `lumberjack`; accepted: avro, org.apache.flume.sink.kafka.KafkaSink, logger, null, file_roll, hdfs"),
+        err.contains("unknown sink type `lumberjack`; accepted: avro, thrift, org.apache.flume.sink.kafka.KafkaSink, logger, null, file_roll, hdfs"),
         "{err}"
     );
     let missing = resolve(SINKS, &Props::from_pairs(&[]), "sink")

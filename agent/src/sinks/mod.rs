@@ -10,6 +10,7 @@ pub(crate) mod http;
 pub(crate) mod kafka;
 pub(crate) mod logger;
 pub(crate) mod null;
+pub(crate) mod thrift;
 
 use crate::config::{ConfigError, MAX_BATCH, Props};
 

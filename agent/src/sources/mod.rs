@@ -13,3 +13,4 @@ pub(crate) mod spooldir;
 pub(crate) mod stress;
 pub(crate) mod syslog;
 pub(crate) mod taildir;
+pub(crate) mod thrift;
