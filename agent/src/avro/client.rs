@@ -40,6 +40,37 @@ pub struct TlsClient {
     pub trust_all: bool,
 }
 
+impl TlsClient {
+    /// `ssl` with `ssl.ca` (PEM) or `trust-all-certs` of an RPC sink; `None` without `ssl`.
+    /// Given a Java `truststore` instead, the error shows how to export its CA as PEM.
+    pub(crate) fn from_props(
+        p: &crate::config::Props,
+    ) -> Result<Option<Self>, crate::config::ConfigError> {
+        if !p.bool("ssl", false)? {
+            return Ok(None);
+        }
+        let trust_all = p.bool("trust-all-certs", false)?;
+        let ca = p
+            .get("ssl.ca")
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from);
+        if ca.is_none() && !trust_all {
+            let hint = if p.get("truststore").is_some() {
+                "; sluice reads PEM, not Java truststores: export the CA with `keytool \
+                 -exportcert -rfc -keystore truststore.jks -alias <ca> -file ca.pem`"
+            } else {
+                ""
+            };
+            return Err(p.error(
+                "ssl.ca",
+                format!("ssl = true needs ssl.ca (a PEM CA file) or trust-all-certs = true{hint}"),
+            ));
+        }
+        p.claim("truststore");
+        Ok(Some(Self { ca, trust_all }))
+    }
+}
+
 /// A failed call; every variant names the peer.
 #[derive(Debug, thiserror::Error)]
 pub enum RpcError {

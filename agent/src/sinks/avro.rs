@@ -40,31 +40,7 @@ impl AvroSinkConfig {
         if level > 9 {
             return Err(p.error("compression-level", "must be between 0 and 9"));
         }
-        let tls = if p.bool("ssl", false)? {
-            let trust_all = p.bool("trust-all-certs", false)?;
-            let ca = p
-                .get("ssl.ca")
-                .filter(|v| !v.is_empty())
-                .map(std::path::PathBuf::from);
-            if ca.is_none() && !trust_all {
-                let hint = if p.get("truststore").is_some() {
-                    "; sluice reads PEM, not Java truststores: export the CA with `keytool \
-                     -exportcert -rfc -keystore truststore.jks -alias <ca> -file ca.pem`"
-                } else {
-                    ""
-                };
-                return Err(p.error(
-                    "ssl.ca",
-                    format!(
-                        "ssl = true needs ssl.ca (a PEM CA file) or trust-all-certs = true{hint}"
-                    ),
-                ));
-            }
-            p.claim("truststore");
-            Some(TlsClient { ca, trust_all })
-        } else {
-            None
-        };
+        let tls = TlsClient::from_props(p)?;
         let port = p.required("port")?;
         let port: u16 = port.parse().map_err(|_| {
             p.error(

@@ -45,31 +45,7 @@ impl ThriftSinkConfig {
                 (&["binary"], Protocol::Binary),
             ],
         )?;
-        let tls = if p.bool("ssl", false)? {
-            let trust_all = p.bool("trust-all-certs", false)?;
-            let ca = p
-                .get("ssl.ca")
-                .filter(|v| !v.is_empty())
-                .map(std::path::PathBuf::from);
-            if ca.is_none() && !trust_all {
-                let hint = if p.get("truststore").is_some() {
-                    "; sluice reads PEM, not Java truststores: export the CA with `keytool \
-                     -exportcert -rfc -keystore truststore.jks -alias <ca> -file ca.pem`"
-                } else {
-                    ""
-                };
-                return Err(p.error(
-                    "ssl.ca",
-                    format!(
-                        "ssl = true needs ssl.ca (a PEM CA file) or trust-all-certs = true{hint}"
-                    ),
-                ));
-            }
-            p.claim("truststore");
-            Some(TlsClient { ca, trust_all })
-        } else {
-            None
-        };
+        let tls = TlsClient::from_props(p)?;
         let host = p.required("hostname")?;
         if p.get("port").is_none_or(str::is_empty) {
             return Err(p.error("port", "is required"));
