@@ -1,4 +1,6 @@
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Paths;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
@@ -20,24 +22,28 @@ import org.apache.flume.event.EventBuilder;
  * {@code appendBatch}; every event has the headers origin (non-ASCII), n and an empty one, and
  * the body "sdk n". Prints "ok N" when every call succeeded (exit 0), or "failed: ..." with the
  * client's exception and its causes (exit 3).
+ *
+ * <p>Load mode, for bench_sources: {@code FlumeThriftClient host port protocol load seconds
+ * file...} runs one thread per file, each with its own client, sending the file's lines (one
+ * event each, with the headers host, client and seq) in {@code appendBatch} calls of 100 events,
+ * over and over, until {@code seconds} have passed or the process is killed. Prints "ok N" with
+ * the events sent (exit 0), or "failed: ..." (exit 3) when a call failed.
  */
 public class FlumeThriftClient {
+  static final int LOAD_BATCH = 100;
+
   public static void main(String[] args) throws Exception {
+    if (args.length > 3 && args[3].equals("load")) {
+      load(args);
+      return;
+    }
     String host = args[0];
     int port = Integer.parseInt(args[1]);
     String protocol = args[2];
     boolean batch = args[3].equals("batch");
     int first = Integer.parseInt(args[4]);
     int count = Integer.parseInt(args[5]);
-    Properties p = new Properties();
-    p.setProperty("client.type", "thrift");
-    p.setProperty("hosts", "h1");
-    p.setProperty("hosts.h1", host + ":" + port);
-    p.setProperty("protocol", protocol);
-    p.setProperty("batch-size", String.valueOf(Math.max(count, 1)));
-    p.setProperty("request-timeout", "20000");
-    p.setProperty("connect-timeout", "20000");
-    RpcClient client = RpcClientFactory.getInstance(p);
+    RpcClient client = client(host, port, protocol, Math.max(count, 1));
     int exit = 0;
     try {
       if (batch) {
@@ -64,6 +70,80 @@ public class FlumeThriftClient {
     }
     System.out.flush();
     System.exit(exit);
+  }
+
+  private static RpcClient client(String host, int port, String protocol, int batch) {
+    Properties p = new Properties();
+    p.setProperty("client.type", "thrift");
+    p.setProperty("hosts", "h1");
+    p.setProperty("hosts.h1", host + ":" + port);
+    p.setProperty("protocol", protocol);
+    p.setProperty("batch-size", String.valueOf(batch));
+    p.setProperty("request-timeout", "20000");
+    p.setProperty("connect-timeout", "20000");
+    return RpcClientFactory.getInstance(p);
+  }
+
+  private static void load(String[] args) throws Exception {
+    String host = args[0];
+    int port = Integer.parseInt(args[1]);
+    String protocol = args[2];
+    long deadline = System.nanoTime() + Long.parseLong(args[4]) * 1_000_000_000L;
+    int clients = args.length - 5;
+    long[] sent = new long[clients];
+    String[] failure = new String[clients];
+    Thread[] threads = new Thread[clients];
+    for (int c = 0; c < clients; c++) {
+      final int me = c;
+      final List<byte[]> lines = new ArrayList<>();
+      for (String l : Files.readAllLines(Paths.get(args[5 + c]), StandardCharsets.UTF_8)) {
+        lines.add(l.getBytes(StandardCharsets.UTF_8));
+      }
+      threads[c] = new Thread(() -> {
+        RpcClient client = client(host, port, protocol, LOAD_BATCH);
+        String hostHeader = String.format("web-%02d", me);
+        String clientHeader = String.valueOf(me);
+        long seq = 0;
+        try {
+          // Bounded by the deadline (and by the bench, which kills the process).
+          while (System.nanoTime() < deadline) {
+            List<Event> batch = new ArrayList<>(LOAD_BATCH);
+            for (int i = 0; i < LOAD_BATCH; i++) {
+              Map<String, String> headers = new HashMap<>();
+              headers.put("host", hostHeader);
+              headers.put("client", clientHeader);
+              headers.put("seq", String.valueOf(seq));
+              batch.add(EventBuilder.withBody(lines.get((int) (seq % lines.size())), headers));
+              seq++;
+            }
+            client.appendBatch(batch);
+            sent[me] += LOAD_BATCH;
+          }
+        } catch (EventDeliveryException e) {
+          failure[me] = "failed: " + e + (e.getCause() == null ? "" : " / caused by: " + e.getCause());
+        } finally {
+          client.close();
+        }
+      });
+      threads[c].start();
+    }
+    long total = 0;
+    String failed = null;
+    for (int c = 0; c < clients; c++) {
+      threads[c].join();
+      total += sent[c];
+      if (failure[c] != null) {
+        failed = failure[c];
+      }
+    }
+    if (failed != null) {
+      System.out.println(failed);
+      System.out.flush();
+      System.exit(3);
+    }
+    System.out.println("ok " + total);
+    System.out.flush();
+    System.exit(0);
   }
 
   private static Event event(int i) {

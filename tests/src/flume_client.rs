@@ -67,14 +67,48 @@ pub struct Sent {
     pub output: String,
 }
 
-/// Sends events `first..first + count` to `127.0.0.1:port` with Flume's thrift client, by
-/// `append` (one call per event) or one `appendBatch` (`batch`), in `protocol`.
-pub fn thrift_send(port: u16, protocol: &str, batch: bool, first: u64, count: u64) -> Result<Sent> {
+/// The `-cp` value running the client: its compiled class, then Flume's jars.
+fn classpath() -> Result<std::ffi::OsString> {
     let lib = crate::flume::ensure_flume()?;
     let classes = compile(&lib)?;
     let mut cp = classes.into_os_string();
     cp.push(":");
     cp.push(lib.join("*"));
+    Ok(cp)
+}
+
+/// The arguments of `java` running Flume's thrift client as a load generator (bench_sources):
+/// one thread and client per file in `files`, each sending that file's lines as events (headers
+/// `host`, `client`, `seq`) in `appendBatch` calls of 100 to `127.0.0.1:port` in `protocol`,
+/// over and over, for `seconds` at most.
+pub fn thrift_load_args(
+    port: u16,
+    protocol: &str,
+    seconds: u64,
+    files: &[PathBuf],
+) -> Result<Vec<String>> {
+    let cp = classpath()?
+        .into_string()
+        .map_err(|cp| anyhow::anyhow!("the classpath {cp:?} is not UTF-8"))?;
+    let mut args = vec![
+        "-Xmx1g".into(),
+        "-cp".into(),
+        cp,
+        MAIN.into(),
+        "127.0.0.1".into(),
+        port.to_string(),
+        protocol.into(),
+        "load".into(),
+        seconds.to_string(),
+    ];
+    args.extend(files.iter().map(|f| f.display().to_string()));
+    Ok(args)
+}
+
+/// Sends events `first..first + count` to `127.0.0.1:port` with Flume's thrift client, by
+/// `append` (one call per event) or one `appendBatch` (`batch`), in `protocol`.
+pub fn thrift_send(port: u16, protocol: &str, batch: bool, first: u64, count: u64) -> Result<Sent> {
+    let cp = classpath()?;
     let mode = if batch { "batch" } else { "append" };
     let out: Output = Command::new("java")
         .arg("-Xmx256m")

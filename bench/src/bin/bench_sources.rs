@@ -1,6 +1,6 @@
 //! Network sources fed by the real clients users run: `netcat` (OpenBSD `nc`), `syslogtcp`
-//! (util-linux `logger`, and raw TCP connections) and `http` (`curl`), each `source → memory →
-//! null`, the release `sluice` binary next to Apache Flume 1.11.0 with the same config in the
+//! (util-linux `logger`, and raw TCP connections), `http` (`curl`) and `thrift` (Flume's own
+//! thrift RPC client from flume-ng-sdk), each `source → memory → null`, the release `sluice` binary next to Apache Flume 1.11.0 with the same config in the
 //! same run (issue #19).
 //!
 //! ```text
@@ -10,7 +10,7 @@
 //!   --clients N       concurrent client processes / connections      (default 4)
 //!   --seconds S       measured window                                (default 10)
 //!   --warmup S        seconds the clients run before the window      (default 5)
-//!   --scenario NAME   netcat, syslogtcp, http or all                 (default all)
+//!   --scenario NAME   netcat, syslogtcp, http, thrift or all         (default all)
 //!   --client NAME     syslogtcp clients: logger, raw or both         (default both)
 //!   --lines N         pre-generated events per client                (default 200000)
 //!   --only SIDE       run only `sluice` or `flume`
@@ -42,6 +42,10 @@
 //! - **http**: `curl -K http-I.curlrc`, one keep-alive connection per curl POSTing its
 //!   pre-generated JSON batches (Flume's JSONHandler format, 100 events with headers each)
 //!   one after the other, restarted likewise.
+//! - **thrift**: one JVM running `FlumeThriftClient … load` (tests/java): N threads, each with
+//!   its own `RpcClientFactory` thrift client (compact protocol, Flume's default on both ends),
+//!   sending its `lines-I.txt` as events with the headers `host`, `client` and `seq` in
+//!   `appendBatch` calls of 100 (flume-ng-sdk's default batch size), over and over.
 //!
 //! Machine: the 1-minute load average is printed before each side; the bench refuses to start
 //! when it is above 1.5 or a `rustc`, `cargo` or `java` process of someone else runs, and
@@ -68,9 +72,10 @@ use sluice_bench::harness::{
     positive_secs, print_load, sluice_release_bin, thousands,
 };
 use sluice_integration::flume::{FLUME_VERSION, Flume, FlumeOptions, ensure_flume};
-use sluice_integration::{Sluice, free_port, wait_for};
+use sluice_integration::{Sluice, flume_client, free_port, wait_for};
 
-/// Network sources with real clients (nc, logger, curl), sluice next to Apache Flume
+/// Network sources with real clients (nc, logger, curl, Flume's thrift client), sluice next to
+/// Apache Flume
 #[derive(Parser)]
 struct Args {
     /// Concurrent clients (processes, or connections with `--client raw`)
@@ -116,6 +121,7 @@ enum Scenario {
     Netcat,
     Syslogtcp,
     Http,
+    Thrift,
     All,
 }
 
@@ -133,6 +139,7 @@ enum Run {
     SyslogLogger,
     SyslogRaw,
     Http,
+    Thrift,
 }
 
 impl Run {
@@ -153,6 +160,9 @@ impl Run {
         if all || a.scenario == Scenario::Http {
             runs.push(Run::Http);
         }
+        if all || a.scenario == Scenario::Thrift {
+            runs.push(Run::Thrift);
+        }
         runs
     }
 
@@ -161,6 +171,7 @@ impl Run {
             Run::Netcat => "netcat",
             Run::SyslogLogger | Run::SyslogRaw => "syslogtcp",
             Run::Http => "http",
+            Run::Thrift => "thrift",
         }
     }
 
@@ -170,6 +181,7 @@ impl Run {
             Run::SyslogLogger => "logger",
             Run::SyslogRaw => "raw tcp",
             Run::Http => "curl",
+            Run::Thrift => "flume-sdk",
         }
     }
 
@@ -179,6 +191,7 @@ impl Run {
             Run::SyslogLogger => "syslog-logger",
             Run::SyslogRaw => "syslog-raw",
             Run::Http => "http",
+            Run::Thrift => "thrift",
         }
     }
 
@@ -188,6 +201,7 @@ impl Run {
             Run::Netcat => ("netcat", "bind"),
             Run::SyslogLogger | Run::SyslogRaw => ("syslogtcp", "host"),
             Run::Http => ("http", "bind"),
+            Run::Thrift => ("thrift", "bind"),
         };
         format!("{ty}\na1.sources.r1.{bind_key} = 127.0.0.1\na1.sources.r1.port = {port}")
     }
@@ -400,7 +414,7 @@ fn json_event(out: &mut String, line: &LogLine, client: usize) {
 /// Every client's input, written (or, for raw connections, held) before any agent starts.
 #[derive(Default)]
 struct Inputs {
-    /// `lines-I.txt`: one log line per line, for nc and logger.
+    /// `lines-I.txt`: one log line per line, for nc, logger and the thrift client.
     lines: Vec<PathBuf>,
     /// RFC 3164 messages, newline-framed, for the raw connections.
     raw: Vec<Arc<Vec<u8>>>,
@@ -416,7 +430,10 @@ fn generate(dir: &Path, runs: &[Run], a: &Args) -> Result<Inputs> {
     let mut inputs = Inputs::default();
     let mut bytes = 0usize;
     for client in 0..a.clients {
-        if runs.contains(&Run::Netcat) || runs.contains(&Run::SyslogLogger) {
+        if [Run::Netcat, Run::SyslogLogger, Run::Thrift]
+            .iter()
+            .any(|r| runs.contains(r))
+        {
             let mut lines = LogLines::new(client, 0, now);
             let mut text = String::with_capacity(a.lines * 180);
             for _ in 0..a.lines {
@@ -682,13 +699,28 @@ fn raw_loop(
     Ok(stats)
 }
 
-fn client_specs(run: Run, port: u16, inputs: &Inputs, dir: &Path) -> Result<Vec<ProcessClient>> {
+fn client_specs(
+    run: Run,
+    port: u16,
+    inputs: &Inputs,
+    dir: &Path,
+    seconds: u64,
+) -> Result<Vec<ProcessClient>> {
+    if run == Run::Thrift {
+        // One JVM, one thread and connection per client.
+        return Ok(vec![ProcessClient {
+            program: "java",
+            args: flume_client::thrift_load_args(port, "compact", seconds, &inputs.lines)?,
+            stdin: None,
+            stderr: dir.join("client-0.err"),
+        }]);
+    }
     let port_s = port.to_string();
     let mut specs = Vec::new();
     let n = match run {
         Run::Netcat | Run::SyslogLogger => inputs.lines.len(),
         Run::Http => inputs.http.len(),
-        Run::SyslogRaw => 0,
+        Run::SyslogRaw | Run::Thrift => 0,
     };
     for i in 0..n {
         let stderr = dir.join(format!("client-{i}.err"));
@@ -727,7 +759,7 @@ fn client_specs(run: Run, port: u16, inputs: &Inputs, dir: &Path) -> Result<Vec<
                     stderr,
                 }
             }
-            Run::SyslogRaw => continue,
+            Run::SyslogRaw | Run::Thrift => continue,
         };
         specs.push(spec);
     }
@@ -761,6 +793,9 @@ fn require_client_tools(runs: &[Run]) -> Result<()> {
     }
     if runs.contains(&Run::Http) {
         probe("curl", "--version", "curl", "curl")?;
+    }
+    if runs.contains(&Run::Thrift) {
+        probe("java", "-version", "version", "openjdk-17-jdk-headless")?;
     }
     Ok(())
 }
@@ -1023,7 +1058,16 @@ fn run_side(side: Side, run: Run, a: &Args, inputs: &Inputs, dir: &Path) -> Resu
     let until = Instant::now() + a.warmup + a.seconds + CLIENT_GRACE;
     let clients = match run {
         Run::SyslogRaw => Clients::raw(addr, &inputs.raw, until),
-        _ => Clients::processes(client_specs(run, port, inputs, &dir)?, until),
+        _ => Clients::processes(
+            client_specs(
+                run,
+                port,
+                inputs,
+                &dir,
+                (a.warmup + a.seconds + CLIENT_GRACE).as_secs(),
+            )?,
+            until,
+        ),
     };
     std::thread::sleep(a.warmup);
     agent.alive()?;
