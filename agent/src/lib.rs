@@ -21,6 +21,7 @@ pub(crate) mod registry;
 pub(crate) mod selectors;
 pub(crate) mod sinks;
 pub(crate) mod sources;
+pub mod tap;
 pub(crate) mod tenants;
 pub mod thrift;
 pub mod topology;

@@ -14,6 +14,8 @@ use sluice::metrics::Registry;
 use sluice::metrics::http::MetricsServer;
 use sluice::topology::AgentConfig;
 
+mod cli;
+
 /// Events are allocated on source threads and freed on sink threads. On that pattern glibc's
 /// `malloc`/`free` took over a quarter of the Kafka source's perf samples; mimalloc's
 /// per-thread heaps with delayed remote frees do not (bench_kafka source: 258 k -> 380 k/s).
@@ -62,6 +64,10 @@ enum Command {
         /// 86400). A second signal exits at once.
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=86_400))]
         drain_timeout: u64,
+        /// Serve live copies of events at /tap of the metrics server, for `sluice tap`. It
+        /// exposes event data to whoever reaches --metrics-addr: keep that on loopback.
+        #[arg(long)]
+        tap: bool,
     },
     /// Send a file's lines (or stdin's) as events to an Avro source, like `flume-ng avro-client`.
     Send {
@@ -107,6 +113,56 @@ enum Command {
         /// Java-style system properties, for `${sys:NAME}` in values.
         #[arg(short = 'D', value_name = "KEY=VALUE")]
         defines: Vec<String>,
+    },
+    /// Run config unit tests: feed each test's input events through a source's real
+    /// interceptors and selector (no source or sink is started, channels are in-memory
+    /// stand-ins) and check what each channel receives. Exit 0 when every test passes, 1 when
+    /// one fails, 2 when the config or the test file is invalid.
+    Test {
+        #[arg(short = 'n', long = "name")]
+        name: String,
+        #[command(flatten)]
+        conf: ConfArgs,
+        /// Java-style system properties, for `${sys:NAME}` in values.
+        #[arg(short = 'D', value_name = "KEY=VALUE")]
+        defines: Vec<String>,
+        /// The tests (TOML: `[[tests]]` with name, source, inputs, outputs, dropped, errors).
+        tests: PathBuf,
+        /// `text` (a line per test, a diff per failure) or `json` (one document, for CI).
+        #[arg(long, value_parser = ["text", "json"], default_value = "text")]
+        format: String,
+    },
+    /// Print live events of a running agent started with `--tap`, one JSON object per line:
+    /// `{"component", "point", "headers", "body"}` (points: source after its interceptors,
+    /// channel, sink, verdict of a guest).
+    Tap {
+        /// The agent's --metrics-addr (HOST:PORT).
+        #[arg(long)]
+        addr: String,
+        /// Only this component (a source, channel, sink or guest name); repeatable.
+        #[arg(long = "component", value_name = "NAME")]
+        components: Vec<String>,
+        /// Stop after N events (1 to 10^9).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+        limit: Option<u64>,
+        /// Keep this fraction of the events (greater than 0, at most 1).
+        #[arg(long, value_name = "R", default_value_t = 1.0)]
+        sample: f64,
+        /// Write every body in base64 (`"base64": true`); by default only bodies that are not
+        /// UTF-8 are.
+        #[arg(long)]
+        base64: bool,
+    },
+    /// A live dashboard of a running agent (its --metrics-addr): events/s in and out per
+    /// source, channel, sink, guest and tenant, channel fill, sink failures and latency,
+    /// blocked sources; refreshed every --interval seconds; q quits.
+    Top {
+        /// The agent's --metrics-addr (IP:PORT).
+        #[arg(long)]
+        addr: String,
+        /// Seconds between refreshes (0.2 to 60).
+        #[arg(long, default_value_t = 1.0, value_parser = parse_interval)]
+        interval: f64,
     },
     /// Tools for WebAssembly guest authors.
     Wasm {
@@ -258,6 +314,13 @@ enum WasmCommand {
     },
 }
 
+fn parse_interval(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.2..=60.0).contains(&v) => Ok(v),
+        _ => Err(format!("`{s}`: seconds from 0.2 to 60")),
+    }
+}
+
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,apache_avro=error"));
@@ -277,7 +340,10 @@ fn main() -> ExitCode {
     };
     let mut command = cli.command;
     if let (
-        Command::Agent { conf, .. } | Command::Check { conf, .. } | Command::Graph { conf, .. },
+        Command::Agent { conf, .. }
+        | Command::Check { conf, .. }
+        | Command::Graph { conf, .. }
+        | Command::Test { conf, .. },
         Some((_, sub)),
     ) = (&mut command, matches.subcommand())
         && let Err(e) = conf.order_from(sub)
@@ -301,6 +367,24 @@ fn main() -> ExitCode {
         } => {
             sluice::config::substitute::set_system_properties(&defines);
             check(&name, &conf, AgentConfig::graph)
+        }
+        Command::Top { addr, interval } => cli::top::run(&addr, Duration::from_secs_f64(interval)),
+        Command::Tap {
+            addr,
+            components,
+            limit,
+            sample,
+            base64,
+        } => tap_client(&addr, &components, limit, sample, base64),
+        Command::Test {
+            name,
+            conf,
+            defines,
+            tests,
+            format,
+        } => {
+            sluice::config::substitute::set_system_properties(&defines);
+            config_tests(&name, &conf, &tests, format == "json")
         }
         Command::Wasm {
             command:
@@ -364,6 +448,7 @@ fn main() -> ExitCode {
             no_reload_conf,
             reload_interval,
             drain_timeout,
+            tap,
         } => {
             sluice::config::substitute::set_system_properties(&defines);
             let metrics_addr = metrics_addr.or_else(|| flume_monitoring_addr(&defines));
@@ -384,6 +469,7 @@ fn main() -> ExitCode {
                 metrics_addr,
                 reload,
                 Duration::from_secs(drain_timeout),
+                tap,
             )
         }
     }
@@ -409,6 +495,126 @@ fn check(name: &str, conf: &ConfArgs, render: fn(&AgentConfig) -> String) -> Exi
             }
             ExitCode::from(2)
         }
+    }
+}
+
+/// `sluice tap`: streams /tap of an agent to stdout.
+fn tap_client(
+    addr: &str,
+    components: &[String],
+    limit: Option<u64>,
+    sample: f64,
+    base64: bool,
+) -> ExitCode {
+    use std::io::{BufRead, Write};
+    if !(sample > 0.0 && sample <= 1.0) {
+        eprintln!("sluice tap: --sample must be greater than 0 and at most 1, not {sample}");
+        return ExitCode::from(2);
+    }
+    let mut query = format!("sample={sample}");
+    for c in components {
+        query.push_str("&component=");
+        query.push_str(&sluice::tap::percent_encode(c));
+    }
+    if base64 {
+        query.push_str("&base64=true");
+    }
+    let stream = match sluice::tap::connect(addr, &query) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sluice tap: {addr}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut events = 0u64;
+    for line in stream.lines() {
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("sluice tap: {addr}: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        // Keep-alive lines.
+        if line.is_empty() {
+            continue;
+        }
+        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+            // stdout closed (`| head`): done.
+            return ExitCode::SUCCESS;
+        }
+        if !line.starts_with(r#"{"point":"tap""#) {
+            events += 1;
+            if limit.is_some_and(|l| events >= l) {
+                return ExitCode::SUCCESS;
+            }
+        }
+    }
+    eprintln!("sluice tap: {addr}: the agent closed the stream");
+    ExitCode::from(1)
+}
+
+/// `sluice test`: loads the config, runs the tests, prints the results.
+fn config_tests(name: &str, conf: &ConfArgs, tests: &Path, json: bool) -> ExitCode {
+    use sluice::agent::config_test;
+    let loaded = conf
+        .sources()
+        .map_err(sluice::config::ConfigErrors::from)
+        .and_then(|mut s| AgentConfig::load_sources(&mut s, name));
+    let config = match loaded {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("error: {e}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let file = match config_test::load_tests(tests) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if file.tests.is_empty() {
+        eprintln!("error: {}: no [[tests]]", tests.display());
+        return ExitCode::from(2);
+    }
+    let results = config_test::run_tests(&config, &file);
+    let failed = results.iter().filter(|r| !r.passed).count();
+    if json {
+        let doc = serde_json::json!({
+            "passed": results.len() - failed,
+            "failed": failed,
+            "tests": results,
+        });
+        println!("{doc}");
+    } else {
+        for r in &results {
+            println!("{} {}", if r.passed { "ok  " } else { "FAIL" }, r.name);
+            for f in &r.failures {
+                for line in f.lines() {
+                    println!("      {line}");
+                }
+            }
+        }
+        println!("{} passed, {failed} failed", results.len() - failed);
+    }
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        if !json {
+            let names: Vec<&str> = results
+                .iter()
+                .filter(|r| !r.passed)
+                .map(|r| r.name.as_str())
+                .collect();
+            eprintln!("failed: {}", names.join(", "));
+        }
+        ExitCode::from(1)
     }
 }
 
@@ -495,7 +701,12 @@ fn run_agent(
     metrics_addr: Option<String>,
     reload: Option<Duration>,
     drain: Duration,
+    tap: bool,
 ) -> ExitCode {
+    if tap && metrics_addr.is_none() {
+        eprintln!("sluice: --tap needs --metrics-addr (the tap is served on that HTTP server)");
+        return ExitCode::from(2);
+    }
     let loaded = sources.read().and_then(|docs| {
         let props = sources.parse(&docs)?;
         Ok((docs, props))
@@ -517,7 +728,17 @@ fn run_agent(
         tracing::warn!("{w}");
     }
     let registry = Registry::new();
-    let _metrics = match metrics_addr.map(|a| MetricsServer::start(&a, registry.clone())) {
+    let routes: Vec<sluice::metrics::http::Route> = if tap {
+        registry.register(
+            sluice::metrics::ComponentType::Tap,
+            "tap",
+            sluice::tap::counters(),
+        );
+        vec![("/tap", Arc::new(sluice::tap::serve))]
+    } else {
+        vec![("/tap", Arc::new(sluice::tap::refuse))]
+    };
+    let _metrics = match metrics_addr.map(|a| MetricsServer::start(&a, registry.clone(), routes)) {
         Some(Ok(server)) => {
             tracing::info!(addr = %server.addr, "Metrics listening on http://{}/metrics.", server.addr);
             Some(server)

@@ -16,6 +16,7 @@ mod kafka;
 mod kafka_channel;
 mod kafka_tls;
 mod netcat_exec;
+mod operator;
 mod spillable;
 mod spooldir;
 mod substitution;

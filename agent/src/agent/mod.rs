@@ -21,6 +21,7 @@
 //! component stops for good.
 
 mod build;
+pub mod config_test;
 pub mod diff;
 mod reload;
 

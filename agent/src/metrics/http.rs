@@ -21,6 +21,10 @@ pub enum MetricsServerError {
     Thread { source: std::io::Error },
 }
 
+/// An extra path of the server and its handler (`/tap`), which owns the request (and answers
+/// it from a thread of its own when it streams).
+pub type Route = (&'static str, Arc<dyn Fn(tiny_http::Request) + Send + Sync>);
+
 /// A running HTTP server; dropping it stops the server.
 pub struct MetricsServer {
     server: Arc<tiny_http::Server>,
@@ -29,7 +33,11 @@ pub struct MetricsServer {
 }
 
 impl MetricsServer {
-    pub fn start(addr: &str, registry: Arc<Registry>) -> Result<Self, MetricsServerError> {
+    pub fn start(
+        addr: &str,
+        registry: Arc<Registry>,
+        routes: Vec<Route>,
+    ) -> Result<Self, MetricsServerError> {
         let server =
             tiny_http::Server::http(addr).map_err(|source| MetricsServerError::Listen {
                 addr: addr.to_string(),
@@ -48,6 +56,10 @@ impl MetricsServer {
             .spawn(move || {
                 for req in srv.incoming_requests() {
                     let path = req.url().split('?').next().unwrap_or("").to_string();
+                    if let Some((_, handler)) = routes.iter().find(|(p, _)| *p == path) {
+                        handler(req);
+                        continue;
+                    }
                     let (body, ctype, code) = match path.as_str() {
                         "/metrics" | "/metrics/" => {
                             (registry.flume_json().to_string(), "application/json", 200)

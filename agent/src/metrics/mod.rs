@@ -23,6 +23,8 @@ pub enum ComponentType {
     Tenant,
     /// A WebAssembly guest (`WASM.r1.i1`, `WASM.r1.selector`, `WASM.g1.processor`).
     Wasm,
+    /// The live taps (`TAP.tap`, with `--tap`).
+    Tap,
 }
 
 impl ComponentType {
@@ -35,6 +37,7 @@ impl ComponentType {
             Self::Interceptor => "INTERCEPTOR",
             Self::Tenant => "TENANT",
             Self::Wasm => "WASM",
+            Self::Tap => "TAP",
         }
     }
 
@@ -47,6 +50,7 @@ impl ComponentType {
             Self::Interceptor => "interceptor",
             Self::Tenant => "tenant",
             Self::Wasm => "wasm",
+            Self::Tap => "tap",
         }
     }
 }
@@ -62,6 +66,85 @@ pub enum Value {
 /// Something the registry can read.
 pub trait MetricSet: Send + Sync + 'static {
     fn snapshot(&self) -> Vec<(&'static str, Value)>;
+
+    /// Latency histograms, `(Flume-style name, snapshot)`; most sets have none.
+    fn histograms(&self) -> Vec<(&'static str, HistogramSnapshot)> {
+        Vec::new()
+    }
+}
+
+/// Upper bounds (seconds) of [`LatencyHistogram`]'s buckets; a last bucket takes the rest.
+pub const LATENCY_BOUNDS: [f64; 16] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
+];
+
+/// A latency histogram with fixed buckets ([`LATENCY_BOUNDS`]): one relaxed add per bucket
+/// hit and one for the sum, no lock.
+#[derive(Debug, Default)]
+pub struct LatencyHistogram {
+    /// Per bucket (not cumulative), the last one past the largest bound.
+    counts: [AtomicU64; LATENCY_BOUNDS.len() + 1],
+    sum_micros: AtomicU64,
+}
+
+impl LatencyHistogram {
+    pub fn record(&self, d: std::time::Duration) {
+        let secs = d.as_secs_f64();
+        let i = LATENCY_BOUNDS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(LATENCY_BOUNDS.len());
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(
+            u64::try_from(d.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        HistogramSnapshot {
+            counts: self
+                .counts
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .collect(),
+            sum_secs: self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
+        }
+    }
+}
+
+/// A read of a [`LatencyHistogram`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistogramSnapshot {
+    /// Per bucket of [`LATENCY_BOUNDS`] plus the overflow bucket, not cumulative.
+    pub counts: Vec<u64>,
+    pub sum_secs: f64,
+}
+
+impl HistogramSnapshot {
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// The upper bound (seconds) of the bucket holding the `q` quantile (`f64::INFINITY` for
+    /// the overflow bucket), `None` when empty: an upper estimate, as Prometheus's
+    /// `histogram_quantile` would interpolate inside that bucket.
+    pub fn quantile_bound(&self, q: f64) -> Option<f64> {
+        let total = self.count();
+        if total == 0 {
+            return None;
+        }
+        let rank = (q.clamp(0.0, 1.0) * total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Some(LATENCY_BOUNDS.get(i).copied().unwrap_or(f64::INFINITY));
+            }
+        }
+        Some(f64::INFINITY)
+    }
 }
 
 pub fn now_millis() -> u64 {
@@ -79,11 +162,13 @@ fn counter_or_gauge(name: &str, v: u64) -> Value {
 }
 
 macro_rules! counter_set {
-    ($(#[$doc:meta])* $name:ident { $($field:ident => $flume:literal),* $(,)? }) => {
+    ($(#[$doc:meta])* $name:ident { $($field:ident => $flume:literal),* $(,)? }
+     $(histograms { $($hfield:ident => $hname:literal),* $(,)? })?) => {
         $(#[$doc])*
         #[derive(Debug, Default)]
         pub struct $name {
             $(pub $field: AtomicU64,)*
+            $($(pub $hfield: LatencyHistogram,)*)?
             pub start_time: AtomicU64,
             pub stop_time: AtomicU64,
         }
@@ -108,6 +193,10 @@ macro_rules! counter_set {
                     ("StopTime", Value::Gauge(self.stop_time.load(Ordering::Relaxed))),
                 ]
             }
+
+            fn histograms(&self) -> Vec<(&'static str, HistogramSnapshot)> {
+                vec![$($(($hname, self.$hfield.snapshot()),)*)?]
+            }
         }
     };
 }
@@ -128,6 +217,9 @@ counter_set!(
         generic_processing_fail => "GenericProcessingFail",
         interceptor_dropped => "InterceptorDroppedCount",
         line_too_long => "LineTooLongCount",
+        // Backpressure: microseconds the source's batches were refused or waited because a
+        // required channel was full (overlapping waits of its connections counted once).
+        channel_blocked_micros => "ChannelBlockedMicros",
     }
 );
 
@@ -144,6 +236,11 @@ counter_set!(
         event_drain_success => "EventDrainSuccessCount",
         channel_read_fail => "ChannelReadFail",
         event_write_fail => "EventWriteFail",
+    }
+    histograms {
+        // Seconds from handing a batch to the sink until the destination acknowledged it and
+        // the take committed (failed deliveries not included).
+        delivery_latency => "DeliveryLatency",
     }
 );
 
@@ -185,6 +282,12 @@ counter_set!(
 pub struct Combined(pub Arc<dyn MetricSet>, pub Arc<dyn MetricSet>);
 
 impl MetricSet for Combined {
+    fn histograms(&self) -> Vec<(&'static str, HistogramSnapshot)> {
+        let mut h = self.0.histograms();
+        h.extend(self.1.histograms());
+        h
+    }
+
     fn snapshot(&self) -> Vec<(&'static str, Value)> {
         let mut v = self.0.snapshot();
         let (start, stop) = ("StartTime", "StopTime");
@@ -314,15 +417,31 @@ impl Registry {
     /// value a string as Flume writes it.
     pub fn flume_json(&self) -> serde_json::Value {
         let mut root = serde_json::Map::new();
-        for (t, name, values) in self.snapshot() {
+        for (t, name, set) in self.entries() {
             let mut obj = serde_json::Map::new();
             obj.insert("Type".into(), t.flume_name().into());
-            for (k, v) in values {
+            for (k, v) in set.snapshot() {
                 let s = match v {
                     Value::Counter(n) | Value::Gauge(n) => n.to_string(),
                     Value::Ratio(f) => format!("{f:?}"),
                 };
                 obj.insert(k.into(), s.into());
+            }
+            // A histogram as its count, its sum and the buckets of its median and 99th
+            // percentile (upper bounds, ms) since the component started.
+            for (k, h) in set.histograms() {
+                let ms = |q: f64| match h.quantile_bound(q) {
+                    None => "0".to_string(),
+                    Some(b) if b.is_infinite() => "+Inf".to_string(),
+                    Some(b) => format!("{:?}", b * 1000.0),
+                };
+                obj.insert(format!("{k}Count"), h.count().to_string().into());
+                obj.insert(
+                    format!("{k}SumMillis"),
+                    format!("{:?}", h.sum_secs * 1000.0).into(),
+                );
+                obj.insert(format!("{k}P50Millis"), ms(0.5).into());
+                obj.insert(format!("{k}P99Millis"), ms(0.99).into());
             }
             root.insert(format!("{}.{name}", t.flume_name()), obj.into());
         }
@@ -378,9 +497,40 @@ impl prometheus_client::collector::Collector for PromCollector {
         // Group by metric family: (type, flume name) -> [(component, value)].
         let mut families: BTreeMap<(ComponentType, &'static str), Vec<(String, Value)>> =
             BTreeMap::new();
-        for (t, name, values) in self.0.snapshot() {
-            for (k, v) in values {
+        let mut histograms: BTreeMap<
+            (ComponentType, &'static str),
+            Vec<(String, HistogramSnapshot)>,
+        > = BTreeMap::new();
+        for (t, name, set) in self.0.entries() {
+            for (k, v) in set.snapshot() {
                 families.entry((t, k)).or_default().push((name.clone(), v));
+            }
+            for (k, h) in set.histograms() {
+                histograms
+                    .entry((t, k))
+                    .or_default()
+                    .push((name.clone(), h));
+            }
+        }
+        for ((t, k), members) in histograms {
+            let family = format!("sluice_{}_{}_seconds", t.prom_name(), snake(k));
+            let help = format!("{} {k}, seconds", t.flume_name());
+            let mut me = encoder.encode_descriptor(&family, &help, None, MetricType::Histogram)?;
+            for (component, h) in members {
+                let buckets: Vec<(f64, u64)> = LATENCY_BOUNDS
+                    .iter()
+                    .copied()
+                    .chain(std::iter::once(f64::MAX))
+                    .zip(h.counts.iter().copied())
+                    .collect();
+                let labels = [("component", component.as_str())];
+                me.encode_family(&labels)?
+                    .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                        h.sum_secs,
+                        h.count(),
+                        &buckets,
+                        None,
+                    )?;
             }
         }
         for ((t, k), members) in families {
@@ -441,5 +591,32 @@ mod tests {
             text.contains("sluice_channel_channel_size{component=\"c1\"} 25"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn sink_latency_histogram_in_prometheus_and_flume_json() {
+        let reg = Registry::new();
+        let k = SinkCounters::new();
+        for ms in [0, 3, 3, 40, 70_000] {
+            k.delivery_latency
+                .record(std::time::Duration::from_millis(ms));
+        }
+        reg.register(ComponentType::Sink, "k1", k);
+        let text = reg.prometheus_text();
+        for line in [
+            "# TYPE sluice_sink_delivery_latency_seconds histogram",
+            "sluice_sink_delivery_latency_seconds_count{component=\"k1\"} 5",
+            "sluice_sink_delivery_latency_seconds_bucket{le=\"0.0005\",component=\"k1\"} 1",
+            "sluice_sink_delivery_latency_seconds_bucket{le=\"0.005\",component=\"k1\"} 3",
+            "sluice_sink_delivery_latency_seconds_bucket{le=\"60.0\",component=\"k1\"} 4",
+            "sluice_sink_delivery_latency_seconds_bucket{le=\"+Inf\",component=\"k1\"} 5",
+        ] {
+            assert!(text.contains(line), "{line} missing:\n{text}");
+        }
+        let json = reg.flume_json();
+        assert_eq!(json["SINK.k1"]["DeliveryLatencyCount"], "5");
+        assert_eq!(json["SINK.k1"]["DeliveryLatencyP50Millis"], "5.0");
+        assert_eq!(json["SINK.k1"]["DeliveryLatencyP99Millis"], "+Inf");
+        assert_eq!(json["SINK.k1"]["DeliveryLatencySumMillis"], "70046.0");
     }
 }

@@ -8,12 +8,14 @@
 //! the required commit; their failures are counted and logged, never returned.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use super::{ChannelSelector, InterceptorChain, InterceptorError, SelectorError};
 use crate::channels::{ChannelError, ChannelRef, PutTransaction};
 use crate::event::Event;
 use crate::metrics::SourceCounters;
+use crate::tap;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ProcessError {
@@ -31,6 +33,10 @@ pub struct ChannelProcessor {
     selector: Box<dyn ChannelSelector>,
     channels: Vec<ChannelRef>,
     counters: Arc<SourceCounters>,
+    /// Since when (µs after `epoch`, 0 = not blocked) a required channel refused a batch
+    /// and no batch has been committed since: the backpressure counter's running interval.
+    blocked_since: AtomicU64,
+    epoch: Instant,
 }
 
 impl ChannelProcessor {
@@ -47,6 +53,38 @@ impl ChannelProcessor {
             selector,
             channels,
             counters,
+            blocked_since: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Microseconds since `epoch`, at least 1 (0 means "not blocked").
+    fn now_micros(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    /// A required channel was full: the blocked interval starts now unless one runs already.
+    fn blocked(&self, since: u64) {
+        let _ = self
+            .blocked_since
+            .compare_exchange(0, since, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// A batch committed: a running blocked interval ends; otherwise the time its puts
+    /// waited for room (`waited`, µs) counts, unless another connection's interval overlaps.
+    fn unblocked(&self, waited: u64) {
+        let since = self.blocked_since.swap(0, Ordering::Relaxed);
+        let blocked = if since == 0 {
+            waited
+        } else {
+            self.now_micros().saturating_sub(since)
+        };
+        if blocked > 0 {
+            self.counters
+                .channel_blocked_micros
+                .fetch_add(blocked, Ordering::Relaxed);
         }
     }
 
@@ -99,31 +137,71 @@ impl ChannelProcessor {
         if events.is_empty() {
             return Ok(());
         }
+        let tapping = tap::active();
+        if tapping {
+            tap::publish(&self.source, tap::Point::Source, &events);
+        }
         let routed = self.selector.route(events)?;
+        // What each channel is given (index: required lists, then optional ones), copied
+        // only while a tap is connected.
+        let tapped: Vec<(usize, Vec<Event>)> = if tapping {
+            routed
+                .required
+                .iter()
+                .chain(&routed.optional)
+                .enumerate()
+                .filter(|(_, b)| !b.is_empty())
+                .map(|(i, b)| (i, b.clone()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut failed_optional = Vec::new();
 
         let mut prepared = Vec::with_capacity(self.channels.len());
+        let started = self.now_micros();
         for (ch, batch) in self.channels.iter().zip(routed.required) {
             if batch.is_empty() {
                 continue;
             }
             let mut tx = PutTransaction::with_events(ch.as_ref(), batch)?;
-            tx.prepare()?;
+            if let Err(e) = tx.prepare() {
+                if matches!(e, ChannelError::Full { .. }) {
+                    self.blocked(started);
+                }
+                return Err(e.into());
+            }
             prepared.push(tx);
         }
+        // Reserving room is where a put waits for a full channel (a memory channel's
+        // keep-alive); anything above a millisecond is counted as blocked.
+        let waited = self.now_micros().saturating_sub(started);
         for tx in prepared {
             tx.commit()?;
         }
+        self.unblocked(if waited > 1000 { waited } else { 0 });
 
-        for (ch, batch) in self.channels.iter().zip(routed.optional) {
+        for (i, (ch, batch)) in self.channels.iter().zip(routed.optional).enumerate() {
             if batch.is_empty() {
                 continue;
             }
             let result = PutTransaction::with_events(ch.as_ref(), batch).and_then(|t| t.commit());
             if let Err(e) = result {
+                if tapping {
+                    failed_optional.push(self.channels.len() + i);
+                }
                 self.counters
                     .optional_channel_write_fail
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(source = %self.source, error = %e, "Optional channel put failed; ignored.");
+            }
+        }
+        for (i, batch) in tapped {
+            if failed_optional.contains(&i) {
+                continue;
+            }
+            if let Some(ch) = self.channels.get(i % self.channels.len().max(1)) {
+                tap::publish(ch.name(), tap::Point::Channel, &batch);
             }
         }
         Ok(())
@@ -183,6 +261,28 @@ mod tests {
         assert_eq!(c1.size(), 0, "nothing committed to c1 when c2 was full");
         assert_eq!(c2.size(), 0);
         assert_eq!(p.counters().channel_write_fail.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn time_blocked_on_a_full_channel_is_counted_once_it_clears() -> Result<(), ProcessError> {
+        let c1 = mem("c1", 3);
+        let p = processor(std::slice::from_ref(&c1), &[]);
+        p.process_batch(batch(3))?;
+        let blocked = || p.counters().channel_blocked_micros.load(Ordering::Relaxed);
+        assert_eq!(blocked(), 0, "a put that did not wait is not blocked");
+        for _ in 0..3 {
+            assert!(p.process_batch(batch(1)).is_err(), "c1 is full");
+        }
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(blocked(), 0, "counted when the interval ends");
+        let t = TakeTransaction::begin(c1.as_ref(), 10, Duration::ZERO)?;
+        t.commit()?;
+        p.process_batch(batch(1))?;
+        assert!(blocked() >= 30_000, "{} µs", blocked());
+        let after = blocked();
+        p.process_batch(batch(1))?;
+        assert_eq!(blocked(), after, "not blocked any more");
+        Ok(())
     }
 
     #[test]

@@ -7,11 +7,12 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::channels::{ChannelError, ChannelRef, TakeTransaction};
 use crate::event::Event;
 use crate::metrics::SinkCounters;
+use crate::tap;
 
 /// A failure's cause, shared so errors stay cheap to clone.
 pub type Cause = std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>;
@@ -134,11 +135,14 @@ impl SinkSlot {
         let n = events.len() as u64;
         let c = &self.counters;
         c.event_drain_attempt.fetch_add(n, Ordering::Relaxed);
+        let started = Instant::now();
         if let Err(e) = self.sink.deliver(events) {
             c.event_write_fail.fetch_add(1, Ordering::Relaxed);
             return Err(e);
         }
+        c.delivery_latency.record(started.elapsed());
         c.event_drain_success.fetch_add(n, Ordering::Relaxed);
+        tap::publish(&self.name, tap::Point::Sink, events);
         Ok(())
     }
 
@@ -170,16 +174,19 @@ impl SinkSlot {
             c.batch_complete.fetch_add(1, Ordering::Relaxed);
         }
         c.event_drain_attempt.fetch_add(n, Ordering::Relaxed);
+        let started = Instant::now();
         let delivered = self.sink.deliver(tx.events());
-        self.settle(tx, delivered)?;
+        self.settle(tx, delivered, started)?;
         Ok(SinkStatus::Ready)
     }
 
-    /// Commits the take of a delivered batch, or rolls it back when delivery failed.
+    /// Commits the take of a delivered batch, or rolls it back when delivery failed; a
+    /// committed batch's latency (from `started`, when it was handed to the sink) is recorded.
     fn settle(
         &self,
         tx: TakeTransaction<'_>,
         delivered: Result<(), SinkError>,
+        started: Instant,
     ) -> Result<(), SinkError> {
         let c = &self.counters;
         let n = tx.len() as u64;
@@ -188,11 +195,16 @@ impl SinkSlot {
             tx.rollback();
             return Err(e);
         }
+        let tapped = tap::active().then(|| tx.events().to_vec());
         tx.commit().map_err(|e| SinkError::Channel {
             sink: self.name.clone(),
             source: e,
         })?;
+        c.delivery_latency.record(started.elapsed());
         c.event_drain_success.fetch_add(n, Ordering::Relaxed);
+        if let Some(events) = tapped {
+            tap::publish(&self.name, tap::Point::Sink, &events);
+        }
         Ok(())
     }
 
@@ -203,7 +215,7 @@ impl SinkSlot {
     fn process_pipelined(&mut self, wait: Duration, depth: usize) -> Result<SinkStatus, SinkError> {
         let channel = self.channel.clone();
         let c = self.counters.clone();
-        let mut in_flight: VecDeque<(TakeTransaction<'_>, u64)> = VecDeque::new();
+        let mut in_flight: VecDeque<(TakeTransaction<'_>, u64, Instant)> = VecDeque::new();
         let mut result = Ok(SinkStatus::Ready);
         let mut rounds = 0;
         while rounds < PIPELINE_ROUNDS {
@@ -240,16 +252,17 @@ impl SinkSlot {
             }
             c.event_drain_attempt
                 .fetch_add(tx.len() as u64, Ordering::Relaxed);
+            let started = Instant::now();
             match self.sink.send(tx.events()) {
-                Ok(ticket) => in_flight.push_back((tx, ticket)),
+                Ok(ticket) => in_flight.push_back((tx, ticket, started)),
                 Err(e) => {
-                    result = self.settle(tx, Err(e)).map(|()| SinkStatus::Ready);
+                    result = self.settle(tx, Err(e), started).map(|()| SinkStatus::Ready);
                     break;
                 }
             }
             if in_flight.len() >= depth
-                && let Some((tx, ticket)) = in_flight.pop_front()
-                && let Err(e) = self.finish(tx, ticket)
+                && let Some((tx, ticket, started)) = in_flight.pop_front()
+                && let Err(e) = self.finish(tx, ticket, started)
             {
                 result = Err(e);
                 break;
@@ -260,8 +273,8 @@ impl SinkSlot {
         }
         // Every batch still in flight ends here, each on its own: one that failed is rolled
         // back, the others are committed (rolling them back would only duplicate them).
-        while let Some((tx, ticket)) = in_flight.pop_front() {
-            if let Err(e) = self.finish(tx, ticket)
+        while let Some((tx, ticket, started)) = in_flight.pop_front() {
+            if let Err(e) = self.finish(tx, ticket, started)
                 && result.is_ok()
             {
                 result = Err(e);
@@ -271,9 +284,14 @@ impl SinkSlot {
     }
 
     /// Waits for one pipelined batch and commits or rolls back its take.
-    fn finish(&mut self, tx: TakeTransaction<'_>, ticket: u64) -> Result<(), SinkError> {
+    fn finish(
+        &mut self,
+        tx: TakeTransaction<'_>,
+        ticket: u64,
+        started: Instant,
+    ) -> Result<(), SinkError> {
         let delivered = self.sink.finish(ticket);
-        self.settle(tx, delivered)
+        self.settle(tx, delivered, started)
     }
 
     pub fn stop(&mut self) {

@@ -346,6 +346,8 @@ impl TenantRouter {
     fn group_by_tenant(&self, events: Vec<Event>) -> Vec<Vec<Event>> {
         let mut groups: Vec<Vec<Event>> = vec![Vec::new(); self.tenants.len()];
         let mut rejected = 0u64;
+        let tapping = crate::tap::active();
+        let mut tapped = Vec::new();
         for e in events {
             let t = e
                 .headers
@@ -353,9 +355,19 @@ impl TenantRouter {
                 .and_then(|v| self.index.get(v).copied());
             match t.or(self.unknown) {
                 Some(i) => groups[i].push(e),
-                None => rejected += 1,
+                None => {
+                    rejected += 1;
+                    if tapping {
+                        tapped.push(e);
+                    }
+                }
             }
         }
+        crate::tap::publish(
+            "tenants",
+            crate::tap::Point::Verdict("unknown-tenant"),
+            &tapped,
+        );
         if rejected > 0 {
             self.rejected
                 .event_received
@@ -462,6 +474,13 @@ impl ChannelSelector for TenantRouter {
             t.counters.event_received.fetch_add(n, Ordering::Relaxed);
             if !admitted {
                 t.counters.event_dropped.fetch_add(n, Ordering::Relaxed);
+                if crate::tap::active() {
+                    crate::tap::publish(
+                        &format!("tenant.{}", t.name),
+                        crate::tap::Point::Verdict("over-quota"),
+                        &g,
+                    );
+                }
                 continue;
             }
             t.charge(&g);

@@ -146,6 +146,24 @@ pub(crate) fn apply(events: Vec<Event>, codes: &[u8], replacements: Vec<Event>) 
     out
 }
 
+/// Shows a tap the events the guest dropped or replaced (as they came in; a replacement is
+/// seen at the source's point after the chain).
+fn tap_verdicts(guest: &str, events: &[Event], codes: &[u8]) {
+    use crate::tap::{Point, publish};
+    let pick = |want: &[u8]| -> Vec<Event> {
+        events
+            .iter()
+            .zip(codes)
+            .filter(|(_, c)| want.contains(c))
+            .map(|(e, _)| e.clone())
+            .collect()
+    };
+    let dropped = pick(&[DROP]);
+    publish(guest, Point::Verdict("dropped"), &dropped);
+    let replaced = pick(&[REPLACE, SET_HEADERS]);
+    publish(guest, Point::Verdict("replaced"), &replaced);
+}
+
 impl Interceptor for WasmInterceptor {
     fn intercept(&self, events: Vec<Event>) -> Result<Vec<Event>, InterceptorError> {
         let c = self.guest.counters();
@@ -167,6 +185,9 @@ impl Interceptor for WasmInterceptor {
         });
         match result {
             Ok((codes, replacements)) => {
+                if crate::tap::active() {
+                    tap_verdicts(name, &events, &codes);
+                }
                 let out = apply(events, &codes, replacements);
                 c.events_out.fetch_add(out.len() as u64, Ordering::Relaxed);
                 Ok(out)
@@ -181,6 +202,11 @@ impl Interceptor for WasmInterceptor {
                 }
                 OnError::Drop => {
                     c.policy_dropped.fetch_add(1, Ordering::Relaxed);
+                    crate::tap::publish(
+                        name,
+                        crate::tap::Point::Verdict("dropped-on-fault"),
+                        &events,
+                    );
                     Ok(Vec::new())
                 }
                 OnError::Pass => {

@@ -1,0 +1,3 @@
+//! Terminal front ends of the `sluice` command that are more than a few lines.
+
+pub mod top;
