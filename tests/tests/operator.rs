@@ -165,6 +165,7 @@ fn backpressure_metrics_show_where_a_pipeline_is_stuck() -> Result<()> {
          a1.sources.flowing.channels = c2\n\
          a1.channels.c1.type = memory\n\
          a1.channels.c1.capacity = 50\n\
+         a1.channels.c1.transactionCapacity = 10\n\
          a1.channels.c1.keep-alive = 0\n\
          a1.channels.c2.type = memory\n\
          a1.channels.c2.capacity = 10000\n\
@@ -190,8 +191,13 @@ fn backpressure_metrics_show_where_a_pipeline_is_stuck() -> Result<()> {
     )
     .with_context(|| agent.log_text())?;
     ensure!(
-        agent.counter("SOURCE.flowing", "ChannelBlockedMicros")? == 0,
+        agent.counter("SOURCE.flowing", "ChannelBlockedMicros")? == 0
+            && agent.counter("SOURCE.flowing", "ChannelBlockedSince")? == 0,
         "the flowing source was never blocked"
+    );
+    ensure!(
+        agent.counter("SOURCE.stuck", "ChannelBlockedSince")? > 1_700_000_000_000,
+        "the stuck source says since when it waits"
     );
     let delivered = wait_for("k2's DeliveryLatencyCount", Duration::from_secs(30), || {
         let m = agent.metrics().ok()?;

@@ -119,14 +119,26 @@ fn names<'a>(cur: &'a Snapshot, kind: &str) -> Vec<(&'a str, &'a str)> {
 pub fn sections(prev: Option<&Snapshot>, cur: &Snapshot, dt: f64) -> Vec<Section> {
     let r = |key: &str, name: &str| rate(prev, cur, key, name, dt);
     let mut out = Vec::new();
-    let blocked = |key: &str| match (
-        prev.and_then(|p| num(p, key, "ChannelBlockedMicros")),
-        num(cur, key, "ChannelBlockedMicros"),
-    ) {
-        (Some(a), Some(b)) if dt > 0.0 => {
-            format!("{:.0}%", ((b - a).max(0.0) / 1e6 / dt * 100.0).min(100.0))
+    let blocked = |key: &str| {
+        let share = match (
+            prev.and_then(|p| num(p, key, "ChannelBlockedMicros")),
+            num(cur, key, "ChannelBlockedMicros"),
+        ) {
+            (Some(a), Some(b)) if dt > 0.0 => {
+                format!("{:.0}%", ((b - a).max(0.0) / 1e6 / dt * 100.0).min(100.0))
+            }
+            _ => "-".into(),
+        };
+        // A wait that is going on: for how long (by this machine's clock).
+        match num(cur, key, "ChannelBlockedSince") {
+            Some(since) if since > 0.0 => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_millis() as f64);
+                format!("{share} {:.0}s", ((now - since) / 1000.0).max(0.0))
+            }
+            _ => share,
         }
-        _ => "-".into(),
     };
     out.push(Section {
         title: "SOURCES",

@@ -156,7 +156,7 @@ pub fn now_millis() -> u64 {
 /// Most Flume counters only grow; the few that go down are gauges.
 fn counter_or_gauge(name: &str, v: u64) -> Value {
     match name {
-        "OpenConnectionCount" => Value::Gauge(v),
+        "OpenConnectionCount" | "ChannelBlockedSince" => Value::Gauge(v),
         _ => Value::Counter(v),
     }
 }
@@ -220,6 +220,9 @@ counter_set!(
         // Backpressure: microseconds the source's batches were refused or waited because a
         // required channel was full (overlapping waits of its connections counted once).
         channel_blocked_micros => "ChannelBlockedMicros",
+        // When (ms since the epoch) the source's current wait on a full channel began; 0 when
+        // it is not blocked.
+        channel_blocked_since => "ChannelBlockedSince",
     }
 );
 

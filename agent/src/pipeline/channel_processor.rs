@@ -36,6 +36,9 @@ pub struct ChannelProcessor {
     /// Since when (µs after `epoch`, 0 = not blocked) a required channel refused a batch
     /// and no batch has been committed since: the backpressure counter's running interval.
     blocked_since: AtomicU64,
+    /// Up to when (µs after `epoch`) the running interval is already in the counter: each
+    /// refused retry adds the time since, so a source that stays stuck keeps counting.
+    blocked_mark: AtomicU64,
     epoch: Instant,
 }
 
@@ -54,6 +57,7 @@ impl ChannelProcessor {
             channels,
             counters,
             blocked_since: AtomicU64::new(0),
+            blocked_mark: AtomicU64::new(0),
             epoch: Instant::now(),
         }
     }
@@ -65,26 +69,49 @@ impl ChannelProcessor {
             .max(1)
     }
 
-    /// A required channel was full: the blocked interval starts now unless one runs already.
-    fn blocked(&self, since: u64) {
-        let _ = self
-            .blocked_since
-            .compare_exchange(0, since, Ordering::Relaxed, Ordering::Relaxed);
-    }
-
-    /// A batch committed: a running blocked interval ends; otherwise the time its puts
-    /// waited for room (`waited`, µs) counts, unless another connection's interval overlaps.
-    fn unblocked(&self, waited: u64) {
-        let since = self.blocked_since.swap(0, Ordering::Relaxed);
-        let blocked = if since == 0 {
-            waited
-        } else {
-            self.now_micros().saturating_sub(since)
-        };
-        if blocked > 0 {
+    /// Adds the running interval's time since its mark to the counter.
+    fn account_blocked(&self) {
+        let now = self.now_micros();
+        let prev = self.blocked_mark.swap(now, Ordering::Relaxed);
+        if prev != 0 {
             self.counters
                 .channel_blocked_micros
-                .fetch_add(blocked, Ordering::Relaxed);
+                .fetch_add(now.saturating_sub(prev), Ordering::Relaxed);
+        }
+    }
+
+    /// A required channel was full: the blocked interval starts at `since` unless one runs
+    /// already, which then counts up to now.
+    fn blocked(&self, since: u64) {
+        let c = &self.counters;
+        match self
+            .blocked_since
+            .compare_exchange(0, since, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => {
+                self.blocked_mark.store(since, Ordering::Relaxed);
+                c.channel_blocked_since
+                    .store(crate::metrics::now_millis(), Ordering::Relaxed);
+                self.account_blocked();
+            }
+            Err(_) => self.account_blocked(),
+        }
+    }
+
+    /// A batch committed: a running blocked interval ends (counted up to now); otherwise the
+    /// time its puts waited for room (`waited`, µs) counts.
+    fn unblocked(&self, waited: u64) {
+        let since = self.blocked_since.swap(0, Ordering::Relaxed);
+        if since != 0 {
+            self.account_blocked();
+            self.blocked_mark.store(0, Ordering::Relaxed);
+            self.counters
+                .channel_blocked_since
+                .store(0, Ordering::Relaxed);
+        } else if waited > 0 {
+            self.counters
+                .channel_blocked_micros
+                .fetch_add(waited, Ordering::Relaxed);
         }
     }
 
@@ -264,7 +291,7 @@ mod tests {
     }
 
     #[test]
-    fn time_blocked_on_a_full_channel_is_counted_once_it_clears() -> Result<(), ProcessError> {
+    fn time_blocked_on_a_full_channel_is_counted_while_it_lasts() -> Result<(), ProcessError> {
         let c1 = mem("c1", 3);
         let p = processor(std::slice::from_ref(&c1), &[]);
         p.process_batch(batch(3))?;
@@ -273,13 +300,24 @@ mod tests {
         for _ in 0..3 {
             assert!(p.process_batch(batch(1)).is_err(), "c1 is full");
         }
+        assert_ne!(
+            p.counters().channel_blocked_since.load(Ordering::Relaxed),
+            0,
+            "blocked since"
+        );
         std::thread::sleep(Duration::from_millis(30));
-        assert_eq!(blocked(), 0, "counted when the interval ends");
+        let before = blocked();
+        assert!(p.process_batch(batch(1)).is_err(), "c1 is still full");
+        assert!(blocked() >= before + 30_000, "each refused retry counts");
         let t = TakeTransaction::begin(c1.as_ref(), 10, Duration::ZERO)?;
         t.commit()?;
         p.process_batch(batch(1))?;
         assert!(blocked() >= 30_000, "{} µs", blocked());
         let after = blocked();
+        assert_eq!(
+            p.counters().channel_blocked_since.load(Ordering::Relaxed),
+            0
+        );
         p.process_batch(batch(1))?;
         assert_eq!(blocked(), after, "not blocked any more");
         Ok(())
