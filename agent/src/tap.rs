@@ -5,15 +5,17 @@
 //! committed), `verdict` (an event a WebAssembly interceptor dropped or replaced, named by the
 //! guest). With no tap connected a point costs one relaxed atomic load per batch.
 //!
-//! A connected tap is a [`Subscription`]: a bounded queue of event copies (an `Event` clone
-//! shares its body and headers) filled by the pipeline threads with `try_send`; when the
-//! queue is full (the client reads slower than events pass), events are skipped and counted,
-//! never queued without bound and never waited for. Formatting to JSON happens on the tap's
-//! own thread ([`Subscription::next_line`]).
+//! A connected tap is a [`Subscription`]: a queue of event copies (an `Event` clone shares its
+//! body and headers) bounded to about [`QUEUE`] events, filled by the pipeline threads one
+//! message per batch; when it is full (the client reads slower than events pass) the rest of
+//! the batch is skipped and counted at once — never queued without bound, never waited for,
+//! and at a cost per batch, not per event. Formatting to JSON happens on the tap's own thread
+//! ([`Subscription::next_line`]).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::time::Duration;
 
 use std::io::Write;
@@ -24,7 +26,8 @@ use parking_lot::Mutex;
 use crate::event::Event;
 use crate::metrics::{MetricSet, Value};
 
-/// Events a subscription holds at most before it skips.
+/// Events a subscription holds before it skips (concurrent publishers may each add one batch
+/// more).
 pub const QUEUE: usize = 4096;
 /// Connected taps at most.
 pub const MAX_SUBSCRIBERS: usize = 8;
@@ -63,7 +66,9 @@ struct Subscriber {
     every: u64,
     seen: AtomicU64,
     skipped: AtomicU64,
-    tx: SyncSender<Tapped>,
+    /// Events sent and not yet taken by the tap's thread.
+    queued: AtomicUsize,
+    tx: Sender<Vec<Tapped>>,
 }
 
 static ACTIVE: AtomicUsize = AtomicUsize::new(0);
@@ -80,6 +85,16 @@ pub fn active() -> bool {
     ACTIVE.load(Ordering::Relaxed) > 0
 }
 
+/// Whether a connected tap wants `component`'s events and has room for some: the pipeline
+/// copies a batch it is about to hand on only then.
+pub fn wants(component: &str) -> bool {
+    active()
+        && HUB.lock().iter().any(|s| {
+            (s.components.is_empty() || s.components.iter().any(|c| c == component))
+                && s.queued.load(Ordering::Relaxed) < QUEUE
+        })
+}
+
 /// Copies `events` seen at `point` of `component` to every tap that wants them.
 pub fn publish(component: &str, point: Point, events: &[Event]) {
     if !active() || events.is_empty() {
@@ -87,30 +102,41 @@ pub fn publish(component: &str, point: Point, events: &[Event]) {
     }
     let subs: Vec<Arc<Subscriber>> = HUB.lock().clone();
     let mut name: Option<Arc<str>> = None;
+    let n = events.len() as u64;
     for s in subs {
         if !s.components.is_empty() && !s.components.iter().any(|c| c == component) {
             continue;
         }
-        for e in events {
-            let n = s.seen.fetch_add(1, Ordering::Relaxed);
-            if n % s.every != 0 {
-                continue;
-            }
-            let component = name.get_or_insert_with(|| Arc::from(component)).clone();
-            let t = Tapped {
-                component,
+        // The sampled events of this batch: positions first, first + every, ...
+        let start = s.seen.fetch_add(n, Ordering::Relaxed);
+        let first = (s.every - start % s.every) % s.every;
+        let picked = if first < n {
+            (n - first).div_ceil(s.every)
+        } else {
+            0
+        };
+        let room = QUEUE.saturating_sub(s.queued.load(Ordering::Relaxed)) as u64;
+        let take = picked.min(room);
+        if picked > take {
+            s.skipped.fetch_add(picked - take, Ordering::Relaxed);
+            COUNTERS.skipped.fetch_add(picked - take, Ordering::Relaxed);
+        }
+        if take == 0 {
+            continue;
+        }
+        let component = name.get_or_insert_with(|| Arc::from(component)).clone();
+        let batch: Vec<Tapped> = (0..take)
+            .filter_map(|k| events.get((first + k * s.every) as usize))
+            .map(|e| Tapped {
+                component: component.clone(),
                 point,
                 event: e.clone(),
-            };
-            match s.tx.try_send(t) {
-                Ok(()) => {
-                    COUNTERS.tapped.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                    s.skipped.fetch_add(1, Ordering::Relaxed);
-                    COUNTERS.skipped.fetch_add(1, Ordering::Relaxed);
-                }
-            }
+            })
+            .collect();
+        let sent = batch.len();
+        s.queued.fetch_add(sent, Ordering::Relaxed);
+        if s.tx.send(batch).is_ok() {
+            COUNTERS.tapped.fetch_add(sent as u64, Ordering::Relaxed);
         }
     }
 }
@@ -127,7 +153,8 @@ pub enum TapError {
 /// One connected tap; dropping it disconnects.
 pub struct Subscription {
     sub: Arc<Subscriber>,
-    rx: Receiver<Tapped>,
+    rx: Receiver<Vec<Tapped>>,
+    pending: VecDeque<Tapped>,
     base64: bool,
     reported_skips: u64,
 }
@@ -140,13 +167,14 @@ impl Subscription {
             return Err(TapError::Sample(sample));
         }
         let every = (1.0 / sample).round().max(1.0) as u64;
-        let (tx, rx) = sync_channel(QUEUE);
+        let (tx, rx) = channel();
         let sub = Arc::new(Subscriber {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             components,
             every,
             seen: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
+            queued: AtomicUsize::new(0),
             tx,
         });
         let mut hub = HUB.lock();
@@ -158,6 +186,7 @@ impl Subscription {
         Ok(Self {
             sub,
             rx,
+            pending: VecDeque::new(),
             base64,
             reported_skips: 0,
         })
@@ -177,15 +206,29 @@ impl Subscription {
             self.reported_skips = skipped;
             return Some(serde_json::json!({ "point": "tap", "skipped": skipped }).to_string());
         }
-        match self.rx.recv_timeout(wait) {
-            Ok(t) => Some(self.format(&t)),
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
+        if self.pending.is_empty() {
+            match self.rx.recv_timeout(wait) {
+                Ok(batch) => self.pending.extend(batch),
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
+            }
         }
+        self.pop()
     }
 
     /// A queued line without waiting.
     pub fn try_next_line(&mut self) -> Option<String> {
-        self.rx.try_recv().ok().map(|t| self.format(&t))
+        if self.pending.is_empty()
+            && let Ok(batch) = self.rx.try_recv()
+        {
+            self.pending.extend(batch);
+        }
+        self.pop()
+    }
+
+    fn pop(&mut self) -> Option<String> {
+        let t = self.pending.pop_front()?;
+        self.sub.queued.fetch_sub(1, Ordering::Relaxed);
+        Some(self.format(&t))
     }
 
     fn format(&self, t: &Tapped) -> String {

@@ -262,11 +262,13 @@ fn tap(addr: &str, args: &[&str], timeout: Duration) -> Result<(Option<i32>, Vec
     Ok((code, out.lines().map(str::to_string).collect(), err))
 }
 
+/// The events a tap printed (its `{"point":"tap","skipped":N}` reports left out).
 fn json_lines(lines: &[String]) -> Result<Vec<serde_json::Value>> {
-    lines
+    let all: Vec<serde_json::Value> = lines
         .iter()
         .map(|l| serde_json::from_str(l).with_context(|| format!("not JSON: {l}")))
-        .collect()
+        .collect::<Result<_>>()?;
+    Ok(all.into_iter().filter(|e| e["point"] != "tap").collect())
 }
 
 /// seq → static interceptor → memory → file_roll, with `extra` agent arguments.

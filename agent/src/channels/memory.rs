@@ -148,8 +148,10 @@ impl Channel for MemoryChannel {
     }
 
     fn reserve(&self, events: usize, bytes: u64) -> Result<Reservation, ChannelError> {
-        let deadline = Instant::now() + self.config.keep_alive;
+        let started = Instant::now();
+        let deadline = started + self.config.keep_alive;
         let mut st = self.state.lock();
+        let mut waited = false;
         loop {
             if st.closed {
                 return Err(ChannelError::Closed {
@@ -168,8 +170,14 @@ impl Channel for MemoryChannel {
                     events,
                     bytes,
                     part: 0,
+                    waited: if waited {
+                        started.elapsed()
+                    } else {
+                        Duration::ZERO
+                    },
                 });
             }
+            waited = true;
             if self.not_full.wait_until(&mut st, deadline).timed_out() {
                 let detail = if slots_ok {
                     format!(

@@ -77,6 +77,9 @@ pub struct Reservation {
     /// Which part of a composite channel (the spillable memory channel) holds the room; 0
     /// for the others.
     pub part: u8,
+    /// How long the reservation waited for room (a full memory channel's `keep-alive`);
+    /// zero when there was room at once. The source's backpressure counter adds it.
+    pub waited: Duration,
 }
 
 /// Identifies a take for channels that log it (the file channel); 0 for memory.
@@ -188,6 +191,13 @@ impl<'a> PutTransaction<'a> {
             self.reservation = Some(self.channel.reserve(self.events.len(), self.bytes)?);
         }
         Ok(())
+    }
+
+    /// How long [`Self::prepare`] waited for room (zero before it ran).
+    pub fn waited(&self) -> Duration {
+        self.reservation
+            .as_ref()
+            .map_or(Duration::ZERO, |r| r.waited)
     }
 
     pub fn commit(mut self) -> Result<(), ChannelError> {

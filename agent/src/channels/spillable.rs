@@ -377,6 +377,7 @@ impl Channel for SpillableChannel {
                     Ok(r) => {
                         return Ok(Reservation {
                             part: Part::Memory as u8,
+                            waited: Duration::ZERO,
                             ..r
                         });
                     }
@@ -391,6 +392,7 @@ impl Channel for SpillableChannel {
                     let r = f.reserve(events, bytes)?;
                     return Ok(Reservation {
                         part: Part::Overflow as u8,
+                        waited: Duration::ZERO,
                         ..r
                     });
                 }
@@ -418,6 +420,7 @@ impl Channel for SpillableChannel {
         store.commit_put(
             Reservation {
                 part: 0,
+                waited: Duration::ZERO,
                 ..reservation
             },
             events,
@@ -435,6 +438,7 @@ impl Channel for SpillableChannel {
         if let Some(store) = Part::of(&reservation).and_then(|p| self.part(p)) {
             store.release(Reservation {
                 part: 0,
+                waited: Duration::ZERO,
                 ..reservation
             });
         }

@@ -170,14 +170,20 @@ impl ChannelProcessor {
         }
         let routed = self.selector.route(events)?;
         // What each channel is given (index: required lists, then optional ones), copied
-        // only while a tap is connected.
+        // only while a tap that wants that channel has room.
         let tapped: Vec<(usize, Vec<Event>)> = if tapping {
             routed
                 .required
                 .iter()
                 .chain(&routed.optional)
                 .enumerate()
-                .filter(|(_, b)| !b.is_empty())
+                .filter(|(i, b)| {
+                    !b.is_empty()
+                        && self
+                            .channels
+                            .get(i % self.channels.len().max(1))
+                            .is_some_and(|ch| tap::wants(ch.name()))
+                })
                 .map(|(i, b)| (i, b.clone()))
                 .collect()
         } else {
@@ -201,12 +207,16 @@ impl ChannelProcessor {
             prepared.push(tx);
         }
         // Reserving room is where a put waits for a full channel (a memory channel's
-        // keep-alive); anything above a millisecond is counted as blocked.
-        let waited = self.now_micros().saturating_sub(started);
+        // keep-alive): the channel says how long it waited.
+        let waited = prepared
+            .iter()
+            .map(|tx| tx.waited())
+            .max()
+            .unwrap_or_default();
         for tx in prepared {
             tx.commit()?;
         }
-        self.unblocked(if waited > 1000 { waited } else { 0 });
+        self.unblocked(u64::try_from(waited.as_micros()).unwrap_or(u64::MAX));
 
         for (i, (ch, batch)) in self.channels.iter().zip(routed.optional).enumerate() {
             if batch.is_empty() {

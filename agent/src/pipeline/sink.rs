@@ -195,7 +195,7 @@ impl SinkSlot {
             tx.rollback();
             return Err(e);
         }
-        let tapped = tap::active().then(|| tx.events().to_vec());
+        let tapped = tap::wants(&self.name).then(|| tx.events().to_vec());
         tx.commit().map_err(|e| SinkError::Channel {
             sink: self.name.clone(),
             source: e,

@@ -162,6 +162,19 @@ impl ChannelSelector for WasmRouter {
             Ok(masks) => {
                 let routed = masks.iter().filter(|m| **m != 0).count();
                 c.events_out.fetch_add(routed as u64, Ordering::Relaxed);
+                if routed < n && crate::tap::active() {
+                    let unrouted: Vec<Event> = events
+                        .iter()
+                        .zip(&masks)
+                        .filter(|(_, m)| **m == 0)
+                        .map(|(e, _)| e.clone())
+                        .collect();
+                    crate::tap::publish(
+                        self.guest.name(),
+                        crate::tap::Point::Verdict("unrouted"),
+                        &unrouted,
+                    );
+                }
                 Ok(split(events, channels, &masks))
             }
             Err(fault) => match self.guest.config().on_error {
@@ -174,6 +187,11 @@ impl ChannelSelector for WasmRouter {
                 }
                 OnError::Drop => {
                     c.policy_dropped.fetch_add(1, Ordering::Relaxed);
+                    crate::tap::publish(
+                        self.guest.name(),
+                        crate::tap::Point::Verdict("dropped-on-fault"),
+                        &events,
+                    );
                     Ok(Routed::new(channels))
                 }
                 OnError::Pass => {

@@ -147,6 +147,7 @@ impl Channel for FileChannel {
                     events,
                     bytes,
                     part: 0,
+                    waited: Duration::ZERO,
                 });
             }
             if inner.not_full.wait_until(&mut st, deadline).timed_out() {

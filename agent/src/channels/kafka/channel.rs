@@ -575,6 +575,7 @@ impl Channel for KafkaChannel {
             events,
             bytes,
             part: 0,
+            waited: Duration::ZERO,
         })
     }
 
