@@ -25,6 +25,7 @@ pub mod tap;
 pub(crate) mod tenants;
 pub mod thrift;
 pub mod topology;
+pub mod urlencoded;
 pub mod wasm;
 
 pub use event::{Event, Headers};

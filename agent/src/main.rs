@@ -514,7 +514,7 @@ fn tap_client(
     let mut query = format!("sample={sample}");
     for c in components {
         query.push_str("&component=");
-        query.push_str(&sluice::tap::percent_encode(c));
+        query.push_str(&sluice::urlencoded::encode(c));
     }
     if base64 {
         query.push_str("&base64=true");

@@ -64,7 +64,7 @@ impl Handler {
             Self::Json => json_events(content_type, &body),
             Self::Blob { mandatory } => {
                 let mut headers = Headers::new();
-                for (k, v) in query_pairs(query.unwrap_or("")) {
+                for (k, v) in crate::urlencoded::query_pairs(query.unwrap_or("")) {
                     if !headers.contains_key(&k) {
                         headers.insert(k, v);
                     }
@@ -225,44 +225,6 @@ fn json_events(content_type: Option<&str>, body: &[u8]) -> Result<Vec<Event>, Ha
         events.push(Event::with_headers(headers, body));
     }
     Ok(events)
-}
-
-/// `application/x-www-form-urlencoded` pairs of a query string.
-fn query_pairs(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
