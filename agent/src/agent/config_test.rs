@@ -291,7 +291,12 @@ fn run_one(config: &AgentConfig, t: &TestCase) -> TestResult {
         let got = delivered
             .get(o.channel.as_str())
             .map_or(&[][..], |v| &v[..]);
-        compare_channel(&o.channel, &o.events, got, &mut failures);
+        compare_list(
+            &format!("channel {}", o.channel),
+            &o.events,
+            got,
+            &mut failures,
+        );
     }
     let inputs: Vec<Event> = t.inputs.iter().map(input_event).collect();
     if let Some(expected) = &t.dropped {
@@ -326,15 +331,6 @@ fn run_one(config: &AgentConfig, t: &TestCase) -> TestResult {
         passed: failures.is_empty(),
         failures,
     }
-}
-
-fn compare_channel(
-    channel: &str,
-    expected: &[Expected],
-    got: &[(usize, Event)],
-    failures: &mut Vec<String>,
-) {
-    compare_list(&format!("channel {channel}"), expected, got, failures);
 }
 
 /// Appends a readable diff of `expected` against `got` (each with the number of the input it

@@ -192,15 +192,16 @@ impl ChannelProcessor {
         let mut failed_optional = Vec::new();
 
         let mut prepared = Vec::with_capacity(self.channels.len());
-        let started = self.now_micros();
         for (ch, batch) in self.channels.iter().zip(routed.required) {
             if batch.is_empty() {
                 continue;
             }
             let mut tx = PutTransaction::with_events(ch.as_ref(), batch)?;
             if let Err(e) = tx.prepare() {
-                if matches!(e, ChannelError::Full { .. }) {
-                    self.blocked(started);
+                if let ChannelError::Full { keep_alive, .. } = &e {
+                    // It waited `keep_alive` for room before refusing.
+                    let waited = u64::try_from(keep_alive.as_micros()).unwrap_or(u64::MAX);
+                    self.blocked(self.now_micros().saturating_sub(waited).max(1));
                 }
                 return Err(e.into());
             }
