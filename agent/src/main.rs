@@ -477,11 +477,7 @@ fn main() -> ExitCode {
 
 /// Loads and validates the config, then prints `render` of it (`check`, `graph`).
 fn check(name: &str, conf: &ConfArgs, render: fn(&AgentConfig) -> String) -> ExitCode {
-    let loaded = conf
-        .sources()
-        .map_err(sluice::config::ConfigErrors::from)
-        .and_then(|mut s| AgentConfig::load_sources(&mut s, name));
-    match loaded {
+    match load_config(name, conf) {
         Ok(c) => {
             for w in &c.warnings {
                 eprintln!("warning: {w}");
@@ -489,13 +485,22 @@ fn check(name: &str, conf: &ConfArgs, render: fn(&AgentConfig) -> String) -> Exi
             print!("{}", render(&c));
             ExitCode::SUCCESS
         }
-        Err(errors) => {
+        Err(code) => code,
+    }
+}
+
+/// Reads and parses agent `name` from the config sources (check, graph, test); on errors
+/// prints each (`error: file:line: ...`) and gives exit status 2.
+fn load_config(name: &str, conf: &ConfArgs) -> Result<AgentConfig, ExitCode> {
+    conf.sources()
+        .map_err(sluice::config::ConfigErrors::from)
+        .and_then(|mut s| AgentConfig::load_sources(&mut s, name))
+        .map_err(|errors| {
             for e in &errors.0 {
                 eprintln!("error: {e}");
             }
             ExitCode::from(2)
-        }
-    }
+        })
 }
 
 /// `sluice tap`: streams /tap of an agent to stdout.
@@ -559,18 +564,9 @@ fn tap_client(
 /// `sluice test`: loads the config, runs the tests, prints the results.
 fn config_tests(name: &str, conf: &ConfArgs, tests: &Path, json: bool) -> ExitCode {
     use sluice::agent::config_test;
-    let loaded = conf
-        .sources()
-        .map_err(sluice::config::ConfigErrors::from)
-        .and_then(|mut s| AgentConfig::load_sources(&mut s, name));
-    let config = match loaded {
+    let config = match load_config(name, conf) {
         Ok(c) => c,
-        Err(errors) => {
-            for e in &errors.0 {
-                eprintln!("error: {e}");
-            }
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let file = match config_test::load_tests(tests) {
         Ok(f) => f,

@@ -341,14 +341,13 @@ fn compare_list(
     got: &[(usize, Event)],
     failures: &mut Vec<String>,
 ) {
-    let count_differs = expected.len() != got.len();
-    let mismatches: Vec<(usize, String)> = expected
+    // Per position where both exist: why they differ (None: they match).
+    let why: Vec<Option<String>> = expected
         .iter()
         .zip(got)
-        .enumerate()
-        .filter_map(|(i, (x, (_, e)))| x.mismatch(e).map(|why| (i, why)))
+        .map(|(x, (_, e))| x.mismatch(e))
         .collect();
-    if !count_differs && mismatches.is_empty() {
+    if expected.len() == got.len() && why.iter().all(Option::is_none) {
         return;
     }
     let mut text = format!(
@@ -359,9 +358,11 @@ fn compare_list(
     for i in 0..expected.len().max(got.len()) {
         let x = expected.get(i);
         let g = got.get(i);
-        let mark = match (x, g) {
-            (Some(x), Some((_, e))) if x.mismatch(e).is_none() => ' ',
-            _ => '!',
+        let differs = why.get(i).map(Option::as_ref);
+        let mark = if matches!(differs, Some(None)) {
+            ' '
+        } else {
+            '!'
         };
         let _ = write!(text, "\n  {mark} #{}", i + 1);
         if let Some(x) = x {
@@ -380,9 +381,7 @@ fn compare_list(
             }
             None => text.push_str("\n      got      (nothing)"),
         }
-        if let (Some(x), Some((_, e))) = (x, g)
-            && let Some(why) = x.mismatch(e)
-        {
+        if let Some(Some(why)) = differs {
             let _ = write!(text, "\n      {why}");
         }
     }
