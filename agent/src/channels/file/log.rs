@@ -70,7 +70,19 @@ impl Inner {
             return Ok(());
         }
         match kind {
-            Kind::Put => self.roll(log)?,
+            Kind::Put => {
+                // The new segment takes its header and take reserve before the sealed one
+                // gives its unused reserve back.
+                let need = SEGMENT_HEADER_LEN + TAKE_RESERVE + len;
+                let room = self.put_allocation_room(log.seg + 1, len)?;
+                if room < need {
+                    return Err(self.io_err(format!(
+                        "puts wait for free space: a new segment needs {need} bytes beyond the \
+                         room kept for the next checkpoint, {room} are free"
+                    )));
+                }
+                self.roll(log)?;
+            }
             Kind::Take if self.room_for_segment(log.seg + 1) => {
                 if let Err(e) = self.roll(log) {
                     if self.failure().is_some() {
@@ -96,7 +108,7 @@ impl Inner {
             )));
         }
         if kind == Kind::Put
-            && let Err(e) = self.allocate_to(log, off + len + TAKE_RESERVE, PREALLOCATE_AHEAD)
+            && let Err(e) = self.allocate_for_put(log, off + len + TAKE_RESERVE, len)?
         {
             return Err(self.failed(
                 format!(
@@ -134,6 +146,36 @@ impl Inner {
         log.written += len;
         self.stats.bytes_written.fetch_add(len, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Extends the active segment's allocation to `to` for a put of a `len`-byte record, by
+    /// [`PREALLOCATE_AHEAD`] more when that leaves the next checkpoint its room. The outer error
+    /// refuses the put because the allocation would take that room; the inner one is the
+    /// filesystem's.
+    fn allocate_for_put(
+        &self,
+        log: &mut Log,
+        to: u64,
+        len: u64,
+    ) -> Result<std::io::Result<()>, ChannelError> {
+        let growth = to.saturating_sub(log.alloc_end.max(log.off));
+        if growth == 0 {
+            return Ok(Ok(()));
+        }
+        let room = self.put_allocation_room(log.seg, len)?;
+        if room < growth {
+            return Err(self.io_err(format!(
+                "puts wait for free space: {} needs {growth} more bytes for the batch and the \
+                 take reserve beyond the room kept for the next checkpoint, {room} are free",
+                log.path.display()
+            )));
+        }
+        let ahead = if room - growth >= PREALLOCATE_AHEAD {
+            PREALLOCATE_AHEAD
+        } else {
+            0
+        };
+        Ok(self.allocate_to(log, to, ahead))
     }
 
     /// Seals the current segment (fsync) and starts the next one.

@@ -74,6 +74,21 @@ impl Inner {
         Ok(())
     }
 
+    /// Bytes a put may newly allocate in the data dir of segment `id` (its record, the take
+    /// reserve, a new segment) and still leave the next checkpoint its room there:
+    /// `minimumRequiredSpace` + the checkpoint of the live events + `record` (at least 20 bytes
+    /// per event of the batch being put, so it covers their checkpoint entries). Without this
+    /// a put's allocation could take the room [`Self::check_space`] kept for the checkpoint,
+    /// and a filled disk would stay full: no put fits, no checkpoint is written, no drained
+    /// segment is deleted.
+    pub(super) fn put_allocation_room(&self, id: u32, record: u64) -> Result<u64, ChannelError> {
+        let dir = &self.config.data_dirs[id as usize % self.config.data_dirs.len()];
+        let min = self.min_space.load(Ordering::Relaxed);
+        let live = self.counters.channel_size.load(Ordering::Relaxed);
+        let keep = checkpoint_space_needed(min, live).saturating_add(record);
+        Ok(self.free_space(dir)?.saturating_sub(keep))
+    }
+
     /// Whether data dir of segment `id` has room for a new segment with its reserve, beyond
     /// `minimumRequiredSpace` (takes start segments only then).
     pub(super) fn room_for_segment(&self, id: u32) -> bool {
