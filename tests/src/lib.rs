@@ -186,6 +186,26 @@ impl Sluice {
     /// Starts `sluice agent -n a1 <args>` (the config sources are among `args`) with metrics
     /// on an ephemeral loopback port; `conf` is left empty.
     pub fn start_args(dir: &Path, name: &str, args: &[&str]) -> Result<Self> {
+        Self::start_args_env(dir, name, args, &[])
+    }
+
+    /// [`Self::start`] with `env` added to the agent's environment.
+    pub fn start_env(dir: &Path, name: &str, conf: &str, env: &[(&str, &str)]) -> Result<Self> {
+        let conf_path = dir.join(format!("{name}.conf"));
+        std::fs::write(&conf_path, conf)?;
+        let conf = conf_path.display().to_string();
+        let mut s = Self::start_args_env(dir, name, &["-f", conf.as_str()], env)?;
+        s.conf = conf_path;
+        Ok(s)
+    }
+
+    /// [`Self::start_args`] with `env` added to the agent's environment.
+    pub fn start_args_env(
+        dir: &Path,
+        name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
         let log = dir.join(format!("{name}.log"));
         let log_file = std::fs::OpenOptions::new()
             .create(true)
@@ -199,6 +219,7 @@ impl Sluice {
                 "RUST_LOG",
                 std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file)

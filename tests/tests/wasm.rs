@@ -816,3 +816,178 @@ fn body_prefix_cuts_what_the_guest_sees_not_what_is_delivered() -> Result<()> {
     ensure!(agent.log_text().contains("cannot be replaced whole"));
     Ok(())
 }
+
+/// An Avro source whose connection threads all call one guest: with `limits.instances = 3`
+/// eight concurrent `sluice send` clients are served by up to three instances in parallel, each
+/// with its own state (its own batch numbering); with `limits.instances = 1` by exactly one.
+/// Nothing is lost or duplicated either way.
+#[test]
+fn concurrent_callers_get_their_own_instances_up_to_the_limit() -> Result<()> {
+    let wasm = guests::rust("hostile", None)?;
+    let tmp = tempfile::tempdir()?;
+    const SENDERS: usize = 8;
+    const PER_SENDER: usize = 1500;
+    let mut inputs = Vec::new();
+    for s in 0..SENDERS {
+        let path = tmp.path().join(format!("in{s}.txt"));
+        let body: String = (0..PER_SENDER).map(|i| format!("s{s}-{i}\n")).collect();
+        std::fs::write(&path, body)?;
+        inputs.push(path);
+    }
+    for limit in [3usize, 1] {
+        let out = tmp.path().join(format!("out{limit}"));
+        let port = sluice_integration::free_port()?;
+        let source = format!(
+            "a1.sources = r1\n\
+             a1.sources.r1.type = avro\n\
+             a1.sources.r1.bind = 127.0.0.1\n\
+             a1.sources.r1.port = {port}\n\
+             a1.sources.r1.channels = c1\n\
+             a1.sources.r1.interceptors = w\n"
+        );
+        let limit_s = limit.to_string();
+        let keys = [
+            ("config.mode", "instance"),
+            ("config.spin", "3000000"),
+            ("limits.instances", limit_s.as_str()),
+        ];
+        let conf = simple(&source, &wasm_interceptor(&wasm, &keys), &out);
+        let agent = Sluice::start(tmp.path(), &format!("a{limit}"), &conf, &[])?;
+        let senders: Vec<_> = inputs
+            .iter()
+            .map(|input| {
+                let input = input.clone();
+                std::thread::spawn(move || sluice_integration::sluice_send(port, &input, &[]))
+            })
+            .collect();
+        for s in senders {
+            let (code, _o, err) = s
+                .join()
+                .map_err(|_| anyhow::anyhow!("a sender thread panicked"))??;
+            ensure!(code == 0, "sluice send failed: {err}\nagent log:\n{}", agent.log_text());
+        }
+        let lines = wait_count(&out, SENDERS * PER_SENDER)?;
+        // Per instance: the batch numbers it stamped, and the events of each.
+        let mut per_instance: BTreeMap<String, BTreeMap<u64, usize>> = BTreeMap::new();
+        let mut bodies = BTreeSet::new();
+        for line in &lines {
+            let (h, body) = parse_line(line);
+            let id = h.get("instance").cloned().context("an event without `instance`")?;
+            let batch: u64 = h
+                .get("instance-batch")
+                .and_then(|b| b.parse().ok())
+                .context("an event without `instance-batch`")?;
+            *per_instance.entry(id).or_default().entry(batch).or_default() += 1;
+            bodies.insert(body);
+        }
+        ensure!(
+            bodies.len() == SENDERS * PER_SENDER && lines.len() == bodies.len(),
+            "{} lines, {} distinct bodies",
+            lines.len(),
+            bodies.len()
+        );
+        let gauge = agent.counter("WASM.r1.w", "InstanceCount")?;
+        println!(
+            "limits.instances = {limit}: {} instances served {} batches (InstanceCount {gauge}): {:?}",
+            per_instance.len(),
+            per_instance.values().map(BTreeMap::len).sum::<usize>(),
+            per_instance.values().map(BTreeMap::len).collect::<Vec<_>>()
+        );
+        if limit == 1 {
+            ensure!(per_instance.len() == 1, "{} instances", per_instance.len());
+        } else {
+            ensure!(
+                (2..=limit).contains(&per_instance.len()),
+                "{} instances served 8 concurrent senders with limits.instances = {limit}",
+                per_instance.len()
+            );
+        }
+        ensure!(gauge >= 1 && gauge <= limit as u64, "InstanceCount {gauge}");
+        // Each instance counted only its own batches: 1, 2, ... with no gaps or repeats.
+        for (id, batches) in &per_instance {
+            let numbers: Vec<u64> = batches.keys().copied().collect();
+            let expected: Vec<u64> = (1..=numbers.len() as u64).collect();
+            ensure!(numbers == expected, "instance {id} stamped batches {numbers:?}");
+        }
+        ensure!(agent.counter("WASM.r1.w", "FaultCount")? == 0);
+    }
+    Ok(())
+}
+
+/// The on-disk cache of compiled guests: the first start compiles and writes a `.cwasm`, a
+/// restart loads it without compiling, a corrupted file is refused by its checksum (the guest
+/// is compiled again and the file rewritten), and the folder is kept under
+/// `SLUICE_WASM_CACHE_MAX_BYTES` by deleting the least recently used files.
+#[test]
+fn restarts_load_compiled_guests_from_the_disk_cache() -> Result<()> {
+    let wasm = guests::rust("drop-by-level", None)?;
+    let tmp = tempfile::tempdir()?;
+    let cache = tmp.path().join("cache");
+    let cache_s = cache.display().to_string();
+    let conf = simple(
+        &seq(100, "c1"),
+        &wasm_interceptor(&wasm, &[("reload", "false")]),
+        &tmp.path().join("out"),
+    );
+    let env = [("SLUICE_WASM_CACHE_DIR", cache_s.as_str())];
+    let cwasm = || -> Result<Vec<PathBuf>> {
+        Ok(std::fs::read_dir(&cache)?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+            .collect())
+    };
+    let start = |run: &str| -> Result<(u64, u64, u64)> {
+        let mut a = Sluice::start_env(tmp.path(), run, &conf, &env)?;
+        wait_counter(&a, "WASM.r1.w", "BatchCount", 1)?;
+        let r = (
+            a.counter("WASM.r1.w", "CompileCount")?,
+            a.counter("WASM.r1.w", "DiskCacheHitCount")?,
+            a.counter("WASM.r1.w", "LoadMicros")?,
+        );
+        a.signal("TERM")?;
+        a.wait(Duration::from_secs(30))?;
+        println!("{run}: compiled {}, from the disk cache {}, load {} µs", r.0, r.1, r.2);
+        Ok(r)
+    };
+    let (compiled, hits, _) = start("first")?;
+    ensure!(compiled == 1 && hits == 0, "first start: {compiled} compiles, {hits} hits");
+    let files = cwasm()?;
+    ensure!(files.len() == 1, "cache files: {files:?}");
+    let (compiled, hits, _) = start("restart")?;
+    ensure!(compiled == 0 && hits == 1, "restart: {compiled} compiles, {hits} hits");
+    // One flipped byte in the middle: the checksum refuses it.
+    let mut bytes = std::fs::read(&files[0])?;
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&files[0], &bytes)?;
+    let mut a = Sluice::start_env(tmp.path(), "corrupt", &conf, &env)?;
+    wait_counter(&a, "WASM.r1.w", "BatchCount", 1)?;
+    ensure!(a.counter("WASM.r1.w", "CompileCount")? == 1);
+    ensure!(
+        a.log_text().contains("fails its checksum"),
+        "no warning for the corrupted file:\n{}",
+        a.log_text()
+    );
+    a.signal("TERM")?;
+    a.wait(Duration::from_secs(30))?;
+    let (compiled, hits, _) = start("rewritten")?;
+    ensure!(compiled == 0 && hits == 1, "after the rewrite: {compiled} compiles, {hits} hits");
+    // A limit below the one file's size: a stale file goes, the file just written stays.
+    let stale = cache.join("0000000000000000-00.cwasm");
+    std::fs::write(&stale, vec![0u8; 4096])?;
+    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options().append(true).open(&stale)?.set_modified(old)?;
+    std::fs::remove_file(&files[0])?;
+    let small = [
+        ("SLUICE_WASM_CACHE_DIR", cache_s.as_str()),
+        ("SLUICE_WASM_CACHE_MAX_BYTES", "1"),
+    ];
+    let mut a = Sluice::start_env(tmp.path(), "bounded", &conf, &small)?;
+    wait_counter(&a, "WASM.r1.w", "BatchCount", 1)?;
+    a.signal("TERM")?;
+    a.wait(Duration::from_secs(30))?;
+    ensure!(!stale.exists(), "the least recently used file was kept");
+    ensure!(cwasm()?.len() == 1, "cache files: {:?}", cwasm()?);
+    Ok(())
+}

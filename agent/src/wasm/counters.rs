@@ -30,6 +30,14 @@ pub struct WasmCounters {
     pub(crate) policy_passed: AtomicU64,
     pub(crate) suspended: AtomicU64,
     pub(crate) instantiations: AtomicU64,
+    /// Loads of the guest file compiled now / taken from the disk cache / from memory.
+    pub(crate) compiles: AtomicU64,
+    pub(crate) disk_cache_hits: AtomicU64,
+    pub(crate) memory_cache_hits: AtomicU64,
+    /// The last load: read the file and compile it or take it from a cache.
+    pub(crate) load_micros: AtomicU64,
+    /// Instances alive now (idle, in a call or being made).
+    pub(crate) instances: AtomicU64,
     pub(crate) instantiate_micros: AtomicU64,
     pub(crate) reloads: AtomicU64,
     pub(crate) reload_failures: AtomicU64,
@@ -115,6 +123,17 @@ impl MetricSet for WasmCounters {
             ("BatchPassedCount", c(&self.policy_passed)),
             ("SuspendedBatchCount", c(&self.suspended)),
             ("InstantiateCount", c(&self.instantiations)),
+            ("CompileCount", c(&self.compiles)),
+            ("DiskCacheHitCount", c(&self.disk_cache_hits)),
+            ("MemoryCacheHitCount", c(&self.memory_cache_hits)),
+            (
+                "LoadMicros",
+                Value::Gauge(self.load_micros.load(Ordering::Relaxed)),
+            ),
+            (
+                "InstanceCount",
+                Value::Gauge(self.instances.load(Ordering::Relaxed)),
+            ),
             (
                 "InstantiateMicros",
                 Value::Gauge(self.instantiate_micros.load(Ordering::Relaxed)),

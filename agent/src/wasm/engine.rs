@@ -5,8 +5,10 @@
 //! reloads never recompile) and on disk (so agent restarts do not either): in
 //! `$SLUICE_WASM_CACHE_DIR`, else `$XDG_CACHE_HOME/sluice/wasm`, else `~/.cache/sluice/wasm`;
 //! `SLUICE_WASM_CACHE_DIR=off` disables it. A cache file is native code for this engine
-//! (named by the engine's compatibility hash and the component's digest): the folder must be
-//! writable only by the agent's user, like its binary.
+//! (named by the engine's compatibility hash and the component's digest, ending with a
+//! checksum of its contents that is verified before use): the folder must be writable only by
+//! the agent's user, like its binary. The folder is bounded (`SLUICE_WASM_CACHE_MAX_BYTES`,
+//! default 512 MiB): past it, the least recently used files are deleted.
 //!
 //! Epoch interruption bounds CPU time: a ticker thread advances the engine's epoch every
 //! [`TICK`]; a call's deadline is its `limits.timeout` in ticks. The pooling allocator is not
@@ -108,6 +110,17 @@ enum CacheWriteError {
     Io(#[from] io::Error),
 }
 
+/// Where a loaded component came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// Compiled earlier in this process.
+    Memory,
+    /// Deserialized from the disk cache.
+    Disk,
+    /// Compiled now.
+    Compiled,
+}
+
 /// A compiled component's identity: digest of the file's bytes.
 pub(crate) type Digest16 = [u8; 16];
 
@@ -162,18 +175,21 @@ impl Runtime {
     }
 
     /// Reads and compiles `path`, or returns the cached compilation of identical bytes.
-    pub(crate) fn load(&self, path: &Path) -> Result<(Component, Digest16), CompileError> {
+    pub(crate) fn load(
+        &self,
+        path: &Path,
+    ) -> Result<(Component, Digest16, Origin), CompileError> {
         let bytes = std::fs::read(path).map_err(|source| CompileError::Read {
             path: path.to_path_buf(),
             source,
         })?;
         let digest: Digest16 = Md5::digest(&bytes).into();
         if let Some(c) = self.cache.lock().get(&digest) {
-            return Ok((c.clone(), digest));
+            return Ok((c.clone(), digest, Origin::Memory));
         }
         let cached = self.disk_path(&digest);
-        let component = match cached.as_deref().and_then(|p| self.load_cached(p)) {
-            Some(c) => c,
+        let (component, origin) = match cached.as_deref().and_then(|p| self.load_cached(p)) {
+            Some(c) => (c, Origin::Disk),
             None => {
                 let c = Component::new(&self.engine, &bytes).map_err(|source| {
                     CompileError::Invalid {
@@ -184,7 +200,7 @@ impl Runtime {
                 if let Some(p) = cached.as_deref() {
                     store_cached(&c, p);
                 }
-                c
+                (c, Origin::Compiled)
             }
         };
         let mut cache = self.cache.lock();
@@ -193,20 +209,13 @@ impl Runtime {
             cache.clear();
         }
         cache.insert(digest, component.clone());
-        Ok((component, digest))
+        Ok((component, digest, origin))
     }
 }
 
 impl Runtime {
     fn disk_path(&self, digest: &Digest16) -> Option<PathBuf> {
-        let dir = match std::env::var_os("SLUICE_WASM_CACHE_DIR") {
-            Some(d) if d == "off" => return None,
-            Some(d) => PathBuf::from(d),
-            None => match std::env::var_os("XDG_CACHE_HOME") {
-                Some(x) => PathBuf::from(x).join("sluice/wasm"),
-                None => PathBuf::from(std::env::var_os("HOME")?).join(".cache/sluice/wasm"),
-            },
-        };
+        let dir = cache_dir()?;
         let mut engine = std::collections::hash_map::DefaultHasher::new();
         self.engine
             .precompile_compatibility_hash()
@@ -216,16 +225,35 @@ impl Runtime {
     }
 
     fn load_cached(&self, path: &Path) -> Option<Component> {
-        if !path.is_file() {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e,
+                    "Cannot read compiled-component cache file; compiling instead.");
+                return None;
+            }
+        };
+        let Some(code) = verified(&bytes) else {
+            tracing::warn!(path = %path.display(),
+                "Compiled-component cache file fails its checksum (truncated or altered); \
+                 compiling instead and replacing it.");
             return None;
-        }
-        // SAFETY: the file was written by `store_cached` from `Component::serialize` of an engine
-        // with the same compatibility hash (in its name), in a folder only the agent's user
-        // writes (module docs); wasmtime still checks its header and engine settings.
+        };
+        // SAFETY: the bytes were written by `store_cached` from `Component::serialize` of an
+        // engine with the same compatibility hash (in the file's name), in a folder only the
+        // agent's user writes (module docs), and they still match the checksum written with
+        // them; wasmtime checks its header and the engine's settings again.
         #[allow(unsafe_code)]
-        let loaded = unsafe { Component::deserialize_file(&self.engine, path) };
+        let loaded = unsafe { Component::deserialize(&self.engine, code) };
         match loaded {
-            Ok(c) => Some(c),
+            Ok(c) => {
+                // Recently used files are the last to go when the cache is trimmed.
+                if let Ok(f) = std::fs::File::options().append(true).open(path) {
+                    let _ = f.set_modified(std::time::SystemTime::now());
+                }
+                Some(c)
+            }
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e,
                     "Ignoring unusable compiled-component cache file.");
@@ -235,18 +263,93 @@ impl Runtime {
     }
 }
 
+/// The disk cache's folder (module docs), `None` when disabled.
+fn cache_dir() -> Option<PathBuf> {
+    match std::env::var_os("SLUICE_WASM_CACHE_DIR") {
+        Some(d) if d == "off" => None,
+        Some(d) => Some(PathBuf::from(d)),
+        None => match std::env::var_os("XDG_CACHE_HOME") {
+            Some(x) => Some(PathBuf::from(x).join("sluice/wasm")),
+            None => Some(PathBuf::from(std::env::var_os("HOME")?).join(".cache/sluice/wasm")),
+        },
+    }
+}
+
+/// Largest total size of the disk cache: `$SLUICE_WASM_CACHE_MAX_BYTES`, default 512 MiB;
+/// the least recently used files go first when a new one passes it.
+fn cache_max_bytes() -> u64 {
+    std::env::var("SLUICE_WASM_CACHE_MAX_BYTES")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(DEFAULT_CACHE_MAX_BYTES)
+}
+
+pub(crate) const DEFAULT_CACHE_MAX_BYTES: u64 = 512 << 20;
+
+/// A cache file ends with the MD5 of what precedes it and this tag.
+const CACHE_TRAILER_TAG: &[u8; 8] = b"sluiceC1";
+const CACHE_TRAILER_LEN: usize = 16 + 8;
+
+/// The serialized component of a cache file whose trailer matches it.
+fn verified(file: &[u8]) -> Option<&[u8]> {
+    let split = file.len().checked_sub(CACHE_TRAILER_LEN)?;
+    let (code, trailer) = file.split_at(split);
+    let (sum, tag) = trailer.split_at(16);
+    let digest: Digest16 = Md5::digest(code).into();
+    (tag == CACHE_TRAILER_TAG && sum == digest).then_some(code)
+}
+
 fn store_cached(component: &Component, path: &Path) {
     let write = || -> Result<(), CacheWriteError> {
-        let bytes = component.serialize().map_err(CacheWriteError::Serialize)?;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
+        let mut bytes = component.serialize().map_err(CacheWriteError::Serialize)?;
+        let digest: Digest16 = Md5::digest(&bytes).into();
+        bytes.extend_from_slice(&digest);
+        bytes.extend_from_slice(CACHE_TRAILER_TAG);
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, bytes)?;
-        Ok(std::fs::rename(&tmp, path)?)
+        std::fs::write(&tmp, &bytes)?;
+        std::fs::rename(&tmp, path)?;
+        trim_cache(dir, cache_max_bytes(), path);
+        Ok(())
     };
     if let Err(e) = write() {
         tracing::warn!(path = %path.display(), error = %e, "Cannot cache compiled component.");
+    }
+}
+
+/// Deletes the least recently used `.cwasm` files of `dir` until they total at most `max`
+/// bytes; `keep` (the file just written) stays.
+fn trim_cache(dir: &Path, max: u64, keep: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+        .filter_map(|e| {
+            let m = e.metadata().ok()?;
+            Some((m.modified().ok()?, m.len(), e.path()))
+        })
+        .collect();
+    let mut total: u64 = files.iter().map(|f| f.1).sum();
+    files.sort();
+    for (_, len, path) in files {
+        if total <= max {
+            break;
+        }
+        if path == keep {
+            continue;
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                total -= len;
+                tracing::info!(path = %path.display(), bytes = len,
+                    "Compiled-component cache over its size limit; removed the least recently used file.");
+            }
+            Err(e) => tracing::warn!(path = %path.display(), error = %e,
+                "Cannot remove a compiled-component cache file."),
+        }
     }
 }
 
@@ -294,7 +397,7 @@ mod tests {
     fn an_unreadable_file_keeps_its_io_error() -> Result<(), Box<dyn Error>> {
         let dir = tempfile::tempdir()?;
         let missing = dir.path().join("missing.wasm");
-        let Err(e) = Runtime::shared()?.load(&missing) else {
+        let Err(e) = Runtime::shared()?.load(&missing).map(drop) else {
             return Err("loading a missing file succeeded".into());
         };
         assert!(e.to_string().starts_with("cannot read "), "{e}");
@@ -309,11 +412,55 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("junk.wasm");
         std::fs::write(&path, b"not wasm")?;
-        let Err(e) = Runtime::shared()?.load(&path) else {
+        let Err(e) = Runtime::shared()?.load(&path).map(drop) else {
             return Err("loading junk succeeded".into());
         };
         assert!(e.to_string().contains("is not a valid component"), "{e}");
         assert!(matches!(e, CompileError::Invalid { .. }) && e.source().is_some());
+        Ok(())
+    }
+
+    #[test]
+    fn a_cache_file_is_used_only_when_its_checksum_matches() {
+        let code = b"serialized component".to_vec();
+        let mut file = code.clone();
+        let digest: Digest16 = Md5::digest(&code).into();
+        file.extend_from_slice(&digest);
+        file.extend_from_slice(CACHE_TRAILER_TAG);
+        assert_eq!(verified(&file), Some(&code[..]));
+        let mut flipped = file.clone();
+        flipped[3] ^= 1;
+        assert_eq!(verified(&flipped), None, "a flipped bit");
+        assert_eq!(verified(&file[..file.len() - 1]), None, "truncated");
+        assert_eq!(verified(&file[..10]), None, "shorter than a trailer");
+        assert_eq!(verified(&code), None, "no trailer (a file of an older version)");
+    }
+
+    #[test]
+    fn the_cache_is_trimmed_least_recently_used_first() -> Result<(), Box<dyn Error>> {
+        let dir = tempfile::tempdir()?;
+        let now = std::time::SystemTime::now();
+        let mut paths = Vec::new();
+        for (i, age) in [30u64, 10, 20].into_iter().enumerate() {
+            let p = dir.path().join(format!("{i}.cwasm"));
+            std::fs::write(&p, vec![0u8; 1000])?;
+            std::fs::File::options()
+                .append(true)
+                .open(&p)?
+                .set_modified(now - Duration::from_secs(age))?;
+            paths.push(p);
+        }
+        let other = dir.path().join("notes.txt");
+        std::fs::write(&other, vec![0u8; 5000])?;
+        let newest = dir.path().join("3.cwasm");
+        std::fs::write(&newest, vec![0u8; 1000])?;
+        trim_cache(dir.path(), 2500, &newest);
+        // 4000 bytes of .cwasm: the two least recently used go (30 s, then 20 s old).
+        assert!(!paths[0].exists() && !paths[2].exists());
+        assert!(paths[1].exists() && newest.exists() && other.exists());
+        // The file just written stays even when it alone passes the limit.
+        trim_cache(dir.path(), 10, &newest);
+        assert!(!paths[1].exists() && newest.exists());
         Ok(())
     }
 }

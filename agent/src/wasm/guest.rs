@@ -1,10 +1,17 @@
-//! One configured guest: its compiled component, its live instance, fault handling and reload.
+//! One configured guest: its compiled component, its pool of instances, fault handling and
+//! reload.
 //!
-//! A [`Guest`] serialises calls under one lock. Before each call it swaps in a reloaded
-//! instance if the reloader prepared one, and recreates a faulted instance (at most once per
-//! [`RETRY`] when instantiation or `init` keeps failing). A call runs with a fresh epoch
-//! deadline; its error is classified into a [`Fault`], counted and logged, and the instance is
-//! dropped so the next batch starts from a clean one.
+//! A [`Guest`] keeps up to `limits.instances` instances. A call takes an idle instance of the
+//! current version (the most recently used, so one caller keeps reusing one instance), makes a
+//! new one while the pool may grow, or waits for one to come back; the call itself runs
+//! outside the pool's lock, so callers on different threads (an Avro source's connections, the
+//! tenants of a router) run the guest in parallel. Each instance has its own store: its own
+//! memory limit and its own guest state. Before each call a reloaded version the reloader
+//! prepared is swapped in (idle instances of the old version are dropped; busy ones finish
+//! their batch and are dropped when they come back, so a batch runs on exactly one version). A
+//! faulted instance is dropped and a new one made right away; when instantiation or `init`
+//! keeps failing, at most once per [`RETRY`]. A call runs with a fresh epoch deadline; its error
+//! is classified into a [`Fault`], counted and logged.
 //!
 //! A guest that times out `limits.suspend-after` calls in a row is suspended: for a pause
 //! (1 s, doubling up to 60 s) its batches follow `on-error` without running it, so a looping
@@ -17,16 +24,17 @@
 
 use std::error::Error;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use wasmtime::Store;
 
 use super::WasmConfig;
 use super::counters::WasmCounters;
 use super::engine::{Runtime, RuntimeError};
 use super::host_state::HostState;
-use super::instance::{LoadError, Loaded, Maker, classify};
+use super::instance::{Live, LoadError, Loaded, Maker, classify};
 use super::lower::BatchFn;
 use super::reloader::{Pending, Reloader};
 
@@ -113,11 +121,27 @@ pub enum InitFailure {
     Faulted(#[source] Box<Fault>),
 }
 
-struct Slot {
+/// An instance waiting for its next call, and the version it runs.
+struct Idle {
+    live: Live,
+    generation: u64,
+}
+
+/// The guest's instances and the state they share.
+struct Pool {
+    /// The version new instances are made from.
     loaded: Arc<Loaded>,
-    live: Option<super::instance::Live>,
+    /// Bumped by each reload; an instance of an older generation is dropped when it comes back.
+    generation: u64,
+    /// Instances between calls, the most recently used last (so a single caller keeps one).
+    idle: Vec<Idle>,
+    /// Instances alive: idle, in a call, or being made. At most `limits.instances`.
+    count: usize,
+    /// No instance is made before this (after `init` failed, at most one try per [`RETRY`]).
     next_retry: Instant,
-    /// Calls in a row that timed out.
+    /// The next instance replaces one dropped after a fault (logged once it is up).
+    replacing: bool,
+    /// Calls in a row that timed out (on any instance).
     timeouts_in_row: u32,
     /// While set and in the future, calls are not made.
     suspended_until: Option<Instant>,
@@ -125,7 +149,7 @@ struct Slot {
     pause: Duration,
 }
 
-impl Slot {
+impl Pool {
     fn resume(&mut self) {
         self.timeouts_in_row = 0;
         self.suspended_until = None;
@@ -133,16 +157,24 @@ impl Slot {
     }
 }
 
-/// A configured guest, shared by the hook that runs it.
+/// A configured guest, shared by the hook that runs it: a pool of up to `limits.instances`
+/// instances, one per concurrent caller, each with its own store (memory, guest state).
 pub struct Guest {
     maker: Arc<Maker>,
-    slot: Mutex<Slot>,
+    pool: Mutex<Pool>,
+    /// Signalled when an instance comes back to the pool or a place in it frees up.
+    returned: Condvar,
+    limit: usize,
     pending: Pending,
     _reloader: Option<Reloader>,
 }
 
+/// How long a caller waits for a busy pool before checking reloads and suspension again.
+const POOL_WAIT: Duration = Duration::from_millis(100);
+
 impl Guest {
-    /// Compiles (or takes from the cache), links and checks the world; instantiates and inits.
+    /// Compiles (or takes from the cache), links and checks the world; instantiates and inits
+    /// the first instance (the others are made when callers overlap).
     /// A failing `init` is not an error here: it is a fault, retried before later batches.
     pub(crate) fn new(
         name: &str,
@@ -165,15 +197,22 @@ impl Guest {
             guest: name.to_string(),
             source,
         })?);
-        let live = match maker.instantiate(&loaded) {
-            Ok(l) => Some(l),
+        let idle = match maker.instantiate(&loaded) {
+            Ok(live) => vec![Idle {
+                live,
+                generation: 0,
+            }],
             Err(f) => {
                 maker.counters.count(&f);
                 tracing::warn!(guest = name, fault = %f,
                     "Wasm guest failed to start; its batches follow on-error until it does.");
-                None
+                Vec::new()
             }
         };
+        maker
+            .counters
+            .instances
+            .store(idle.len() as u64, Ordering::Relaxed);
         let pending: Pending = Arc::default();
         let reloader = if config.reload {
             match Reloader::start(maker.clone(), pending.clone(), loaded.digest) {
@@ -188,14 +227,19 @@ impl Guest {
         };
         Ok(Self {
             maker,
-            slot: Mutex::new(Slot {
+            pool: Mutex::new(Pool {
                 loaded,
-                live,
+                generation: 0,
+                count: idle.len(),
+                idle,
                 next_retry: Instant::now() + RETRY,
+                replacing: false,
                 timeouts_in_row: 0,
                 suspended_until: None,
                 pause: super::SUSPEND_FIRST,
             }),
+            returned: Condvar::new(),
+            limit: config.instances.max(1),
             pending,
             _reloader: reloader,
         })
@@ -213,9 +257,9 @@ impl Guest {
         &self.maker.counters
     }
 
-    /// Runs `f` on the live instance (recreating it first if needed). `f`'s inner error is a
-    /// return the guest got wrong. A failure is counted, logged and drops the instance; the
-    /// caller applies `on-error`.
+    /// Runs `f` on an instance of the pool (making one if none is free and the pool may grow,
+    /// else waiting for one). `f`'s inner error is a return the guest got wrong. A failure is
+    /// counted, logged and drops that instance; the caller applies `on-error`.
     pub(crate) fn call<T, E>(
         &self,
         f: impl FnOnce(&mut Store<HostState>, BatchFn) -> wasmtime::Result<Result<T, E>>,
@@ -223,91 +267,160 @@ impl Guest {
     where
         E: Error + Send + Sync + 'static,
     {
-        let mut slot = self.slot.lock();
-        self.swap_in_pending(&mut slot);
-        self.check_suspended(&mut slot)?;
-        self.ensure_live(&mut slot)?;
-        let Some(live) = slot.live.as_mut() else {
-            return Err(Fault::Unavailable);
-        };
+        let Idle {
+            mut live,
+            generation,
+        } = self.checkout()?;
         live.store.set_epoch_deadline(self.maker.deadline_ticks());
         live.store.data_mut().limiter.hit = false;
         let fault = match f(&mut live.store, live.batch) {
             Ok(Ok(v)) => {
-                if slot.timeouts_in_row > 0 || slot.pause != super::SUSPEND_FIRST {
-                    slot.resume();
-                }
+                self.checkin(Idle { live, generation });
                 return Ok(v);
             }
             Ok(Err(bad)) => Fault::BadReturn(Box::new(bad)),
             Err(e) => classify(e, &live.store, &self.maker.config),
         };
-        slot.live = None;
-        self.count_timeouts(&mut slot, &fault);
-        // Recreate right away (outside the retry pause) so one bad batch costs one batch.
-        slot.next_retry = Instant::now();
+        drop(live);
+        {
+            let mut pool = self.pool.lock();
+            pool.count -= 1;
+            self.count_timeouts(&mut pool, &fault);
+            // Recreate right away (outside the retry pause) so one bad batch costs one batch.
+            pool.next_retry = Instant::now();
+            pool.replacing = true;
+            self.set_instances(&pool);
+        }
+        self.returned.notify_one();
         Err(self.fault(fault))
     }
 
-    /// Takes over the version the reloader prepared, if any.
-    fn swap_in_pending(&self, slot: &mut Slot) {
-        if let Some((loaded, live, noticed)) = self.pending.lock().take() {
-            slot.loaded = loaded;
-            slot.live = Some(live);
-            self.maker.counters.reload_swap_millis.store(
-                noticed.elapsed().as_millis() as u64,
-                std::sync::atomic::Ordering::Relaxed,
-            );
-            slot.resume();
+    /// An instance of the current version for one call: an idle one, a new one while the pool
+    /// may grow, or the next one to come back.
+    fn checkout(&self) -> Result<Idle, Fault> {
+        let mut pool = self.pool.lock();
+        loop {
+            self.swap_in_pending(&mut pool);
+            self.check_suspended(&mut pool)?;
+            let mut stale = Vec::new();
+            while let Some(idle) = pool.idle.pop() {
+                if idle.generation == pool.generation {
+                    if !stale.is_empty() {
+                        self.set_instances(&pool);
+                    }
+                    drop(pool);
+                    drop(stale);
+                    return Ok(idle);
+                }
+                pool.count -= 1;
+                stale.push(idle);
+            }
+            if pool.count < self.limit && Instant::now() >= pool.next_retry {
+                pool.count += 1;
+                let loaded = pool.loaded.clone();
+                let generation = pool.generation;
+                drop(stale);
+                let made = MutexGuard::unlocked(&mut pool, || self.maker.instantiate(&loaded));
+                return match made {
+                    Ok(live) => {
+                        if std::mem::take(&mut pool.replacing) {
+                            tracing::info!(guest = %self.maker.name, "Wasm guest instance recreated.");
+                        }
+                        self.set_instances(&pool);
+                        Ok(Idle { live, generation })
+                    }
+                    Err(fault) => {
+                        pool.count -= 1;
+                        pool.next_retry = Instant::now() + RETRY;
+                        drop(pool);
+                        self.returned.notify_all();
+                        Err(self.fault(fault))
+                    }
+                };
+            }
+            if pool.count == 0 {
+                return Err(Fault::Unavailable);
+            }
+            // Every instance is in a call (or being made): wait for one to come back.
+            self.returned.wait_for(&mut pool, POOL_WAIT);
         }
     }
 
-    fn check_suspended(&self, slot: &mut Slot) -> Result<(), Fault> {
-        if let Some(until) = slot.suspended_until {
+    /// Gives an instance back after a successful call (one of an older version is dropped).
+    fn checkin(&self, idle: Idle) {
+        let mut pool = self.pool.lock();
+        if pool.timeouts_in_row > 0 || pool.pause != super::SUSPEND_FIRST {
+            pool.resume();
+        }
+        let stale = if idle.generation == pool.generation {
+            pool.idle.push(idle);
+            None
+        } else {
+            pool.count -= 1;
+            self.set_instances(&pool);
+            Some(idle)
+        };
+        drop(pool);
+        self.returned.notify_one();
+        drop(stale);
+    }
+
+    fn set_instances(&self, pool: &Pool) {
+        self.maker
+            .counters
+            .instances
+            .store(pool.count as u64, Ordering::Relaxed);
+    }
+
+    /// Takes over the version the reloader prepared, if any: its instance is the new
+    /// version's first; idle ones of the old version are dropped, busy ones when they return.
+    fn swap_in_pending(&self, pool: &mut Pool) {
+        if let Some((loaded, live, noticed)) = self.pending.lock().take() {
+            pool.loaded = loaded;
+            pool.generation += 1;
+            pool.count -= pool.idle.len();
+            pool.idle.clear();
+            pool.idle.push(Idle {
+                live,
+                generation: pool.generation,
+            });
+            pool.count += 1;
+            // The new version may exceed the limit while old busy ones finish their batch.
+            self.set_instances(pool);
+            self.maker
+                .counters
+                .reload_swap_millis
+                .store(noticed.elapsed().as_millis() as u64, Ordering::Relaxed);
+            pool.resume();
+        }
+    }
+
+    fn check_suspended(&self, pool: &mut Pool) -> Result<(), Fault> {
+        if let Some(until) = pool.suspended_until {
             let now = Instant::now();
             if now < until {
                 let fault = Fault::Suspended(until - now);
                 self.maker.counters.count(&fault);
                 return Err(fault);
             }
-            slot.suspended_until = None;
+            pool.suspended_until = None;
         }
         Ok(())
     }
 
-    /// Recreates a dropped instance, at most once per [`RETRY`] while that keeps failing.
-    fn ensure_live(&self, slot: &mut Slot) -> Result<(), Fault> {
-        if slot.live.is_some() {
-            return Ok(());
-        }
-        let now = Instant::now();
-        if now < slot.next_retry {
-            return Err(Fault::Unavailable);
-        }
-        slot.next_retry = now + RETRY;
-        match self.maker.instantiate(&slot.loaded) {
-            Ok(l) => {
-                tracing::info!(guest = %self.maker.name, "Wasm guest instance recreated.");
-                slot.live = Some(l);
-                Ok(())
-            }
-            Err(fault) => Err(self.fault(fault)),
-        }
-    }
-
     /// Counts timeouts in a row and suspends the guest after `limits.suspend-after` of them.
-    fn count_timeouts(&self, slot: &mut Slot, fault: &Fault) {
+    fn count_timeouts(&self, pool: &mut Pool, fault: &Fault) {
         if !matches!(fault, Fault::Timeout(_)) {
-            slot.timeouts_in_row = 0;
+            pool.timeouts_in_row = 0;
             return;
         }
-        slot.timeouts_in_row = slot.timeouts_in_row.saturating_add(1);
+        pool.timeouts_in_row = pool.timeouts_in_row.saturating_add(1);
         let limit = self.maker.config.suspend_after;
-        if limit > 0 && slot.timeouts_in_row >= limit {
-            let pause = slot.pause;
-            slot.suspended_until = Some(Instant::now() + pause);
-            slot.pause = (pause * 2).min(super::SUSPEND_MAX);
-            tracing::warn!(guest = %self.maker.name, timeouts = slot.timeouts_in_row,
+        if limit > 0 && pool.timeouts_in_row >= limit {
+            let pause = pool.pause;
+            pool.suspended_until = Some(Instant::now() + pause);
+            pool.pause = (pause * 2).min(super::SUSPEND_MAX);
+            tracing::warn!(guest = %self.maker.name, timeouts = pool.timeouts_in_row,
                 pause = ?pause, on_error = ?self.maker.config.on_error,
                 "Wasm guest suspended after repeated timeouts; its batches follow on-error.");
         }

@@ -15,7 +15,7 @@ use wasmtime::{Store, Trap};
 use super::WasmConfig;
 use super::bindings;
 use super::counters::WasmCounters;
-use super::engine::{CompileError, Digest16, Runtime, TICK};
+use super::engine::{CompileError, Digest16, Origin, Runtime, TICK};
 use super::guest::{Fault, Hook, InitFailure};
 use super::host_state::HostState;
 use super::lower::BatchFn;
@@ -66,7 +66,17 @@ pub(super) struct Maker {
 
 impl Maker {
     pub(super) fn load(&self) -> Result<Loaded, LoadError> {
-        let (component, digest) = self.runtime.load(&self.config.path)?;
+        let started = Instant::now();
+        let (component, digest, origin) = self.runtime.load(&self.config.path)?;
+        let micros = started.elapsed().as_micros() as u64;
+        self.counters.load_micros.store(micros, Ordering::Relaxed);
+        let count = match origin {
+            Origin::Compiled => &self.counters.compiles,
+            Origin::Disk => &self.counters.disk_cache_hits,
+            Origin::Memory => &self.counters.memory_cache_hits,
+        };
+        count.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(guest = %self.name, from = ?origin, micros, "Wasm guest loaded.");
         let pre = self
             .runtime
             .linker

@@ -10,8 +10,8 @@
 //!   ticker thread owned by a Drop guard, and a cache of compiled components keyed by the
 //!   file's digest, so restarts and config reloads do not recompile;
 //! - per configured hook, one [`guest::Guest`]: an `InstancePre` built when the agent builds the
-//!   component, one `Store` per live instance with a memory limiter and a per-batch epoch
-//!   deadline, and a reloader that compiles a changed file off the hot path. Its parts live by
+//!   component, a pool of up to `limits.instances` instances (one per concurrent caller), one
+//!   `Store` per instance with a memory limiter and a per-batch epoch deadline, and a reloader that compiles a changed file off the hot path. Its parts live by
 //!   role: [`instance`] (load a file, make a store and run `init`), [`host_state`] (a store's
 //!   data: WASI, limiter, the `host` interface), [`reloader`] and [`counters`].
 //!
@@ -24,8 +24,8 @@
 //! - a guest fault (trap, timeout, memory limit, bad return, failed init) never propagates as a
 //!   panic: the batch follows `on-error`, the instance is dropped and recreated, and
 //!   `FaultCount` plus the fault's own counter are incremented with a warning naming the guest;
-//! - a hot reload swaps the instance between two batches under the lock that serialises
-//!   batches, so every event is processed by exactly one guest version.
+//! - a hot reload takes effect between two batches of each caller: a batch runs from start to
+//!   end on one instance of one version, so every event is processed by exactly one version.
 
 pub(crate) mod bindings;
 pub(crate) mod codec;
@@ -105,7 +105,14 @@ pub struct WasmConfig {
     /// Headers always go in full. An interceptor may not `replace` an event whose body was
     /// cut (that would lose the rest); it can keep, drop or `set-headers` it.
     pub body_prefix: Option<usize>,
+    /// `limits.instances`: most instances of the guest at once, one per concurrent caller
+    /// (default [`DEFAULT_INSTANCES`]); each has its own `limits.memory` and its own state.
+    pub instances: usize,
 }
+
+pub const DEFAULT_INSTANCES: usize = 4;
+/// Largest `limits.instances`.
+pub const MAX_INSTANCES: usize = 256;
 
 pub const DEFAULT_SUSPEND_AFTER: u32 = 3;
 /// First suspension of a guest that keeps timing out.
@@ -170,6 +177,7 @@ impl WasmConfig {
             grant_fs,
             grant_clock: p.bool("grant.clock", false)?,
             suspend_after: p.int("limits.suspend-after", DEFAULT_SUSPEND_AFTER, 0..=1_000_000)?,
+            instances: p.int("limits.instances", DEFAULT_INSTANCES, 1..=MAX_INSTANCES)?,
             body_prefix: match p.get("body-prefix").filter(|v| !v.trim().is_empty()) {
                 None => None,
                 Some(v) => Some(v.trim().parse::<usize>().map_err(|_| {
@@ -226,6 +234,11 @@ mod tests {
         assert!(c.reload && !c.grant_clock && c.grant_fs.is_none());
         assert_eq!(c.suspend_after, DEFAULT_SUSPEND_AFTER);
         assert_eq!(c.body_prefix, None);
+        assert_eq!(c.instances, DEFAULT_INSTANCES);
+        for bad in ["0", "257", "x"] {
+            let p = Props::from_pairs(&[("path", "f.wasm"), ("limits.instances", bad)]);
+            assert!(WasmConfig::from_props(&p).is_err(), "limits.instances = {bad}");
+        }
         let p = Props::from_pairs(&[("path", "f.wasm"), ("body-prefix", "16")]);
         assert_eq!(WasmConfig::from_props(&p)?.body_prefix, Some(16));
         let bad = Props::from_pairs(&[("path", "f.wasm"), ("body-prefix", "-1")]);

@@ -98,6 +98,7 @@ fn flat(path: &Path, prefix: Option<usize>) -> Result<WasmInterceptor> {
         grant_clock: false,
         suspend_after: 0,
         body_prefix: prefix,
+        instances: 1,
     };
     WasmInterceptor::new("bench", &config, WasmCounters::new()).map_err(|e| anyhow::anyhow!("{e}"))
 }

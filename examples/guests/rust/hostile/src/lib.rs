@@ -11,7 +11,11 @@
 //! - `probe`: tries to read the file `config.probe-path` and the clock at init, and tags every
 //!   event with `probe` (`read:<bytes>` or `denied:<error>`) and `clock` (seconds since 1970);
 //! - `chatty`: logs one 10 kB line per event (the host's rate limit must hold it back) and
-//!   keeps every event.
+//!   keeps every event;
+//! - `instance`: the instance-pool probe: tags every event with `instance` (a random id drawn
+//!   at init, so one per instance) and `instance-batch` (the batches this instance ran so far:
+//!   per-instance state), after spinning `config.spin` iterations per batch (so calls from
+//!   concurrent callers overlap).
 
 use sluice_guest::{Batch, Config, Interceptor, Level, Verdicts, log};
 
@@ -20,6 +24,16 @@ pub struct Hostile {
     expect: String,
     probe: String,
     clock: String,
+    spin: u64,
+    batches: u64,
+}
+
+/// A random id: std's `RandomState` is seeded from WASI's random source.
+fn random_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u8(0);
+    format!("{:016x}", h.finish())
 }
 
 impl Interceptor for Hostile {
@@ -45,12 +59,21 @@ impl Interceptor for Hostile {
                 &format!("probe {path}: {probe}, clock {clock}"),
             );
         }
-        let expect = config.get("expect").unwrap_or("").to_string();
+        let mut expect = config.get("expect").unwrap_or("").to_string();
+        if mode == "instance" {
+            expect = random_id();
+        }
+        let spin = config
+            .get("spin")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         Ok(Self {
             mode,
             expect,
             probe,
             clock,
+            spin,
+            batches: 0,
         })
     }
 
@@ -104,6 +127,20 @@ impl Interceptor for Hostile {
                     let mut r = e.to_owned();
                     r.set_header("probe", &self.probe);
                     r.set_header("clock", &self.clock);
+                    out.replace(&r);
+                }
+            }
+            "instance" => {
+                let mut n: u64 = 0;
+                for _ in 0..self.spin {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+                self.batches += 1;
+                let batches = self.batches.to_string();
+                for e in batch.iter() {
+                    let mut r = e.to_owned();
+                    r.set_header("instance", &self.expect);
+                    r.set_header("instance-batch", &batches);
                     out.replace(&r);
                 }
             }
