@@ -864,7 +864,11 @@ fn concurrent_callers_get_their_own_instances_up_to_the_limit() -> Result<()> {
             let (code, _o, err) = s
                 .join()
                 .map_err(|_| anyhow::anyhow!("a sender thread panicked"))??;
-            ensure!(code == 0, "sluice send failed: {err}\nagent log:\n{}", agent.log_text());
+            ensure!(
+                code == 0,
+                "sluice send failed: {err}\nagent log:\n{}",
+                agent.log_text()
+            );
         }
         let lines = wait_count(&out, SENDERS * PER_SENDER)?;
         // Per instance: the batch numbers it stamped, and the events of each.
@@ -872,12 +876,19 @@ fn concurrent_callers_get_their_own_instances_up_to_the_limit() -> Result<()> {
         let mut bodies = BTreeSet::new();
         for line in &lines {
             let (h, body) = parse_line(line);
-            let id = h.get("instance").cloned().context("an event without `instance`")?;
+            let id = h
+                .get("instance")
+                .cloned()
+                .context("an event without `instance`")?;
             let batch: u64 = h
                 .get("instance-batch")
                 .and_then(|b| b.parse().ok())
                 .context("an event without `instance-batch`")?;
-            *per_instance.entry(id).or_default().entry(batch).or_default() += 1;
+            *per_instance
+                .entry(id)
+                .or_default()
+                .entry(batch)
+                .or_default() += 1;
             bodies.insert(body);
         }
         ensure!(
@@ -907,7 +918,10 @@ fn concurrent_callers_get_their_own_instances_up_to_the_limit() -> Result<()> {
         for (id, batches) in &per_instance {
             let numbers: Vec<u64> = batches.keys().copied().collect();
             let expected: Vec<u64> = (1..=numbers.len() as u64).collect();
-            ensure!(numbers == expected, "instance {id} stamped batches {numbers:?}");
+            ensure!(
+                numbers == expected,
+                "instance {id} stamped batches {numbers:?}"
+            );
         }
         ensure!(agent.counter("WASM.r1.w", "FaultCount")? == 0);
     }
@@ -947,15 +961,24 @@ fn restarts_load_compiled_guests_from_the_disk_cache() -> Result<()> {
         );
         a.signal("TERM")?;
         a.wait(Duration::from_secs(30))?;
-        println!("{run}: compiled {}, from the disk cache {}, load {} µs", r.0, r.1, r.2);
+        println!(
+            "{run}: compiled {}, from the disk cache {}, load {} µs",
+            r.0, r.1, r.2
+        );
         Ok(r)
     };
     let (compiled, hits, _) = start("first")?;
-    ensure!(compiled == 1 && hits == 0, "first start: {compiled} compiles, {hits} hits");
+    ensure!(
+        compiled == 1 && hits == 0,
+        "first start: {compiled} compiles, {hits} hits"
+    );
     let files = cwasm()?;
     ensure!(files.len() == 1, "cache files: {files:?}");
     let (compiled, hits, _) = start("restart")?;
-    ensure!(compiled == 0 && hits == 1, "restart: {compiled} compiles, {hits} hits");
+    ensure!(
+        compiled == 0 && hits == 1,
+        "restart: {compiled} compiles, {hits} hits"
+    );
     // One flipped byte in the middle: the checksum refuses it.
     let mut bytes = std::fs::read(&files[0])?;
     let mid = bytes.len() / 2;
@@ -972,12 +995,18 @@ fn restarts_load_compiled_guests_from_the_disk_cache() -> Result<()> {
     a.signal("TERM")?;
     a.wait(Duration::from_secs(30))?;
     let (compiled, hits, _) = start("rewritten")?;
-    ensure!(compiled == 0 && hits == 1, "after the rewrite: {compiled} compiles, {hits} hits");
+    ensure!(
+        compiled == 0 && hits == 1,
+        "after the rewrite: {compiled} compiles, {hits} hits"
+    );
     // A limit below the one file's size: a stale file goes, the file just written stays.
     let stale = cache.join("0000000000000000-00.cwasm");
     std::fs::write(&stale, vec![0u8; 4096])?;
     let old = std::time::SystemTime::now() - Duration::from_secs(3600);
-    std::fs::File::options().append(true).open(&stale)?.set_modified(old)?;
+    std::fs::File::options()
+        .append(true)
+        .open(&stale)?
+        .set_modified(old)?;
     std::fs::remove_file(&files[0])?;
     let small = [
         ("SLUICE_WASM_CACHE_DIR", cache_s.as_str()),

@@ -175,10 +175,7 @@ impl Runtime {
     }
 
     /// Reads and compiles `path`, or returns the cached compilation of identical bytes.
-    pub(crate) fn load(
-        &self,
-        path: &Path,
-    ) -> Result<(Component, Digest16, Origin), CompileError> {
+    pub(crate) fn load(&self, path: &Path) -> Result<(Component, Digest16, Origin), CompileError> {
         let bytes = std::fs::read(path).map_err(|source| CompileError::Read {
             path: path.to_path_buf(),
             source,
@@ -433,7 +430,11 @@ mod tests {
         assert_eq!(verified(&flipped), None, "a flipped bit");
         assert_eq!(verified(&file[..file.len() - 1]), None, "truncated");
         assert_eq!(verified(&file[..10]), None, "shorter than a trailer");
-        assert_eq!(verified(&code), None, "no trailer (a file of an older version)");
+        assert_eq!(
+            verified(&code),
+            None,
+            "no trailer (a file of an older version)"
+        );
     }
 
     #[test]

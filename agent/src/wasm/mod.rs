@@ -237,7 +237,10 @@ mod tests {
         assert_eq!(c.instances, DEFAULT_INSTANCES);
         for bad in ["0", "257", "x"] {
             let p = Props::from_pairs(&[("path", "f.wasm"), ("limits.instances", bad)]);
-            assert!(WasmConfig::from_props(&p).is_err(), "limits.instances = {bad}");
+            assert!(
+                WasmConfig::from_props(&p).is_err(),
+                "limits.instances = {bad}"
+            );
         }
         let p = Props::from_pairs(&[("path", "f.wasm"), ("body-prefix", "16")]);
         assert_eq!(WasmConfig::from_props(&p)?.body_prefix, Some(16));

@@ -63,10 +63,7 @@ impl Interceptor for Hostile {
         if mode == "instance" {
             expect = random_id();
         }
-        let spin = config
-            .get("spin")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let spin = config.get("spin").and_then(|v| v.parse().ok()).unwrap_or(0);
         Ok(Self {
             mode,
             expect,
