@@ -231,8 +231,13 @@ impl Guest {
                 loaded,
                 generation: 0,
                 count: idle.len(),
+                // Only a first instance that failed to start delays the next try.
+                next_retry: if idle.is_empty() {
+                    Instant::now() + RETRY
+                } else {
+                    Instant::now()
+                },
                 idle,
-                next_retry: Instant::now() + RETRY,
                 replacing: false,
                 timeouts_in_row: 0,
                 suspended_until: None,
@@ -303,17 +308,22 @@ impl Guest {
             self.swap_in_pending(&mut pool);
             self.check_suspended(&mut pool)?;
             let mut stale = Vec::new();
+            let mut found = None;
             while let Some(idle) = pool.idle.pop() {
                 if idle.generation == pool.generation {
-                    if !stale.is_empty() {
-                        self.set_instances(&pool);
-                    }
-                    drop(pool);
-                    drop(stale);
-                    return Ok(idle);
+                    found = Some(idle);
+                    break;
                 }
                 pool.count -= 1;
                 stale.push(idle);
+            }
+            if !stale.is_empty() {
+                self.set_instances(&pool);
+            }
+            if let Some(idle) = found {
+                drop(pool);
+                drop(stale);
+                return Ok(idle);
             }
             if pool.count < self.limit && Instant::now() >= pool.next_retry {
                 pool.count += 1;
