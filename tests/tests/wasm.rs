@@ -853,6 +853,10 @@ fn concurrent_callers_get_their_own_instances_up_to_the_limit() -> Result<()> {
         ];
         let conf = simple(&source, &wasm_interceptor(&wasm, &keys), &out);
         let agent = Sluice::start(tmp.path(), &format!("a{limit}"), &conf, &[])?;
+        // The metrics server comes up before the guest is compiled and the source listens.
+        wait_for("the agent to start", WAIT, || {
+            agent.log_text().contains("Agent started").then_some(())
+        })?;
         let senders: Vec<_> = inputs
             .iter()
             .map(|input| {
