@@ -124,7 +124,13 @@ fn run(dir: &Path, a: &Args, label: &str, router: Option<(&Path, u16)>) -> Resul
         Ok(c.counter("CHANNEL.c1", "EventTakeSuccessCount")?
             + c.counter("CHANNEL.c2", "EventTakeSuccessCount")?)
     };
-    let sample = measure(label, &[s.pid(), c.pid()], &a.window, a.payload.body, &drained)?;
+    let sample = measure(
+        label,
+        &[s.pid(), c.pid()],
+        &a.window,
+        a.payload.body,
+        &drained,
+    )?;
     if router.is_some() {
         let instances = c.counter("WASM.r1.selector", "InstanceCount")?;
         println!("  {label}: {instances} instances alive at the end");
@@ -155,7 +161,10 @@ fn bench(a: &Args) -> Result<()> {
     let pool = format!("router, limits.instances = {}", a.instances);
     let rows = [
         ("no router (baseline)".to_string(), None),
-        ("router, limits.instances = 1".to_string(), Some((guest.as_path(), 1))),
+        (
+            "router, limits.instances = 1".to_string(),
+            Some((guest.as_path(), 1)),
+        ),
         (pool, Some((guest.as_path(), a.instances))),
     ];
     let mut results = Vec::new();
