@@ -285,6 +285,22 @@ impl SendTls {
 
 #[derive(Subcommand)]
 enum WasmCommand {
+    /// Write a ready guest project: the guest (logic split from the bindings glue), native unit
+    /// tests (`test.sh`), `build.sh` making NAME.wasm, the WIT, an agent config using it, config
+    /// unit tests and sample events.
+    New {
+        /// The guest's language.
+        #[arg(long, value_parser = ["rust", "c", "python", "js"])]
+        lang: String,
+        /// The world it implements.
+        #[arg(long, value_parser = ["interceptor", "router", "sink-selector"])]
+        world: String,
+        /// The project folder (must not exist, or be empty).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The guest's name (lower-case letters, digits, `-`): the component is NAME.wasm.
+        name: String,
+    },
     /// Run a guest component over sample events and print its decision per event (JSON lines
     /// on stdout, a summary on stderr).
     Test {
@@ -386,6 +402,15 @@ fn main() -> ExitCode {
             sluice::config::substitute::set_system_properties(&defines);
             config_tests(&name, &conf, &tests, format == "json")
         }
+        Command::Wasm {
+            command:
+                WasmCommand::New {
+                    lang,
+                    world,
+                    dir,
+                    name,
+                },
+        } => wasm_new(&lang, &world, &dir, &name),
         Command::Wasm {
             command:
                 WasmCommand::Test {
@@ -931,6 +956,50 @@ fn stop_agent(
         ExitCode::SUCCESS
     } else {
         ExitCode::from(3)
+    }
+}
+
+fn wasm_new(lang: &str, world: &str, dir: &Path, name: &str) -> ExitCode {
+    use sluice::wasm::Hook;
+    use sluice::wasm::scaffold::{Lang, Project, write};
+    let (Some(lang), Some(world)) = (
+        Lang::parse(lang),
+        match world {
+            "interceptor" => Some(Hook::Interceptor),
+            "router" => Some(Hook::Router),
+            "sink-selector" => Some(Hook::SinkSelector),
+            _ => None,
+        },
+    ) else {
+        eprintln!("sluice wasm new: unknown --lang {lang} or --world {world}");
+        return ExitCode::from(2);
+    };
+    // C projects build with the sluice-guest-tool installed beside this binary, if any.
+    let tool = std::env::current_exe()
+        .ok()
+        .map(|exe| exe.with_file_name("sluice-guest-tool"))
+        .filter(|t| t.is_file())
+        .unwrap_or_else(|| PathBuf::from("sluice-guest-tool"));
+    let project = Project {
+        lang,
+        world,
+        name: name.to_string(),
+        tool,
+    };
+    match project.files().and_then(|files| write(dir, &files)) {
+        Ok(()) => {
+            println!(
+                "Wrote {} ({} guest `{name}`). Next: cd {} && ./test.sh && ./build.sh",
+                dir.display(),
+                world.world_name(),
+                dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sluice wasm new: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

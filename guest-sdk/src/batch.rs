@@ -294,6 +294,7 @@ const KEEP: u8 = 0;
 const DROP: u8 = 1;
 const REPLACE: u8 = 2;
 const SET_HEADERS: u8 = 3;
+const REJECT: u8 = 4;
 
 /// An interceptor's answer: one verdict per event, in order. When every verdict is `keep`
 /// nothing but an empty list goes back to the host, and nothing is written per event.
@@ -351,6 +352,14 @@ impl Verdicts {
     pub fn set_headers(&mut self, event: &OwnedEvent) {
         self.push(SET_HEADERS);
         self.replacements.push_headers(event);
+    }
+
+    /// Rejects the event: the host puts it, unchanged, into the source's dead-letter channel
+    /// (`deadLetter.channel`) with headers naming the guest, `reason` and the time; a source
+    /// without one drops it. Hosts before verdict 4 refuse the batch (a bad return).
+    pub fn reject(&mut self, reason: &str) {
+        self.push(REJECT);
+        self.replacements.push(&OwnedEvent::new(reason.as_bytes()));
     }
 
     pub fn len(&self) -> usize {

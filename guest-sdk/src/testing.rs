@@ -79,6 +79,8 @@ pub enum Outcome {
     Keep,
     Drop,
     Replace(OwnedEvent),
+    /// Set aside in the dead-letter channel, with this reason.
+    Reject(String),
 }
 
 /// Runs `init` then one `intercept` call; checks there is one verdict per event.
@@ -117,6 +119,14 @@ pub fn intercept_with<T: Interceptor>(
         .map(|(i, c)| match c {
             0 => Outcome::Keep,
             1 => Outcome::Drop,
+            4 => {
+                let reason = repl
+                    .get(next)
+                    .and_then(|e| e.body_str().map(str::to_string))
+                    .unwrap_or_default();
+                next += 1;
+                Outcome::Reject(reason)
+            }
             3 => {
                 // What the host makes of it: the new headers on the event's own body.
                 let headers = repl.get(next).map(|e| e.to_owned().headers);
@@ -178,6 +188,7 @@ mod tests {
             for e in batch.iter() {
                 match e.header("op") {
                     Some("drop") => out.drop(),
+                    Some("reject") => out.reject("op says reject"),
                     Some("up") => {
                         let mut r = e.to_owned();
                         r.body = r.body.to_ascii_uppercase();
@@ -196,6 +207,7 @@ mod tests {
             event("a", &[("op", "drop")]),
             event("b", &[("op", "up"), ("z", "1")]),
             event("c", &[]),
+            event("d", &[("op", "reject")]),
         ];
         let out = intercept::<Upper>(&config(&[]), &events)?;
         assert_eq!(
@@ -203,7 +215,8 @@ mod tests {
             vec![
                 Outcome::Drop,
                 Outcome::Replace(event("B", &[("op", "up"), ("z", "1")])),
-                Outcome::Keep
+                Outcome::Keep,
+                Outcome::Reject("op says reject".to_string()),
             ]
         );
         assert_eq!(counters().get("upper"), Some(&1));

@@ -25,3 +25,4 @@ mod taildir;
 mod tenants;
 mod thrift;
 mod wasm;
+mod wasm_new;

@@ -1024,3 +1024,190 @@ fn restarts_load_compiled_guests_from_the_disk_cache() -> Result<()> {
     ensure!(cwasm()?.len() == 1, "cache files: {:?}", cwasm()?);
     Ok(())
 }
+
+/// (headers, body) of every line file_roll wrote into `dir`.
+fn delivered(dir: &Path) -> Vec<(BTreeMap<String, String>, String)> {
+    read_lines(dir).iter().map(|l| parse_line(l)).collect()
+}
+
+#[test]
+fn dead_letters_take_rejected_and_unrouted_events_with_their_reasons() -> Result<()> {
+    let validator = guests::rust("require-headers", None)?;
+    let router = guests::rust("header-router", None)?;
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("logs"))?;
+    // 400 lines with a tenant (initech is routed nowhere), 100 without one (rejected).
+    let tenants = ["acme", "globex", "initech", "both"];
+    let mut lines: Vec<String> = (0..400)
+        .map(|i| format!("{} request {i}", tenants[i % 4]))
+        .collect();
+    lines.extend((0..100).map(|i| format!("- orphan {i}")));
+    write_lines(&dir.join("logs/app.log"), &lines)?;
+    let (d1, d2, dl) = (dir.join("d1"), dir.join("d2"), dir.join("dl"));
+    let conf = format!(
+        "{}a1.sources.r1.interceptors = x w\n{}\
+         a1.sources.r1.selector.type = wasm\n\
+         a1.sources.r1.selector.path = {}\n\
+         a1.sources.r1.selector.config.route.acme = 0\n\
+         a1.sources.r1.selector.config.route.globex = 1\n\
+         a1.sources.r1.selector.config.route.both = 0 1\n\
+         a1.sources.r1.selector.config.default =\n\
+         a1.sources.r1.deadLetter.channel = dead\n\
+         a1.channels = c1 c2 dead\n{}{}{}a1.sinks = k1 k2 k3\n{}{}{}",
+        taildir(dir, "c1 c2", "tenant"),
+        wasm_interceptor(&validator, &[("config.headers", "tenant")]),
+        router.display(),
+        memory("c1"),
+        memory("c2"),
+        memory("dead"),
+        file_roll("k1", "c1", &d1),
+        file_roll("k2", "c2", &d2),
+        file_roll("k3", "dead", &dl)
+    );
+    let agent = Sluice::start(dir, "a", &conf, &[])?;
+    wait_count(&dl, 200)?;
+    wait_count(&d1, 200)?;
+    wait_count(&d2, 200)?;
+    std::thread::sleep(Duration::from_millis(300));
+    let dead = delivered(&dl);
+    let reasons: BTreeMap<(String, String), usize> =
+        dead.iter().fold(BTreeMap::new(), |mut m, (h, _)| {
+            let key = (
+                h.get("deadletter.guest").cloned().unwrap_or_default(),
+                h.get("deadletter.reason").cloned().unwrap_or_default(),
+            );
+            *m.entry(key).or_default() += 1;
+            m
+        });
+    let want: BTreeMap<(String, String), usize> = [
+        (("r1.w".into(), "missing header `tenant`".into()), 100),
+        (("r1.selector".into(), "unrouted".into()), 100),
+    ]
+    .into();
+    ensure!(
+        reasons == want,
+        "dead letters by guest and reason: {reasons:?}"
+    );
+    let bodies: BTreeSet<&str> = dead.iter().map(|(_, b)| b.as_str()).collect();
+    let expected: BTreeSet<&str> = lines
+        .iter()
+        .filter(|l| l.starts_with("- ") || l.starts_with("initech "))
+        .map(String::as_str)
+        .collect();
+    ensure!(
+        bodies == expected,
+        "the dead letters are the rejected and unrouted lines"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as u64;
+    ensure!(
+        dead.iter().all(|(h, _)| h
+            .get("deadletter.timestamp")
+            .and_then(|t| t.parse::<u64>().ok())
+            .is_some_and(|t| t <= now && now - t < 120_000)),
+        "every dead letter says when"
+    );
+    // The routed events are as without dead letters.
+    ensure!(read_lines(&d1).len() == 200 && read_lines(&d2).len() == 200);
+    ensure!(agent.counter("SOURCE.r1", "EventDeadLetteredCount")? == 200);
+    ensure!(agent.counter("SOURCE.r1", "InterceptorDroppedCount")? == 0);
+    ensure!(agent.counter("WASM.r1.w", "EventRejectedCount")? == 100);
+    ensure!(agent.counter("WASM.r1.w", "rejected")? == 100);
+    ensure!(agent.counter("WASM.r1.selector", "EventRejectedCount")? == 100);
+    Ok(())
+}
+
+#[test]
+fn a_faulted_batch_goes_to_the_dead_letter_channel_with_the_fault() -> Result<()> {
+    let wasm = guests::rust("hostile", None)?;
+    let tmp = tempfile::tempdir()?;
+    let (out, dl) = (tmp.path().join("out"), tmp.path().join("dl"));
+    let conf = format!(
+        "{}{}a1.sources.r1.deadLetter.channel = dead\n\
+         a1.channels = c1 dead\n{}{}a1.sinks = k1 k2\n{}{}",
+        seq(10_000, "c1"),
+        wasm_interceptor(
+            &wasm,
+            &[("config.mode", "poison"), ("on-error", "dead-letter")]
+        ),
+        memory("c1"),
+        memory("dead"),
+        file_roll("k1", "c1", &out),
+        file_roll("k2", "dead", &dl)
+    );
+    let mut agent = Sluice::start(tmp.path(), "a", &conf, &[])?;
+    wait_counter(&agent, "SOURCE.r1", "EventAcceptedCount", 10_000)?;
+    let got = wait_count(&out, 9000)?;
+    let dead = wait_count(&dl, 1000)?;
+    std::thread::sleep(Duration::from_millis(300));
+    alive(&mut agent)?;
+    // Each poisoned batch (the hundred events 500..599 of every thousand) went whole.
+    let nums = |lines: &[String]| -> BTreeSet<u64> {
+        lines
+            .iter()
+            .filter_map(|l| parse_line(l).1.parse().ok())
+            .collect()
+    };
+    let poisoned: BTreeSet<u64> = (0..10_000u64).filter(|n| n % 1000 / 100 == 5).collect();
+    ensure!(
+        got.len() == 9000 && dead.len() == 1000,
+        "{} + {}",
+        got.len(),
+        dead.len()
+    );
+    ensure!(
+        nums(&dead) == poisoned,
+        "the dead letters are the poisoned batches"
+    );
+    ensure!(nums(&got).is_disjoint(&poisoned));
+    let reasons: BTreeSet<String> = dead
+        .iter()
+        .map(|l| {
+            parse_line(l)
+                .0
+                .get("deadletter.reason")
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect();
+    ensure!(
+        reasons
+            .iter()
+            .all(|r| r.starts_with("fault: ") && r.contains("trap")),
+        "reasons: {reasons:?}"
+    );
+    ensure!(agent.counter("WASM.r1.w", "BatchDeadLetteredCount")? == 10);
+    ensure!(agent.counter("WASM.r1.w", "TrapCount")? == 10);
+    ensure!(agent.counter("SOURCE.r1", "EventDeadLetteredCount")? == 1000);
+    Ok(())
+}
+
+#[test]
+fn dead_letter_without_a_channel_is_a_config_error() -> Result<()> {
+    let wasm = guests::rust("hostile", None)?;
+    let tmp = tempfile::tempdir()?;
+    let conf = simple(
+        &seq(10, "c1"),
+        &wasm_interceptor(&wasm, &[("on-error", "dead-letter")]),
+        &tmp.path().join("out"),
+    );
+    let path = tmp.path().join("a.conf");
+    std::fs::write(&path, &conf)?;
+    let p = path.to_string_lossy().to_string();
+    let (code, out, err) = run_sluice(&["check", "-n", "a1", "-f", &p])?;
+    ensure!(code != 0, "check accepted it:\n{out}");
+    ensure!(
+        err.contains("a1.sources.r1.interceptors.w.on-error") && err.contains("deadLetter.channel"),
+        "the error names the key and what is missing:\n{err}"
+    );
+    let bad = format!("{conf}a1.sources.r1.deadLetter.channel = nowhere\n");
+    std::fs::write(&path, bad)?;
+    let (code, _, err) = run_sluice(&["check", "-n", "a1", "-f", &p])?;
+    ensure!(
+        code != 0 && err.contains("a1.sources.r1.deadLetter.channel"),
+        "{err}"
+    );
+    Ok(())
+}

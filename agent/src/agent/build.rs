@@ -110,13 +110,22 @@ pub(super) fn build_source_hooks(
         .spec
         .build(&BuildContext::new(format!("{}.selector", s.name), &staged))
         .map_err(|e| BuildError::component(&component, e))?;
-    let processor = Arc::new(ChannelProcessor::new(
-        &s.name,
-        InterceptorChain::new(interceptors),
-        selector,
-        channels,
-        counters,
-    ));
+    let dead_letter = s
+        .dead_letter
+        .as_ref()
+        .map(|d| lookup(view, &d.channel))
+        .transpose()?;
+    let unrouted = s.dead_letter.as_ref().is_some_and(|d| d.unrouted);
+    let processor = Arc::new(
+        ChannelProcessor::new(
+            &s.name,
+            InterceptorChain::new(interceptors),
+            selector,
+            channels,
+            counters,
+        )
+        .with_dead_letter(dead_letter, unrouted),
+    );
     Ok(PreparedSource {
         config: s.clone(),
         processor,

@@ -231,8 +231,9 @@ fn run_one(config: &AgentConfig, t: &TestCase) -> TestResult {
             format!("{} inputs; at most {MAX_INPUTS}", t.inputs.len()),
         );
     }
+    let written: Vec<String> = source.written_channels().cloned().collect();
     for o in &t.outputs {
-        if !source.channels.contains(&o.channel) {
+        if !written.contains(&o.channel) {
             return failed(
                 &t.name,
                 format!(
@@ -240,16 +241,13 @@ fn run_one(config: &AgentConfig, t: &TestCase) -> TestResult {
                      (its channels: {})",
                     o.channel,
                     t.source,
-                    source.channels.join(", ")
+                    written.join(", ")
                 ),
             );
         }
     }
-    let channels: BTreeMap<String, Arc<MemoryChannel>> = source
-        .channels
-        .iter()
-        .map(|c| (c.clone(), stand_in(c)))
-        .collect();
+    let channels: BTreeMap<String, Arc<MemoryChannel>> =
+        written.iter().map(|c| (c.clone(), stand_in(c))).collect();
     let view: BTreeMap<String, ChannelRef> = channels
         .iter()
         .map(|(k, v)| (k.clone(), v.clone() as ChannelRef))

@@ -114,7 +114,7 @@ impl ConfigDiff {
             old.tenants.as_ref().map(|t| &t.raw) != new.tenants.as_ref().map(|t| &t.raw);
         for s in &new.sources {
             let by_tenant = s.selector.kind == TenantRouterSpec::KIND;
-            if s.channels.iter().any(|c| moved.contains(c)) || (by_tenant && tenants_changed) {
+            if s.written_channels().any(|c| moved.contains(c)) || (by_tenant && tenants_changed) {
                 sources.touch(&s.name);
             }
         }

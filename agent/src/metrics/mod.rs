@@ -216,6 +216,8 @@ counter_set!(
         event_read_fail => "EventReadFail",
         generic_processing_fail => "GenericProcessingFail",
         interceptor_dropped => "InterceptorDroppedCount",
+        // Events committed to the source's dead-letter channel (`deadLetter.channel`).
+        dead_lettered => "EventDeadLetteredCount",
         line_too_long => "LineTooLongCount",
         // Backpressure: microseconds the source's batches were refused or waited because a
         // required channel was full (overlapping waits of its connections counted once).

@@ -6,12 +6,18 @@
 //! in every required channel and commits only when all reservations succeeded: a required
 //! channel that is full rolls the batch back everywhere. Optional channels are attempted after
 //! the required commit; their failures are counted and logged, never returned.
+//!
+//! A source's dead-letter channel (`deadLetter.channel`) is one more required channel of every
+//! batch that set events aside ([`DeadLetters`]): its share is reserved and committed with the
+//! others, so a full dead-letter channel rolls the batch back like any full required channel.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use super::{ChannelSelector, InterceptorChain, InterceptorError, SelectorError};
+use super::{
+    ChannelSelector, DeadLetters, InterceptorChain, InterceptorError, Routed, SelectorError,
+};
 use crate::channels::{ChannelError, ChannelRef, PutTransaction};
 use crate::event::Event;
 use crate::metrics::SourceCounters;
@@ -32,6 +38,10 @@ pub struct ChannelProcessor {
     interceptors: InterceptorChain,
     selector: Box<dyn ChannelSelector>,
     channels: Vec<ChannelRef>,
+    /// `deadLetter.channel`: where the hooks' rejected, unrouted or faulted events go.
+    dead_letter: Option<ChannelRef>,
+    /// `deadLetter.unrouted`: a router's events for no channel go there too.
+    dead_letter_unrouted: bool,
     counters: Arc<SourceCounters>,
     /// Since when (µs after `epoch`, 0 = not blocked) a required channel refused a batch
     /// and no batch has been committed since: the backpressure counter's running interval.
@@ -55,11 +65,21 @@ impl ChannelProcessor {
             interceptors,
             selector,
             channels,
+            dead_letter: None,
+            dead_letter_unrouted: false,
             counters,
             blocked_since: AtomicU64::new(0),
             blocked_mark: AtomicU64::new(0),
             epoch: Instant::now(),
         }
+    }
+
+    /// Sets the dead-letter channel (`deadLetter.channel`) and whether a router's events for
+    /// no channel go there (`deadLetter.unrouted`).
+    pub fn with_dead_letter(mut self, channel: Option<ChannelRef>, unrouted: bool) -> Self {
+        self.dead_letter = channel;
+        self.dead_letter_unrouted = unrouted;
+        self
     }
 
     /// Microseconds since `epoch`, at least 1 (0 means "not blocked").
@@ -150,25 +170,31 @@ impl ChannelProcessor {
 
     fn deliver(&self, events: Vec<Event>) -> Result<(), ProcessError> {
         let before = events.len();
+        let mut dead = DeadLetters::new(self.dead_letter.is_some(), self.dead_letter_unrouted);
         let events = if self.interceptors.is_empty() {
             events
         } else {
-            self.interceptors.intercept(events)?
+            self.interceptors
+                .intercept_or_set_aside(events, &mut dead)?
         };
-        let dropped = before.saturating_sub(events.len());
+        let dropped = before.saturating_sub(events.len() + dead.len());
         if dropped > 0 {
             self.counters
                 .interceptor_dropped
                 .fetch_add(dropped as u64, Ordering::Relaxed);
         }
-        if events.is_empty() {
+        if events.is_empty() && dead.is_empty() {
             return Ok(());
         }
         let tapping = tap::active();
         if tapping {
             tap::publish(&self.source, tap::Point::Source, &events);
         }
-        let routed = self.selector.route(events)?;
+        let routed = if events.is_empty() {
+            Routed::new(self.channels.len())
+        } else {
+            self.selector.route_or_set_aside(events, &mut dead)?
+        };
         // What each channel is given (index: required lists, then optional ones), copied
         // only while a tap that wants that channel has room.
         let tapped: Vec<(usize, Vec<Event>)> = if tapping {
@@ -190,6 +216,7 @@ impl ChannelProcessor {
             Vec::new()
         };
         let mut failed_optional = Vec::new();
+        let mut tapped_dead = Vec::new();
 
         let mut prepared = Vec::with_capacity(self.channels.len());
         for (ch, batch) in self.channels.iter().zip(routed.required) {
@@ -207,6 +234,22 @@ impl ChannelProcessor {
             }
             prepared.push(tx);
         }
+        let dead_letters = dead.len() as u64;
+        if let (Some(ch), false) = (&self.dead_letter, dead.is_empty()) {
+            let batch = dead.into_events();
+            if tapping && tap::wants(ch.name()) {
+                tapped_dead = batch.clone();
+            }
+            let mut tx = PutTransaction::with_events(ch.as_ref(), batch)?;
+            if let Err(e) = tx.prepare() {
+                if let ChannelError::Full { keep_alive, .. } = &e {
+                    let waited = u64::try_from(keep_alive.as_micros()).unwrap_or(u64::MAX);
+                    self.blocked(self.now_micros().saturating_sub(waited).max(1));
+                }
+                return Err(e.into());
+            }
+            prepared.push(tx);
+        }
         // Reserving room is where a put waits for a full channel (a memory channel's
         // keep-alive): the channel says how long it waited.
         let waited = prepared
@@ -216,6 +259,11 @@ impl ChannelProcessor {
             .unwrap_or_default();
         for tx in prepared {
             tx.commit()?;
+        }
+        if dead_letters > 0 {
+            self.counters
+                .dead_lettered
+                .fetch_add(dead_letters, Ordering::Relaxed);
         }
         self.unblocked(u64::try_from(waited.as_micros()).unwrap_or(u64::MAX));
 
@@ -233,6 +281,9 @@ impl ChannelProcessor {
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(source = %self.source, error = %e, "Optional channel put failed; ignored.");
             }
+        }
+        if let (Some(ch), false) = (&self.dead_letter, tapped_dead.is_empty()) {
+            tap::publish(ch.name(), tap::Point::Channel, &tapped_dead);
         }
         for (i, batch) in tapped {
             if failed_optional.contains(&i) {

@@ -4,7 +4,7 @@
 //! even more); it is called once per batch so a WebAssembly interceptor crosses the sandbox
 //! boundary once. An error fails the batch: the source's transaction rolls back and it retries.
 
-use super::Cause;
+use super::{Cause, DeadLetters};
 use crate::event::Event;
 
 /// An interceptor failed a batch (the source's transaction rolls back); `cause` says why.
@@ -18,6 +18,17 @@ pub struct InterceptorError {
 
 pub trait Interceptor: Send + Sync {
     fn intercept(&self, events: Vec<Event>) -> Result<Vec<Event>, InterceptorError>;
+
+    /// As [`Interceptor::intercept`], with the batch's dead letters: an interceptor that can
+    /// set events aside (a WebAssembly guest's `reject` verdict, a fault under
+    /// `on-error = dead-letter`) pushes them there instead of dropping them.
+    fn intercept_or_set_aside(
+        &self,
+        events: Vec<Event>,
+        _dead: &mut DeadLetters,
+    ) -> Result<Vec<Event>, InterceptorError> {
+        self.intercept(events)
+    }
 }
 
 /// The configured interceptors of one source, run in order.
@@ -35,9 +46,18 @@ impl InterceptorChain {
         self.interceptors.is_empty()
     }
 
-    pub fn intercept(&self, mut events: Vec<Event>) -> Result<Vec<Event>, InterceptorError> {
+    pub fn intercept(&self, events: Vec<Event>) -> Result<Vec<Event>, InterceptorError> {
+        self.intercept_or_set_aside(events, &mut DeadLetters::disabled())
+    }
+
+    /// Runs the chain; what an interceptor sets aside goes to `dead`.
+    pub fn intercept_or_set_aside(
+        &self,
+        mut events: Vec<Event>,
+        dead: &mut DeadLetters,
+    ) -> Result<Vec<Event>, InterceptorError> {
         for i in &self.interceptors {
-            events = i.intercept(events)?;
+            events = i.intercept_or_set_aside(events, dead)?;
             if events.is_empty() {
                 break;
             }

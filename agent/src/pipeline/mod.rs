@@ -9,6 +9,7 @@
 
 mod build;
 mod channel_processor;
+pub mod dead_letter;
 mod interceptor;
 mod selector;
 mod sink;
@@ -22,6 +23,7 @@ pub use build::{
     SinkSpec, SourceContext, SourceInstance, SourceSpec,
 };
 pub use channel_processor::{ChannelProcessor, ProcessError};
+pub use dead_letter::DeadLetters;
 pub use interceptor::{Interceptor, InterceptorChain, InterceptorError};
 pub use selector::{ChannelSelector, Routed, SelectorError};
 pub use sink::{Cause, Sink, SinkError, SinkSlot, SinkStatus, TAKE_WAIT};

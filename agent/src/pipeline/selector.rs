@@ -39,6 +39,17 @@ pub enum SelectorError {
 
 pub trait ChannelSelector: Send + Sync {
     fn route(&self, events: Vec<Event>) -> Result<Routed, SelectorError>;
+
+    /// As [`ChannelSelector::route`], with the batch's dead letters: a selector that can set
+    /// events aside (a WebAssembly router's unrouted events, a fault under
+    /// `on-error = dead-letter`) pushes them there instead of dropping them.
+    fn route_or_set_aside(
+        &self,
+        events: Vec<Event>,
+        _dead: &mut super::DeadLetters,
+    ) -> Result<Routed, SelectorError> {
+        self.route(events)
+    }
 }
 
 /// Every event to every channel, those listed in `optional` as optional: the pipeline's own

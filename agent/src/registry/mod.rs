@@ -343,7 +343,7 @@ pub const PROCESSORS: &[Entry<ProcessorParse>] = &[
     Entry {
         kind: "wasm",
         names: &["wasm"],
-        parse: |p, _| Ok(Arc::new(WasmSinkSelectorSpec(WasmConfig::from_props(p)?))),
+        parse: |p, _| Ok(Arc::new(WasmSinkSelectorSpec::from_props(p)?)),
     },
 ];
 

@@ -30,7 +30,8 @@ use crate::config::{ConfigError, Props, Setting};
 use crate::event::Event;
 use crate::metrics::ComponentType;
 use crate::pipeline::{
-    BoxError, BuildContext, ChannelSelector, InterceptorChain, Routed, SelectorError, SelectorSpec,
+    BoxError, BuildContext, ChannelSelector, DeadLetters, InterceptorChain, Routed, SelectorError,
+    SelectorSpec,
 };
 use crate::registry::{self, InterceptorConfig, Typed};
 
@@ -425,33 +426,44 @@ impl Tenant {
 
     /// The tenant's own interceptors, then its selector over its channels, mapped onto the
     /// routing source's channels.
-    fn route(&self, events: Vec<Event>, routed: &mut Routed) -> Result<(), SelectorError> {
+    fn route(
+        &self,
+        events: Vec<Event>,
+        routed: &mut Routed,
+        dead: &mut DeadLetters,
+    ) -> Result<(), SelectorError> {
         let n = events.len() as u64;
-        let kept = self.chain.intercept(events).map_err(|e| {
-            self.counters
-                .interceptor_errors
-                .fetch_add(1, Ordering::Relaxed);
-            SelectorError::Failed {
-                context: format!("tenant `{}`", self.name),
-                cause: Arc::new(e),
-            }
-        })?;
-        self.counters
-            .interceptor_dropped
-            .fetch_add(n - kept.len() as u64, Ordering::Relaxed);
+        let set_aside = dead.len();
+        let kept = self
+            .chain
+            .intercept_or_set_aside(events, dead)
+            .map_err(|e| {
+                self.counters
+                    .interceptor_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                SelectorError::Failed {
+                    context: format!("tenant `{}`", self.name),
+                    cause: Arc::new(e),
+                }
+            })?;
+        let set_aside = (dead.len() - set_aside) as u64;
+        self.counters.interceptor_dropped.fetch_add(
+            n.saturating_sub(kept.len() as u64 + set_aside),
+            Ordering::Relaxed,
+        );
         self.counters
             .event_routed
             .fetch_add(kept.len() as u64, Ordering::Relaxed);
         if kept.is_empty() {
             return Ok(());
         }
-        let sub = self
-            .selector
-            .route(kept)
-            .map_err(|e| SelectorError::Failed {
-                context: format!("tenant `{}`", self.name),
-                cause: Arc::new(e),
-            })?;
+        let sub =
+            self.selector
+                .route_or_set_aside(kept, dead)
+                .map_err(|e| SelectorError::Failed {
+                    context: format!("tenant `{}`", self.name),
+                    cause: Arc::new(e),
+                })?;
         for (ti, (req, opt)) in sub.required.into_iter().zip(sub.optional).enumerate() {
             let si = self.map[ti];
             routed.required[si].extend(req);
@@ -463,6 +475,16 @@ impl Tenant {
 
 impl ChannelSelector for TenantRouter {
     fn route(&self, events: Vec<Event>) -> Result<Routed, SelectorError> {
+        self.route_or_set_aside(events, &mut DeadLetters::disabled())
+    }
+
+    /// A tenant's interceptors and selector set events aside into the routing source's
+    /// dead-letter channel.
+    fn route_or_set_aside(
+        &self,
+        events: Vec<Event>,
+        dead: &mut DeadLetters,
+    ) -> Result<Routed, SelectorError> {
         let groups = self.group_by_tenant(events);
         let admitted = self.admit(&groups)?;
         let mut routed = Routed::new(self.source_channels);
@@ -484,7 +506,7 @@ impl ChannelSelector for TenantRouter {
                 continue;
             }
             t.charge(&g);
-            t.route(g, &mut routed)?;
+            t.route(g, &mut routed, dead)?;
         }
         Ok(routed)
     }

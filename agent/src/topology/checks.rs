@@ -68,7 +68,10 @@ fn tenants(b: &mut Builder, config: &AgentConfig) {
 
 fn unused_channels(b: &mut Builder, config: &AgentConfig) {
     for c in &config.channels {
-        let used = config.sources.iter().any(|s| s.channels.contains(&c.name))
+        let used = config
+            .sources
+            .iter()
+            .any(|s| s.written_channels().any(|w| *w == c.name))
             || config.sinks.iter().any(|s| s.channel == c.name);
         if !used {
             b.warnings.push(format!(

@@ -62,6 +62,13 @@ impl AgentConfig {
             for c in &s.channels {
                 let _ = writeln!(g, "  {sel} -> {};", id(&format!("channel/{c}")));
             }
+            if let Some(d) = &s.dead_letter {
+                let _ = writeln!(
+                    g,
+                    "  {sel} -> {} [style=\"dashed\", label=\"dead letters\"];",
+                    id(&format!("channel/{}", d.channel))
+                );
+            }
         }
         let grouped = |k: &str| {
             self.sinkgroups

@@ -37,10 +37,29 @@ pub struct SourceConfig {
     /// `selector.*`; `kind` is `tenant` for a source routing by `a1.tenants`.
     pub selector: Typed<dyn SelectorSpec>,
     pub interceptors: Vec<InterceptorConfig>,
+    /// `deadLetter.*`: where the hooks set aside what they reject, route nowhere or fault on.
+    pub dead_letter: Option<DeadLetterConfig>,
     /// The effective values that differ from the defaults, for `sluice check`.
     pub settings: Vec<Setting>,
     /// All keys as written, for change detection on reload.
     pub raw: BTreeMap<String, String>,
+}
+
+/// A source's `deadLetter.channel` and `deadLetter.unrouted`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadLetterConfig {
+    pub channel: String,
+    /// Events a router sends to no channel go to the dead-letter channel (default true).
+    pub unrouted: bool,
+}
+
+impl SourceConfig {
+    /// Every channel the source puts into: its `channels`, then its dead-letter channel.
+    pub fn written_channels(&self) -> impl Iterator<Item = &String> {
+        self.channels
+            .iter()
+            .chain(self.dead_letter.as_ref().map(|d| &d.channel))
+    }
 }
 
 #[derive(Clone, Debug)]

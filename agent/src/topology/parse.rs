@@ -4,7 +4,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{AgentConfig, ChannelConfig, SinkConfig, SinkGroupConfig, SourceConfig};
+use super::{
+    AgentConfig, ChannelConfig, DeadLetterConfig, SinkConfig, SinkGroupConfig, SourceConfig,
+};
 use crate::config::{ConfigError, ConfigErrors, Props};
 use crate::pipeline::SelectorSpec;
 use crate::registry::{self, InterceptorConfig, Typed};
@@ -186,6 +188,7 @@ impl Builder {
                 });
             }
         }
+        let dead_letter = self.dead_letter(&p, known, &interceptors);
         self.warn_unused(&p);
         Some(SourceConfig {
             name: name.to_string(),
@@ -193,8 +196,51 @@ impl Builder {
             channels,
             selector: selector?,
             interceptors,
+            dead_letter,
             settings: p.settings(),
             raw: p.raw(),
+        })
+    }
+
+    /// A source's `deadLetter.*`; a hook with `on-error = dead-letter` needs the channel.
+    fn dead_letter(
+        &mut self,
+        p: &Props,
+        known: &BTreeSet<String>,
+        interceptors: &[InterceptorConfig],
+    ) -> Option<DeadLetterConfig> {
+        let channel = p
+            .get("deadLetter.channel")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_string);
+        let unrouted = self.collect(p.bool("deadLetter.unrouted", true));
+        let hooks = interceptors
+            .iter()
+            .map(|i| format!("interceptors.{}.on-error", i.name))
+            .chain(["selector.on-error".to_string()]);
+        for key in hooks {
+            if channel.is_none() && p.get(&key).is_some_and(|v| v.trim() == "dead-letter") {
+                self.errors.push(p.error(
+                    &key,
+                    "`dead-letter` needs the source's deadLetter.channel (the channel the \
+                     faulted batches go to)",
+                ));
+            }
+        }
+        let channel = channel?;
+        if channel.split_whitespace().count() != 1 {
+            self.errors
+                .push(p.error("deadLetter.channel", "names exactly one channel"));
+            return None;
+        }
+        if !known.contains(&channel) {
+            self.errors
+                .push(p.error("deadLetter.channel", self.not_listed("channel", &channel)));
+        }
+        Some(DeadLetterConfig {
+            channel,
+            unrouted: unrouted.unwrap_or(true),
         })
     }
 

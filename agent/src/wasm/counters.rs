@@ -28,6 +28,11 @@ pub struct WasmCounters {
     pub(crate) policy_failed: AtomicU64,
     pub(crate) policy_dropped: AtomicU64,
     pub(crate) policy_passed: AtomicU64,
+    /// Faulted batches put into the dead-letter channel (`on-error = dead-letter`).
+    pub(crate) policy_dead_lettered: AtomicU64,
+    /// Events the guest rejected (interceptor) or routed nowhere into a dead-letter channel
+    /// (router).
+    pub(crate) rejected: AtomicU64,
     pub(crate) suspended: AtomicU64,
     pub(crate) instantiations: AtomicU64,
     /// Loads of the guest file compiled now / taken from the disk cache / from memory.
@@ -121,6 +126,8 @@ impl MetricSet for WasmCounters {
             ("BatchFailedCount", c(&self.policy_failed)),
             ("BatchDroppedCount", c(&self.policy_dropped)),
             ("BatchPassedCount", c(&self.policy_passed)),
+            ("BatchDeadLetteredCount", c(&self.policy_dead_lettered)),
+            ("EventRejectedCount", c(&self.rejected)),
             ("SuspendedBatchCount", c(&self.suspended)),
             ("InstantiateCount", c(&self.instantiations)),
             ("CompileCount", c(&self.compiles)),

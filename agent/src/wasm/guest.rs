@@ -50,6 +50,11 @@ pub enum Hook {
 }
 
 impl Hook {
+    /// The WIT world's name.
+    pub fn world_name(self) -> &'static str {
+        self.world()
+    }
+
     pub(crate) fn world(self) -> &'static str {
         match self {
             Self::Interceptor => "interceptor",

@@ -1,5 +1,9 @@
 //! `type = wasm` interceptor: the guest returns a verdict per event (keep / drop / replace /
-//! set-headers).
+//! set-headers / reject).
+//!
+//! A rejected event goes to the source's dead-letter channel with the guest's reason, or is
+//! dropped (counted like a drop) when the source has none; under `on-error = dead-letter` a
+//! faulted batch goes there whole.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -11,13 +15,17 @@ use super::guest::{Guest, GuestError, Hook};
 use super::lower::BatchRef;
 use super::{OnError, WasmConfig};
 use crate::event::Event;
-use crate::pipeline::{BoxError, BuildContext, Interceptor, InterceptorError, InterceptorSpec};
+use crate::pipeline::{
+    BoxError, BuildContext, DeadLetters, Interceptor, InterceptorError, InterceptorSpec,
+};
 
 const KEEP: u8 = 0;
 const DROP: u8 = 1;
 const REPLACE: u8 = 2;
 /// The next replacement's headers replace the event's; the event keeps its body.
 const SET_HEADERS: u8 = 3;
+/// The event goes to the dead-letter channel; the next replacement's body is the reason.
+pub(crate) const REJECT: u8 = 4;
 
 pub struct WasmInterceptor {
     guest: Guest,
@@ -63,7 +71,7 @@ pub(crate) enum VerdictError {
     CutReplaced { event: usize },
     #[error("unknown verdict {0}")]
     Unknown(u8),
-    #[error("{replaces} replace/set-headers verdicts but {replacements} replacement events")]
+    #[error("{replaces} replace/set-headers/reject verdicts but {replacements} replacement events")]
     ReplacementCount {
         replaces: usize,
         replacements: usize,
@@ -106,7 +114,7 @@ pub(crate) fn validate(
     for (i, &code) in codes.iter().enumerate() {
         match code {
             KEEP | DROP => {}
-            SET_HEADERS => replaces += 1,
+            SET_HEADERS | REJECT => replaces += 1,
             REPLACE if cut(i) => return Err(VerdictError::CutReplaced { event: i }),
             REPLACE => replaces += 1,
             other => return Err(VerdictError::Unknown(other)),
@@ -121,8 +129,13 @@ pub(crate) fn validate(
     Ok(())
 }
 
-/// Applies validated verdicts.
-pub(crate) fn apply(events: Vec<Event>, codes: &[u8], replacements: Vec<Event>) -> Vec<Event> {
+/// Applies validated verdicts; a rejected event goes to `rejected` with its reason.
+pub(crate) fn apply(
+    events: Vec<Event>,
+    codes: &[u8],
+    replacements: Vec<Event>,
+    rejected: &mut Vec<(Event, String)>,
+) -> Vec<Event> {
     if codes.is_empty() {
         return events;
     }
@@ -139,6 +152,13 @@ pub(crate) fn apply(events: Vec<Event>, codes: &[u8], replacements: Vec<Event>) 
                         body: e.body,
                     });
                 }
+            }
+            REJECT => {
+                let reason = replacements
+                    .next()
+                    .map(|r| r.body_text().into_owned())
+                    .unwrap_or_default();
+                rejected.push((e, reason));
             }
             _ => {}
         }
@@ -162,10 +182,20 @@ fn tap_verdicts(guest: &str, events: &[Event], codes: &[u8]) {
     publish(guest, Point::Verdict("dropped"), &dropped);
     let replaced = pick(&[REPLACE, SET_HEADERS]);
     publish(guest, Point::Verdict("replaced"), &replaced);
+    let rejected = pick(&[REJECT]);
+    publish(guest, Point::Verdict("rejected"), &rejected);
 }
 
 impl Interceptor for WasmInterceptor {
     fn intercept(&self, events: Vec<Event>) -> Result<Vec<Event>, InterceptorError> {
+        self.intercept_or_set_aside(events, &mut DeadLetters::disabled())
+    }
+
+    fn intercept_or_set_aside(
+        &self,
+        events: Vec<Event>,
+        dead: &mut DeadLetters,
+    ) -> Result<Vec<Event>, InterceptorError> {
         let c = self.guest.counters();
         let name = self.guest.name();
         c.batches.fetch_add(1, Ordering::Relaxed);
@@ -188,12 +218,32 @@ impl Interceptor for WasmInterceptor {
                 if crate::tap::active() {
                     tap_verdicts(name, &events, &codes);
                 }
-                let out = apply(events, &codes, replacements);
+                let mut rejected = Vec::new();
+                let out = apply(events, &codes, replacements, &mut rejected);
                 c.events_out.fetch_add(out.len() as u64, Ordering::Relaxed);
+                if !rejected.is_empty() {
+                    c.rejected
+                        .fetch_add(rejected.len() as u64, Ordering::Relaxed);
+                    for (e, reason) in rejected {
+                        dead.push(name, &reason, [e]);
+                    }
+                }
                 Ok(out)
             }
             Err(fault) => match self.guest.config().on_error {
-                OnError::Fail => {
+                OnError::DeadLetter if dead.is_enabled() => {
+                    c.policy_dead_lettered.fetch_add(1, Ordering::Relaxed);
+                    crate::tap::publish(
+                        name,
+                        crate::tap::Point::Verdict("dead-letter-on-fault"),
+                        &events,
+                    );
+                    dead.push(name, &format!("fault: {fault}"), events);
+                    Ok(Vec::new())
+                }
+                // Without a dead-letter channel (the config check requires one, but a hook
+                // called on its own, as by `sluice wasm test`, has none) nothing is lost.
+                OnError::Fail | OnError::DeadLetter => {
                     c.policy_failed.fetch_add(1, Ordering::Relaxed);
                     Err(InterceptorError {
                         interceptor: name.to_string(),
@@ -237,14 +287,31 @@ mod tests {
         // A cut body may get new headers, not a whole replacement.
         assert_eq!(validate(3, &[3, 1, 0], 1, |i| i == 0), Ok(()));
         assert!(validate(3, &[2, 1, 0], 1, |i| i == 0).is_err());
+        let mut rejected = Vec::new();
         assert_eq!(
-            apply(events.clone(), &[2, 1, 0], vec![ev("z")]),
+            apply(events.clone(), &[2, 1, 0], vec![ev("z")], &mut rejected),
             vec![ev("z"), ev("c")]
         );
+        // A reject takes a replacement (its reason) and is allowed on a cut body.
+        assert!(validate(3, &[4, 0, 0], 0, whole).is_err());
+        assert_eq!(validate(3, &[4, 0, 0], 1, |i| i == 0), Ok(()));
+        assert_eq!(
+            apply(
+                events.clone(),
+                &[4, 1, 0],
+                vec![ev("too short")],
+                &mut rejected
+            ),
+            vec![ev("c")]
+        );
+        assert_eq!(rejected, vec![(ev("a"), "too short".to_string())]);
         let mut tagged = Event::new(String::new());
         tagged.headers.insert("t", "1");
         let mut want = ev("a");
         want.headers.insert("t", "1");
-        assert_eq!(apply(events, &[3, 1, 1], vec![tagged]), vec![want]);
+        assert_eq!(
+            apply(events, &[3, 1, 1], vec![tagged], &mut rejected),
+            vec![want]
+        );
     }
 }

@@ -39,6 +39,7 @@ pub mod interceptor;
 pub(crate) mod lower;
 mod reloader;
 pub(crate) mod router;
+pub mod scaffold;
 pub(crate) mod sink_selector;
 pub mod tester;
 
@@ -76,6 +77,9 @@ pub enum OnError {
     /// Let the batch through unchanged (interceptor), to every channel (router), or to the
     /// group's first sink (sink selector).
     Pass,
+    /// Put the batch into the source's `deadLetter.channel`, with headers naming the guest and
+    /// the fault (interceptors and routers; the source must have a dead-letter channel).
+    DeadLetter,
 }
 
 /// The keys shared by every wasm hook: `path`, `config.*`, `limits.*`, `on-error`, `grant.*`.
@@ -89,7 +93,7 @@ pub struct WasmConfig {
     pub memory: u64,
     /// `limits.timeout`: CPU time per call, ms (default 1000).
     pub timeout: Duration,
-    /// `on-error`: `fail` (default), `drop` or `pass`.
+    /// `on-error`: `fail` (default), `drop`, `pass` or `dead-letter`.
     pub on_error: OnError,
     /// `reload`: watch the file and hot-swap a changed component (default true).
     pub reload: bool,
@@ -161,6 +165,7 @@ impl WasmConfig {
                 (&["fail"], OnError::Fail),
                 (&["drop"], OnError::Drop),
                 (&["pass"], OnError::Pass),
+                (&["dead-letter"], OnError::DeadLetter),
             ],
         )?;
         let grant_fs = p

@@ -2,8 +2,10 @@
 //!
 //! Every routed channel is required: the channel processor puts each channel's share in its
 //! own transaction and commits only when all of them prepared, so a split batch is delivered
-//! whole or rolled back whole. A mask of 0 drops the event (counted as `EventDroppedCount`
-//! through `EventOutCount`). `on-error = pass` sends the batch to every channel.
+//! whole or rolled back whole. A mask of 0 drops the event (`EventInCount` − `EventOutCount`),
+//! or sets it aside in the source's dead-letter channel (reason `unrouted`) when the source has
+//! one and `deadLetter.unrouted` is on. `on-error = pass` sends the batch to every channel,
+//! `on-error = dead-letter` to the dead-letter channel.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -15,7 +17,7 @@ use super::{OnError, WasmConfig};
 use crate::config::{ConfigError, Props};
 use crate::event::Event;
 use crate::pipeline::{
-    BoxError, BuildContext, ChannelSelector, Routed, SelectorError, SelectorSpec,
+    BoxError, BuildContext, ChannelSelector, DeadLetters, Routed, SelectorError, SelectorSpec,
 };
 
 pub(crate) struct WasmRouter {
@@ -121,10 +123,20 @@ pub(crate) fn validate(events: usize, channels: usize, masks: &[u64]) -> Result<
     Ok(())
 }
 
-pub(crate) fn split(events: Vec<Event>, channels: usize, masks: &[u64]) -> Routed {
+/// Splits the batch by mask; events for no channel go to `unrouted` when given, else are
+/// dropped.
+pub(crate) fn split(
+    events: Vec<Event>,
+    channels: usize,
+    masks: &[u64],
+    mut unrouted: Option<&mut Vec<Event>>,
+) -> Routed {
     let mut routed = Routed::new(channels);
     for (e, &mask) in events.into_iter().zip(masks) {
         if mask == 0 {
+            if let Some(u) = unrouted.as_deref_mut() {
+                u.push(e);
+            }
             continue;
         }
         let last = 63 - mask.leading_zeros() as usize;
@@ -143,6 +155,14 @@ pub(crate) fn split(events: Vec<Event>, channels: usize, masks: &[u64]) -> Route
 
 impl ChannelSelector for WasmRouter {
     fn route(&self, events: Vec<Event>) -> Result<Routed, SelectorError> {
+        self.route_or_set_aside(events, &mut DeadLetters::disabled())
+    }
+
+    fn route_or_set_aside(
+        &self,
+        events: Vec<Event>,
+        dead: &mut DeadLetters,
+    ) -> Result<Routed, SelectorError> {
         let c = self.guest.counters();
         c.batches.fetch_add(1, Ordering::Relaxed);
         c.events_in
@@ -175,10 +195,28 @@ impl ChannelSelector for WasmRouter {
                         &unrouted,
                     );
                 }
-                Ok(split(events, channels, &masks))
+                if routed == n || !dead.takes_unrouted() {
+                    return Ok(split(events, channels, &masks, None));
+                }
+                let mut unrouted = Vec::new();
+                let out = split(events, channels, &masks, Some(&mut unrouted));
+                c.rejected
+                    .fetch_add(unrouted.len() as u64, Ordering::Relaxed);
+                dead.push(self.guest.name(), "unrouted", unrouted);
+                Ok(out)
             }
             Err(fault) => match self.guest.config().on_error {
-                OnError::Fail => {
+                OnError::DeadLetter if dead.is_enabled() => {
+                    c.policy_dead_lettered.fetch_add(1, Ordering::Relaxed);
+                    crate::tap::publish(
+                        self.guest.name(),
+                        crate::tap::Point::Verdict("dead-letter-on-fault"),
+                        &events,
+                    );
+                    dead.push(self.guest.name(), &format!("fault: {fault}"), events);
+                    Ok(Routed::new(channels))
+                }
+                OnError::Fail | OnError::DeadLetter => {
                     c.policy_failed.fetch_add(1, Ordering::Relaxed);
                     Err(SelectorError::Failed {
                         context: format!("wasm guest `{}`", self.guest.name()),
@@ -197,7 +235,12 @@ impl ChannelSelector for WasmRouter {
                 OnError::Pass => {
                     c.policy_passed.fetch_add(1, Ordering::Relaxed);
                     c.events_out.fetch_add(n as u64, Ordering::Relaxed);
-                    Ok(split(events, channels, &vec![all_channels(channels); n]))
+                    Ok(split(
+                        events,
+                        channels,
+                        &vec![all_channels(channels); n],
+                        None,
+                    ))
                 }
             },
         }
@@ -214,8 +257,15 @@ mod tests {
         assert!(validate(2, 2, &[1]).is_err());
         assert!(validate(1, 2, &[4]).is_err());
         let ev = |s: &str| Event::new(s.to_string());
-        let r = split(vec![ev("a"), ev("b"), ev("c"), ev("d")], 2, &[1, 3, 0, 2]);
+        let mut unrouted = Vec::new();
+        let r = split(
+            vec![ev("a"), ev("b"), ev("c"), ev("d")],
+            2,
+            &[1, 3, 0, 2],
+            Some(&mut unrouted),
+        );
         assert_eq!(r.required[0], vec![ev("a"), ev("b")]);
         assert_eq!(r.required[1], vec![ev("b"), ev("d")]);
+        assert_eq!(unrouted, vec![ev("c")]);
     }
 }

@@ -71,6 +71,20 @@ impl WasmSinkProcessor {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WasmSinkSelectorSpec(pub(crate) WasmConfig);
 
+impl WasmSinkSelectorSpec {
+    pub(crate) fn from_props(p: &crate::config::Props) -> Result<Self, crate::config::ConfigError> {
+        let config = WasmConfig::from_props(p)?;
+        if config.on_error == OnError::DeadLetter {
+            return Err(p.error(
+                "on-error",
+                "`dead-letter` is for a source's interceptors and routers; a sink selector's \
+                 batch is already committed to its channel (use fail, drop or pass)",
+            ));
+        }
+        Ok(Self(config))
+    }
+}
+
 impl ProcessorSpec for WasmSinkSelectorSpec {
     fn build(
         &self,
@@ -160,7 +174,8 @@ impl SinkProcessor for WasmSinkProcessor {
         let choice = match result {
             Ok(choice) => choice,
             Err(fault) => match self.guest.config().on_error {
-                OnError::Fail => {
+                // Refused by `from_props`: a sink selector has no dead-letter channel.
+                OnError::Fail | OnError::DeadLetter => {
                     c.policy_failed.fetch_add(1, Ordering::Relaxed);
                     tx.rollback();
                     return Err(

@@ -115,6 +115,7 @@ struct Tally {
     kept: usize,
     dropped: usize,
     replaced: usize,
+    rejected: usize,
 }
 
 /// Runs `events` through the guest in batches; writes one JSON line per input event to `out`
@@ -139,12 +140,13 @@ pub fn run(
         }
     }
     Ok(format!(
-        "{} events: {} kept/routed, {} dropped, {} replaced; \
+        "{} events: {} kept/routed, {} dropped, {} replaced, {} rejected; \
          instantiate+init {:.1} ms, run {:.1} ms",
         events.len(),
         t.kept,
         t.dropped,
         t.replaced,
+        t.rejected,
         instantiate.as_secs_f64() * 1000.0,
         started.elapsed().as_secs_f64() * 1000.0
     ))
@@ -181,6 +183,11 @@ fn intercept(
             1 => {
                 t.dropped += 1;
                 serde_json::json!({"index": index, "verdict": "drop"})
+            }
+            interceptor::REJECT => {
+                t.rejected += 1;
+                let reason = repl.next().map(|r| r.body_text().into_owned());
+                serde_json::json!({"index": index, "verdict": "reject", "reason": reason})
             }
             3 => {
                 t.replaced += 1;
