@@ -157,6 +157,9 @@ pub fn thread_count(pid: u32) -> Result<usize> {
         .count())
 }
 
+/// Longest wait for an agent's components to start (guests compile in a debug build here).
+const STARTUP: Duration = Duration::from_secs(180);
+
 /// A running `sluice agent`, killed on drop.
 pub struct Sluice {
     pub child: Child,
@@ -207,6 +210,8 @@ impl Sluice {
         env: &[(&str, &str)],
     ) -> Result<Self> {
         let log = dir.join(format!("{name}.log"));
+        // A restart appends to the same log: only lines after what is there now count.
+        let before = std::fs::read_to_string(&log).map_or(0, |t| t.len());
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -232,6 +237,10 @@ impl Sluice {
             metrics_addr: None,
         };
         let log_path = s.log.clone();
+        let new_text = move || -> Option<String> {
+            let text = std::fs::read_to_string(&log_path).ok()?;
+            Some(text.get(before..).unwrap_or_default().to_string())
+        };
         let child = &mut s.child;
         let addr = wait_for(
             "the metrics address in the sluice log",
@@ -240,7 +249,7 @@ impl Sluice {
                 if let Ok(Some(status)) = child.try_wait() {
                     return Some(Err(format!("sluice exited early with {status}")));
                 }
-                let text = std::fs::read_to_string(&log_path).ok()?;
+                let text = new_text()?;
                 let line = text
                     .lines()
                     .rev()
@@ -254,6 +263,13 @@ impl Sluice {
             Ok(Err(e)) => bail!("{e}; log:\n{}", s.log_text()),
             Err(e) => bail!("{e}; log:\n{}", s.log_text()),
         }
+        // The metrics server starts before the components: wait until the sources listen (or
+        // the agent gave up, which the test then sees), so a client never races the start.
+        let child = &mut s.child;
+        let _ = wait_for("the agent's start", STARTUP, || {
+            let exited = matches!(child.try_wait(), Ok(Some(_)));
+            (exited || new_text()?.contains("Agent started.")).then_some(())
+        });
         Ok(s)
     }
 

@@ -252,7 +252,7 @@ impl Project {
             Lang::Python => {
                 add(
                     "app.py",
-                    pick(world, t::PY_INTERCEPTOR, t::PY_ROUTER, t::PY_SINK_SELECTOR),
+                    pick(world, t::PY_INTERCEPTOR, t::PY_ROUTER, ""),
                     false,
                 );
                 add("logic.py", t::PY_LOGIC, false);
