@@ -37,6 +37,12 @@ pub struct WasmCounters {
     pub(crate) instantiations: AtomicU64,
     /// Loads of the guest file compiled now / taken from the disk cache / from memory.
     pub(crate) compiles: AtomicU64,
+    /// Loads compiled now by the baseline compiler (Winch), swapped for Cranelift's code later.
+    pub(crate) baseline_compiles: AtomicU64,
+    /// Swaps from baseline code to Cranelift's, and the last one's time from the baseline
+    /// version's load to Cranelift's code being ready (compile + instantiate + init).
+    pub(crate) optimized_swaps: AtomicU64,
+    pub(crate) optimize_millis: AtomicU64,
     pub(crate) disk_cache_hits: AtomicU64,
     pub(crate) memory_cache_hits: AtomicU64,
     /// The last load: read the file and compile it or take it from a cache.
@@ -131,6 +137,12 @@ impl MetricSet for WasmCounters {
             ("SuspendedBatchCount", c(&self.suspended)),
             ("InstantiateCount", c(&self.instantiations)),
             ("CompileCount", c(&self.compiles)),
+            ("BaselineCompileCount", c(&self.baseline_compiles)),
+            ("OptimizedSwapCount", c(&self.optimized_swaps)),
+            (
+                "OptimizeMillis",
+                Value::Gauge(self.optimize_millis.load(Ordering::Relaxed)),
+            ),
             ("DiskCacheHitCount", c(&self.disk_cache_hits)),
             ("MemoryCacheHitCount", c(&self.memory_cache_hits)),
             (

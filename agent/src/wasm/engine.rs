@@ -1,5 +1,12 @@
-//! The process-wide wasmtime runtime: one `Engine`, one `Linker`, the epoch ticker and the
-//! compiled-component cache.
+//! The process-wide wasmtime runtime: two engines (Cranelift, optimizing; Winch, baseline),
+//! a `Linker` each, the epoch ticker and the compiled-component cache.
+//!
+//! Tiered compilation: a component that is in no cache is first compiled by Winch, wasmtime's
+//! baseline compiler (a single pass, several times faster to compile, slower code), so a new or
+//! changed guest serves at once; Cranelift then compiles it on a background thread and the
+//! guest swaps to that code between two batches ([`super::guest`]). Only Cranelift's code is
+//! cached. A component Winch cannot compile (a proposal it lacks) is compiled by Cranelift
+//! directly. `SLUICE_WASM_BASELINE=off` disables the baseline tier.
 //!
 //! Compiled components are cached in memory by digest (so instance restarts and config
 //! reloads never recompile) and on disk (so agent restarts do not either): in
@@ -119,14 +126,33 @@ pub(crate) enum Origin {
     Disk,
     /// Compiled now.
     Compiled,
+    /// Compiled now by the baseline compiler (Winch); Cranelift's code is still to come.
+    Baseline,
+}
+
+/// A compiled component and the engine (and linker) its code is for.
+pub(crate) struct Compiled {
+    pub(crate) component: Component,
+    pub(crate) digest: Digest16,
+    pub(crate) origin: Origin,
+    /// The file's bytes, kept for Cranelift when this is baseline code.
+    pub(crate) bytes: Option<Arc<[u8]>>,
+}
+
+/// One compiler's engine and the linker made for it.
+pub(crate) struct Tier {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<HostState>,
 }
 
 /// A compiled component's identity: digest of the file's bytes.
 pub(crate) type Digest16 = [u8; 16];
 
 pub(crate) struct Runtime {
-    pub(crate) engine: Engine,
-    pub(crate) linker: Linker<HostState>,
+    /// Cranelift.
+    pub(crate) optimized: Tier,
+    /// Winch, when available on this machine and not disabled.
+    pub(crate) baseline: Option<Tier>,
     cache: Mutex<HashMap<Digest16, Component>>,
     _ticker: EpochTicker,
 }
@@ -157,7 +183,144 @@ impl Runtime {
         if std::env::var_os("SLUICE_WASM_PERFMAP").is_some() {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
-        let engine = Engine::new(&config).map_err(RuntimeError::Engine)?;
+        let optimized = Tier::new(&config)?;
+        let baseline = if std::env::var_os("SLUICE_WASM_BASELINE").is_some_and(|v| v == "off") {
+            None
+        } else {
+            let mut config = Config::new();
+            config.epoch_interruption(true);
+            config.wasm_component_model(true);
+            config.strategy(wasmtime::Strategy::Winch);
+            match Tier::new(&config) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    tracing::info!(error = %e,
+                        "No baseline wasm compiler on this machine; guests compile with Cranelift only.");
+                    None
+                }
+            }
+        };
+        let mut engines = vec![optimized.engine.clone()];
+        engines.extend(baseline.as_ref().map(|b| b.engine.clone()));
+        let ticker = EpochTicker::start(engines).map_err(RuntimeError::Ticker)?;
+        Ok(Self {
+            optimized,
+            baseline,
+            cache: Mutex::new(HashMap::new()),
+            _ticker: ticker,
+        })
+    }
+
+    /// The baseline tier when asked for and present, else the optimizing one.
+    pub(crate) fn tier(&self, baseline: bool) -> &Tier {
+        match (&self.baseline, baseline) {
+            (Some(b), true) => b,
+            _ => &self.optimized,
+        }
+    }
+
+    /// Reads `path` and returns its code: Cranelift's from a cache, else Winch's (compiled now,
+    /// with the bytes for Cranelift), else Cranelift's compiled now.
+    pub(crate) fn load_quick(&self, path: &Path) -> Result<Compiled, CompileError> {
+        let bytes = read(path)?;
+        let digest: Digest16 = Md5::digest(&bytes).into();
+        if let Some(component) = self.cached(&digest) {
+            return Ok(component);
+        }
+        if let Some(b) = &self.baseline {
+            match Component::new(&b.engine, &bytes) {
+                Ok(component) => {
+                    return Ok(Compiled {
+                        component,
+                        digest,
+                        origin: Origin::Baseline,
+                        bytes: Some(bytes.into()),
+                    });
+                }
+                Err(e) => tracing::debug!(path = %path.display(), error = %e,
+                    "Baseline compiler refused the component; compiling with Cranelift."),
+            }
+        }
+        self.compile(path, &bytes, digest)
+    }
+
+    /// Cranelift's code for `bytes` (read from `path`), compiled now and cached.
+    pub(crate) fn optimize(&self, path: &Path, bytes: &[u8]) -> Result<Compiled, CompileError> {
+        let digest: Digest16 = Md5::digest(bytes).into();
+        if let Some(component) = self.cached(&digest) {
+            return Ok(component);
+        }
+        self.compile(path, bytes, digest)
+    }
+
+    /// Cranelift's code from the memory or disk cache.
+    fn cached(&self, digest: &Digest16) -> Option<Compiled> {
+        let hit = |component, origin| Compiled {
+            component,
+            digest: *digest,
+            origin,
+            bytes: None,
+        };
+        if let Some(c) = self.cache.lock().get(digest) {
+            return Some(hit(c.clone(), Origin::Memory));
+        }
+        let path = self.disk_path(digest)?;
+        let component = self.load_cached(&path)?;
+        self.remember(*digest, &component);
+        Some(hit(component, Origin::Disk))
+    }
+
+    fn compile(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        digest: Digest16,
+    ) -> Result<Compiled, CompileError> {
+        let component = Component::new(&self.optimized.engine, bytes).map_err(|source| {
+            CompileError::Invalid {
+                path: path.to_path_buf(),
+                source,
+            }
+        })?;
+        if let Some(p) = self.disk_path(&digest) {
+            store_cached(&component, &p);
+        }
+        self.remember(digest, &component);
+        Ok(Compiled {
+            component,
+            digest,
+            origin: Origin::Compiled,
+            bytes: None,
+        })
+    }
+
+    fn remember(&self, digest: Digest16, component: &Component) {
+        let mut cache = self.cache.lock();
+        // Old versions of reloaded guests are not worth keeping forever.
+        if cache.len() >= 64 {
+            cache.clear();
+        }
+        cache.insert(digest, component.clone());
+    }
+
+    /// Reads `path` and returns Cranelift's code for it (cached, or compiled now).
+    pub(crate) fn load(&self, path: &Path) -> Result<(Component, Digest16, Origin), CompileError> {
+        let bytes = read(path)?;
+        let c = self.optimize(path, &bytes)?;
+        Ok((c.component, c.digest, c.origin))
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, CompileError> {
+    std::fs::read(path).map_err(|source| CompileError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+impl Tier {
+    fn new(config: &Config) -> Result<Self, RuntimeError> {
+        let engine = Engine::new(config).map_err(RuntimeError::Engine)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(RuntimeError::LinkWasi)?;
         bindings::host::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(
@@ -165,48 +328,7 @@ impl Runtime {
             |s| s,
         )
         .map_err(RuntimeError::LinkHost)?;
-        let ticker = EpochTicker::start(engine.clone()).map_err(RuntimeError::Ticker)?;
-        Ok(Self {
-            engine,
-            linker,
-            cache: Mutex::new(HashMap::new()),
-            _ticker: ticker,
-        })
-    }
-
-    /// Reads and compiles `path`, or returns the cached compilation of identical bytes.
-    pub(crate) fn load(&self, path: &Path) -> Result<(Component, Digest16, Origin), CompileError> {
-        let bytes = std::fs::read(path).map_err(|source| CompileError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let digest: Digest16 = Md5::digest(&bytes).into();
-        if let Some(c) = self.cache.lock().get(&digest) {
-            return Ok((c.clone(), digest, Origin::Memory));
-        }
-        let cached = self.disk_path(&digest);
-        let (component, origin) = match cached.as_deref().and_then(|p| self.load_cached(p)) {
-            Some(c) => (c, Origin::Disk),
-            None => {
-                let c = Component::new(&self.engine, &bytes).map_err(|source| {
-                    CompileError::Invalid {
-                        path: path.to_path_buf(),
-                        source,
-                    }
-                })?;
-                if let Some(p) = cached.as_deref() {
-                    store_cached(&c, p);
-                }
-                (c, Origin::Compiled)
-            }
-        };
-        let mut cache = self.cache.lock();
-        // Old versions of reloaded guests are not worth keeping forever.
-        if cache.len() >= 64 {
-            cache.clear();
-        }
-        cache.insert(digest, component.clone());
-        Ok((component, digest, origin))
+        Ok(Self { engine, linker })
     }
 }
 
@@ -214,7 +336,8 @@ impl Runtime {
     fn disk_path(&self, digest: &Digest16) -> Option<PathBuf> {
         let dir = cache_dir()?;
         let mut engine = std::collections::hash_map::DefaultHasher::new();
-        self.engine
+        self.optimized
+            .engine
             .precompile_compatibility_hash()
             .hash(&mut engine);
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
@@ -242,7 +365,7 @@ impl Runtime {
         // agent's user writes (module docs), and they still match the checksum written with
         // them; wasmtime checks its header and the engine's settings again.
         #[allow(unsafe_code)]
-        let loaded = unsafe { Component::deserialize(&self.engine, code) };
+        let loaded = unsafe { Component::deserialize(&self.optimized.engine, code) };
         match loaded {
             Ok(c) => {
                 // Recently used files are the last to go when the cache is trimmed.
@@ -350,14 +473,14 @@ fn trim_cache(dir: &Path, max: u64, keep: &Path) {
     }
 }
 
-/// Advances the engine's epoch every [`TICK`] until dropped.
+/// Advances the engines' epoch every [`TICK`] until dropped.
 struct EpochTicker {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl EpochTicker {
-    fn start(engine: Engine) -> std::io::Result<Self> {
+    fn start(engines: Vec<Engine>) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -365,7 +488,9 @@ impl EpochTicker {
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
                     std::thread::sleep(TICK);
-                    engine.increment_epoch();
+                    for engine in &engines {
+                        engine.increment_epoch();
+                    }
                 }
             })?;
         Ok(Self {

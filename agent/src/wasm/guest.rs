@@ -36,7 +36,7 @@ use super::engine::{Runtime, RuntimeError};
 use super::host_state::HostState;
 use super::instance::{Live, LoadError, Loaded, Maker, classify};
 use super::lower::BatchFn;
-use super::reloader::{Pending, Reloader};
+use super::reloader::{Pending, Prepared, Reloader, optimize_in_background};
 
 /// Shortest wait between two attempts to recreate an instance whose init keeps failing.
 pub(crate) const RETRY: Duration = Duration::from_secs(1);
@@ -219,6 +219,8 @@ impl Guest {
             .instances
             .store(idle.len() as u64, Ordering::Relaxed);
         let pending: Pending = Arc::default();
+        pending.lock().latest = Some(loaded.digest);
+        optimize_in_background(maker.clone(), pending.clone(), &loaded);
         let reloader = if config.reload {
             match Reloader::start(maker.clone(), pending.clone(), loaded.digest) {
                 Ok(r) => Some(r),
@@ -390,7 +392,13 @@ impl Guest {
     /// Takes over the version the reloader prepared, if any: its instance is the new
     /// version's first; idle ones of the old version are dropped, busy ones when they return.
     fn swap_in_pending(&self, pool: &mut Pool) {
-        if let Some((loaded, live, noticed)) = self.pending.lock().take() {
+        let next = self.pending.lock().next.take();
+        if let Some(Prepared {
+            loaded,
+            live,
+            noticed,
+        }) = next
+        {
             pool.loaded = loaded;
             pool.generation += 1;
             pool.count -= pool.idle.len();
@@ -402,11 +410,17 @@ impl Guest {
             pool.count += 1;
             // The new version may exceed the limit while old busy ones finish their batch.
             self.set_instances(pool);
-            self.maker
-                .counters
-                .reload_swap_millis
-                .store(noticed.elapsed().as_millis() as u64, Ordering::Relaxed);
-            pool.resume();
+            let c = &self.maker.counters;
+            match noticed {
+                Some(noticed) => {
+                    c.reload_swap_millis
+                        .store(noticed.elapsed().as_millis() as u64, Ordering::Relaxed);
+                    pool.resume();
+                }
+                None => {
+                    c.optimized_swaps.fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
     }
 

@@ -15,7 +15,7 @@ use wasmtime::{Store, Trap};
 use super::WasmConfig;
 use super::bindings;
 use super::counters::WasmCounters;
-use super::engine::{CompileError, Digest16, Origin, Runtime, TICK};
+use super::engine::{CompileError, Compiled, Digest16, Origin, Runtime, TICK};
 use super::guest::{Fault, Hook, InitFailure};
 use super::host_state::HostState;
 use super::lower::BatchFn;
@@ -53,6 +53,10 @@ pub(crate) struct Live {
 pub(super) struct Loaded {
     pre: InstancePre<HostState>,
     pub(super) digest: Digest16,
+    /// Baseline (Winch) code: Cranelift's is to replace it.
+    pub(super) baseline: bool,
+    /// The file's bytes, for Cranelift, when this is baseline code.
+    pub(super) bytes: Option<Arc<[u8]>>,
 }
 
 /// Everything needed to make instances, shared with the reloader thread.
@@ -65,20 +69,42 @@ pub(super) struct Maker {
 }
 
 impl Maker {
+    /// Loads the file: Cranelift's code from a cache, else baseline code compiled now (see
+    /// [`Maker::optimize`]), else Cranelift's compiled now.
     pub(super) fn load(&self) -> Result<Loaded, LoadError> {
         let started = Instant::now();
-        let (component, digest, origin) = self.runtime.load(&self.config.path)?;
+        let compiled = self.runtime.load_quick(&self.config.path)?;
+        self.link(compiled, started)
+    }
+
+    /// Cranelift's code for a version loaded as baseline code.
+    pub(super) fn optimize(&self, bytes: &[u8]) -> Result<Loaded, LoadError> {
+        let started = Instant::now();
+        let compiled = self.runtime.optimize(&self.config.path, bytes)?;
+        self.link(compiled, started)
+    }
+
+    fn link(&self, compiled: Compiled, started: Instant) -> Result<Loaded, LoadError> {
+        let Compiled {
+            component,
+            digest,
+            origin,
+            bytes,
+        } = compiled;
         let micros = started.elapsed().as_micros() as u64;
         self.counters.load_micros.store(micros, Ordering::Relaxed);
         let count = match origin {
             Origin::Compiled => &self.counters.compiles,
+            Origin::Baseline => &self.counters.baseline_compiles,
             Origin::Disk => &self.counters.disk_cache_hits,
             Origin::Memory => &self.counters.memory_cache_hits,
         };
         count.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(guest = %self.name, from = ?origin, micros, "Wasm guest loaded.");
+        let baseline = origin == Origin::Baseline;
         let pre = self
             .runtime
+            .tier(baseline)
             .linker
             .instantiate_pre(&component)
             .map_err(LoadError::Link)?;
@@ -98,7 +124,12 @@ impl Maker {
             });
         }
         self.check_world(&pre)?;
-        Ok(Loaded { pre, digest })
+        Ok(Loaded {
+            pre,
+            digest,
+            baseline,
+            bytes: bytes.filter(|_| baseline),
+        })
     }
 
     /// The exports' types match the hook's world (names alone were checked in `load`).
@@ -122,7 +153,7 @@ impl Maker {
     pub(super) fn instantiate(&self, loaded: &Loaded) -> Result<Live, Fault> {
         let started = Instant::now();
         let state = HostState::new(self.name.clone(), &self.config, self.counters.clone());
-        let mut store = Store::new(&self.runtime.engine, state);
+        let mut store = Store::new(&self.runtime.tier(loaded.baseline).engine, state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(self.deadline_ticks());
         let init = Self::init_result(self.hook, &mut store, &loaded.pre, &self.config);

@@ -20,9 +20,71 @@ use super::instance::{Live, Loaded, Maker};
 /// close by its writer yet).
 const SETTLE: Duration = Duration::from_millis(50);
 
-/// What a reloader prepared, waiting for the next batch.
-/// The new version, its instance, and when the file change was noticed.
-pub(super) type Pending = Arc<Mutex<Option<(Arc<Loaded>, Live, Instant)>>>;
+/// What a reloader (or the optimizer) prepared, waiting for the next batch.
+pub(super) type Pending = Arc<Mutex<PendingSlot>>;
+
+#[derive(Default)]
+pub(super) struct PendingSlot {
+    /// The newest version loaded: Cranelift's code for an older one is not swapped in.
+    pub(super) latest: Option<Digest16>,
+    pub(super) next: Option<Prepared>,
+}
+
+/// A version ready to take over, with its first instance.
+pub(super) struct Prepared {
+    pub(super) loaded: Arc<Loaded>,
+    pub(super) live: Live,
+    /// When the file change was noticed (a reload), `None` for Cranelift's code replacing
+    /// baseline code of the same version.
+    pub(super) noticed: Option<Instant>,
+}
+
+/// Compiles Cranelift's code for `loaded` (baseline code) on its own thread and leaves it in
+/// `pending`, unless a newer version was loaded meanwhile.
+pub(super) fn optimize_in_background(maker: Arc<Maker>, pending: Pending, loaded: &Loaded) {
+    let Some(bytes) = loaded.bytes.clone() else {
+        return;
+    };
+    let digest = loaded.digest;
+    let since = Instant::now();
+    let spawned = std::thread::Builder::new()
+        .name("wasm-optimize".into())
+        .spawn(move || optimize(&maker, &pending, digest, &bytes, since));
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "Cannot start the wasm optimizer thread; the guest keeps its baseline code.");
+    }
+}
+
+/// Cranelift's code for the version `digest` (baseline code now), instantiated and left in
+/// `pending`.
+fn optimize(maker: &Maker, pending: &Pending, digest: Digest16, bytes: &[u8], since: Instant) {
+    let made = maker
+        .optimize(bytes)
+        .map_err(|e| e.to_string())
+        .and_then(|l| {
+            let live = maker.instantiate(&l).map_err(|f| f.to_string())?;
+            Ok((Arc::new(l), live))
+        });
+    match made {
+        Ok((loaded, live)) => {
+            let mut slot = pending.lock();
+            if slot.latest != Some(digest) {
+                return;
+            }
+            slot.next = Some(Prepared {
+                loaded,
+                live,
+                noticed: None,
+            });
+            let ms = since.elapsed().as_millis() as u64;
+            maker.counters.optimize_millis.store(ms, Ordering::Relaxed);
+            tracing::debug!(guest = %maker.name, compile_and_init_ms = ms,
+                "Cranelift code of the wasm guest ready; it takes over at the next batch.");
+        }
+        Err(e) => tracing::warn!(guest = %maker.name, error = %e,
+            "Cranelift cannot compile the wasm guest; it keeps its baseline code."),
+    }
+}
 
 /// Why the guest file cannot be watched (hot reload is then disabled, with a warning).
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +114,7 @@ impl Reloader {
         pending: Pending,
         digest: Digest16,
     ) -> Result<Self, WatchError> {
+        let maker_for_loop = maker.clone();
         use notify::Watcher;
         let path = maker.config.path.clone();
         let dir = path
@@ -77,7 +140,7 @@ impl Reloader {
             })?;
         std::thread::Builder::new()
             .name("wasm-reload".into())
-            .spawn(move || reload_loop(&maker, &pending, digest, &rx))
+            .spawn(move || reload_loop(&maker_for_loop, &pending, digest, &rx))
             .map_err(WatchError::Thread)?;
         Ok(Self { _watcher: watcher })
     }
@@ -104,7 +167,7 @@ fn file_event(ev: &notify::Event, file_name: Option<&std::ffi::OsStr>) -> Option
 }
 
 /// Runs until the watcher (and with it the sender) is dropped.
-fn reload_loop(maker: &Maker, pending: &Pending, mut current: Digest16, rx: &Receiver<bool>) {
+fn reload_loop(maker: &Arc<Maker>, pending: &Pending, mut current: Digest16, rx: &Receiver<bool>) {
     while let Ok(complete) = rx.recv() {
         let noticed = Instant::now();
         if !settle(rx, complete, noticed + SETTLE) {
@@ -134,7 +197,7 @@ fn settle(rx: &Receiver<bool>, mut complete: bool, until: Instant) -> bool {
 /// Loads and instantiates the file if it changed from `current`; on success leaves the new
 /// version in `pending` and returns its digest.
 fn reload(
-    maker: &Maker,
+    maker: &Arc<Maker>,
     pending: &Pending,
     current: Digest16,
     noticed: Instant,
@@ -156,7 +219,16 @@ fn reload(
     match maker.instantiate(&loaded) {
         Ok(live) => {
             let digest = loaded.digest;
-            *pending.lock() = Some((loaded, live, noticed));
+            {
+                let mut slot = pending.lock();
+                slot.latest = Some(digest);
+                slot.next = Some(Prepared {
+                    loaded: loaded.clone(),
+                    live,
+                    noticed: Some(noticed),
+                });
+            }
+            optimize_in_background(maker.clone(), pending.clone(), &loaded);
             let ms = started.elapsed().as_millis() as u64;
             maker.counters.reloads.fetch_add(1, Ordering::Relaxed);
             maker.counters.reload_millis.store(ms, Ordering::Relaxed);

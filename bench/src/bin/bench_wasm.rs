@@ -135,22 +135,25 @@ fn swap_latency(
     v1: &Path,
     next: &[&Path],
     slug: &str,
-) -> Result<Vec<(f64, u64, u64)>> {
+    env: &[(&str, &str)],
+) -> Result<Vec<(f64, u64, u64, Option<u64>)>> {
     let run_dir = dir.join(slug);
     std::fs::create_dir_all(&run_dir)?;
     let guest = run_dir.join("guest.wasm");
     std::fs::copy(v1, &guest)?;
-    let sluice = Sluice::start(
+    let sluice = Sluice::start_env(
         &run_dir,
         "bench",
         &config(args, &Hook::Interceptor(&guest, None)),
-        &[],
+        env,
     )?;
     std::thread::sleep(args.window.warmup);
     let mut out = Vec::new();
     for (n, version) in next.iter().enumerate() {
         let tmp = run_dir.join("guest.wasm.tmp");
         std::fs::copy(version, &tmp)?;
+        let baseline_before = sluice.counter("WASM.r1.w", "BaselineCompileCount")?;
+        let swaps_before = sluice.counter("WASM.r1.w", "OptimizedSwapCount")?;
         let t0 = Instant::now();
         std::fs::rename(&tmp, &guest)?;
         wait_for("the reload", Duration::from_secs(60), || {
@@ -162,8 +165,18 @@ fn swap_latency(
         std::thread::sleep(Duration::from_millis(200));
         let swap = sluice.counter("WASM.r1.w", "ReloadSwapMillis")?;
         let compile_init = sluice.counter("WASM.r1.w", "ReloadMillis")?;
-        out.push((observed, swap, compile_init));
         std::thread::sleep(Duration::from_secs(1));
+        // Baseline (Winch) code was served: Cranelift's swapped in behind it.
+        let optimized = if sluice.counter("WASM.r1.w", "BaselineCompileCount")? > baseline_before {
+            wait_for("Cranelift's code", Duration::from_secs(60), || {
+                (sluice.counter("WASM.r1.w", "OptimizedSwapCount").ok()? > swaps_before)
+                    .then_some(())
+            })?;
+            Some(sluice.counter("WASM.r1.w", "OptimizeMillis")?)
+        } else {
+            None
+        };
+        out.push((observed, swap, compile_init, optimized));
     }
     Ok(out)
 }
@@ -186,6 +199,11 @@ fn bench(args: &Args) -> Result<()> {
         guests::rust("tagger", Some(&format!("a{:08}", std::process::id())))?;
     let tagger_edit: PathBuf =
         guests::rust("tagger", Some(&format!("b{:08}", std::process::id())))?;
+    // The same two kinds of cold version again, for the run with the baseline tier.
+    let tagger_cold2: PathBuf =
+        guests::rust("tagger", Some(&format!("c{:08}", std::process::id())))?;
+    let tagger_edit2: PathBuf =
+        guests::rust("tagger", Some(&format!("d{:08}", std::process::id())))?;
     let c_filter = guests::c_drop_by_level()?;
     let c_mask = guests::c_pii_mask()?;
     let py_router = guests::python_tenant_router()?;
@@ -242,12 +260,22 @@ fn bench(args: &Args) -> Result<()> {
         let slug = format!("{i}-{slug}");
         results.push((name, run(dir.path(), &slug, args, hook, metric)?));
     }
-    let reloads = swap_latency(
+    // Cranelift only (as before tiered compilation), then with Winch's baseline code first.
+    let reloads_cranelift = swap_latency(
         dir.path(),
         args,
         &tagger_v1,
         &[&tagger_v2, &tagger_cold, &tagger_edit],
-        "reload",
+        "reload-cranelift",
+        &[("SLUICE_WASM_BASELINE", "off")],
+    )?;
+    let reloads_tiered = swap_latency(
+        dir.path(),
+        args,
+        &tagger_v1,
+        &[&tagger_v2, &tagger_cold2, &tagger_edit2],
+        "reload-tiered",
+        &[],
     )?;
 
     println!(
@@ -284,12 +312,20 @@ fn bench(args: &Args) -> Result<()> {
         "cold compile",
         "cold compile of an edited constant",
     ];
-    for (what, (observed, swap, compile)) in kinds.into_iter().zip(reloads) {
-        println!(
-            "hot reload (Rust tagger, {what}): file change -> swap {swap} ms in the agent \
-             (renamed over, so no write-settle wait; compile/instantiate/init {compile} ms + wait \
-             for the next batch); {observed:.0} ms observed through /metrics polling"
-        );
+    for (tier, reloads) in [
+        ("Cranelift only", reloads_cranelift),
+        ("tiered", reloads_tiered),
+    ] {
+        for (what, (observed, swap, compile, optimized)) in kinds.into_iter().zip(reloads) {
+            let then = optimized.map_or_else(String::new, |ms| {
+                format!("; baseline code, Cranelift's swapped in {ms} ms later")
+            });
+            println!(
+                "hot reload ({tier}, Rust tagger, {what}): file change -> swap {swap} ms in the \
+                 agent (compile/instantiate/init {compile} ms + wait for the next batch{then}); \
+                 {observed:.0} ms observed through /metrics polling"
+            );
+        }
     }
     Ok(())
 }
