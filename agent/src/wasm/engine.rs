@@ -302,13 +302,6 @@ impl Runtime {
         }
         cache.insert(digest, component.clone());
     }
-
-    /// Reads `path` and returns Cranelift's code for it (cached, or compiled now).
-    pub(crate) fn load(&self, path: &Path) -> Result<(Component, Digest16, Origin), CompileError> {
-        let bytes = read(path)?;
-        let c = self.optimize(path, &bytes)?;
-        Ok((c.component, c.digest, c.origin))
-    }
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, CompileError> {
@@ -519,7 +512,7 @@ mod tests {
     fn an_unreadable_file_keeps_its_io_error() -> Result<(), Box<dyn Error>> {
         let dir = tempfile::tempdir()?;
         let missing = dir.path().join("missing.wasm");
-        let Err(e) = Runtime::shared()?.load(&missing).map(drop) else {
+        let Err(e) = Runtime::shared()?.load_quick(&missing).map(drop) else {
             return Err("loading a missing file succeeded".into());
         };
         assert!(e.to_string().starts_with("cannot read "), "{e}");
@@ -534,7 +527,7 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("junk.wasm");
         std::fs::write(&path, b"not wasm")?;
-        let Err(e) = Runtime::shared()?.load(&path).map(drop) else {
+        let Err(e) = Runtime::shared()?.load_quick(&path).map(drop) else {
             return Err("loading junk succeeded".into());
         };
         assert!(e.to_string().contains("is not a valid component"), "{e}");

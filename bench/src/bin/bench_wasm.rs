@@ -125,6 +125,10 @@ fn run(dir: &Path, name: &str, args: &Args, hook: &Hook<'_>, metric: &str) -> Re
     })
 }
 
+/// One reload: observed ms, the agent's swap ms, its compile+instantiate+init ms, and (when it
+/// served baseline code first) ms until Cranelift's code was ready.
+type Reload = (f64, u64, u64, Option<u64>);
+
 /// Starts the agent on `v1`, then renames each of `next` over the guest file in turn. For each:
 /// the latency observed from outside (includes the metrics polling), the agent's own
 /// file-change to swap time (`ReloadSwapMillis`) and its compile+instantiate+init time
@@ -136,7 +140,7 @@ fn swap_latency(
     next: &[&Path],
     slug: &str,
     env: &[(&str, &str)],
-) -> Result<Vec<(f64, u64, u64, Option<u64>)>> {
+) -> Result<Vec<Reload>> {
     let run_dir = dir.join(slug);
     std::fs::create_dir_all(&run_dir)?;
     let guest = run_dir.join("guest.wasm");
