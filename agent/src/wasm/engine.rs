@@ -154,6 +154,12 @@ pub(crate) struct Runtime {
     /// Winch, when available on this machine and not disabled.
     pub(crate) baseline: Option<Tier>,
     cache: Mutex<HashMap<Digest16, Component>>,
+    /// Baseline code by digest, until Cranelift's is in `cache` (several guests, or the tests
+    /// of one `sluice test` run, loading one file compile it once).
+    baseline_cache: Mutex<HashMap<Digest16, Component>>,
+    /// One Cranelift compile per digest at a time: a second optimizer waits for the first
+    /// and takes its result from `cache`.
+    optimizing: Mutex<HashMap<Digest16, Arc<Mutex<()>>>>,
     _ticker: EpochTicker,
 }
 
@@ -207,6 +213,8 @@ impl Runtime {
             optimized,
             baseline,
             cache: Mutex::new(HashMap::new()),
+            baseline_cache: Mutex::new(HashMap::new()),
+            optimizing: Mutex::new(HashMap::new()),
             _ticker: ticker,
         })
     }
@@ -228,8 +236,14 @@ impl Runtime {
             return Ok(component);
         }
         if let Some(b) = &self.baseline {
-            match Component::new(&b.engine, &bytes) {
+            let earlier = self.baseline_cache.lock().get(&digest).cloned();
+            match earlier.map_or_else(|| Component::new(&b.engine, &bytes), Ok) {
                 Ok(component) => {
+                    let mut baseline = self.baseline_cache.lock();
+                    if baseline.len() >= 64 {
+                        baseline.clear();
+                    }
+                    baseline.insert(digest, component.clone());
                     return Ok(Compiled {
                         component,
                         digest,
@@ -247,10 +261,23 @@ impl Runtime {
     /// Cranelift's code for `bytes` (read from `path`), compiled now and cached.
     pub(crate) fn optimize(&self, path: &Path, bytes: &[u8]) -> Result<Compiled, CompileError> {
         let digest: Digest16 = Md5::digest(bytes).into();
-        if let Some(component) = self.cached(&digest) {
-            return Ok(component);
+        let turn = self.optimizing.lock().entry(digest).or_default().clone();
+        let result = {
+            let _turn = turn.lock();
+            match self.cached(&digest) {
+                Some(component) => Ok(component),
+                None => self.compile(path, bytes, digest),
+            }
+        };
+        let mut optimizing = self.optimizing.lock();
+        // The last one out removes the entry (this `turn` and the map's are the two left).
+        if Arc::strong_count(&turn) <= 2 {
+            optimizing.remove(&digest);
         }
-        self.compile(path, bytes, digest)
+        if result.is_ok() {
+            self.baseline_cache.lock().remove(&digest);
+        }
+        result
     }
 
     /// Cranelift's code from the memory or disk cache.
@@ -399,6 +426,9 @@ fn cache_max_bytes() -> u64 {
 
 pub(crate) const DEFAULT_CACHE_MAX_BYTES: u64 = 512 << 20;
 
+/// Age after which a cache folder's leftover temporary file is removed.
+const STALE_TMP: Duration = Duration::from_secs(3600);
+
 /// A cache file ends with the MD5 of what precedes it and this tag.
 const CACHE_TRAILER_TAG: &[u8; 8] = b"sluiceC1";
 const CACHE_TRAILER_LEN: usize = 16 + 8;
@@ -437,8 +467,27 @@ fn trim_cache(dir: &Path, max: u64, keep: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
+    let entries: Vec<std::fs::DirEntry> = entries.flatten().collect();
+    // A process that exited while writing (a short `sluice test` whose background compile was
+    // cut off) leaves its temporary file: gone once it is an hour old.
+    for e in &entries {
+        let path = e.path();
+        let partial = path
+            .extension()
+            .and_then(|x| x.to_str())
+            .is_some_and(|x| x.starts_with("tmp"));
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_TMP);
+        if partial && old {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
     let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
-        .flatten()
+        .into_iter()
         .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
         .filter_map(|e| {
             let m = e.metadata().ok()?;
@@ -571,9 +620,18 @@ mod tests {
         }
         let other = dir.path().join("notes.txt");
         std::fs::write(&other, vec![0u8; 5000])?;
+        // A writer's leftover: removed once stale, kept while it may still be written.
+        let (stale, fresh) = (dir.path().join("a.tmp17"), dir.path().join("b.tmp18"));
+        std::fs::write(&stale, b"partial")?;
+        std::fs::write(&fresh, b"partial")?;
+        std::fs::File::options()
+            .append(true)
+            .open(&stale)?
+            .set_modified(now - Duration::from_secs(7200))?;
         let newest = dir.path().join("3.cwasm");
         std::fs::write(&newest, vec![0u8; 1000])?;
         trim_cache(dir.path(), 2500, &newest);
+        assert!(!stale.exists() && fresh.exists());
         // 4000 bytes of .cwasm: the two least recently used go (30 s, then 20 s old).
         assert!(!paths[0].exists() && !paths[2].exists());
         assert!(paths[1].exists() && newest.exists() && other.exists());
