@@ -168,6 +168,25 @@ impl ChannelProcessor {
         result
     }
 
+    /// A required channel's share, with its room reserved; a full channel starts (or
+    /// continues) the blocked interval.
+    fn reserve<'c>(
+        &self,
+        ch: &'c ChannelRef,
+        batch: Vec<Event>,
+    ) -> Result<PutTransaction<'c>, ChannelError> {
+        let mut tx = PutTransaction::with_events(ch.as_ref(), batch)?;
+        if let Err(e) = tx.prepare() {
+            if let ChannelError::Full { keep_alive, .. } = &e {
+                // It waited `keep_alive` for room before refusing.
+                let waited = u64::try_from(keep_alive.as_micros()).unwrap_or(u64::MAX);
+                self.blocked(self.now_micros().saturating_sub(waited).max(1));
+            }
+            return Err(e);
+        }
+        Ok(tx)
+    }
+
     fn deliver(&self, events: Vec<Event>) -> Result<(), ProcessError> {
         let before = events.len();
         let mut dead = DeadLetters::new(self.dead_letter.is_some(), self.dead_letter_unrouted);
@@ -223,16 +242,7 @@ impl ChannelProcessor {
             if batch.is_empty() {
                 continue;
             }
-            let mut tx = PutTransaction::with_events(ch.as_ref(), batch)?;
-            if let Err(e) = tx.prepare() {
-                if let ChannelError::Full { keep_alive, .. } = &e {
-                    // It waited `keep_alive` for room before refusing.
-                    let waited = u64::try_from(keep_alive.as_micros()).unwrap_or(u64::MAX);
-                    self.blocked(self.now_micros().saturating_sub(waited).max(1));
-                }
-                return Err(e.into());
-            }
-            prepared.push(tx);
+            prepared.push(self.reserve(ch, batch)?);
         }
         let dead_letters = dead.len() as u64;
         if let (Some(ch), false) = (&self.dead_letter, dead.is_empty()) {
@@ -240,15 +250,7 @@ impl ChannelProcessor {
             if tapping && tap::wants(ch.name()) {
                 tapped_dead = batch.clone();
             }
-            let mut tx = PutTransaction::with_events(ch.as_ref(), batch)?;
-            if let Err(e) = tx.prepare() {
-                if let ChannelError::Full { keep_alive, .. } = &e {
-                    let waited = u64::try_from(keep_alive.as_micros()).unwrap_or(u64::MAX);
-                    self.blocked(self.now_micros().saturating_sub(waited).max(1));
-                }
-                return Err(e.into());
-            }
-            prepared.push(tx);
+            prepared.push(self.reserve(ch, batch)?);
         }
         // Reserving room is where a put waits for a full channel (a memory channel's
         // keep-alive): the channel says how long it waited.
