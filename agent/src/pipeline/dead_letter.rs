@@ -75,7 +75,7 @@ impl DeadLetters {
         }
         // One line: a trap's backtrace must not break a line-based sink's output.
         let one_line = reason.split_whitespace().collect::<Vec<_>>().join(" ");
-        let reason = cut(&one_line, MAX_REASON);
+        let reason = &one_line[..one_line.floor_char_boundary(MAX_REASON)];
         let now = crate::metrics::now_millis().to_string();
         let before = self.events.len();
         for mut e in events {
@@ -94,18 +94,6 @@ impl DeadLetters {
     pub fn into_events(self) -> Vec<Event> {
         self.events
     }
-}
-
-/// `s` cut to at most `max` bytes at a character boundary.
-fn cut(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 #[cfg(test)]

@@ -65,14 +65,7 @@ impl LogBucket {
 
 /// `message` cut to at most [`MAX_LINE`] bytes, at a character boundary.
 pub(crate) fn clip(message: &str) -> &str {
-    if message.len() <= MAX_LINE {
-        return message;
-    }
-    let mut end = MAX_LINE;
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    &message[..end]
+    &message[..message.floor_char_boundary(MAX_LINE)]
 }
 
 #[cfg(test)]
