@@ -113,6 +113,8 @@ pub fn intercept_with<T: Interceptor>(
     }
     let repl = repl.batch();
     let mut next = 0;
+    // The headers of the replacement taken last (what verdict 5 gives an event).
+    let mut last: Vec<(String, String)> = Vec::new();
     Ok(codes
         .iter()
         .enumerate()
@@ -120,25 +122,29 @@ pub fn intercept_with<T: Interceptor>(
             0 => Outcome::Keep,
             1 => Outcome::Drop,
             4 => {
-                let reason = repl
-                    .get(next)
-                    .and_then(|e| e.body_str().map(str::to_string))
-                    .unwrap_or_default();
+                let e = repl.get(next).map(|e| e.to_owned()).unwrap_or_default();
                 next += 1;
-                Outcome::Reject(reason)
+                last = e.headers;
+                Outcome::Reject(String::from_utf8_lossy(&e.body).into_owned())
             }
-            3 => {
+            3 | 5 => {
                 // What the host makes of it: the new headers on the event's own body.
-                let headers = repl.get(next).map(|e| e.to_owned().headers);
-                next += 1;
+                if *c == 3 {
+                    last = repl
+                        .get(next)
+                        .map(|e| e.to_owned().headers)
+                        .unwrap_or_default();
+                    next += 1;
+                }
                 Outcome::Replace(OwnedEvent {
-                    headers: headers.unwrap_or_default(),
+                    headers: last.clone(),
                     body: events[i].body.clone(),
                 })
             }
             _ => {
                 let e = repl.get(next).map(|e| e.to_owned()).unwrap_or_default();
                 next += 1;
+                last = e.headers.clone();
                 Outcome::Replace(e)
             }
         })

@@ -231,3 +231,37 @@ pub fn install(src: &Path, dst: &Path) -> Result<()> {
     std::fs::rename(&tmp, dst)?;
     Ok(())
 }
+
+/// A `sluice wasm new --lang <lang> --world <world>` project written under `root` and built
+/// with its own `build.sh`; returns its component. A JavaScript project reuses the sticky
+/// selector's `node_modules` (the template's lock file is that example's).
+pub fn template(root: &Path, lang: &str, world: &str) -> Result<PathBuf> {
+    let name = format!("{lang}-{world}");
+    let dir = root.join(&name);
+    let mut new = Command::new(sluice_bin()?);
+    new.args(["wasm", "new", "--lang", lang, "--world", world, "--dir"])
+        .arg(&dir)
+        .arg(&name);
+    run(
+        &mut new,
+        "sluice wasm new",
+        "cargo build --workspace --bins",
+    )?;
+    if lang == "js" {
+        let modules = examples().join("js/sticky-selector/node_modules");
+        if modules.is_dir() {
+            std::os::unix::fs::symlink(&modules, dir.join("node_modules"))?;
+        }
+    }
+    let tool = sluice_bin()?.with_file_name("sluice-guest-tool");
+    run(
+        Command::new(dir.join("build.sh"))
+            .current_dir(&dir)
+            .env("PATH", path_with_user_bin())
+            .env("SLUICE_GUEST_TOOL", &tool)
+            .env_remove("CARGO_TARGET_DIR"),
+        &format!("{}/build.sh", dir.display()),
+        "run scripts/test, which installs the guest toolchains",
+    )?;
+    Ok(dir.join(format!("{name}.wasm")))
+}

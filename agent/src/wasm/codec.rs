@@ -24,41 +24,113 @@ pub(crate) enum DecodeError {
     HeaderUtf8(#[source] std::str::Utf8Error),
 }
 
-/// Decodes a batch a guest returned; bodies share one buffer (no copy per event).
-pub(crate) fn decode(b: Batch) -> Result<Vec<Event>, DecodeError> {
-    if b.body_ends.len() != b.header_ends.len() {
-        return Err(DecodeError::OffsetCounts {
-            bodies: b.body_ends.len(),
-            headers: b.header_ends.len(),
-        });
-    }
-    let bodies = Bytes::from(b.bodies);
-    let mut out = Vec::with_capacity(b.body_ends.len());
-    let (mut body_start, mut header_start) = (0usize, 0usize);
-    // Events a guest gave the same header bytes (it set one tag on a batch) share one map.
-    let mut prev: Option<(&[u8], Headers)> = None;
-    for (&be, &he) in b.body_ends.iter().zip(&b.header_ends) {
-        let (be, he) = (be as usize, he as usize);
-        if be < body_start || be > bodies.len() || he < header_start || he > b.headers.len() {
-            return Err(DecodeError::Offsets);
+/// A batch a guest returned, checked whole (offsets, header encoding, UTF-8) but not yet
+/// turned into events: [`Replacements::next_parts`] hands them out one by one, so an interceptor
+/// builds each output event once, straight from its input event and its verdict, and a
+/// set-headers verdict never touches a body.
+///
+/// Consecutive events the guest gave the same header bytes (it set one tag on a batch) share
+/// one decoded map: `runs` holds one map per run of equal header bytes.
+#[derive(Debug)]
+pub(crate) struct Replacements {
+    bodies: Bytes,
+    body_ends: Vec<u32>,
+    /// (index of the first event after the run, the run's headers), in event order.
+    runs: Vec<(usize, Headers)>,
+    /// The next event to hand out, its body's start and its run.
+    next: usize,
+    body_start: usize,
+    run: usize,
+}
+
+impl Replacements {
+    /// Checks every offset and header of `b`; the error says what the guest got wrong.
+    pub(crate) fn new(b: Batch) -> Result<Self, DecodeError> {
+        if b.body_ends.len() != b.header_ends.len() {
+            return Err(DecodeError::OffsetCounts {
+                bodies: b.body_ends.len(),
+                headers: b.header_ends.len(),
+            });
         }
-        let raw = &b.headers[header_start..he];
-        let headers = match &prev {
-            Some((p, h)) if *p == raw => h.clone(),
-            _ => {
-                let h = decode_headers(raw)?;
-                prev = Some((raw, h.clone()));
-                h
+        let mut body_start = 0usize;
+        for &be in &b.body_ends {
+            let be = be as usize;
+            if be < body_start || be > b.bodies.len() {
+                return Err(DecodeError::Offsets);
             }
-        };
-        out.push(Event {
-            headers,
-            body: bodies.slice(body_start..be),
-        });
-        body_start = be;
-        header_start = he;
+            body_start = be;
+        }
+        let mut runs: Vec<(usize, Headers)> = Vec::new();
+        let mut header_start = 0usize;
+        let mut prev: &[u8] = &[];
+        for (i, &he) in b.header_ends.iter().enumerate() {
+            let he = he as usize;
+            if he < header_start || he > b.headers.len() {
+                return Err(DecodeError::Offsets);
+            }
+            let raw = &b.headers[header_start..he];
+            match runs.last_mut() {
+                Some((end, _)) if raw == prev => *end = i + 1,
+                _ => runs.push((i + 1, decode_headers(raw)?)),
+            }
+            prev = raw;
+            header_start = he;
+        }
+        Ok(Self {
+            bodies: Bytes::from(b.bodies),
+            body_ends: b.body_ends,
+            runs,
+            next: 0,
+            body_start: 0,
+            run: 0,
+        })
     }
-    Ok(out)
+
+    /// How many events the guest returned.
+    pub(crate) fn len(&self) -> usize {
+        self.body_ends.len()
+    }
+
+    /// The next event's headers and, if `with_body`, its body (bodies share one buffer, no
+    /// copy per event); `None` after the last.
+    pub(crate) fn next_parts(&mut self, with_body: bool) -> Option<(Headers, Bytes)> {
+        let end = *self.body_ends.get(self.next)? as usize;
+        while self
+            .runs
+            .get(self.run)
+            .is_some_and(|(e, _)| *e <= self.next)
+        {
+            self.run += 1;
+        }
+        let headers = self
+            .runs
+            .get(self.run)
+            .map(|(_, h)| h.clone())
+            .unwrap_or_default();
+        let body = if with_body && end > self.body_start {
+            self.bodies.slice(self.body_start..end)
+        } else {
+            Bytes::new()
+        };
+        self.next += 1;
+        self.body_start = end;
+        Some((headers, body))
+    }
+}
+
+impl Iterator for Replacements {
+    type Item = Event;
+
+    fn next(&mut self) -> Option<Event> {
+        self.next_parts(true)
+            .map(|(headers, body)| Event { headers, body })
+    }
+}
+
+/// Decodes a batch a guest returned; bodies share one buffer (no copy per event).
+#[cfg(test)]
+pub(crate) fn decode(b: Batch) -> Result<Vec<Event>, DecodeError> {
+    Ok(Replacements::new(b)?.collect())
 }
 
 fn decode_headers(mut buf: &[u8]) -> Result<Headers, DecodeError> {

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::bindings::Verdicts;
-use super::codec::{self, DecodeError};
+use super::codec::{DecodeError, Replacements};
 use super::counters::WasmCounters;
 use super::guest::{Guest, GuestError, Hook};
 use super::lower::BatchRef;
 use super::{OnError, WasmConfig};
-use crate::event::Event;
+use crate::event::{Event, Headers};
 use crate::pipeline::{
     BoxError, BuildContext, DeadLetters, Interceptor, InterceptorError, InterceptorSpec,
 };
@@ -26,6 +26,9 @@ const REPLACE: u8 = 2;
 const SET_HEADERS: u8 = 3;
 /// The event goes to the dead-letter channel; the next replacement's body is the reason.
 pub(crate) const REJECT: u8 = 4;
+/// The event gets the headers of the replacement taken last (by a verdict 2, 3 or 4 before it),
+/// keeps its body and takes no replacement: a tag on a whole batch sends one replacement.
+pub(crate) const SAME_HEADERS: u8 = 5;
 
 pub struct WasmInterceptor {
     guest: Guest,
@@ -71,6 +74,8 @@ pub(crate) enum VerdictError {
     CutReplaced { event: usize },
     #[error("unknown verdict {0}")]
     Unknown(u8),
+    #[error("event {event}: same-headers verdict (5) before any replacement event was taken")]
+    SameHeadersFirst { event: usize },
     #[error("{replaces} replace/set-headers/reject verdicts but {replacements} replacement events")]
     ReplacementCount {
         replaces: usize,
@@ -78,14 +83,14 @@ pub(crate) enum VerdictError {
     },
 }
 
-/// Decodes the replacement events of `v` and checks them and the verdicts against a batch of
-/// `events`; `cut` as for [`validate`].
+/// Checks the replacement events of `v` and the verdicts against a batch of `events`; `cut`
+/// as for [`validate`].
 pub(crate) fn decode_verdicts(
     v: Verdicts,
     events: usize,
     cut: impl Fn(usize) -> bool,
-) -> Result<(Vec<u8>, Vec<Event>), VerdictError> {
-    let replacements = codec::decode(v.replacements)?;
+) -> Result<(Vec<u8>, Replacements), VerdictError> {
+    let replacements = Replacements::new(v.replacements)?;
     validate(events, &v.codes, replacements.len(), cut)?;
     Ok((v.codes, replacements))
 }
@@ -117,6 +122,10 @@ pub(crate) fn validate(
             SET_HEADERS | REJECT => replaces += 1,
             REPLACE if cut(i) => return Err(VerdictError::CutReplaced { event: i }),
             REPLACE => replaces += 1,
+            SAME_HEADERS if replaces == 0 => {
+                return Err(VerdictError::SameHeadersFirst { event: i });
+            }
+            SAME_HEADERS => {}
             other => return Err(VerdictError::Unknown(other)),
         }
     }
@@ -129,41 +138,83 @@ pub(crate) fn validate(
     Ok(())
 }
 
-/// Applies validated verdicts; a rejected event goes to `rejected` with its reason.
+/// Applies validated verdicts, building each output event once; a rejected event goes to
+/// `rejected` with its reason.
 pub(crate) fn apply(
     events: Vec<Event>,
     codes: &[u8],
-    replacements: Vec<Event>,
+    mut replacements: Replacements,
     rejected: &mut Vec<(Event, String)>,
 ) -> Vec<Event> {
     if codes.is_empty() {
         return events;
     }
-    let mut replacements = replacements.into_iter();
+    if codes
+        .iter()
+        .all(|c| matches!(*c, KEEP | SET_HEADERS | SAME_HEADERS))
+    {
+        return with_new_headers(events, codes, replacements);
+    }
     let mut out = Vec::with_capacity(events.len());
-    for (e, &code) in events.into_iter().zip(codes) {
+    // The headers of the replacement taken last, for verdict 5.
+    let mut last = Headers::default();
+    for (mut e, &code) in events.into_iter().zip(codes) {
         match code {
             KEEP => out.push(e),
-            REPLACE => out.extend(replacements.next()),
-            SET_HEADERS => {
-                if let Some(r) = replacements.next() {
-                    out.push(Event {
-                        headers: r.headers,
-                        body: e.body,
-                    });
+            REPLACE => {
+                if let Some((headers, body)) = replacements.next_parts(true) {
+                    last = headers.clone();
+                    out.push(Event { headers, body });
                 }
             }
+            SET_HEADERS => {
+                if let Some((headers, _)) = replacements.next_parts(false) {
+                    last = headers.clone();
+                    e.headers = headers;
+                    out.push(e);
+                }
+            }
+            SAME_HEADERS => {
+                e.headers = last.clone();
+                out.push(e);
+            }
             REJECT => {
-                let reason = replacements
-                    .next()
-                    .map(|r| r.body_text().into_owned())
-                    .unwrap_or_default();
+                let reason = match replacements.next() {
+                    Some(r) => {
+                        last = r.headers.clone();
+                        r.body_text().into_owned()
+                    }
+                    None => String::new(),
+                };
                 rejected.push((e, reason));
             }
             _ => {}
         }
     }
     out
+}
+
+/// [`apply`] for a batch that only keeps events or sets their headers (an enrichment guest):
+/// the events stay where they are and get their new headers in place.
+fn with_new_headers(
+    mut events: Vec<Event>,
+    codes: &[u8],
+    mut replacements: Replacements,
+) -> Vec<Event> {
+    let mut last = Headers::default();
+    for (e, &code) in events.iter_mut().zip(codes) {
+        match code {
+            SET_HEADERS => {
+                if let Some((headers, _)) = replacements.next_parts(false) {
+                    last = headers;
+                    e.headers = last.clone();
+                }
+            }
+            SAME_HEADERS => e.headers = last.clone(),
+            _ => {}
+        }
+    }
+    events
 }
 
 /// Shows a tap the events the guest dropped or replaced (as they came in; a replacement is
@@ -180,7 +231,7 @@ fn tap_verdicts(guest: &str, events: &[Event], codes: &[u8]) {
     };
     let dropped = pick(&[DROP]);
     publish(guest, Point::Verdict("dropped"), &dropped);
-    let replaced = pick(&[REPLACE, SET_HEADERS]);
+    let replaced = pick(&[REPLACE, SET_HEADERS, SAME_HEADERS]);
     publish(guest, Point::Verdict("replaced"), &replaced);
     let rejected = pick(&[REJECT]);
     publish(guest, Point::Verdict("rejected"), &rejected);
@@ -271,7 +322,34 @@ impl Interceptor for WasmInterceptor {
 
 #[cfg(test)]
 mod tests {
+    use super::super::bindings::Batch;
     use super::*;
+
+    /// Replacement events in the wire form a guest returns.
+    fn wire(events: Vec<Event>) -> Replacements {
+        let mut b = Batch {
+            bodies: Vec::new(),
+            body_ends: Vec::new(),
+            headers: Vec::new(),
+            header_ends: Vec::new(),
+        };
+        for e in events {
+            b.bodies.extend_from_slice(&e.body);
+            b.body_ends.push(b.bodies.len() as u32);
+            for (k, v) in e.headers.iter() {
+                for part in [k.as_bytes(), v.as_bytes()] {
+                    b.headers
+                        .extend_from_slice(&(part.len() as u32).to_le_bytes());
+                    b.headers.extend_from_slice(part);
+                }
+            }
+            b.header_ends.push(b.headers.len() as u32);
+        }
+        match Replacements::new(b) {
+            Ok(r) => r,
+            Err(e) => panic!("{e}"),
+        }
+    }
 
     #[test]
     fn verdicts() {
@@ -289,7 +367,12 @@ mod tests {
         assert!(validate(3, &[2, 1, 0], 1, |i| i == 0).is_err());
         let mut rejected = Vec::new();
         assert_eq!(
-            apply(events.clone(), &[2, 1, 0], vec![ev("z")], &mut rejected),
+            apply(
+                events.clone(),
+                &[2, 1, 0],
+                wire(vec![ev("z")]),
+                &mut rejected
+            ),
             vec![ev("z"), ev("c")]
         );
         // A reject takes a replacement (its reason) and is allowed on a cut body.
@@ -299,7 +382,7 @@ mod tests {
             apply(
                 events.clone(),
                 &[4, 1, 0],
-                vec![ev("too short")],
+                wire(vec![ev("too short")]),
                 &mut rejected
             ),
             vec![ev("c")]
@@ -310,8 +393,24 @@ mod tests {
         let mut want = ev("a");
         want.headers.insert("t", "1");
         assert_eq!(
-            apply(events, &[3, 1, 1], vec![tagged], &mut rejected),
-            vec![want]
+            apply(
+                events.clone(),
+                &[3, 1, 1],
+                wire(vec![tagged.clone()]),
+                &mut rejected
+            ),
+            vec![want.clone()]
+        );
+        // Same headers (5): the last replacement's headers, no replacement of its own.
+        assert_eq!(validate(3, &[3, 5, 5], 1, whole), Ok(()));
+        assert_eq!(validate(3, &[3, 5, 0], 1, |i| i == 1), Ok(()));
+        assert!(validate(3, &[5, 3, 0], 1, whole).is_err());
+        assert!(validate(3, &[3, 5, 5], 3, whole).is_err());
+        let mut want_c = ev("c");
+        want_c.headers.insert("t", "1");
+        assert_eq!(
+            apply(events, &[3, 1, 5], wire(vec![tagged]), &mut rejected),
+            vec![want, want_c]
         );
     }
 }

@@ -48,8 +48,9 @@ fn tenants(n: usize) -> (Vec<String>, &'static str) {
     }
 }
 
-/// `n` = 0: the baseline (no tenant routing, no guest).
-fn config(n: usize, batch: usize, guest: &Path) -> String {
+/// `n` = 0: the baseline (no tenant routing, no guest). `instances`: each guest's
+/// `limits.instances` (unset: the default pool).
+fn config(n: usize, batch: usize, guest: &Path, instances: Option<usize>) -> String {
     let (names, regex) = tenants(n.max(1));
     let channels: Vec<String> = if n == 0 {
         vec!["c".into()]
@@ -104,6 +105,11 @@ fn config(n: usize, batch: usize, guest: &Path) -> String {
              a1.tenants.{t}.interceptors.g.limits.memory = 16m\n",
             guest.display()
         ));
+        if let Some(i) = instances {
+            s.push_str(&format!(
+                "a1.tenants.{t}.interceptors.g.limits.instances = {i}\n"
+            ));
+        }
     }
     s
 }
@@ -115,17 +121,22 @@ struct Row {
     startup: Duration,
 }
 
-fn run(dir: &Path, n: usize, args: &Args, guest: &Path) -> Result<Row> {
-    let name = if n == 0 {
-        "baseline".to_string()
-    } else {
-        format!("{n} tenants")
+fn run(dir: &Path, n: usize, instances: Option<usize>, args: &Args, guest: &Path) -> Result<Row> {
+    let name = match (n, instances) {
+        (0, _) => "baseline".to_string(),
+        (n, None) => format!("{n} tenants"),
+        (n, Some(i)) => format!("{n} tenants, {i} instance(s) each"),
     };
     let run_dir = tempfile::tempdir_in(dir)?;
     let run_dir = run_dir.path();
     std::fs::create_dir_all(run_dir)?;
     let t0 = Instant::now();
-    let sluice = Sluice::start(run_dir, "bench", &config(n, args.batch, guest), &[])?;
+    let sluice = Sluice::start(
+        run_dir,
+        "bench",
+        &config(n, args.batch, guest, instances),
+        &[],
+    )?;
     wait_for(
         &format!("{name}: first batch"),
         Duration::from_secs(300),
@@ -171,27 +182,38 @@ fn bench(args: &Args) -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let mut rows = Vec::new();
     // The baseline runs first and last, to show the run-to-run noise; ratios use their mean.
-    for n in [0, 1, 10, 100, 0] {
-        rows.push((n, run(tmp.path(), n, args, &guest)?));
+    // `limits.instances = 1` is the guest as it was before the instance pool: one instance
+    // behind a lock.
+    let plan = [
+        (0, None),
+        (1, None),
+        (10, Some(1)),
+        (10, None),
+        (100, Some(1)),
+        (100, None),
+        (0, None),
+    ];
+    for (n, instances) in plan {
+        rows.push(((n, instances), run(tmp.path(), n, instances, args, &guest)?));
     }
-    let base = (rows[0].1.events_per_s + rows[4].1.events_per_s) / 2.0;
+    let base = (rows[0].1.events_per_s + rows[rows.len() - 1].1.events_per_s) / 2.0;
     println!(
         "\nsluice multi-tenant collector: seq -> tenant router -> per-tenant drop-by-level guest (Rust) \
          -> per-tenant memory channel -> null; batch {}, every batch spans every tenant",
         args.batch
     );
     println!(
-        "{:<14}{:>14}{:>12}{:>12}{:>10}{:>12}",
-        "tenants", "events/s", "vs base", "peak RSS", "cores", "start-up"
+        "{:<26}{:>14}{:>12}{:>12}{:>10}{:>12}",
+        "tenants (instances)", "events/s", "vs base", "peak RSS", "cores", "start-up"
     );
-    for (n, r) in &rows {
-        let label = if *n == 0 {
-            "0 (baseline)".to_string()
-        } else {
-            n.to_string()
+    for ((n, instances), r) in &rows {
+        let label = match (n, instances) {
+            (0, _) => "0 (baseline)".to_string(),
+            (n, None) => format!("{n} (pool, default 4)"),
+            (n, Some(i)) => format!("{n} ({i}: before the pool)"),
         };
         println!(
-            "{label:<14}{:>14}{:>11.2}x{:>8.1} MiB{:>10.2}{:>10.2} s",
+            "{label:<26}{:>14}{:>11.2}x{:>8.1} MiB{:>10.2}{:>10.2} s",
             thousands(r.events_per_s),
             r.events_per_s / base.max(1.0),
             r.rss_mib,

@@ -7,6 +7,12 @@
 //!   replaces every event (the worst case);
 //! - `stress -> wasm router -> memory -> null` with the Python tenant router and
 //!   `stress -> memory -> wasm sink selector -> null` with the JavaScript sticky selector;
+//! - next to the transforms, the native interceptors doing the same work: `static` setting the
+//!   tagger's header, two `search_replace` with pii-mask's two masks;
+//! - a Python and a JavaScript interceptor (`sluice wasm new`'s template: drop bodies starting
+//!   with `DEBUG`) next to the native `regex_filter` doing that, and Apache Flume 1.11.0 on the
+//!   same stress source with no interceptor, `static` and that `regex_filter` (what a user runs
+//!   today; `--only sluice` leaves Flume out);
 //! - hot reload swap latency (file renamed over → new version running) for a version already
 //!   compiled, a first compile, and an edit of the latter (Cranelift's function cache), and
 //!   instantiate+init time per guest, from the guests' `WASM.*` metrics.
@@ -24,7 +30,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use clap::Parser;
-use sluice_bench::harness::{self, Payload, Window, measure, print_machine, sluice_release_bin};
+use sluice_bench::harness::{
+    self, Only, Payload, Side, Window, measure, measure_flume_takes, print_machine,
+    sluice_release_bin,
+};
+use sluice_integration::flume::FLUME_VERSION;
 use sluice_integration::{Sluice, guests, wait_for};
 
 /// stress -> [wasm hook] -> memory -> null for each example guest, next to no hook
@@ -34,7 +44,29 @@ struct Args {
     window: Window,
     #[command(flatten)]
     payload: Payload,
+    #[command(flatten)]
+    only: Only,
 }
+
+/// Native interceptor lines for source `r1`, in Flume's syntax (sluice and Flume read them).
+const STATIC_TAG: &str = "a1.sources.r1.interceptors = s\n\
+     a1.sources.r1.interceptors.s.type = static\n\
+     a1.sources.r1.interceptors.s.key = guest-version\n\
+     a1.sources.r1.interceptors.s.value = v1\n";
+/// pii-mask's two masks: card numbers (four groups of four digits, not glued to digits) and
+/// e-mail local parts.
+const SEARCH_REPLACE_PII: &str = "a1.sources.r1.interceptors = card mail\n\
+     a1.sources.r1.interceptors.card.type = search_replace\n\
+     a1.sources.r1.interceptors.card.searchPattern = (^|[^0-9])[0-9]{4} [0-9]{4} [0-9]{4} [0-9]{4}($|[^0-9])\n\
+     a1.sources.r1.interceptors.card.replaceString = $1**** **** **** ****$2\n\
+     a1.sources.r1.interceptors.mail.type = search_replace\n\
+     a1.sources.r1.interceptors.mail.searchPattern = [A-Za-z0-9._+-]+@([A-Za-z0-9._+-])\n\
+     a1.sources.r1.interceptors.mail.replaceString = ***@$1\n";
+/// What the template interceptors do: drop bodies starting with `DEBUG`.
+const REGEX_FILTER_DEBUG: &str = "a1.sources.r1.interceptors = f\n\
+     a1.sources.r1.interceptors.f.type = regex_filter\n\
+     a1.sources.r1.interceptors.f.regex = ^DEBUG\n\
+     a1.sources.r1.interceptors.f.excludeEvents = true\n";
 
 /// Where the hook goes.
 enum Hook<'a> {
@@ -43,6 +75,8 @@ enum Hook<'a> {
     Interceptor(&'a Path, Option<usize>),
     Router(&'a Path),
     SinkSelector(&'a Path),
+    /// Built-in interceptors: their lines for source `r1`.
+    Native(&'static str),
 }
 
 fn config(args: &Args, hook: &Hook<'_>) -> String {
@@ -64,6 +98,7 @@ fn config(args: &Args, hook: &Hook<'_>) -> String {
     );
     match hook {
         Hook::None => {}
+        Hook::Native(lines) => s.push_str(lines),
         Hook::Interceptor(p, prefix) => {
             s.push_str(&format!(
                 "a1.sources.r1.interceptors = w\n\
@@ -110,7 +145,7 @@ fn run(dir: &Path, name: &str, args: &Args, hook: &Hook<'_>, metric: &str) -> Re
         args.payload.body,
         &taken,
     )?;
-    let instantiate_ms = if matches!(hook, Hook::None) {
+    let instantiate_ms = if matches!(hook, Hook::None | Hook::Native(_)) {
         None
     } else {
         let faults = sluice.counter(metric, "FaultCount")?;
@@ -185,6 +220,14 @@ fn swap_latency(
     Ok(out)
 }
 
+/// Flume's rows: events/s per interceptor.
+fn print_flume(flume: &[(&str, f64)]) {
+    println!("\nApache Flume {FLUME_VERSION}, same source, memory channel, null sink:");
+    for (name, rate) in flume {
+        println!("  {name:<24}{rate:>16.0}");
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let args: Args = harness::parse_with_window(3, 8);
     harness::report("bench_wasm", bench(&args))
@@ -213,6 +256,8 @@ fn bench(args: &Args) -> Result<()> {
     let py_router = guests::python_tenant_router()?;
     let js_selector = guests::js_sticky_selector()?;
     let dir = tempfile::tempdir()?;
+    let py_filter = guests::template(dir.path(), "python", "interceptor")?;
+    let js_filter = guests::template(dir.path(), "js", "interceptor")?;
 
     let cases: Vec<(&str, Hook<'_>, &str)> = vec![
         ("no hook (baseline)", Hook::None, ""),
@@ -238,6 +283,11 @@ fn bench(args: &Args) -> Result<()> {
         ),
         ("C pii-mask", Hook::Interceptor(&c_mask, None), "WASM.r1.w"),
         (
+            "  native search_replace x2",
+            Hook::Native(SEARCH_REPLACE_PII),
+            "",
+        ),
+        (
             "Rust tagger (set-headers)",
             Hook::Interceptor(&tagger_v1, None),
             "WASM.r1.w",
@@ -246,6 +296,22 @@ fn bench(args: &Args) -> Result<()> {
             "  same, body-prefix 0",
             Hook::Interceptor(&tagger_v1, Some(0)),
             "WASM.r1.w",
+        ),
+        ("  native static", Hook::Native(STATIC_TAG), ""),
+        (
+            "Python drop-prefix",
+            Hook::Interceptor(&py_filter, None),
+            "WASM.r1.w",
+        ),
+        (
+            "JS drop-prefix",
+            Hook::Interceptor(&js_filter, None),
+            "WASM.r1.w",
+        ),
+        (
+            "  native regex_filter",
+            Hook::Native(REGEX_FILTER_DEBUG),
+            "",
         ),
         (
             "Python tenant router",
@@ -260,9 +326,36 @@ fn bench(args: &Args) -> Result<()> {
     ];
     let mut results = Vec::new();
     for (i, (name, hook, metric)) in cases.iter().enumerate() {
+        if !args.only.runs(Side::Sluice) {
+            break;
+        }
         let slug: String = name.chars().filter(char::is_ascii_alphanumeric).collect();
         let slug = format!("{i}-{slug}");
         results.push((name, run(dir.path(), &slug, args, hook, metric)?));
+    }
+    // Apache Flume on the same source, with no interceptor and the native rows' interceptors.
+    let flume_cases = [
+        ("no interceptor", ""),
+        ("static", STATIC_TAG),
+        ("regex_filter", REGEX_FILTER_DEBUG),
+    ];
+    let mut flume = Vec::new();
+    if args.only.runs(Side::Flume) {
+        for (i, (name, lines)) in flume_cases.iter().enumerate() {
+            let run_dir = dir.path().join(format!("flume-{i}"));
+            std::fs::create_dir_all(&run_dir)?;
+            let conf = harness::memory_null_config(
+                &harness::stress_source(args.payload.body),
+                args.payload.batch,
+                lines,
+            );
+            let sample = measure_flume_takes(&run_dir, &conf, &args.window, args.payload.body)?;
+            flume.push((*name, sample.events_per_s));
+        }
+    }
+    if !args.only.runs(Side::Sluice) {
+        print_flume(&flume);
+        return Ok(());
     }
     // Cranelift only (as before tiered compilation), then with Winch's baseline code first.
     let reloads_cranelift = swap_latency(
@@ -310,6 +403,47 @@ fn bench(args: &Args) -> Result<()> {
             "{name:<24}{:>16.0}{:>11.2}x{inst:>22}",
             s.events_per_s, ratio
         );
+    }
+    // Each transform next to the native interceptor doing its work, and the scripting-language
+    // guests next to what Flume runs for that.
+    let rate = |name: &str| {
+        results
+            .iter()
+            .find(|(n, _)| n.trim() == name)
+            .map_or(0.0, |(_, s)| s.events_per_s)
+    };
+    let flume_rate = |name: &str| flume.iter().find(|(n, _)| *n == name).map(|(_, r)| *r);
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    println!("\nside by side (same run):");
+    for (guest, native) in [
+        ("Rust tagger (set-headers)", "native static"),
+        ("same, body-prefix 0", "native static"),
+        ("C pii-mask", "native search_replace x2"),
+        ("Python drop-prefix", "native regex_filter"),
+        ("JS drop-prefix", "native regex_filter"),
+    ] {
+        println!(
+            "  {guest:<28} / {native:<26} {:>6.2}x",
+            ratio(rate(guest), rate(native))
+        );
+    }
+    if !flume.is_empty() {
+        print_flume(&flume);
+        for (sluice_row, flume_row) in [
+            ("no hook (baseline)", "no interceptor"),
+            ("native static", "static"),
+            ("Rust tagger (set-headers)", "static"),
+            ("native regex_filter", "regex_filter"),
+            ("Python drop-prefix", "regex_filter"),
+            ("JS drop-prefix", "regex_filter"),
+        ] {
+            if let Some(f) = flume_rate(flume_row) {
+                println!(
+                    "  sluice {sluice_row:<26} / Flume {flume_row:<16} {:>6.2}x",
+                    ratio(rate(sluice_row), f)
+                );
+            }
+        }
     }
     let kinds = [
         "cached",
