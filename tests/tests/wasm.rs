@@ -817,6 +817,45 @@ fn body_prefix_cuts_what_the_guest_sees_not_what_is_delivered() -> Result<()> {
     Ok(())
 }
 
+/// The tagger sets one header on events whose own headers differ in runs (a regex_extractor
+/// before it copies each seq body's tens digit): the SDK answers "same headers" (verdict 5)
+/// within a run and a new replacement where the input changes, and every delivered event has
+/// its own header plus the tag, never a neighbour's.
+#[test]
+fn a_tag_keeps_each_events_own_headers_across_runs() -> Result<()> {
+    let tagger = guests::rust("tagger", Some("v0"))?;
+    let tmp = tempfile::tempdir()?;
+    let out = tmp.path().join("out");
+    let source = seq(2000, "c1").replace(
+        "a1.sources.r1.interceptors = w\n",
+        "a1.sources.r1.interceptors = d w\n\
+         a1.sources.r1.interceptors.d.type = regex_extractor\n\
+         a1.sources.r1.interceptors.d.regex = (\\\\d)\\\\d$\n\
+         a1.sources.r1.interceptors.d.serializers = s\n\
+         a1.sources.r1.interceptors.d.serializers.s.name = tens\n",
+    );
+    let conf = simple(&source, &wasm_interceptor(&tagger, &[]), &out);
+    let agent = Sluice::start(tmp.path(), "a", &conf, &[])?;
+    let got = wait_count(&out, 2000)?;
+    let mut bodies = BTreeSet::new();
+    for line in &got {
+        let (headers, body) = parse_line(line);
+        let n: u64 = body.parse()?;
+        let want_tens = (n >= 10).then(|| ((n / 10) % 10).to_string());
+        ensure!(
+            headers.get("tens") == want_tens.as_ref()
+                && headers.get("guest-version").map(String::as_str) == Some("v0")
+                && headers.len() == 1 + usize::from(n >= 10),
+            "{line}"
+        );
+        bodies.insert(n);
+    }
+    ensure!(bodies.len() == 2000 && bodies.iter().copied().eq(0..2000));
+    ensure!(agent.counter("WASM.r1.w", "FaultCount")? == 0);
+    ensure!(agent.counter("WASM.r1.w", "EventOutCount")? == 2000);
+    Ok(())
+}
+
 /// An Avro source whose connection threads all call one guest: with `limits.instances = 3`
 /// eight concurrent `sluice send` clients are served by up to three instances in parallel, each
 /// with its own state (its own batch numbering); with `limits.instances = 1` by exactly one.
