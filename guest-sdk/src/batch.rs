@@ -322,7 +322,10 @@ impl BatchBuf {
         }
         let end = |i: usize| self.header_ends[i] as usize;
         let start = |i: usize| if i == 0 { 0 } else { end(i - 1) };
-        self.headers[start(n - 2)..end(n - 2)] == self.headers[start(n - 1)..end(n - 1)]
+        same_bytes(
+            &self.headers[start(n - 2)..end(n - 2)],
+            &self.headers[start(n - 1)..end(n - 1)],
+        )
     }
 
     /// Removes the last event (pushed by [`BatchBuf::push_headers`]: no body).
@@ -449,7 +452,7 @@ impl Verdicts {
         self.replacements.push_headers(event);
         self.last_set = None;
         if self.replacements.last_two_headers_equal() {
-            // The same headers as the previous set-headers: one byte instead of a copy.
+            // The same headers as the replacement before: one byte instead of a copy.
             self.replacements.pop_headers();
             if let Some(code) = self.codes.last_mut() {
                 *code = SAME_HEADERS;

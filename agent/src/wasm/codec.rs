@@ -118,6 +118,21 @@ impl Replacements {
     }
 }
 
+impl Replacements {
+    /// The headers of the event handed out last (what verdict 5 gives its event); empty before
+    /// the first.
+    pub(crate) fn last_headers(&self) -> Headers {
+        match self.next {
+            0 => Headers::default(),
+            _ => self
+                .runs
+                .get(self.run)
+                .map(|(_, h)| h.clone())
+                .unwrap_or_default(),
+        }
+    }
+}
+
 impl Iterator for Replacements {
     type Item = Event;
 

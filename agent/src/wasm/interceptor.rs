@@ -14,7 +14,7 @@ use super::counters::WasmCounters;
 use super::guest::{Guest, GuestError, Hook};
 use super::lower::BatchRef;
 use super::{OnError, WasmConfig};
-use crate::event::{Event, Headers};
+use crate::event::Event;
 use crate::pipeline::{
     BoxError, BuildContext, DeadLetters, Interceptor, InterceptorError, InterceptorSpec,
 };
@@ -156,36 +156,29 @@ pub(crate) fn apply(
         return with_new_headers(events, codes, replacements);
     }
     let mut out = Vec::with_capacity(events.len());
-    // The headers of the replacement taken last, for verdict 5.
-    let mut last = Headers::default();
     for (mut e, &code) in events.into_iter().zip(codes) {
         match code {
             KEEP => out.push(e),
             REPLACE => {
                 if let Some((headers, body)) = replacements.next_parts(true) {
-                    last = headers.clone();
                     out.push(Event { headers, body });
                 }
             }
             SET_HEADERS => {
                 if let Some((headers, _)) = replacements.next_parts(false) {
-                    last = headers.clone();
                     e.headers = headers;
                     out.push(e);
                 }
             }
             SAME_HEADERS => {
-                e.headers = last.clone();
+                e.headers = replacements.last_headers();
                 out.push(e);
             }
             REJECT => {
-                let reason = match replacements.next() {
-                    Some(r) => {
-                        last = r.headers.clone();
-                        r.body_text().into_owned()
-                    }
-                    None => String::new(),
-                };
+                let reason = replacements
+                    .next()
+                    .map(|r| r.body_text().into_owned())
+                    .unwrap_or_default();
                 rejected.push((e, reason));
             }
             _ => {}
@@ -201,16 +194,14 @@ fn with_new_headers(
     codes: &[u8],
     mut replacements: Replacements,
 ) -> Vec<Event> {
-    let mut last = Headers::default();
     for (e, &code) in events.iter_mut().zip(codes) {
         match code {
             SET_HEADERS => {
                 if let Some((headers, _)) = replacements.next_parts(false) {
-                    last = headers;
-                    e.headers = last.clone();
+                    e.headers = headers;
                 }
             }
-            SAME_HEADERS => e.headers = last.clone(),
+            SAME_HEADERS => e.headers = replacements.last_headers(),
             _ => {}
         }
     }
@@ -409,8 +400,18 @@ mod tests {
         let mut want_c = ev("c");
         want_c.headers.insert("t", "1");
         assert_eq!(
-            apply(events, &[3, 1, 5], wire(vec![tagged]), &mut rejected),
-            vec![want, want_c]
+            apply(
+                events.clone(),
+                &[3, 1, 5],
+                wire(vec![tagged.clone()]),
+                &mut rejected
+            ),
+            vec![want.clone(), want_c.clone()]
+        );
+        // Only keep / set-headers / same-headers: the headers change in place.
+        assert_eq!(
+            apply(events, &[3, 0, 5], wire(vec![tagged]), &mut rejected),
+            vec![want, ev("b"), want_c]
         );
     }
 }

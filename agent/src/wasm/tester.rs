@@ -172,8 +172,6 @@ fn intercept(
         Ok(interceptor::decode_verdicts(v, n, cut))
     })?;
     let mut repl = repl.into_iter();
-    // The headers of the replacement taken last (verdict 5 gives them to its event).
-    let mut last = Headers::default();
     for (i, e) in chunk.iter().enumerate() {
         let index = t.index;
         let code = codes.get(i).copied().unwrap_or(0);
@@ -188,29 +186,24 @@ fn intercept(
             }
             interceptor::REJECT => {
                 t.rejected += 1;
-                let reason = repl.next().map(|r| {
-                    last = r.headers.clone();
-                    r.body_text().into_owned()
-                });
+                let reason = repl.next().map(|r| r.body_text().into_owned());
                 serde_json::json!({"index": index, "verdict": "reject", "reason": reason})
             }
             3 | interceptor::SAME_HEADERS => {
                 t.replaced += 1;
-                if code == 3 {
-                    last = repl.next().map(|r| r.headers).unwrap_or_default();
-                }
+                let headers = match code {
+                    3 => repl.next().map(|r| r.headers).unwrap_or_default(),
+                    _ => repl.last_headers(),
+                };
                 let r = event_json(&Event {
-                    headers: last.clone(),
+                    headers,
                     body: e.body.clone(),
                 });
                 serde_json::json!({"index": index, "verdict": "set-headers", "event": r})
             }
             _ => {
                 t.replaced += 1;
-                let r = repl.next().map(|r| {
-                    last = r.headers.clone();
-                    event_json(&r)
-                });
+                let r = repl.next().map(|r| event_json(&r));
                 serde_json::json!({"index": index, "verdict": "replace", "event": r})
             }
         };
